@@ -8,6 +8,7 @@
 pub mod error;
 pub mod farm;
 pub mod frameset;
+pub mod link;
 pub mod model;
 pub mod sched;
 pub mod size;

@@ -1,1 +1,305 @@
-//! placeholder
+//! Job specs: the YAML or JSON a user submits, read into a [`JobSpec`] and
+//! checked into a [`NewJob`] the farm can accept as it is.
+//!
+//! Every error is an [`Error::Spec`] whose field is a path such as
+//! `layers[1].frames`, so a user can find the line to fix.
+
+mod check;
+mod read;
+
+use crate::error::{Error, Result};
+use crate::frameset::Task;
+use crate::model::{Command, LayerDep, Resources, TagReq};
+use check::{check_depends, check_env, check_name, check_range, resolve_cwd, validate_layer};
+use read::read_error;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const MAX_LAYERS: usize = 1000;
+const MAX_NAME: usize = 128;
+const MAX_PRIORITY: i64 = 1_000_000;
+const MAX_CHUNK: i64 = 1_000_000;
+const MAX_CORES: f64 = 1024.0;
+const MAX_MEMORY_KB: u64 = 16 << 30;
+const MAX_GPUS: i64 = 64;
+const MAX_RETRIES: i64 = 100;
+const NAME_RULE: &str = "use 1-128 letters, digits, '.', '_' or '-'";
+
+/// The syntax of a spec's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+    /// JSON if the first non-space character is `{`, else YAML.
+    Auto,
+}
+
+/// What validation needs to know beyond the spec itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitContext {
+    /// The user a job belongs to when its spec names none.
+    pub user: String,
+    /// The absolute directory of the spec file; relative `cwd` values are
+    /// joined to it. `None` when the spec did not come from a file.
+    pub base_dir: Option<String>,
+    pub max_frames_per_layer: usize,
+    /// The most tasks (chunks) one job may have over all its layers.
+    pub max_frames_per_job: usize,
+}
+
+impl Default for SubmitContext {
+    fn default() -> Self {
+        SubmitContext {
+            user: "unknown".into(),
+            base_dir: None,
+            max_frames_per_layer: 1_000_000,
+            max_frames_per_job: 1_000_000,
+        }
+    }
+}
+
+/// A job spec as written, defaults filled in, not yet validated.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a job spec: a map with at least `name` and `layers`"
+)]
+pub struct JobSpec {
+    pub name: String,
+    #[serde(default = "default_group")]
+    pub show: String,
+    #[serde(default = "default_group")]
+    pub shot: String,
+    #[serde(default = "default_facility")]
+    pub facility: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default = "default_priority", deserialize_with = "read::int")]
+    pub priority: i64,
+    #[serde(default, deserialize_with = "read::env_map")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Jobs, by name or id, that must finish first.
+    #[serde(default, deserialize_with = "read::text_list")]
+    pub depends: Vec<String>,
+    pub layers: Vec<LayerSpec>,
+}
+
+/// One layer of a [`JobSpec`], as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a layer: a map with at least `name`, `command` and `frames`"
+)]
+pub struct LayerSpec {
+    pub name: String,
+    #[serde(deserialize_with = "read::command")]
+    pub command: Command,
+    #[serde(deserialize_with = "read::text")]
+    pub frames: String,
+    #[serde(default = "default_one", deserialize_with = "read::int")]
+    pub chunk: i64,
+    #[serde(default = "default_cores", deserialize_with = "read::number")]
+    pub cores: f64,
+    #[serde(default = "default_memory", deserialize_with = "read::text")]
+    pub memory: String,
+    #[serde(default, deserialize_with = "read::int")]
+    pub gpus: i64,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "read::env_map")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_retries", deserialize_with = "read::int")]
+    pub retries: i64,
+    #[serde(default, deserialize_with = "read::opt_text")]
+    pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "read::layer_deps")]
+    pub depends: Vec<LayerDep>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+fn default_facility() -> String {
+    "local".into()
+}
+fn default_priority() -> i64 {
+    100
+}
+fn default_one() -> i64 {
+    1
+}
+fn default_cores() -> f64 {
+    1.0
+}
+fn default_memory() -> String {
+    "1G".into()
+}
+fn default_retries() -> i64 {
+    3
+}
+
+/// A validated job, ready for the farm to give ids to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub name: String,
+    pub facility: String,
+    pub show: String,
+    pub shot: String,
+    pub user: String,
+    pub priority: i32,
+    pub env: BTreeMap<String, String>,
+    pub paused: bool,
+    pub depends: Vec<String>,
+    pub layers: Vec<NewLayer>,
+}
+
+/// A validated layer with its tasks already cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewLayer {
+    pub name: String,
+    pub command: Command,
+    /// The frame set as written, trimmed.
+    pub frames: String,
+    pub chunk: u32,
+    pub resources: Resources,
+    pub tags: Vec<TagReq>,
+    pub env: BTreeMap<String, String>,
+    pub retries: u32,
+    pub timeout_s: Option<u64>,
+    pub depends: Vec<LayerDep>,
+    /// Absolute; the layer's own or the job's.
+    pub cwd: Option<String>,
+    pub tasks: Vec<Task>,
+}
+
+/// Reads a spec without checking it beyond its shape.
+pub fn parse(text: &str, format: Format) -> Result<JobSpec> {
+    if text.trim().is_empty() {
+        return Err(Error::spec(
+            "spec",
+            "the spec is empty; a job needs a name and layers",
+        ));
+    }
+    let json = match format {
+        Format::Json => true,
+        Format::Yaml => false,
+        Format::Auto => text.trim_start().starts_with('{'),
+    };
+    if json {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let syntax = !e.inner().is_data();
+            read_error(e.path(), e.inner().to_string(), syntax)
+        })?;
+        de.end().map_err(|e| Error::spec("spec", e.to_string()))?;
+        Ok(spec)
+    } else {
+        // The YAML reader finds some syntax errors only when it reaches them,
+        // mid-way into a field; reading the text once untyped first tells
+        // syntax errors apart from errors in the spec's content.
+        if let Err(e) = serde_norway::from_str::<serde_norway::Value>(text) {
+            return Err(Error::spec("spec", e.to_string()));
+        }
+        let de = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| read_error(e.path(), e.inner().to_string(), false))
+    }
+}
+
+/// Reads and checks a spec in one step.
+pub fn parse_and_validate(text: &str, format: Format, ctx: &SubmitContext) -> Result<NewJob> {
+    validate(parse(text, format)?, ctx)
+}
+
+/// Checks a whole spec and builds the job; the first problem found is
+/// returned and nothing else.
+pub fn validate(spec: JobSpec, ctx: &SubmitContext) -> Result<NewJob> {
+    check_name("name", &spec.name)?;
+    check_name("show", &spec.show)?;
+    check_name("shot", &spec.shot)?;
+    check_name("facility", &spec.facility)?;
+    let user = match spec.user {
+        Some(u) => {
+            if u.is_empty()
+                || u.len() > MAX_NAME
+                || u.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Error::spec(
+                    "user",
+                    format!("{u:?} is not a user name; give 1-128 characters without spaces"),
+                ));
+            }
+            u
+        }
+        None => ctx.user.clone(),
+    };
+    check_range("priority", spec.priority, 0, MAX_PRIORITY)?;
+    check_env("env", &spec.env)?;
+    let job_cwd = match &spec.cwd {
+        Some(c) => Some(resolve_cwd("cwd", c, ctx)?),
+        None => None,
+    };
+    let mut depends = Vec::with_capacity(spec.depends.len());
+    for (i, d) in spec.depends.iter().enumerate() {
+        let d = d.trim();
+        if d.is_empty() {
+            return Err(Error::spec(
+                format!("depends[{i}]"),
+                "is empty; name a job by its name or id",
+            ));
+        }
+        depends.push(d.to_owned());
+    }
+    if spec.layers.is_empty() {
+        return Err(Error::spec(
+            "layers",
+            "is empty; a job needs at least one layer",
+        ));
+    }
+    if spec.layers.len() > MAX_LAYERS {
+        let n = spec.layers.len();
+        return Err(Error::spec(
+            "layers",
+            format!("has {n} layers; a job may have at most {MAX_LAYERS}"),
+        ));
+    }
+    let mut layers: Vec<NewLayer> = Vec::with_capacity(spec.layers.len());
+    let mut job_tasks = 0;
+    for (i, layer) in spec.layers.into_iter().enumerate() {
+        if let Some(k) = layers.iter().position(|l| l.name == layer.name) {
+            return Err(Error::spec(
+                format!("layers[{i}].name"),
+                format!(
+                    "{:?} is already the name of layers[{k}]; layer names must be unique in a job",
+                    layer.name
+                ),
+            ));
+        }
+        layers.push(validate_layer(
+            i,
+            layer,
+            ctx,
+            job_cwd.as_deref(),
+            &mut job_tasks,
+        )?);
+    }
+    check_depends(&layers)?;
+    Ok(NewJob {
+        name: spec.name,
+        facility: spec.facility,
+        show: spec.show,
+        shot: spec.shot,
+        user,
+        priority: spec.priority as i32,
+        env: spec.env,
+        paused: spec.paused,
+        depends,
+        layers,
+    })
+}

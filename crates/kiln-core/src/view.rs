@@ -1,1 +1,281 @@
-//! placeholder
+//! What clients see: summaries of jobs, layers, frames and hosts, built from
+//! the farm's records. These are the shapes `--json` prints.
+
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A job's status as users see it, derived from its state and its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobStatus {
+    /// Has frames to run, none running yet.
+    Pending,
+    Running,
+    Paused,
+    /// Has dead frames and nothing left that can run: needs a retry or eat.
+    Failed,
+    /// Every frame succeeded or was eaten.
+    Finished,
+    Killed,
+}
+
+impl JobStatus {
+    /// Whether the job is over and leaves the default `kiln jobs` listing.
+    pub fn is_over(self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Killed)
+    }
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "PENDING" => JobStatus::Pending,
+            "RUNNING" => JobStatus::Running,
+            "PAUSED" => JobStatus::Paused,
+            "FAILED" => JobStatus::Failed,
+            "FINISHED" => JobStatus::Finished,
+            "KILLED" => JobStatus::Killed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+    }
+}
+
+/// Frame counts by display state. `depend` counts waiting frames held by a
+/// dependency; `waiting` counts those free to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StateCounts {
+    pub waiting: u32,
+    pub depend: u32,
+    pub running: u32,
+    pub succeeded: u32,
+    pub dead: u32,
+    pub eaten: u32,
+}
+
+impl StateCounts {
+    pub fn total(&self) -> u32 {
+        self.waiting + self.depend + self.running + self.succeeded + self.dead + self.eaten
+    }
+    pub fn done(&self) -> u32 {
+        self.succeeded + self.eaten
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: i64,
+    pub name: String,
+    pub facility: String,
+    pub show: String,
+    pub shot: String,
+    pub user: String,
+    pub priority: i32,
+    pub status: JobStatus,
+    pub paused: bool,
+    pub counts: StateCounts,
+    pub total: u32,
+    pub submitted_at: Millis,
+    pub finished_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    pub id: i64,
+    pub name: String,
+    pub command: String,
+    pub frames: String,
+    pub chunk: u32,
+    pub cores: Centicores,
+    pub memory_kb: u64,
+    pub gpus: u32,
+    pub tags: Vec<String>,
+    pub retries: u32,
+    pub timeout_s: Option<u64>,
+    /// `layer` for a whole-layer dependency, `layer (per frame)` otherwise.
+    pub depends: Vec<String>,
+    pub paused: bool,
+    pub counts: StateCounts,
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub job: JobSummary,
+    pub layers: Vec<LayerSummary>,
+    pub depends_on_jobs: Vec<i64>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A frame's display state: the stored state, with waiting frames held by
+/// a dependency shown as `DEPEND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DisplayState {
+    Waiting,
+    Depend,
+    Running,
+    Succeeded,
+    Dead,
+    Eaten,
+}
+
+impl DisplayState {
+    pub fn parse(s: &str) -> Option<DisplayState> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "WAITING" => DisplayState::Waiting,
+            "DEPEND" => DisplayState::Depend,
+            "RUNNING" => DisplayState::Running,
+            "SUCCEEDED" => DisplayState::Succeeded,
+            "DEAD" => DisplayState::Dead,
+            "EATEN" => DisplayState::Eaten,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisplayState::Waiting => "WAITING",
+            DisplayState::Depend => "DEPEND",
+            DisplayState::Running => "RUNNING",
+            DisplayState::Succeeded => "SUCCEEDED",
+            DisplayState::Dead => "DEAD",
+            DisplayState::Eaten => "EATEN",
+        }
+    }
+}
+
+impl fmt::Display for DisplayState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "SUCCEEDED",
+            Outcome::Failed => "FAILED",
+            Outcome::TimedOut => "TIMEDOUT",
+            Outcome::Killed => "KILLED",
+            Outcome::Lost => "LOST",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "SUCCEEDED" => Outcome::Succeeded,
+            "FAILED" => Outcome::Failed,
+            "TIMEDOUT" => Outcome::TimedOut,
+            "KILLED" => Outcome::Killed,
+            "LOST" => Outcome::Lost,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameInfo {
+    pub id: i64,
+    pub layer: String,
+    pub number: i64,
+    pub chunk: String,
+    pub state: DisplayState,
+    pub attempts: u32,
+    pub failures: u32,
+    pub host: Option<String>,
+    pub cores: Centicores,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub max_rss_kb: u64,
+    pub cpu_ms: u64,
+    pub outcome: Option<Outcome>,
+    pub exit_status: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub attempt_id: Option<i64>,
+}
+
+impl FrameInfo {
+    /// Wall time of the current or last attempt, up to `now` while running.
+    pub fn runtime_ms(&self, now: Millis) -> Option<u64> {
+        let start = self.started_at?;
+        let end = self.ended_at.unwrap_or(now);
+        Some(end.saturating_sub(start).max(0) as u64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub id: i64,
+    pub name: String,
+    pub state: HostState,
+    pub lock: LockState,
+    pub os: String,
+    pub cores: Centicores,
+    pub cores_used: Centicores,
+    pub memory_kb: u64,
+    pub memory_used_kb: u64,
+    pub total_memory_kb: u64,
+    pub gpus: u32,
+    pub gpus_used: u32,
+    pub gpu_memory_kb: u64,
+    pub swap_kb: u64,
+    pub scratch_free_kb: u64,
+    pub load: f64,
+    pub tags: Vec<String>,
+    pub version: String,
+    pub running: u32,
+    pub last_seen: Millis,
+}
+
+/// What a log read returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogSlice {
+    pub data: Vec<u8>,
+    pub next_offset: u64,
+    pub complete: bool,
+    pub attempt_id: i64,
+    pub attempt_number: u32,
+    pub frame_state: String,
+}
+
+/// A request for part of a frame's log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogQuery {
+    pub job: String,
+    /// `layer/frame` or a frame id.
+    pub frame: String,
+    /// `None`: the latest attempt; else 1 for the first attempt.
+    pub attempt: Option<u32>,
+    pub offset: u64,
+    pub max_bytes: u32,
+}
+
+/// A user action on a job, some layers or some frames.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActQuery {
+    pub action: String,
+    pub job: String,
+    pub targets: Vec<String>,
+    pub state: Option<String>,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub version: String,
+    pub data_dir: String,
+    pub jobs: u32,
+    pub hosts: u32,
+}
+
+/// What a submission created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: i64,
+    pub name: String,
+    pub frames: u32,
+}

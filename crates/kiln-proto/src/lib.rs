@@ -1,1 +1,72 @@
-//! placeholder
+//! Kiln's wire protocol: the generated gRPC code, its conversions to and from
+//! domain types, and thin client and server adapters. No other crate sees a
+//! protobuf type: servers implement [`server::FarmApi`] and
+//! [`server::WorkerLinkApi`] in domain terms, clients use [`client::Client`]
+//! and [`client::connect_worker`].
+
+pub mod client;
+mod convert;
+pub mod server;
+
+/// The generated code. Public for tools that want raw access (tests, other
+/// languages' conformance checks); Kiln's own crates go through the adapters.
+pub mod pb {
+    tonic::include_proto!("kiln.v1");
+}
+
+/// Errors as they cross the wire, mapped to and from gRPC status codes.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request was rejected; the message names the field and the fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// The server could not be reached or went away.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server failed; the message says how.
+    #[error("{0}")]
+    Internal(String),
+    /// The server sent something this version cannot read.
+    #[error("malformed message from the peer: {0}")]
+    Malformed(String),
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound(m) => tonic::Status::not_found(m),
+            Error::Invalid(m) => tonic::Status::invalid_argument(m),
+            Error::Unavailable(m) => tonic::Status::unavailable(m),
+            Error::Internal(m) => tonic::Status::internal(m),
+            Error::Malformed(m) => tonic::Status::invalid_argument(m),
+        }
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Self {
+        let m = s.message().to_string();
+        match s.code() {
+            tonic::Code::NotFound => Error::NotFound(m),
+            tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => Error::Invalid(m),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+                Error::Unavailable(m)
+            }
+            _ => Error::Internal(m),
+        }
+    }
+}
+
+impl From<kiln_core::Error> for Error {
+    fn from(e: kiln_core::Error) -> Self {
+        match e {
+            kiln_core::Error::NotFound(m) => Error::NotFound(m),
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

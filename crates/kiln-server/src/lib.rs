@@ -1,1 +1,101 @@
-//! placeholder
+//! Kiln's server: loads the farm from the store, runs the applier that owns
+//! it, and serves the client API and the worker link on one port.
+//!
+//! Data directory layout: `kiln.db` (the SQLite store) and `logs/` (one
+//! file per frame attempt).
+
+mod api;
+mod applier;
+mod link;
+mod logs;
+
+use kiln_core::farm::{Farm, FarmConfig, Restore};
+use kiln_store::{SqliteStore, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store: {0}")]
+    Store(#[from] kiln_store::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the applier stopped unexpectedly")]
+    ApplierGone,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub farm: FarmConfig,
+}
+
+/// Milliseconds since the Unix epoch: the server's one clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens the data directory and serves on `listener` until `shutdown`
+/// resolves or the applier fails (a store error: the server stops rather
+/// than run on state it could not make durable).
+pub async fn serve(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Arc::new(SqliteStore::open(&config.data_dir.join("kiln.db")).await?);
+    let image = store.load().await?;
+    let ids = image.max_ids;
+    let jobs = image.jobs.len();
+    let frames = image.frames.len();
+    let farm = Farm::restore(
+        config.farm.clone(),
+        Restore {
+            jobs: image.jobs,
+            layers: image.layers,
+            frames: image.frames,
+            hosts: image.hosts,
+            running_attempts: image.running_attempts,
+            max_ids: [ids.job, ids.layer, ids.frame, ids.attempt, ids.host],
+        },
+        now_ms(),
+    );
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?addr, jobs, frames, data = %config.data_dir.display(), "kiln server ready");
+
+    let logs = Arc::new(logs::LogStore::new(config.data_dir.join("logs"))?);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let applier = applier::Applier::new(farm, store.clone(), logs.clone(), rx);
+    let api = api::Api {
+        tx: tx.clone(),
+        store,
+        logs: logs.clone(),
+        data_dir: config.data_dir.display().to_string(),
+    };
+    let link = link::Link {
+        tx,
+        logs,
+        next_session: AtomicU64::new(1),
+    };
+    let mut applier = tokio::spawn(applier.run());
+    let server = kiln_proto::server::serve(listener, api, link, shutdown);
+    tokio::select! {
+        r = server => r?,
+        r = &mut applier => return match r {
+            Ok(Ok(())) => Err(Error::ApplierGone),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::ApplierGone),
+        },
+    }
+    Ok(())
+}

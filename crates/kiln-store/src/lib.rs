@@ -1,1 +1,83 @@
-//! placeholder
+//! Kiln's durable store: the one crate that knows SQL.
+//!
+//! The server keeps the whole farm in memory and uses the store for two
+//! things only: loading that image at start-up, and making each group of
+//! changes durable before it acknowledges them. Attempt history, which can
+//! grow without bound, stays on disk and is read on demand.
+//!
+//! [`Store`] is the narrow seam a backend implements; [`SqliteStore`] is the
+//! first backend. Every backend must pass the contract suite in `tests/`.
+
+mod codec;
+mod error;
+mod sqlite;
+
+pub use error::{Error, Result};
+pub use sqlite::SqliteStore;
+
+use kiln_core::model::{Attempt, AttemptId, FrameId, Host, Job, Frame, Layer};
+
+/// What the server needs from durable storage.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Everything the server needs in memory at start-up, read from one
+    /// consistent snapshot. Rows of each kind come ordered by id.
+    async fn load(&self) -> Result<Image>;
+
+    /// Upserts every record of the batch in ONE transaction, durably
+    /// (committed and synced) before returning. All or nothing: on error
+    /// nothing of the batch was written. A record given twice in one batch
+    /// ends as the later copy.
+    async fn commit(&self, batch: &Batch) -> Result<()>;
+
+    /// Every attempt of a frame, oldest first; empty for an unknown frame.
+    async fn attempts(&self, frame: FrameId) -> Result<Vec<Attempt>>;
+
+    /// One attempt, or `Ok(None)` if there is no such attempt.
+    async fn attempt(&self, id: AttemptId) -> Result<Option<Attempt>>;
+}
+
+/// Records to write together. Each record replaces the stored record with
+/// the same id, or is added if there is none.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub jobs: Vec<Job>,
+    pub layers: Vec<Layer>,
+    pub frames: Vec<Frame>,
+    pub attempts: Vec<Attempt>,
+    pub hosts: Vec<Host>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records of every kind together.
+    pub fn len(&self) -> usize {
+        self.jobs.len() + self.layers.len() + self.frames.len() + self.attempts.len() + self.hosts.len()
+    }
+}
+
+/// The farm as stored: what [`Store::load`] returns.
+#[derive(Debug, Default, Clone)]
+pub struct Image {
+    pub jobs: Vec<Job>,
+    pub layers: Vec<Layer>,
+    pub frames: Vec<Frame>,
+    pub hosts: Vec<Host>,
+    /// Attempts still running (no outcome yet); finished ones stay on disk.
+    pub running_attempts: Vec<Attempt>,
+    pub max_ids: MaxIds,
+}
+
+/// The highest id stored of each kind, 0 when there is none, so the server
+/// can resume handing out ids after a restart without reusing one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaxIds {
+    pub job: i64,
+    pub layer: i64,
+    pub frame: i64,
+    pub attempt: i64,
+    pub host: i64,
+}

@@ -1,1 +1,145 @@
-fn main() {}
+//! `kiln`: the server, the worker daemon and the command-line client in one
+//! binary. This file is the command-line surface; each group of commands
+//! lives in its own module.
+
+mod actions;
+mod fmt;
+mod local;
+mod show;
+mod submit;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7676";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7676";
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Kiln: a render farm manager (server, worker daemon and CLI in one binary)",
+    after_help = "Quick start: `kiln up --submit examples/fractal/job.yaml` starts a local farm and renders a sample job.\n\
+                  Docs: docs/ in the source tree."
+)]
+struct Cli {
+    /// The server to talk to.
+    #[arg(long, global = true, env = "KILN_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a local farm: a server and one worker on this machine.
+    Up(local::UpArgs),
+    /// Run the server (SQLite store and logs in --data).
+    Server(local::ServerArgs),
+    /// Run a worker daemon on a render host; it connects out to --server.
+    Worker(local::WorkerArgs),
+    /// Submit a job spec (YAML or JSON).
+    Submit(submit::SubmitArgs),
+    /// List jobs (unfinished ones unless --all).
+    Jobs(show::JobsArgs),
+    /// Show a job: its layers and their frames by state.
+    Job(show::JobArgs),
+    /// List a job's frames.
+    Frames(show::FramesArgs),
+    /// Print a frame's log (--follow to keep reading while it runs).
+    Log(show::LogArgs),
+    /// Kill a job, or some of its layers or frames (frames become DEAD).
+    Kill(actions::ActArgs),
+    /// Pause a job or some of its layers: nothing new starts.
+    Pause(actions::ActArgs),
+    /// Resume a paused job or layers.
+    Resume(actions::ActArgs),
+    /// Requeue frames (by default the DEAD ones).
+    Retry(actions::ActArgs),
+    /// Mark frames done without running them.
+    Eat(actions::ActArgs),
+    /// List render hosts.
+    Hosts(show::HostsArgs),
+    /// Lock or unlock a host.
+    Host {
+        #[command(subcommand)]
+        command: actions::HostCmd,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_worker = matches!(cli.command, Cmd::Worker(_));
+    // The worker is a small daemon: one thread keeps its memory low. The
+    // server and the CLI use the multi-threaded runtime.
+    let rt = if is_worker {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let server = cli.server;
+    match cli.command {
+        Cmd::Up(a) => local::up(a).await,
+        Cmd::Server(a) => local::server(a).await,
+        Cmd::Worker(a) => local::worker(a, &server).await,
+        Cmd::Submit(a) => submit::submit(a, &server).await,
+        Cmd::Jobs(a) => show::jobs(a, &server).await,
+        Cmd::Job(a) => show::job(a, &server).await,
+        Cmd::Frames(a) => show::frames(a, &server).await,
+        Cmd::Log(a) => show::log(a, &server).await,
+        Cmd::Kill(a) => actions::act("kill", a, &server).await,
+        Cmd::Pause(a) => actions::act("pause", a, &server).await,
+        Cmd::Resume(a) => actions::act("resume", a, &server).await,
+        Cmd::Retry(a) => actions::act("retry", a, &server).await,
+        Cmd::Eat(a) => actions::act("eat", a, &server).await,
+        Cmd::Hosts(a) => show::hosts(a, &server).await,
+        Cmd::Host { command } => actions::host(command, &server).await,
+    }
+}
+
+/// The default data directory: `$KILN_DATA`, else `~/.local/share/kiln`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KILN_DATA") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("kiln")
+}
+
+/// The OS user running this command.
+pub fn os_user() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy
+    // the name out immediately and call nothing in between.
+    let from_passwd = unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            None
+        } else {
+            std::ffi::CStr::from_ptr((*pw).pw_name).to_str().ok().map(str::to_string)
+        }
+    };
+    from_passwd
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}

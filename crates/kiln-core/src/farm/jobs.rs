@@ -1,0 +1,347 @@
+//! Submitting jobs and acting on them: kill, pause, resume, retry, eat.
+
+use super::*;
+use crate::error::{Error, Result};
+use crate::frameset::FrameSet;
+use crate::spec::NewJob;
+use crate::view::DisplayState;
+
+/// What a user asks of a job, some of its layers or some of its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Kill,
+    Pause,
+    Resume,
+    Retry,
+    Eat,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "kill" => Action::Kill,
+            "pause" => Action::Pause,
+            "resume" => Action::Resume,
+            "retry" => Action::Retry,
+            "eat" => Action::Eat,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Kill => "kill",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Retry => "retry",
+            Action::Eat => "eat",
+        }
+    }
+}
+
+/// A resolved target of an action.
+enum Target {
+    Layer(LayerId),
+    Frames(Vec<FrameId>),
+}
+
+impl Farm {
+    /// Creates a validated job whole. Job dependencies name a job by id or
+    /// name (the most recent job of that name).
+    pub fn submit(&mut self, new: NewJob, now: Millis) -> Result<(JobId, u32)> {
+        let mut depends = Vec::new();
+        for (i, d) in new.depends.iter().enumerate() {
+            let id = self.resolve_job(d).map_err(|_| {
+                Error::spec(
+                    format!("depends[{i}]"),
+                    format!("no job named or numbered {d:?}: submit that job first or fix the name"),
+                )
+            })?;
+            depends.push(id);
+        }
+        let job_id = JobId(Self::next_id(&mut self.ids.job));
+        let job = Job {
+            id: job_id,
+            name: new.name,
+            facility: new.facility,
+            show: new.show,
+            shot: new.shot,
+            user: new.user,
+            priority: new.priority,
+            env: new.env,
+            paused: new.paused,
+            state: JobState::Active,
+            depends,
+            submitted_at: now,
+            finished_at: None,
+        };
+        self.jobs.insert(
+            job_id,
+            JobEntry {
+                job,
+                layers: Vec::new(),
+            },
+        );
+        self.dirty.jobs.insert(job_id);
+        let mut total = 0u32;
+        for (index, nl) in new.layers.into_iter().enumerate() {
+            let layer_id = LayerId(Self::next_id(&mut self.ids.layer));
+            let layer = Layer {
+                id: layer_id,
+                job: job_id,
+                index: index as u32,
+                name: nl.name,
+                command: nl.command,
+                frames: nl.frames,
+                chunk: nl.chunk,
+                resources: nl.resources,
+                tags: nl.tags,
+                env: nl.env,
+                retries: nl.retries,
+                timeout_s: nl.timeout_s,
+                depends: nl.depends,
+                cwd: nl.cwd,
+                paused: false,
+            };
+            self.layers.insert(layer_id, LayerEntry::new(layer));
+            self.jobs.get_mut(&job_id).expect("just inserted").layers.push(layer_id);
+            self.dirty.layers.insert(layer_id);
+            for (i, task) in nl.tasks.into_iter().enumerate() {
+                let frame = Frame {
+                    id: FrameId(Self::next_id(&mut self.ids.frame)),
+                    job: job_id,
+                    layer: layer_id,
+                    index: i as u32,
+                    number: task.number,
+                    chunk: task.chunk,
+                    state: FrameState::Waiting,
+                    attempts: 0,
+                    failures: 0,
+                    attempt: None,
+                    host: None,
+                    cores: 0,
+                    started_at: None,
+                    ended_at: None,
+                    outcome: None,
+                    exit_status: None,
+                    exit_signal: None,
+                    max_rss_kb: 0,
+                    cpu_ms: 0,
+                };
+                self.dirty.frames.insert(frame.id);
+                self.index_frame(&frame);
+                self.frames.insert(frame.id, frame);
+                total += 1;
+            }
+        }
+        Ok((job_id, total))
+    }
+
+    /// Finds a job by id or, failing that, the most recent job of that name.
+    pub fn resolve_job(&self, key: &str) -> Result<JobId> {
+        let key = key.trim();
+        if let Ok(n) = key.parse::<i64>() {
+            if self.jobs.contains_key(&JobId(n)) {
+                return Ok(JobId(n));
+            }
+        }
+        self.jobs
+            .values()
+            .rev()
+            .find(|j| j.job.name == key)
+            .map(|j| j.job.id)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no job {key:?}: `kiln jobs --all` lists the jobs this farm knows"
+                ))
+            })
+    }
+
+    /// Applies a user action; returns how many frames it touched.
+    pub fn act(
+        &mut self,
+        action: Action,
+        job_key: &str,
+        targets: &[String],
+        state: Option<DisplayState>,
+        user: &str,
+        now: Millis,
+    ) -> Result<u32> {
+        let job = self.resolve_job(job_key)?;
+        let resolved = targets
+            .iter()
+            .map(|t| self.resolve_target(job, t))
+            .collect::<Result<Vec<_>>>()?;
+
+        if matches!(action, Action::Pause | Action::Resume) {
+            let paused = action == Action::Pause;
+            if resolved.is_empty() {
+                let j = self.jobs.get_mut(&job).expect("resolved");
+                j.job.paused = paused;
+                self.dirty.jobs.insert(job);
+                return Ok(0);
+            }
+            for t in &resolved {
+                match t {
+                    Target::Layer(l) => {
+                        self.layers.get_mut(l).expect("resolved").layer.paused = paused;
+                        self.dirty.layers.insert(*l);
+                    }
+                    Target::Frames(_) => {
+                        return Err(Error::Invalid(format!(
+                            "{} applies to a job or whole layers, not to single frames: \
+                             name the layer, or use `kiln kill` to stop frames",
+                            action.as_str()
+                        )))
+                    }
+                }
+            }
+            return Ok(0);
+        }
+
+        if action == Action::Kill && resolved.is_empty() {
+            let j = self.jobs.get_mut(&job).expect("resolved");
+            j.job.state = JobState::Killed;
+            self.dirty.jobs.insert(job);
+            let running = self.job_frames(job, &[], Some(DisplayState::Running));
+            let reason = format!("job killed by {user}");
+            for f in &running {
+                self.kill_attempt_of(*f, &reason);
+            }
+            self.update_finished(job, now);
+            return Ok(running.len() as u32);
+        }
+
+        // Retry without named frames means "retry the dead ones".
+        let explicit = resolved.iter().any(|t| matches!(t, Target::Frames(_)));
+        let filter = state.or(if action == Action::Retry && !explicit {
+            Some(DisplayState::Dead)
+        } else {
+            None
+        });
+        let frames = self.job_frames(job, &resolved, filter);
+        let reason = format!("{} by {user}", if action == Action::Kill { "killed" } else { action.as_str() });
+        let mut touched = 0;
+        for f in frames {
+            let state = self.frames[&f].state;
+            let to = match action {
+                Action::Kill if !state.is_done() && state != FrameState::Dead => FrameState::Dead,
+                Action::Eat if state != FrameState::Eaten && state != FrameState::Succeeded => {
+                    FrameState::Eaten
+                }
+                Action::Retry if state != FrameState::Waiting => FrameState::Waiting,
+                _ => continue,
+            };
+            if state == FrameState::Running {
+                self.kill_attempt_of(f, &reason);
+            }
+            if action == Action::Retry {
+                let fr = self.frames.get_mut(&f).expect("listed");
+                fr.failures = 0;
+            }
+            self.set_state(f, to, now);
+            touched += 1;
+        }
+        if action == Action::Retry && touched > 0 {
+            let j = self.jobs.get_mut(&job).expect("resolved");
+            if j.job.state == JobState::Killed {
+                j.job.state = JobState::Active;
+                self.dirty.jobs.insert(job);
+            }
+            self.update_finished(job, now);
+        }
+        Ok(touched)
+    }
+
+    /// Asks the worker to kill a frame's running attempt. The frame's own
+    /// state is the caller's to set; the attempt ends when the worker says so.
+    pub(super) fn kill_attempt_of(&mut self, frame: FrameId, reason: &str) {
+        let Some(attempt) = self.frames.get(&frame).and_then(|f| f.attempt) else { return };
+        if let Some(inf) = self.in_flight.get(&attempt) {
+            let host = inf.attempt.host;
+            self.send(
+                host,
+                ServerMsg::Kill {
+                    attempt,
+                    reason: reason.to_string(),
+                },
+            );
+        }
+    }
+
+    fn resolve_target(&self, job: JobId, t: &str) -> Result<Target> {
+        let entry = &self.jobs[&job];
+        let find_layer = |name: &str| {
+            entry
+                .layers
+                .iter()
+                .copied()
+                .find(|l| self.layers[l].layer.name == name)
+        };
+        if let Some((layer, set)) = t.split_once('/') {
+            let l = find_layer(layer).ok_or_else(|| self.no_layer(job, layer))?;
+            let set = FrameSet::parse(set, 10_000_000)
+                .map_err(|e| Error::Invalid(format!("{t}: {e}")))?;
+            let le = &self.layers[&l];
+            let mut ids: Vec<FrameId> = set
+                .frames()
+                .iter()
+                .filter_map(|n| le.by_number.get(n).map(|&i| le.frames[i as usize]))
+                .collect();
+            ids.dedup();
+            if ids.is_empty() {
+                return Err(Error::NotFound(format!(
+                    "layer {layer} has no frame in {set:?}: its frames are {}",
+                    le.layer.frames,
+                    set = set.frames().len()
+                )));
+            }
+            return Ok(Target::Frames(ids));
+        }
+        if let Some(l) = find_layer(t) {
+            return Ok(Target::Layer(l));
+        }
+        if let Ok(id) = t.parse::<i64>() {
+            if self.frames.get(&FrameId(id)).is_some_and(|f| f.job == job) {
+                return Ok(Target::Frames(vec![FrameId(id)]));
+            }
+        }
+        Err(self.no_layer(job, t))
+    }
+
+    fn no_layer(&self, job: JobId, name: &str) -> Error {
+        let names: Vec<&str> = self.jobs[&job]
+            .layers
+            .iter()
+            .map(|l| self.layers[l].layer.name.as_str())
+            .collect();
+        Error::NotFound(format!(
+            "job {} has no layer or frame {name:?}: its layers are {}; \
+             address frames as LAYER/FRAMES (e.g. render/1-10) or by frame id",
+            self.jobs[&job].job.name,
+            names.join(", ")
+        ))
+    }
+
+    /// Frames of a job, limited to targets (none: all) and a display state.
+    fn job_frames(&self, job: JobId, targets: &[Target], state: Option<DisplayState>) -> Vec<FrameId> {
+        let mut out: Vec<FrameId> = Vec::new();
+        let push_layer = |l: &LayerId, out: &mut Vec<FrameId>| out.extend(&self.layers[l].frames);
+        if targets.is_empty() {
+            for l in &self.jobs[&job].layers {
+                push_layer(l, &mut out);
+            }
+        }
+        for t in targets {
+            match t {
+                Target::Layer(l) => push_layer(l, &mut out),
+                Target::Frames(ids) => out.extend(ids),
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|f| seen.insert(*f));
+        if let Some(s) = state {
+            out.retain(|f| self.display_state(&self.frames[f]) == s);
+        }
+        out
+    }
+}

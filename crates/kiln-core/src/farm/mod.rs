@@ -1,0 +1,398 @@
+//! The farm in memory: every job, layer, frame and host, and the transitions
+//! between their states. The server's applier owns one `Farm`, feeds it
+//! events with the time, persists what it marks dirty, then sends the
+//! messages it returns. No IO happens here.
+
+mod dispatch;
+mod jobs;
+mod queries;
+mod workers;
+
+#[cfg(test)]
+mod tests;
+
+pub use jobs::Action;
+pub use workers::WorkerEvent;
+
+use crate::link::ServerMsg;
+use crate::model::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Tunables of the farm's state machine.
+#[derive(Debug, Clone)]
+pub struct FarmConfig {
+    /// How often workers heartbeat.
+    pub heartbeat_ms: u32,
+    /// Silence after which a host is DOWN and its frames requeued.
+    pub down_after_ms: i64,
+}
+
+impl Default for FarmConfig {
+    fn default() -> Self {
+        FarmConfig {
+            heartbeat_ms: 5_000,
+            down_after_ms: 60_000,
+        }
+    }
+}
+
+/// A message to deliver to a worker once the batch that produced it is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub host: HostId,
+    /// The connection the message belongs to; a message for an older
+    /// connection is dropped.
+    pub session: u64,
+    pub msg: ServerMsg,
+}
+
+/// Records changed since the last [`Farm::take_dirty`]: what the store must
+/// write in the next transaction.
+#[derive(Debug, Default, Clone)]
+pub struct Dirty {
+    pub jobs: Vec<Job>,
+    pub layers: Vec<Layer>,
+    pub frames: Vec<Frame>,
+    pub attempts: Vec<Attempt>,
+    pub hosts: Vec<Host>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+            && self.layers.is_empty()
+            && self.frames.is_empty()
+            && self.attempts.is_empty()
+            && self.hosts.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+struct DirtySet {
+    jobs: BTreeSet<JobId>,
+    layers: BTreeSet<LayerId>,
+    frames: BTreeSet<FrameId>,
+    attempts: BTreeSet<AttemptId>,
+    hosts: BTreeSet<HostId>,
+}
+
+/// Everything needed to rebuild a farm after a restart.
+#[derive(Debug, Default)]
+pub struct Restore {
+    pub jobs: Vec<Job>,
+    pub layers: Vec<Layer>,
+    pub frames: Vec<Frame>,
+    pub hosts: Vec<Host>,
+    pub running_attempts: Vec<Attempt>,
+    /// The highest id in use per kind: job, layer, frame, attempt, host.
+    pub max_ids: [i64; 5],
+}
+
+#[derive(Debug)]
+struct JobEntry {
+    job: Job,
+    layers: Vec<LayerId>,
+}
+
+#[derive(Debug)]
+struct LayerEntry {
+    layer: Layer,
+    frames: Vec<FrameId>,
+    /// Indices of WAITING frames, in dispatch order.
+    waiting: BTreeSet<u32>,
+    counts: Counts,
+    /// Frame number → task index, for per-frame dependencies on this layer.
+    by_number: HashMap<i64, u32>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    waiting: u32,
+    running: u32,
+    succeeded: u32,
+    dead: u32,
+    eaten: u32,
+}
+
+impl Counts {
+    fn slot(&mut self, s: FrameState) -> &mut u32 {
+        match s {
+            FrameState::Waiting => &mut self.waiting,
+            FrameState::Running => &mut self.running,
+            FrameState::Succeeded => &mut self.succeeded,
+            FrameState::Dead => &mut self.dead,
+            FrameState::Eaten => &mut self.eaten,
+        }
+    }
+    fn total(&self) -> u32 {
+        self.waiting + self.running + self.succeeded + self.dead + self.eaten
+    }
+    fn done(&self) -> u32 {
+        self.succeeded + self.eaten
+    }
+}
+
+/// A run in progress on a host; holds the host's resources until it ends.
+#[derive(Debug, Clone)]
+struct InFlight {
+    attempt: Attempt,
+    grant: Resources,
+    rss_kb: u64,
+}
+
+#[derive(Debug)]
+struct HostEntry {
+    host: Host,
+    used: Resources,
+    running: BTreeSet<AttemptId>,
+    /// The live connection, if any.
+    session: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Ids {
+    job: i64,
+    layer: i64,
+    frame: i64,
+    attempt: i64,
+    host: i64,
+}
+
+pub struct Farm {
+    config: FarmConfig,
+    jobs: BTreeMap<JobId, JobEntry>,
+    layers: HashMap<LayerId, LayerEntry>,
+    frames: HashMap<FrameId, Frame>,
+    hosts: BTreeMap<HostId, HostEntry>,
+    host_by_name: HashMap<String, HostId>,
+    /// Live connection → its host.
+    sessions: HashMap<u64, HostId>,
+    in_flight: HashMap<AttemptId, InFlight>,
+    /// Attempts that ended since the last take_dirty; persisted then dropped.
+    ended: Vec<Attempt>,
+    ids: Ids,
+    dirty: DirtySet,
+    outgoing: Vec<Outgoing>,
+}
+
+impl Farm {
+    pub fn new(config: FarmConfig) -> Farm {
+        Farm::restore(config, Restore::default(), 0)
+    }
+
+    /// Rebuilds the farm from the store. Hosts that were UP get a fresh
+    /// grace period from `now`, so a restarted server gives every worker
+    /// time to reconnect before declaring it DOWN.
+    pub fn restore(config: FarmConfig, image: Restore, now: Millis) -> Farm {
+        let [job, layer, frame, attempt, host] = image.max_ids;
+        let mut farm = Farm {
+            config,
+            jobs: BTreeMap::new(),
+            layers: HashMap::new(),
+            frames: HashMap::with_capacity(image.frames.len()),
+            hosts: BTreeMap::new(),
+            host_by_name: HashMap::new(),
+            sessions: HashMap::new(),
+            in_flight: HashMap::new(),
+            ended: Vec::new(),
+            ids: Ids {
+                job,
+                layer,
+                frame,
+                attempt,
+                host,
+            },
+            dirty: DirtySet::default(),
+            outgoing: Vec::new(),
+        };
+        for job in image.jobs {
+            farm.jobs.insert(
+                job.id,
+                JobEntry {
+                    job,
+                    layers: Vec::new(),
+                },
+            );
+        }
+        let mut layers = image.layers;
+        layers.sort_by_key(|l| (l.job, l.index));
+        for layer in layers {
+            if let Some(j) = farm.jobs.get_mut(&layer.job) {
+                j.layers.push(layer.id);
+            }
+            farm.layers.insert(layer.id, LayerEntry::new(layer));
+        }
+        let mut frames = image.frames;
+        frames.sort_by_key(|f| (f.layer, f.index));
+        for f in frames {
+            farm.index_frame(&f);
+            farm.frames.insert(f.id, f);
+        }
+        for mut host in image.hosts {
+            if host.state == HostState::Up {
+                host.last_seen = now;
+            }
+            farm.host_by_name.insert(host.report.name.clone(), host.id);
+            farm.hosts.insert(
+                host.id,
+                HostEntry {
+                    host,
+                    used: Resources::default(),
+                    running: BTreeSet::new(),
+                    session: None,
+                },
+            );
+        }
+        for attempt in image.running_attempts {
+            let grant = farm
+                .frames
+                .get(&attempt.frame)
+                .and_then(|f| farm.layers.get(&f.layer))
+                .map(|l| Resources {
+                    cores: attempt.cores,
+                    ..l.layer.resources
+                })
+                .unwrap_or_default();
+            if let Some(h) = farm.hosts.get_mut(&attempt.host) {
+                h.used.add(&grant);
+                h.running.insert(attempt.id);
+            }
+            farm.in_flight.insert(
+                attempt.id,
+                InFlight {
+                    attempt,
+                    grant,
+                    rss_kb: 0,
+                },
+            );
+        }
+        farm
+    }
+
+    pub fn config(&self) -> &FarmConfig {
+        &self.config
+    }
+
+    /// Hands over every record changed since the last call.
+    pub fn take_dirty(&mut self) -> Dirty {
+        let set = std::mem::take(&mut self.dirty);
+        let mut attempts: Vec<Attempt> = std::mem::take(&mut self.ended);
+        attempts.extend(
+            set.attempts
+                .iter()
+                .filter_map(|id| self.in_flight.get(id).map(|f| f.attempt.clone())),
+        );
+        Dirty {
+            jobs: set.jobs.iter().filter_map(|id| self.jobs.get(id).map(|j| j.job.clone())).collect(),
+            layers: set
+                .layers
+                .iter()
+                .filter_map(|id| self.layers.get(id).map(|l| l.layer.clone()))
+                .collect(),
+            frames: set.frames.iter().filter_map(|id| self.frames.get(id).cloned()).collect(),
+            attempts,
+            hosts: set
+                .hosts
+                .iter()
+                .filter_map(|id| self.hosts.get(id).map(|h| h.host.clone()))
+                .collect(),
+        }
+    }
+
+    /// Messages for workers produced since the last call, to send once the
+    /// matching [`Dirty`] is durable.
+    pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    fn send(&mut self, host: HostId, msg: ServerMsg) {
+        if let Some(session) = self.hosts.get(&host).and_then(|h| h.session) {
+            self.outgoing.push(Outgoing { host, session, msg });
+        }
+    }
+
+    fn index_frame(&mut self, f: &Frame) {
+        if let Some(l) = self.layers.get_mut(&f.layer) {
+            debug_assert_eq!(l.frames.len() as u32, f.index);
+            l.frames.push(f.id);
+            *l.counts.slot(f.state) += 1;
+            if f.state == FrameState::Waiting {
+                l.waiting.insert(f.index);
+            }
+            for n in chunk_numbers(&f.chunk) {
+                l.by_number.insert(n, f.index);
+            }
+        }
+    }
+
+    /// Moves a frame to a new state, keeping the layer's indices true.
+    fn set_state(&mut self, id: FrameId, to: FrameState, now: Millis) {
+        let Some(f) = self.frames.get_mut(&id) else { return };
+        let from = f.state;
+        if from == to {
+            return;
+        }
+        f.state = to;
+        let (layer, index, job) = (f.layer, f.index, f.job);
+        self.dirty.frames.insert(id);
+        if let Some(l) = self.layers.get_mut(&layer) {
+            *l.counts.slot(from) -= 1;
+            *l.counts.slot(to) += 1;
+            if to == FrameState::Waiting {
+                l.waiting.insert(index);
+            } else if from == FrameState::Waiting {
+                l.waiting.remove(&index);
+            }
+        }
+        self.update_finished(job, now);
+    }
+
+    /// Keeps `finished_at` true: set when a job's last frame is done.
+    fn update_finished(&mut self, job: JobId, now: Millis) {
+        let done = self.job_all_done(job);
+        let Some(j) = self.jobs.get_mut(&job) else { return };
+        let finished_at = if done || j.job.state == JobState::Killed {
+            j.job.finished_at.or(Some(now))
+        } else {
+            None
+        };
+        if finished_at != j.job.finished_at {
+            j.job.finished_at = finished_at;
+            self.dirty.jobs.insert(job);
+        }
+    }
+
+    fn job_all_done(&self, job: JobId) -> bool {
+        self.jobs.get(&job).is_some_and(|j| {
+            j.layers.iter().all(|l| {
+                self.layers
+                    .get(l)
+                    .is_some_and(|l| l.counts.done() == l.counts.total())
+            })
+        })
+    }
+
+    fn next_id(counter: &mut i64) -> i64 {
+        *counter += 1;
+        *counter
+    }
+}
+
+impl LayerEntry {
+    fn new(layer: Layer) -> LayerEntry {
+        LayerEntry {
+            layer,
+            frames: Vec::new(),
+            waiting: BTreeSet::new(),
+            counts: Counts::default(),
+            by_number: HashMap::new(),
+        }
+    }
+}
+
+/// The frame numbers of a chunk string such as `1-5` or `3,7`.
+fn chunk_numbers(chunk: &str) -> Vec<i64> {
+    crate::frameset::FrameSet::parse(chunk, usize::MAX)
+        .map(|s| s.frames().to_vec())
+        .unwrap_or_default()
+}

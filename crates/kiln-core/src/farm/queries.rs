@@ -1,0 +1,316 @@
+//! Read-only views of the farm for clients.
+
+use super::*;
+use crate::error::{Error, Result};
+use crate::view::*;
+
+impl Farm {
+    /// A frame's display state: WAITING frames that cannot start because of
+    /// a dependency show as DEPEND.
+    pub fn display_state(&self, f: &Frame) -> DisplayState {
+        match f.state {
+            FrameState::Waiting => {
+                let l = &self.layers[&f.layer];
+                let j = &self.jobs[&f.job];
+                let held = !j.job.depends.iter().all(|d| self.job_dependency_met(*d))
+                    || !self.layer_deps_met(l)
+                    || !self.frame_deps_met(f);
+                if held {
+                    DisplayState::Depend
+                } else {
+                    DisplayState::Waiting
+                }
+            }
+            FrameState::Running => DisplayState::Running,
+            FrameState::Succeeded => DisplayState::Succeeded,
+            FrameState::Dead => DisplayState::Dead,
+            FrameState::Eaten => DisplayState::Eaten,
+        }
+    }
+
+    fn frame_deps_met(&self, f: &Frame) -> bool {
+        // frame_ready also waits for a winding-down attempt; that is not a
+        // dependency, so check with the attempt cleared.
+        if f.attempt.is_some_and(|a| self.in_flight.contains_key(&a)) {
+            let mut g = f.clone();
+            g.attempt = None;
+            return self.frame_ready(&g);
+        }
+        self.frame_ready(f)
+    }
+
+    fn layer_counts(&self, l: &LayerEntry) -> StateCounts {
+        let c = l.counts;
+        let mut out = StateCounts {
+            waiting: c.waiting,
+            depend: 0,
+            running: c.running,
+            succeeded: c.succeeded,
+            dead: c.dead,
+            eaten: c.eaten,
+        };
+        let job_held = !self.jobs[&l.layer.job]
+            .job
+            .depends
+            .iter()
+            .all(|d| self.job_dependency_met(*d));
+        if job_held || !self.layer_deps_met(l) {
+            out.depend = out.waiting;
+            out.waiting = 0;
+        } else if l.layer.depends.iter().any(|d| d.per_frame) {
+            let held = l
+                .waiting
+                .iter()
+                .filter(|&&i| !self.frame_deps_met(&self.frames[&l.frames[i as usize]]))
+                .count() as u32;
+            out.depend = held;
+            out.waiting -= held;
+        }
+        out
+    }
+
+    fn job_status(&self, e: &JobEntry, counts: &StateCounts) -> JobStatus {
+        if e.job.state == JobState::Killed {
+            JobStatus::Killed
+        } else if counts.done() == counts.total() {
+            JobStatus::Finished
+        } else if e.job.paused {
+            JobStatus::Paused
+        } else if counts.running > 0 {
+            JobStatus::Running
+        } else if counts.dead > 0 && counts.waiting == 0 {
+            JobStatus::Failed
+        } else {
+            JobStatus::Pending
+        }
+    }
+
+    fn summary(&self, e: &JobEntry) -> JobSummary {
+        let mut counts = StateCounts::default();
+        for l in &e.layers {
+            let c = self.layer_counts(&self.layers[l]);
+            counts.waiting += c.waiting;
+            counts.depend += c.depend;
+            counts.running += c.running;
+            counts.succeeded += c.succeeded;
+            counts.dead += c.dead;
+            counts.eaten += c.eaten;
+        }
+        let j = &e.job;
+        JobSummary {
+            id: j.id.0,
+            name: j.name.clone(),
+            facility: j.facility.clone(),
+            show: j.show.clone(),
+            shot: j.shot.clone(),
+            user: j.user.clone(),
+            priority: j.priority,
+            status: self.job_status(e, &counts),
+            paused: j.paused,
+            total: counts.total(),
+            counts,
+            submitted_at: j.submitted_at,
+            finished_at: j.finished_at,
+        }
+    }
+
+    /// Jobs, oldest first; without `all`, finished and killed jobs are left out.
+    pub fn list_jobs(&self, all: bool) -> Vec<JobSummary> {
+        self.jobs
+            .values()
+            .map(|e| self.summary(e))
+            .filter(|s| all || !s.status.is_over())
+            .collect()
+    }
+
+    pub fn job_detail(&self, key: &str) -> Result<JobDetail> {
+        let id = self.resolve_job(key)?;
+        let e = &self.jobs[&id];
+        let layers = e
+            .layers
+            .iter()
+            .map(|lid| {
+                let le = &self.layers[lid];
+                let l = &le.layer;
+                let counts = self.layer_counts(le);
+                LayerSummary {
+                    id: l.id.0,
+                    name: l.name.clone(),
+                    command: l.command.to_string(),
+                    frames: l.frames.clone(),
+                    chunk: l.chunk,
+                    cores: l.resources.cores,
+                    memory_kb: l.resources.memory_kb,
+                    gpus: l.resources.gpus,
+                    tags: l.tags.iter().map(|t| t.to_string()).collect(),
+                    retries: l.retries,
+                    timeout_s: l.timeout_s,
+                    depends: l
+                        .depends
+                        .iter()
+                        .map(|d| {
+                            if d.per_frame {
+                                format!("{} (per frame)", d.layer)
+                            } else {
+                                d.layer.clone()
+                            }
+                        })
+                        .collect(),
+                    paused: l.paused,
+                    total: counts.total(),
+                    counts,
+                }
+            })
+            .collect();
+        Ok(JobDetail {
+            job: self.summary(e),
+            layers,
+            depends_on_jobs: e.job.depends.iter().map(|d| d.0).collect(),
+            env: e.job.env.clone(),
+        })
+    }
+
+    pub fn list_frames(
+        &self,
+        key: &str,
+        layer: Option<&str>,
+        state: Option<DisplayState>,
+    ) -> Result<Vec<FrameInfo>> {
+        let id = self.resolve_job(key)?;
+        let e = &self.jobs[&id];
+        let mut out = Vec::new();
+        let mut found_layer = layer.is_none();
+        for lid in &e.layers {
+            let le = &self.layers[lid];
+            if layer.is_some_and(|n| n != le.layer.name) {
+                continue;
+            }
+            found_layer = true;
+            for fid in &le.frames {
+                let f = &self.frames[fid];
+                let ds = self.display_state(f);
+                if state.is_some_and(|s| s != ds) {
+                    continue;
+                }
+                out.push(self.frame_info(f, &le.layer.name, ds));
+            }
+        }
+        if !found_layer {
+            return Err(self.no_layer_error(id, layer.unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
+    fn no_layer_error(&self, job: JobId, name: &str) -> Error {
+        let names: Vec<&str> = self.jobs[&job]
+            .layers
+            .iter()
+            .map(|l| self.layers[l].layer.name.as_str())
+            .collect();
+        Error::NotFound(format!(
+            "job {} has no layer {name:?}: its layers are {}",
+            self.jobs[&job].job.name,
+            names.join(", ")
+        ))
+    }
+
+    fn frame_info(&self, f: &Frame, layer: &str, state: DisplayState) -> FrameInfo {
+        let live = f.attempt.and_then(|a| self.in_flight.get(&a));
+        FrameInfo {
+            id: f.id.0,
+            layer: layer.to_string(),
+            number: f.number,
+            chunk: f.chunk.clone(),
+            state,
+            attempts: f.attempts,
+            failures: f.failures,
+            host: f.host.and_then(|h| self.hosts.get(&h)).map(|h| h.host.report.name.clone()),
+            cores: f.cores,
+            started_at: f.started_at,
+            ended_at: f.ended_at,
+            max_rss_kb: live.map_or(f.max_rss_kb, |l| l.attempt.max_rss_kb),
+            cpu_ms: live.map_or(f.cpu_ms, |l| l.attempt.cpu_ms),
+            outcome: f.outcome,
+            exit_status: f.exit_status,
+            exit_signal: f.exit_signal,
+            attempt_id: f.attempt.map(|a| a.0),
+        }
+    }
+
+    /// Finds a frame of a job by `layer/number` or by frame id.
+    pub fn resolve_frame(&self, job_key: &str, frame: &str) -> Result<&Frame> {
+        let job = self.resolve_job(job_key)?;
+        if let Some((layer, num)) = frame.split_once('/') {
+            let lid = self.jobs[&job]
+                .layers
+                .iter()
+                .find(|l| self.layers[l].layer.name == layer)
+                .ok_or_else(|| self.no_layer_error(job, layer))?;
+            let le = &self.layers[lid];
+            let n: i64 = num.trim().parse().map_err(|_| {
+                Error::Invalid(format!("{frame:?}: after the layer name give a frame number, e.g. {layer}/12"))
+            })?;
+            let idx = le.by_number.get(&n).ok_or_else(|| {
+                Error::NotFound(format!("layer {layer} has no frame {n}: its frames are {}", le.layer.frames))
+            })?;
+            return Ok(&self.frames[&le.frames[*idx as usize]]);
+        }
+        let id: i64 = frame.trim().parse().map_err(|_| {
+            Error::Invalid(format!(
+                "{frame:?} is not a frame: write LAYER/FRAME (e.g. render/12) or a frame id"
+            ))
+        })?;
+        self.frames
+            .get(&FrameId(id))
+            .filter(|f| f.job == job)
+            .ok_or_else(|| Error::NotFound(format!("job {job_key} has no frame with id {id}")))
+    }
+
+    /// The in-flight attempt of a frame, if it is running now.
+    pub fn live_attempt(&self, id: AttemptId) -> Option<&Attempt> {
+        self.in_flight.get(&id).map(|f| &f.attempt)
+    }
+
+    pub fn hosts(&self) -> Vec<HostInfo> {
+        self.hosts
+            .values()
+            .map(|h| {
+                let r = &h.host.report;
+                HostInfo {
+                    id: h.host.id.0,
+                    name: r.name.clone(),
+                    state: h.host.state,
+                    lock: h.host.lock,
+                    os: r.os.clone(),
+                    cores: r.cores,
+                    cores_used: h.used.cores,
+                    memory_kb: r.memory_kb,
+                    memory_used_kb: h.used.memory_kb,
+                    total_memory_kb: r.total_memory_kb,
+                    gpus: r.gpus,
+                    gpus_used: h.used.gpus,
+                    gpu_memory_kb: r.gpu_memory_kb,
+                    swap_kb: r.swap_kb,
+                    scratch_free_kb: r.scratch_free_kb,
+                    load: r.load,
+                    tags: r.tags.clone(),
+                    version: r.version.clone(),
+                    running: h.running.len() as u32,
+                    last_seen: h.host.last_seen,
+                }
+            })
+            .collect()
+    }
+
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn frame(&self, id: FrameId) -> Option<&Frame> {
+        self.frames.get(&id)
+    }
+}

@@ -1,0 +1,303 @@
+//! The farm's state machine, driven with explicit times and no IO.
+
+use super::*;
+use crate::link::{Exit, FrameEnded, WorkerMsg};
+use crate::sched;
+use crate::spec::{parse_and_validate, Format, SubmitContext};
+use crate::view::{DisplayState, JobStatus};
+
+const SESSION: u64 = 1;
+
+fn farm_with_host(cores: u32) -> Farm {
+    let mut farm = Farm::new(FarmConfig {
+        heartbeat_ms: 1_000,
+        down_after_ms: 10_000,
+    });
+    register(&mut farm, SESSION, "h1", cores, vec![], 0);
+    farm
+}
+
+fn register(farm: &mut Farm, session: u64, name: &str, cores: u32, running: Vec<AttemptId>, now: Millis) {
+    farm.worker_event(
+        WorkerEvent::Message {
+            session,
+            msg: WorkerMsg::Register {
+                host: HostReport {
+                    name: name.into(),
+                    cores: cores * 100,
+                    memory_kb: 64 << 20,
+                    ..Default::default()
+                },
+                running: running
+                    .into_iter()
+                    .map(|attempt| crate::link::RunningFrame {
+                        attempt,
+                        ..Default::default()
+                    })
+                    .collect(),
+                unacked: vec![],
+            },
+        },
+        now,
+    );
+}
+
+fn submit(farm: &mut Farm, yaml: &str, now: Millis) -> JobId {
+    let job = parse_and_validate(yaml, Format::Yaml, &SubmitContext::default()).expect("valid spec");
+    farm.submit(job, now).expect("submitted").0
+}
+
+/// One scheduling pass; returns the launches it produced as (attempt, label).
+fn schedule(farm: &mut Farm, now: Millis) -> Vec<(AttemptId, String)> {
+    let plan = sched::plan(&farm.snapshot(now));
+    farm.apply_plan(&plan, now);
+    farm.take_outgoing()
+        .into_iter()
+        .filter_map(|o| match o.msg {
+            ServerMsg::Launch(l) => Some((l.attempt, l.frame_label)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn end(farm: &mut Farm, session: u64, attempt: AttemptId, exit: Exit, now: Millis) {
+    farm.worker_event(
+        WorkerEvent::Message {
+            session,
+            msg: WorkerMsg::Ended(FrameEnded {
+                attempt,
+                exit,
+                started_at: now,
+                ended_at: now,
+                max_rss_kb: 1,
+                cpu_ms: 1,
+                log_size: 0,
+            }),
+        },
+        now,
+    );
+}
+
+fn states(farm: &Farm, job: JobId) -> Vec<(String, DisplayState)> {
+    farm.list_frames(&job.to_string(), None, None)
+        .unwrap()
+        .into_iter()
+        .map(|f| (format!("{}/{}", f.layer, f.number), f.state))
+        .collect()
+}
+
+const TWO_LAYERS: &str = r#"
+name: deps
+layers:
+  - name: render
+    command: "true"
+    frames: 1-3
+  - name: comp
+    command: "true"
+    frames: 1-3
+    depends: [{layer: render, per_frame: true}]
+  - name: movie
+    command: "true"
+    frames: 1
+    depends: [comp]
+"#;
+
+#[test]
+fn dependencies_release_frames_in_order() {
+    let mut farm = farm_with_host(1);
+    let job = submit(&mut farm, TWO_LAYERS, 10);
+    assert_eq!(
+        farm.list_frames("deps", Some("comp"), Some(DisplayState::Depend)).unwrap().len(),
+        3
+    );
+    let mut order = Vec::new();
+    for t in 0..20 {
+        let launched = schedule(&mut farm, t);
+        for (a, label) in launched {
+            order.push(label);
+            end(&mut farm, SESSION, a, Exit::Exited(0), t);
+        }
+    }
+    assert_eq!(
+        order,
+        vec!["render/1", "render/2", "render/3", "comp/1", "comp/2", "comp/3", "movie/1"],
+        "one core: earlier layers first; comp/N only after render/N; movie after all of comp"
+    );
+    let summary = &farm.list_jobs(true)[0];
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert!(farm.list_jobs(false).is_empty(), "finished jobs leave the default listing");
+    assert!(states(&farm, job).iter().all(|(_, s)| *s == DisplayState::Succeeded));
+}
+
+#[test]
+fn failures_are_retried_then_dead_and_retry_requeues() {
+    let mut farm = farm_with_host(4);
+    let job = submit(
+        &mut farm,
+        "name: f\nlayers: [{name: a, command: 'false', frames: '1', retries: 2}]",
+        0,
+    );
+    for t in 1..=3 {
+        let launched = schedule(&mut farm, t);
+        assert_eq!(launched.len(), 1, "attempt {t} dispatched");
+        end(&mut farm, SESSION, launched[0].0, Exit::Exited(1), t);
+    }
+    assert_eq!(states(&farm, job), vec![("a/1".to_string(), DisplayState::Dead)]);
+    assert!(schedule(&mut farm, 5).is_empty());
+    assert_eq!(farm.list_jobs(false)[0].status, JobStatus::Failed);
+
+    let n = farm.act(Action::Retry, "f", &[], None, "me", 6).unwrap();
+    assert_eq!(n, 1);
+    let launched = schedule(&mut farm, 7);
+    assert_eq!(launched.len(), 1);
+    end(&mut farm, SESSION, launched[0].0, Exit::Exited(0), 8);
+    assert_eq!(farm.list_jobs(true)[0].status, JobStatus::Finished);
+}
+
+#[test]
+fn silent_host_goes_down_and_its_frames_requeue_without_counting_a_failure() {
+    let mut farm = farm_with_host(2);
+    let job = submit(&mut farm, "name: j\nlayers: [{name: a, command: x, frames: 1-2, retries: 0}]", 0);
+    let launched = schedule(&mut farm, 1);
+    assert_eq!(launched.len(), 2);
+    farm.tick(5_000);
+    assert!(farm.hosts()[0].state == HostState::Up);
+    farm.tick(10_002);
+    assert!(farm.hosts()[0].state == HostState::Down);
+    let frames = farm.list_frames("j", None, None).unwrap();
+    assert!(frames.iter().all(|f| f.state == DisplayState::Waiting && f.failures == 0));
+
+    // The worker comes back holding its old attempts: the server kills them
+    // and ignores their late reports.
+    register(&mut farm, 2, "h1", 2, launched.iter().map(|l| l.0).collect(), 10_100);
+    let kills: Vec<AttemptId> = farm
+        .take_outgoing()
+        .into_iter()
+        .filter_map(|o| match o.msg {
+            ServerMsg::Kill { attempt, .. } => Some(attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kills, launched.iter().map(|l| l.0).collect::<Vec<_>>());
+    let relaunched = schedule(&mut farm, 10_200);
+    assert_eq!(relaunched.len(), 2);
+    end(&mut farm, 2, launched[0].0, Exit::Exited(1), 10_300);
+    let f = &farm.list_frames("j", None, None).unwrap()[0];
+    assert_eq!(f.state, DisplayState::Running, "an outdated attempt never overwrites the current one");
+    assert_eq!(f.attempt_id, Some(relaunched[0].0.0));
+    let _ = job;
+}
+
+#[test]
+fn server_restart_keeps_running_frames_running() {
+    let mut farm = farm_with_host(2);
+    submit(&mut farm, "name: j\nlayers: [{name: a, command: x, frames: 1-2}]", 0);
+    let launched = schedule(&mut farm, 1);
+    let dirty = farm.take_dirty();
+    let hosts = farm.hosts();
+    // What the store would hand back after a crash.
+    let image = Restore {
+        jobs: dirty.jobs,
+        layers: dirty.layers,
+        frames: dirty.frames,
+        hosts: dirty.hosts,
+        running_attempts: dirty.attempts,
+        max_ids: [1, 1, 2, 2, 1],
+    };
+    let mut farm = Farm::restore(farm.config().clone(), image, 50_000);
+    assert_eq!(farm.hosts()[0].cores_used, 200, "in-flight attempts hold their cores");
+    farm.tick(55_000);
+    assert_eq!(farm.hosts()[0].state, HostState::Up, "a grace period from the restart");
+    register(&mut farm, 9, "h1", 2, launched.iter().map(|l| l.0).collect(), 55_100);
+    for (a, _) in &launched {
+        end(&mut farm, 9, *a, Exit::Exited(0), 56_000);
+    }
+    assert_eq!(farm.list_jobs(true)[0].status, JobStatus::Finished);
+    let _ = hosts;
+}
+
+#[test]
+fn kill_pause_resume_eat() {
+    let mut farm = farm_with_host(1);
+    submit(&mut farm, "name: k\nlayers: [{name: a, command: x, frames: 1-4}]", 0);
+    farm.act(Action::Pause, "k", &[], None, "me", 1).unwrap();
+    assert!(schedule(&mut farm, 2).is_empty(), "paused jobs start nothing");
+    farm.act(Action::Resume, "k", &[], None, "me", 3).unwrap();
+    let launched = schedule(&mut farm, 4);
+    assert_eq!(launched.len(), 1);
+
+    // Killing a running frame asks the worker to stop it and marks it DEAD;
+    // its core stays busy until the worker reports the end.
+    farm.act(Action::Kill, "k", &["a/1".into()], None, "me", 5).unwrap();
+    let out = farm.take_outgoing();
+    assert!(matches!(out[0].msg, ServerMsg::Kill { .. }));
+    assert!(schedule(&mut farm, 6).is_empty());
+    end(&mut farm, SESSION, launched[0].0, Exit::Killed("killed by me".into()), 7);
+    let f = &farm.list_frames("k", None, None).unwrap()[0];
+    assert_eq!(f.state, DisplayState::Dead);
+    assert_eq!(f.failures, 0);
+
+    farm.act(Action::Eat, "k", &["a/2-4".into()], None, "me", 8).unwrap();
+    assert!(schedule(&mut farm, 9).is_empty());
+    assert_eq!(farm.list_jobs(false)[0].status, JobStatus::Failed);
+    let err = farm.act(Action::Pause, "k", &["a/1".into()], None, "me", 10).unwrap_err();
+    assert!(err.to_string().contains("whole layers"), "{err}");
+    let err = farm.act(Action::Kill, "k", &["nope".into()], None, "me", 10).unwrap_err();
+    assert!(err.to_string().contains("its layers are a"), "{err}");
+
+    farm.act(Action::Kill, "k", &[], None, "me", 11).unwrap();
+    assert_eq!(farm.list_jobs(true)[0].status, JobStatus::Killed);
+}
+
+#[test]
+fn timeouts_count_as_failures() {
+    let mut farm = farm_with_host(1);
+    submit(&mut farm, "name: t\nlayers: [{name: a, command: x, frames: 1, retries: 0}]", 0);
+    let launched = schedule(&mut farm, 1);
+    end(&mut farm, SESSION, launched[0].0, Exit::TimedOut, 2);
+    let f = &farm.list_frames("t", None, None).unwrap()[0];
+    assert_eq!(f.state, DisplayState::Dead);
+    assert_eq!(f.outcome, Some(Outcome::TimedOut));
+}
+
+#[test]
+fn job_on_job_dependency() {
+    let mut farm = farm_with_host(4);
+    submit(&mut farm, "name: first\nlayers: [{name: a, command: x, frames: 1}]", 0);
+    submit(
+        &mut farm,
+        "name: second\ndepends: [first]\nlayers: [{name: a, command: x, frames: 1}]",
+        1,
+    );
+    let launched = schedule(&mut farm, 2);
+    assert_eq!(launched.len(), 1, "second waits for first");
+    assert_eq!(farm.list_frames("second", None, None).unwrap()[0].state, DisplayState::Depend);
+    end(&mut farm, SESSION, launched[0].0, Exit::Exited(0), 3);
+    assert_eq!(schedule(&mut farm, 4).len(), 1);
+
+    let job = parse_and_validate(
+        "name: third\ndepends: [nosuch]\nlayers: [{name: a, command: x, frames: 1}]",
+        Format::Yaml,
+        &SubmitContext::default(),
+    )
+    .unwrap();
+    let err = farm.submit(job, 5).unwrap_err();
+    assert!(err.to_string().starts_with("depends[0]: no job"), "{err}");
+}
+
+#[test]
+fn dirty_records_cover_every_change() {
+    let mut farm = farm_with_host(1);
+    submit(&mut farm, "name: d\nlayers: [{name: a, command: x, frames: 1-5}]", 0);
+    let d = farm.take_dirty();
+    assert_eq!((d.jobs.len(), d.layers.len(), d.frames.len(), d.hosts.len()), (1, 1, 5, 1));
+    let launched = schedule(&mut farm, 1);
+    let d = farm.take_dirty();
+    assert_eq!(d.frames.len(), 1);
+    assert_eq!(d.attempts.len(), 1);
+    assert!(d.attempts[0].outcome.is_none());
+    end(&mut farm, SESSION, launched[0].0, Exit::Exited(0), 2);
+    let d = farm.take_dirty();
+    assert_eq!(d.attempts[0].outcome, Some(Outcome::Succeeded));
+    assert!(farm.take_dirty().is_empty());
+}

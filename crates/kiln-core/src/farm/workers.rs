@@ -1,0 +1,316 @@
+//! Hosts and their workers: registration and reconciliation, heartbeats,
+//! frame ends, lost connections and hosts declared DOWN.
+
+use super::*;
+use crate::link::{Exit, FrameEnded, RunningFrame, WorkerMsg};
+
+/// Something a worker connection did, tagged with its session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent {
+    Message { session: u64, msg: WorkerMsg },
+    Disconnected { session: u64 },
+}
+
+impl Farm {
+    /// Handles one worker event. `Register` binds `session` to a host;
+    /// other messages from a session that is no longer its host's current
+    /// one are ignored, so a stale connection can never overwrite state.
+    pub fn worker_event(&mut self, ev: WorkerEvent, now: Millis) {
+        match ev {
+            WorkerEvent::Message {
+                session,
+                msg: WorkerMsg::Register { host, running, unacked },
+            } => self.register(session, host, running, unacked, now),
+            WorkerEvent::Message { session, msg } => {
+                let Some(host) = self.host_of_session(session) else { return };
+                self.touch(host, now);
+                match msg {
+                    WorkerMsg::Register { .. } => unreachable!("handled above"),
+                    WorkerMsg::Heartbeat {
+                        load,
+                        free_memory_kb: _,
+                        running,
+                        seq,
+                    } => {
+                        if let Some(h) = self.hosts.get_mut(&host) {
+                            h.host.report.load = load;
+                        }
+                        self.update_usage(&running);
+                        self.send(host, ServerMsg::HeartbeatAck { seq });
+                    }
+                    WorkerMsg::Log { .. } => {}
+                    WorkerMsg::Ended(ended) => {
+                        let id = ended.attempt;
+                        self.frame_ended(host, ended, now);
+                        self.send(host, ServerMsg::Acked(vec![id]));
+                    }
+                }
+            }
+            WorkerEvent::Disconnected { session } => {
+                if let Some(host) = self.sessions.remove(&session) {
+                    // The host stays UP: its frames may still be running and
+                    // the worker reconnects; silence past the deadline is
+                    // what declares it DOWN.
+                    self.hosts.get_mut(&host).expect("found").session = None;
+                }
+            }
+        }
+    }
+
+    /// The host a live session belongs to.
+    pub fn host_of_session(&self, session: u64) -> Option<HostId> {
+        self.sessions.get(&session).copied()
+    }
+
+    fn touch(&mut self, host: HostId, now: Millis) {
+        if let Some(h) = self.hosts.get_mut(&host) {
+            h.host.last_seen = now;
+        }
+    }
+
+    fn register(
+        &mut self,
+        session: u64,
+        report: HostReport,
+        running: Vec<RunningFrame>,
+        unacked: Vec<FrameEnded>,
+        now: Millis,
+    ) {
+        let id = match self.host_by_name.get(&report.name) {
+            Some(&id) => id,
+            None => {
+                let id = HostId(Self::next_id(&mut self.ids.host));
+                self.host_by_name.insert(report.name.clone(), id);
+                self.hosts.insert(
+                    id,
+                    HostEntry {
+                        host: Host {
+                            id,
+                            report: report.clone(),
+                            state: HostState::Up,
+                            lock: LockState::Open,
+                            registered_at: now,
+                            last_seen: now,
+                        },
+                        used: Resources::default(),
+                        running: BTreeSet::new(),
+                        session: None,
+                    },
+                );
+                id
+            }
+        };
+        let h = self.hosts.get_mut(&id).expect("present");
+        h.host.report = report;
+        h.host.state = HostState::Up;
+        h.host.last_seen = now;
+        h.host.registered_at = now;
+        if let Some(old) = h.session.replace(session) {
+            self.sessions.remove(&old);
+        }
+        self.sessions.insert(session, id);
+        self.dirty.hosts.insert(id);
+
+        // Ends the worker kept while the server was away come first, so
+        // their frames are settled before the running set is compared.
+        let mut acked = Vec::new();
+        for ended in unacked {
+            acked.push(ended.attempt);
+            self.frame_ended(id, ended, now);
+        }
+        let reported: BTreeSet<AttemptId> = running.iter().map(|r| r.attempt).collect();
+        let known: Vec<AttemptId> = self.hosts[&id].running.iter().copied().collect();
+        for attempt in known {
+            if !reported.contains(&attempt) {
+                self.lose_attempt(attempt, "the worker restarted without it", now);
+            }
+        }
+        let mut log_sizes = BTreeMap::new();
+        for r in &running {
+            // Still wanted only if it is the frame's live attempt on this host;
+            // a kill sent while the worker was away may never have arrived.
+            let current = self.in_flight.get(&r.attempt).is_some_and(|f| {
+                f.attempt.host == id
+                    && self
+                        .frames
+                        .get(&f.attempt.frame)
+                        .is_some_and(|fr| {
+                            fr.attempt == Some(r.attempt)
+                                && fr.state == FrameState::Running
+                                && self.jobs.get(&fr.job).is_some_and(|j| j.job.state == JobState::Active)
+                        })
+            });
+            if current {
+                log_sizes.insert(r.attempt, 0);
+            } else {
+                self.send(
+                    id,
+                    ServerMsg::Kill {
+                        attempt: r.attempt,
+                        reason: "this attempt was given up while the host was away".into(),
+                    },
+                );
+            }
+        }
+        self.update_usage(&running);
+        // Registered must be the first message on the connection.
+        let registered = Outgoing {
+            host: id,
+            session,
+            msg: ServerMsg::Registered {
+                host: id,
+                heartbeat_ms: self.config.heartbeat_ms,
+                lease_ms: self.config.down_after_ms.clamp(0, u32::MAX as i64) as u32,
+                log_sizes,
+            },
+        };
+        let pos = self.outgoing.iter().position(|o| o.session == session).unwrap_or(self.outgoing.len());
+        self.outgoing.insert(pos, registered);
+        if !acked.is_empty() {
+            self.send(id, ServerMsg::Acked(acked));
+        }
+    }
+
+    fn update_usage(&mut self, running: &[RunningFrame]) {
+        for r in running {
+            if let Some(f) = self.in_flight.get_mut(&r.attempt) {
+                f.rss_kb = r.rss_kb;
+                f.attempt.max_rss_kb = f.attempt.max_rss_kb.max(r.max_rss_kb);
+                f.attempt.cpu_ms = f.attempt.cpu_ms.max(r.cpu_ms);
+            }
+        }
+    }
+
+    /// Records how an attempt ended. Only the frame's current attempt on the
+    /// host it was given to may change the frame; anything else is a late
+    /// report of an attempt already given up, and only frees its resources.
+    fn frame_ended(&mut self, host: HostId, ended: FrameEnded, now: Millis) {
+        let Some(inf) = self.in_flight.get(&ended.attempt) else { return };
+        if inf.attempt.host != host {
+            return;
+        }
+        let (outcome, status, signal, reason) = match &ended.exit {
+            Exit::Exited(0) => (Outcome::Succeeded, Some(0), None, None),
+            Exit::Exited(c) => (Outcome::Failed, Some(*c), None, None),
+            Exit::Signaled(s) => (Outcome::Failed, None, Some(*s), None),
+            Exit::TimedOut => (Outcome::TimedOut, None, None, Some("ran past its timeout".to_string())),
+            Exit::Killed(r) => (Outcome::Killed, None, None, Some(r.clone())),
+            Exit::FailedToStart(r) => (Outcome::Failed, None, None, Some(r.clone())),
+        };
+        let mut attempt = self.finish_attempt(ended.attempt, outcome, now);
+        attempt.started_at = ended.started_at.min(attempt.started_at);
+        attempt.ended_at = Some(ended.ended_at.max(attempt.started_at));
+        attempt.exit_status = status;
+        attempt.exit_signal = signal;
+        attempt.max_rss_kb = attempt.max_rss_kb.max(ended.max_rss_kb);
+        attempt.cpu_ms = attempt.cpu_ms.max(ended.cpu_ms);
+        attempt.reason = reason;
+        self.settle_frame(&attempt, now);
+        self.ended.push(attempt);
+    }
+
+    /// Gives up an attempt whose host no longer has it; the frame is
+    /// requeued without counting a failure.
+    pub(super) fn lose_attempt(&mut self, attempt: AttemptId, why: &str, now: Millis) {
+        if !self.in_flight.contains_key(&attempt) {
+            return;
+        }
+        let mut a = self.finish_attempt(attempt, Outcome::Lost, now);
+        a.reason = Some(why.to_string());
+        self.settle_frame(&a, now);
+        self.ended.push(a);
+    }
+
+    /// Removes an attempt from its host and returns it closed.
+    fn finish_attempt(&mut self, attempt: AttemptId, outcome: Outcome, now: Millis) -> Attempt {
+        let inf = self.in_flight.remove(&attempt).expect("caller checked");
+        if let Some(h) = self.hosts.get_mut(&inf.attempt.host) {
+            h.used.sub(&inf.grant);
+            h.running.remove(&attempt);
+        }
+        self.dirty.attempts.remove(&attempt);
+        let mut a = inf.attempt;
+        a.outcome = Some(outcome);
+        a.ended_at = Some(now);
+        a
+    }
+
+    /// Moves the attempt's frame on, if the attempt is still its current one.
+    fn settle_frame(&mut self, a: &Attempt, now: Millis) {
+        let Some(f) = self.frames.get_mut(&a.frame) else { return };
+        if f.attempt != Some(a.id) {
+            return;
+        }
+        f.ended_at = a.ended_at;
+        f.outcome = a.outcome;
+        f.exit_status = a.exit_status;
+        f.exit_signal = a.exit_signal;
+        f.max_rss_kb = a.max_rss_kb;
+        f.cpu_ms = a.cpu_ms;
+        self.dirty.frames.insert(a.frame);
+        if f.state != FrameState::Running {
+            // A user already moved it on (kill, retry, eat).
+            return;
+        }
+        let outcome = a.outcome.expect("closed attempt");
+        let to = match outcome {
+            Outcome::Succeeded => FrameState::Succeeded,
+            o if o.counts_as_failure() => {
+                f.failures += 1;
+                let retries = self.layers.get(&f.layer).map_or(0, |l| l.layer.retries);
+                if f.failures > retries {
+                    FrameState::Dead
+                } else {
+                    FrameState::Waiting
+                }
+            }
+            _ => FrameState::Waiting,
+        };
+        self.set_state(a.frame, to, now);
+    }
+
+    /// Declares silent hosts DOWN and requeues their frames.
+    pub fn tick(&mut self, now: Millis) {
+        let deadline = now - self.config.down_after_ms;
+        let silent: Vec<HostId> = self
+            .hosts
+            .values()
+            .filter(|h| h.host.state == HostState::Up && h.host.last_seen < deadline)
+            .map(|h| h.host.id)
+            .collect();
+        for id in silent {
+            let h = self.hosts.get_mut(&id).expect("listed");
+            h.host.state = HostState::Down;
+            if let Some(old) = h.session.take() {
+                self.sessions.remove(&old);
+            }
+            self.dirty.hosts.insert(id);
+            let attempts: Vec<AttemptId> = h.running.iter().copied().collect();
+            for a in attempts {
+                self.lose_attempt(a, "its host stopped answering and was marked DOWN", now);
+            }
+        }
+    }
+
+    /// Locks or unlocks a host by name or id. A locked host runs what it has
+    /// but gets nothing new.
+    pub fn set_lock(&mut self, key: &str, locked: bool) -> crate::Result<HostId> {
+        let id = self
+            .host_by_name
+            .get(key)
+            .copied()
+            .or_else(|| key.parse::<i64>().ok().map(HostId).filter(|id| self.hosts.contains_key(id)))
+            .ok_or_else(|| {
+                crate::Error::NotFound(format!("no host {key:?}: `kiln hosts` lists the hosts"))
+            })?;
+        let h = self.hosts.get_mut(&id).expect("resolved");
+        h.host.lock = if locked { LockState::Locked } else { LockState::Open };
+        self.dirty.hosts.insert(id);
+        Ok(id)
+    }
+
+    /// Every session's host, for logging and metrics.
+    pub fn connected_hosts(&self) -> usize {
+        self.hosts.values().filter(|h| h.session.is_some()).count()
+    }
+}

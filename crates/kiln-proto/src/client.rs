@@ -1,0 +1,177 @@
+//! The client side of the wire: a typed client for the farm API, and the
+//! worker's end of the link.
+
+use crate::convert::{frame_info, host_info, job_detail, job_summary, server_msg};
+use crate::pb;
+use crate::pb::farm_client::FarmClient;
+use crate::{Error, Result};
+use futures::{Stream, StreamExt};
+use kiln_core::link::{ServerMsg, WorkerMsg};
+use kiln_core::view::*;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Normalises `host:port` or `http://host:port` to a URL tonic accepts.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+async fn channel(url: &str) -> Result<Channel> {
+    let url = normalize_url(url);
+    let unreachable = |e: &dyn std::fmt::Display| {
+        Error::Unavailable(format!(
+            "cannot reach the server at {url} ({e}): is `kiln server` (or `kiln up`) running? \
+             Point --server or KILN_SERVER at it"
+        ))
+    };
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| Error::Invalid(format!("{url:?} is not a server address ({e}): write it like http://farm:7676")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20));
+    endpoint.connect().await.map_err(|e| unreachable(&e))
+}
+
+/// A connection to a Kiln server's farm API.
+#[derive(Clone)]
+pub struct Client {
+    inner: FarmClient<Channel>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Result<Client> {
+        let inner = FarmClient::new(channel(url).await?)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(64 << 20);
+        Ok(Client { inner })
+    }
+
+    pub async fn submit(&self, spec: String, user: String, base_dir: Option<String>) -> Result<Submitted> {
+        let r = self
+            .inner
+            .clone()
+            .submit(pb::SubmitRequest {
+                spec,
+                user,
+                base_dir: base_dir.unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        Ok(Submitted {
+            id: r.job_id,
+            name: r.name,
+            frames: r.frames,
+        })
+    }
+
+    pub async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>> {
+        let r = self.inner.clone().list_jobs(pb::ListJobsRequest { all }).await?.into_inner();
+        r.jobs.into_iter().map(job_summary).collect()
+    }
+
+    pub async fn job(&self, job: &str) -> Result<JobDetail> {
+        let r = self.inner.clone().get_job(pb::JobRef { job: job.to_string() }).await?;
+        job_detail(r.into_inner())
+    }
+
+    pub async fn frames(&self, job: &str, layer: Option<&str>, state: Option<&str>) -> Result<Vec<FrameInfo>> {
+        let r = self
+            .inner
+            .clone()
+            .list_frames(pb::ListFramesRequest {
+                job: job.to_string(),
+                layer: layer.unwrap_or_default().to_string(),
+                state: state.unwrap_or_default().to_string(),
+            })
+            .await?
+            .into_inner();
+        r.frames.into_iter().map(frame_info).collect()
+    }
+
+    pub async fn read_log(&self, q: &LogQuery) -> Result<LogSlice> {
+        let r = self
+            .inner
+            .clone()
+            .read_log(pb::ReadLogRequest {
+                job: q.job.clone(),
+                frame: q.frame.clone(),
+                attempt: q.attempt.unwrap_or(0),
+                offset: q.offset,
+                max_bytes: q.max_bytes,
+            })
+            .await?
+            .into_inner();
+        Ok(LogSlice {
+            data: r.data,
+            next_offset: r.next_offset,
+            complete: r.complete,
+            attempt_id: r.attempt_id,
+            attempt_number: r.attempt_number,
+            frame_state: r.frame_state,
+        })
+    }
+
+    pub async fn act(&self, q: ActQuery) -> Result<(u32, String)> {
+        let r = self
+            .inner
+            .clone()
+            .act(pb::ActRequest {
+                action: q.action,
+                job: q.job,
+                targets: q.targets,
+                state: q.state.unwrap_or_default(),
+                user: q.user,
+            })
+            .await?
+            .into_inner();
+        Ok((r.frames, r.message))
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<HostInfo>> {
+        let r = self.inner.clone().list_hosts(pb::ListHostsRequest {}).await?.into_inner();
+        r.hosts.into_iter().map(host_info).collect()
+    }
+
+    pub async fn set_host_lock(&self, host: &str, locked: bool) -> Result<HostInfo> {
+        let r = self
+            .inner
+            .clone()
+            .set_host_lock(pb::SetHostLockRequest {
+                host: host.to_string(),
+                locked,
+            })
+            .await?;
+        host_info(r.into_inner())
+    }
+
+    pub async fn server_info(&self) -> Result<ServerInfo> {
+        let r = self.inner.clone().server_info(pb::ServerInfoRequest {}).await?.into_inner();
+        Ok(ServerInfo {
+            version: r.version,
+            data_dir: r.data_dir,
+            jobs: r.jobs,
+            hosts: r.hosts,
+        })
+    }
+}
+
+/// Opens a worker link: `outgoing` feeds the server, the returned stream
+/// yields what the server sends. The stream ends when the connection does.
+pub async fn connect_worker(
+    url: &str,
+    outgoing: impl Stream<Item = WorkerMsg> + Send + 'static,
+) -> Result<impl Stream<Item = Result<ServerMsg>>> {
+    let mut client = pb::worker_link_client::WorkerLinkClient::new(channel(url).await?);
+    let out = outgoing.map(pb::WorkerMessage::from);
+    let incoming = client.attach(out).await?.into_inner();
+    Ok(incoming.map(|m| match m {
+        Ok(m) => server_msg(m),
+        Err(s) => Err(Error::from(s)),
+    }))
+}

@@ -1,0 +1,73 @@
+//! Worker connections: each gets a session id, its log chunks go straight
+//! to the log store, everything else goes to the applier in order.
+
+use crate::applier::Request;
+use crate::logs::LogStore;
+use futures::StreamExt;
+use kiln_core::farm::WorkerEvent;
+use kiln_core::link::WorkerMsg;
+use kiln_proto::server::{ServerStream, WorkerLinkApi, WorkerStream};
+use kiln_proto::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+pub struct Link {
+    pub(crate) tx: mpsc::UnboundedSender<Request>,
+    pub(crate) logs: Arc<LogStore>,
+    pub(crate) next_session: AtomicU64,
+}
+
+#[tonic::async_trait]
+impl WorkerLinkApi for Link {
+    async fn connect(&self, mut incoming: WorkerStream) -> Result<ServerStream> {
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        self.tx
+            .send(Request::Attach(session, out_tx))
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+        let tx = self.tx.clone();
+        let logs = self.logs.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = incoming.next().await {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(session, "worker connection ended: {e}");
+                        break;
+                    }
+                };
+                if let Err(e) = forward(&logs, &tx, session, msg) {
+                    tracing::warn!(session, "dropping worker connection: {e}");
+                    break;
+                }
+            }
+            let _ = tx.send(Request::Worker(WorkerEvent::Disconnected { session }));
+        });
+        Ok(Box::pin(UnboundedReceiverStream::new(out_rx)))
+    }
+}
+
+/// Log bytes are written before any later message of the connection is
+/// handled, so by the time a frame's end reaches the applier its whole log
+/// is on disk, synced.
+fn forward(
+    logs: &LogStore,
+    tx: &mpsc::UnboundedSender<Request>,
+    session: u64,
+    msg: WorkerMsg,
+) -> std::io::Result<()> {
+    match &msg {
+        WorkerMsg::Log { attempt, offset, data } => return logs.write(*attempt, *offset, data),
+        WorkerMsg::Ended(e) => logs.finish(e.attempt, e.log_size)?,
+        WorkerMsg::Register { unacked, .. } => {
+            for e in unacked {
+                logs.finish(e.attempt, e.log_size)?;
+            }
+        }
+        WorkerMsg::Heartbeat { .. } => {}
+    }
+    let _ = tx.send(Request::Worker(WorkerEvent::Message { session, msg }));
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Frame logs on the server's disk, one file per attempt, written from the
+//! chunks workers stream and read back by clients at any time.
+//!
+//! Chunks carry their offset, so a worker that resends after a reconnect
+//! rewrites the same bytes: writes are idempotent.
+
+use kiln_core::model::AttemptId;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub struct LogStore {
+    root: PathBuf,
+    /// Files of attempts still being written, kept open between chunks.
+    open: Mutex<HashMap<AttemptId, File>>,
+}
+
+impl LogStore {
+    pub fn new(root: PathBuf) -> io::Result<LogStore> {
+        std::fs::create_dir_all(&root)?;
+        Ok(LogStore {
+            root,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `logs/<attempt / 10000>/<attempt>.log`: bounded directory sizes.
+    pub fn path(&self, attempt: AttemptId) -> PathBuf {
+        self.root
+            .join(format!("{:06}", attempt.0 / 10_000))
+            .join(format!("{}.log", attempt.0))
+    }
+
+    fn with_file<T>(&self, attempt: AttemptId, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
+        let mut open = self.open.lock().expect("log table poisoned");
+        if !open.contains_key(&attempt) {
+            let path = self.path(attempt);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
+            open.insert(attempt, file);
+        }
+        f(&open[&attempt])
+    }
+
+    pub fn write(&self, attempt: AttemptId, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.with_file(attempt, |file| file.write_all_at(data, offset))
+    }
+
+    /// Makes an ended attempt's log durable and closes it. The worker sent
+    /// `size` bytes in all; anything past that is a leftover of an older
+    /// connection and is cut off.
+    pub fn finish(&self, attempt: AttemptId, size: u64) -> io::Result<()> {
+        self.with_file(attempt, |file| {
+            if file.metadata()?.len() != size {
+                file.set_len(size)?;
+            }
+            file.sync_data()
+        })?;
+        self.open.lock().expect("log table poisoned").remove(&attempt);
+        Ok(())
+    }
+
+    /// Closes an attempt's file without syncing (the attempt was lost).
+    pub fn forget(&self, attempt: AttemptId) {
+        self.open.lock().expect("log table poisoned").remove(&attempt);
+    }
+
+    pub fn size(&self, attempt: AttemptId) -> u64 {
+        std::fs::metadata(self.path(attempt)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Up to `max` bytes from `offset`; empty at or past the end.
+    pub fn read(&self, attempt: AttemptId, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        read_at(&self.path(attempt), offset, max)
+    }
+}
+
+fn read_at(path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if offset >= len {
+        return Ok(Vec::new());
+    }
+    let n = ((len - offset) as usize).min(max);
+    let mut buf = vec![0; n];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_idempotent_and_finish_trims() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf()).unwrap();
+        let a = AttemptId(12345);
+        logs.write(a, 0, b"hello ").unwrap();
+        logs.write(a, 6, b"world").unwrap();
+        logs.write(a, 0, b"hello ").unwrap();
+        assert_eq!(logs.read(a, 0, 100).unwrap(), b"hello world");
+        assert_eq!(logs.read(a, 6, 3).unwrap(), b"wor");
+        logs.finish(a, 5).unwrap();
+        assert_eq!(logs.read(a, 0, 100).unwrap(), b"hello");
+        assert_eq!(logs.size(a), 5);
+        assert!(logs.read(AttemptId(9), 0, 10).unwrap().is_empty());
+    }
+}

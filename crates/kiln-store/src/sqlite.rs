@@ -1,0 +1,119 @@
+//! The SQLite backend: one database file in WAL mode, one writer connection
+//! for commits and a small pool of read-only connections for everything else.
+
+mod read;
+mod tables;
+mod write;
+
+use crate::{Batch, Error, Image, Result, Store};
+use kiln_core::model::{Attempt, AttemptId, FrameId};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits on another connection's lock before failing.
+/// Only a checkpoint or a foreign process should ever hold one that long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Readers serve `load` and attempt history; a few let history reads
+/// proceed while a slow `load` runs, without competing for the 2 cores
+/// Kiln targets.
+const READERS: u32 = 4;
+
+/// A [`Store`] in one SQLite file.
+pub struct SqliteStore {
+    /// The only connection that writes. SQLite allows one writer at a time;
+    /// holding the writer behind our own lock makes commits queue here
+    /// instead of spinning on `SQLITE_BUSY`.
+    writer: Mutex<SqliteConnection>,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating it (and its directory) if
+    /// missing, and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| Error::CreateDir { path: dir.to_owned(), source })?;
+        }
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let mut writer = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL syncs the WAL on every commit: a commit that returned
+            // survives power loss, which is what the server acknowledges.
+            .synchronous(SqliteSynchronous::Full)
+            // Room for a large batch's pages without spilling mid-commit.
+            .pragma("cache_size", "-65536")
+            .connect()
+            .await?;
+        MIGRATOR.run(&mut writer).await?;
+        // Readers are opened after the migration so they never see an old
+        // schema, and read-only so a bug cannot write past the writer lock.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .min_connections(0)
+            .connect_with(base.read_only(true))
+            .await?;
+        tracing::debug!(path = %path.display(), "sqlite store open");
+        Ok(SqliteStore { writer: Mutex::new(writer), readers })
+    }
+
+    /// Closes every connection, waiting for work in progress. The last one
+    /// to close checkpoints the WAL into the main file. Dropping the store
+    /// instead is safe (every commit is already durable) but leaves the WAL
+    /// to be replayed by the next open.
+    pub async fn close(self) -> Result<()> {
+        self.readers.close().await;
+        self.writer.into_inner().close().await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn load(&self) -> Result<Image> {
+        // One read transaction: WAL gives it a snapshot, so the image is
+        // consistent even while commits continue.
+        let mut tx = self.readers.begin().await?;
+        let image = read::image(&mut tx).await?;
+        tx.commit().await?;
+        Ok(image)
+    }
+
+    async fn commit(&self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer.lock().await;
+        // Dropping the transaction on an error (or a cancelled future) rolls
+        // it back, which is what makes the batch all or nothing.
+        let mut tx = writer.begin().await?;
+        write::batch(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn attempts(&self, frame: FrameId) -> Result<Vec<Attempt>> {
+        let mut conn = self.readers.acquire().await?;
+        read::attempts_of(&mut conn, frame).await
+    }
+
+    async fn attempt(&self, id: AttemptId) -> Result<Option<Attempt>> {
+        let mut conn = self.readers.acquire().await?;
+        read::attempt(&mut conn, id).await
+    }
+}

@@ -1,0 +1,239 @@
+//! Reading records back: the start-up image and attempt history, decoded
+//! strictly, so a row that no longer fits its record is an error naming the
+//! row and column rather than a silently wrong value.
+
+use super::tables::{Table, ATTEMPTS, FRAMES, HOSTS, JOBS, LAYERS};
+use crate::codec::{self, ReportColumns};
+use crate::{Error, Image, MaxIds, Result};
+use kiln_core::model::{
+    Attempt, AttemptId, Frame, FrameId, Host, HostId, Job, JobId, Layer, LayerId, Resources,
+};
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::{Column, Decode, Row, Type};
+use std::fmt::Display;
+
+/// Everything `Store::load` returns, read on `conn`, which the caller keeps
+/// inside one transaction so that every table is read from one snapshot.
+pub(super) async fn image(conn: &mut SqliteConnection) -> Result<Image> {
+    Ok(Image {
+        jobs: all(conn, &JOBS, "ORDER BY id", job).await?,
+        layers: all(conn, &LAYERS, "ORDER BY id", layer).await?,
+        frames: all(conn, &FRAMES, "ORDER BY id", frame).await?,
+        hosts: all(conn, &HOSTS, "ORDER BY id", host).await?,
+        // Served by the partial index `attempts_running`.
+        running_attempts: all(conn, &ATTEMPTS, "WHERE outcome IS NULL ORDER BY id", attempt_row).await?,
+        max_ids: max_ids(conn).await?,
+    })
+}
+
+pub(super) async fn attempts_of(conn: &mut SqliteConnection, frame: FrameId) -> Result<Vec<Attempt>> {
+    let sql = format!("{} WHERE frame_id = ? ORDER BY number, id", ATTEMPTS.select());
+    let rows = sqlx::query(&sql).bind(frame.0).fetch_all(conn).await?;
+    rows.iter().map(attempt_row).collect()
+}
+
+pub(super) async fn attempt(conn: &mut SqliteConnection, id: AttemptId) -> Result<Option<Attempt>> {
+    let sql = format!("{} WHERE id = ?", ATTEMPTS.select());
+    let row = sqlx::query(&sql).bind(id.0).fetch_optional(conn).await?;
+    row.as_ref().map(attempt_row).transpose()
+}
+
+async fn all<T>(
+    conn: &mut SqliteConnection,
+    table: &Table,
+    clauses: &str,
+    decode: fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let sql = format!("{} {clauses}", table.select());
+    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    rows.iter().map(decode).collect()
+}
+
+async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
+    let row = sqlx::query(
+        "SELECT (SELECT COALESCE(MAX(id), 0) FROM jobs), (SELECT COALESCE(MAX(id), 0) FROM layers), \
+         (SELECT COALESCE(MAX(id), 0) FROM frames), (SELECT COALESCE(MAX(id), 0) FROM attempts), \
+         (SELECT COALESCE(MAX(id), 0) FROM hosts)",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(MaxIds {
+        job: row.try_get(0)?,
+        layer: row.try_get(1)?,
+        frame: row.try_get(2)?,
+        attempt: row.try_get(3)?,
+        host: row.try_get(4)?,
+    })
+}
+
+// The decoders read columns in the order of `tables.rs`, and Rust evaluates
+// struct fields in the order written, so each decoder lists its fields in
+// column order.
+
+fn job(row: &SqliteRow) -> Result<Job> {
+    let mut c = Cols::new(row, JOBS.name);
+    Ok(Job {
+        id: JobId(c.get()?),
+        name: c.get()?,
+        facility: c.get()?,
+        show: c.get()?,
+        shot: c.get()?,
+        user: c.get()?,
+        priority: c.int()?,
+        state: c.parse(codec::parse_job_state)?,
+        paused: c.get()?,
+        env: c.json()?,
+        depends: c.json()?,
+        submitted_at: c.get()?,
+        finished_at: c.get()?,
+    })
+}
+
+fn layer(row: &SqliteRow) -> Result<Layer> {
+    let mut c = Cols::new(row, LAYERS.name);
+    Ok(Layer {
+        id: LayerId(c.get()?),
+        job: JobId(c.get()?),
+        index: c.int()?,
+        name: c.get()?,
+        command: c.json()?,
+        frames: c.get()?,
+        chunk: c.int()?,
+        resources: Resources { cores: c.int()?, memory_kb: c.int()?, gpus: c.int()? },
+        tags: c.json()?,
+        env: c.json()?,
+        retries: c.int()?,
+        timeout_s: c.opt_int()?,
+        depends: c.json()?,
+        cwd: c.get()?,
+        paused: c.get()?,
+    })
+}
+
+fn frame(row: &SqliteRow) -> Result<Frame> {
+    let mut c = Cols::new(row, FRAMES.name);
+    Ok(Frame {
+        id: FrameId(c.get()?),
+        job: JobId(c.get()?),
+        layer: LayerId(c.get()?),
+        index: c.int()?,
+        number: c.get()?,
+        chunk: c.get()?,
+        state: c.parse(codec::parse_frame_state)?,
+        attempts: c.int()?,
+        failures: c.int()?,
+        attempt: c.get::<Option<i64>>()?.map(AttemptId),
+        host: c.get::<Option<i64>>()?.map(HostId),
+        cores: c.int()?,
+        started_at: c.get()?,
+        ended_at: c.get()?,
+        outcome: c.opt_parse(codec::parse_outcome)?,
+        exit_status: c.opt_int()?,
+        exit_signal: c.opt_int()?,
+        max_rss_kb: c.int()?,
+        cpu_ms: c.int()?,
+    })
+}
+
+fn attempt_row(row: &SqliteRow) -> Result<Attempt> {
+    let mut c = Cols::new(row, ATTEMPTS.name);
+    Ok(Attempt {
+        id: AttemptId(c.get()?),
+        frame: FrameId(c.get()?),
+        job: JobId(c.get()?),
+        number: c.int()?,
+        host: HostId(c.get()?),
+        host_name: c.get()?,
+        cores: c.int()?,
+        started_at: c.get()?,
+        ended_at: c.get()?,
+        outcome: c.opt_parse(codec::parse_outcome)?,
+        exit_status: c.opt_int()?,
+        exit_signal: c.opt_int()?,
+        max_rss_kb: c.int()?,
+        cpu_ms: c.int()?,
+        reason: c.get()?,
+    })
+}
+
+fn host(row: &SqliteRow) -> Result<Host> {
+    let mut c = Cols::new(row, HOSTS.name);
+    let id = HostId(c.get()?);
+    let name = c.get()?;
+    let state = c.parse(codec::parse_host_state)?;
+    let lock = c.parse(codec::parse_lock_state)?;
+    let cols = ReportColumns {
+        name,
+        os: c.get()?,
+        cores: c.int()?,
+        memory_kb: c.int()?,
+        gpus: c.int()?,
+        load: c.get::<Option<f64>>()?.unwrap_or(f64::NAN),
+        tags: c.json()?,
+    };
+    let rest: &str = c.get()?;
+    let report = codec::join_report(cols, rest).map_err(|e| c.corrupt(e))?;
+    Ok(Host { id, report, state, lock, registered_at: c.get()?, last_seen: c.get()? })
+}
+
+/// Reads a row's columns left to right, converting each to its field's type
+/// and naming the row and column when one does not fit.
+struct Cols<'r> {
+    row: &'r SqliteRow,
+    table: &'static str,
+    next: usize,
+}
+
+impl<'r> Cols<'r> {
+    fn new(row: &'r SqliteRow, table: &'static str) -> Self {
+        Cols { row, table, next: 0 }
+    }
+
+    fn get<T: Decode<'r, Sqlite> + Type<Sqlite>>(&mut self) -> Result<T> {
+        let v = self.row.try_get(self.next)?;
+        self.next += 1;
+        Ok(v)
+    }
+
+    /// An integer field of any width; SQLite's are all 64-bit, and sqlx
+    /// would truncate silently when asked for a narrower type.
+    fn int<T: TryFrom<i64>>(&mut self) -> Result<T> {
+        let v: i64 = self.get()?;
+        T::try_from(v).map_err(|_| self.corrupt(format_args!("{v} is out of range")))
+    }
+
+    fn opt_int<T: TryFrom<i64>>(&mut self) -> Result<Option<T>> {
+        match self.get::<Option<i64>>()? {
+            None => Ok(None),
+            Some(v) => T::try_from(v).map(Some).map_err(|_| self.corrupt(format_args!("{v} is out of range"))),
+        }
+    }
+
+    fn json<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let text: &str = self.get()?;
+        codec::from_json(text).map_err(|e| self.corrupt(e))
+    }
+
+    fn parse<T>(&mut self, parse: fn(&str) -> Option<T>) -> Result<T> {
+        let text: &str = self.get()?;
+        parse(text).ok_or_else(|| self.corrupt(format_args!("unknown value {text:?}")))
+    }
+
+    fn opt_parse<T>(&mut self, parse: fn(&str) -> Option<T>) -> Result<Option<T>> {
+        match self.get::<Option<&str>>()? {
+            None => Ok(None),
+            Some(text) => parse(text).map(Some).ok_or_else(|| self.corrupt(format_args!("unknown value {text:?}"))),
+        }
+    }
+
+    /// An error about the column just read.
+    fn corrupt(&self, detail: impl Display) -> Error {
+        Error::Corrupt {
+            table: self.table,
+            id: self.row.try_get(0).unwrap_or_default(),
+            column: self.row.columns().get(self.next - 1).map(|c| c.name().to_owned()).unwrap_or_default(),
+            detail: detail.to_string(),
+        }
+    }
+}

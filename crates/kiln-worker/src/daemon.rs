@@ -1,0 +1,304 @@
+//! The worker's IO loop: connects out to the server, drives the session
+//! state machine, runs frames with the runner and ships their logs.
+
+use crate::runner::{self, Finished, Launch, Runner, RunnerConfig};
+use crate::session::{Action, Ms, Session};
+use crate::{host, Error};
+use futures::StreamExt;
+use kiln_core::link::{Exit, FrameEnded, RunningFrame, WorkerMsg};
+use kiln_core::model::{AttemptId, HostReport};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+/// Largest log chunk sent in one message.
+const LOG_CHUNK: usize = 256 * 1024;
+/// How often running frames' logs are shipped.
+const LOG_SHIP_MS: u64 = 250;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub server: String,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    /// Cores to offer, in centicores; `None`: all of them.
+    pub cores: Option<u32>,
+    pub memory_kb: Option<u64>,
+    pub work_dir: PathBuf,
+    /// Run frames as their job's user (the worker must be root).
+    pub switch_user: bool,
+    pub allow_root: bool,
+}
+
+struct Daemon {
+    cfg: WorkerConfig,
+    runner: Runner,
+    session: Session,
+    start: Instant,
+    report: HostReport,
+}
+
+impl Daemon {
+    fn now(&self) -> Ms {
+        // Never 0, so "no lease yet" and "lease from the start" differ.
+        1_000 + self.start.elapsed().as_millis() as Ms
+    }
+
+    fn running(&self) -> Vec<RunningFrame> {
+        self.runner
+            .running()
+            .into_iter()
+            .map(|(attempt, u)| RunningFrame {
+                attempt,
+                rss_kb: u.rss_kb,
+                max_rss_kb: u.max_rss_kb,
+                cpu_ms: u.cpu_ms,
+                log_size: 0,
+            })
+            .collect()
+    }
+
+    fn local_log(&self, attempt: AttemptId) -> PathBuf {
+        self.cfg.work_dir.join("logs").join(format!("{attempt}.log"))
+    }
+
+    /// Sends the log bytes the server does not have yet.
+    fn ship_log(&mut self, attempt: AttemptId, out: &mpsc::UnboundedSender<WorkerMsg>) -> u64 {
+        let path = self.local_log(attempt);
+        let mut offset = self.session.log_sent(attempt);
+        let Ok(file) = std::fs::File::open(&path) else { return offset };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        use std::os::unix::fs::FileExt;
+        while offset < len {
+            let n = ((len - offset) as usize).min(LOG_CHUNK);
+            let mut buf = vec![0; n];
+            if file.read_exact_at(&mut buf, offset).is_err() {
+                break;
+            }
+            let _ = out.send(WorkerMsg::Log {
+                attempt,
+                offset,
+                data: buf,
+            });
+            offset += n as u64;
+        }
+        self.session.set_log_sent(attempt, offset);
+        offset
+    }
+
+    fn ended(&mut self, f: Finished, out: Option<&mpsc::UnboundedSender<WorkerMsg>>) {
+        let log_size = std::fs::metadata(self.local_log(f.attempt)).map(|m| m.len()).unwrap_or(0);
+        let exit = match f.exit {
+            runner::Exit::Exited(c) => Exit::Exited(c),
+            runner::Exit::Signaled(s) => Exit::Signaled(s),
+            runner::Exit::TimedOut => Exit::TimedOut,
+            runner::Exit::Killed(r) => Exit::Killed(r),
+            runner::Exit::FailedToStart(r) => Exit::FailedToStart(r),
+        };
+        let ended = FrameEnded {
+            attempt: f.attempt,
+            exit,
+            started_at: f.started_at,
+            ended_at: f.ended_at,
+            max_rss_kb: f.max_rss_kb,
+            cpu_ms: f.cpu_ms,
+            log_size,
+        };
+        if let Some(out) = out.filter(|_| self.session.is_registered()) {
+            self.ship_log(f.attempt, out);
+        }
+        if let Some(msg) = self.session.frame_ended(ended) {
+            if let Some(out) = out {
+                let _ = out.send(msg);
+            }
+        }
+    }
+
+    fn launch(&mut self, l: kiln_core::link::Launch) {
+        let log_path = self.local_log(l.attempt);
+        self.runner.launch(Launch {
+            attempt: l.attempt,
+            job_name: l.job,
+            frame_label: l.frame_label,
+            command: l.command,
+            env: l.env.into_iter().collect(),
+            cwd: l.cwd.map(PathBuf::from),
+            user: l.user,
+            timeout: l.timeout_s.map(Duration::from_secs),
+            gpus: l.gpus,
+            log_path,
+        });
+    }
+}
+
+/// Runs the worker until `shutdown` resolves; then kills its frames,
+/// reports them, and returns.
+pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    std::fs::create_dir_all(cfg.work_dir.join("logs"))?;
+    let mut report = host::detect(&cfg.work_dir);
+    if let Some(name) = &cfg.name {
+        report.name = name.clone();
+    }
+    if let Some(c) = cfg.cores {
+        report.cores = c;
+    }
+    if let Some(m) = cfg.memory_kb {
+        report.memory_kb = m;
+    }
+    report.tags = cfg.tags.clone();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let runner = Runner::new(
+        RunnerConfig {
+            work_dir: cfg.work_dir.clone(),
+            switch_user: cfg.switch_user,
+            allow_root: cfg.allow_root,
+            host_name: report.name.clone(),
+            kill_grace: Duration::from_secs(5),
+        },
+        report.gpus,
+        done_tx,
+    );
+    let mut d = Daemon {
+        cfg,
+        runner,
+        session: Session::new(),
+        start: Instant::now(),
+        report,
+    };
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+    let mut stop_deadline: Option<Instant> = None;
+    loop {
+        if stopping && d.runner.running().is_empty() && d.session.unacked().is_empty() {
+            return Ok(());
+        }
+        if stop_deadline.is_some_and(|t| Instant::now() > t) {
+            tracing::warn!("stopping without the server's acknowledgement of every frame end");
+            return Ok(());
+        }
+        // Connect, feeding the server from an unbounded queue.
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let mut report = d.report.clone();
+        report.load = host::load_average();
+        let now = d.now();
+        let reg = d.session.register(report, d.running(), now);
+        let _ = out_tx.send(reg);
+        let connect = kiln_proto::client::connect_worker(&d.cfg.server, UnboundedReceiverStream::new(out_rx));
+        let mut incoming = tokio::select! {
+            r = connect => match r {
+                Ok(s) => Some(Box::pin(s)),
+                Err(e) => {
+                    tracing::debug!("connect failed: {e}");
+                    None
+                }
+            },
+            _ = &mut shutdown, if !stopping => {
+                stopping = true;
+                stop_deadline = Some(Instant::now() + Duration::from_secs(10));
+                d.runner.kill_all("the worker is shutting down");
+                None
+            }
+        };
+        if let Some(stream) = incoming.as_mut() {
+            tracing::info!(server = %d.cfg.server, "connected");
+            let mut tick = tokio::time::interval(Duration::from_millis(LOG_SHIP_MS));
+            loop {
+                tokio::select! {
+                    m = stream.next() => match m {
+                        Some(Ok(msg)) => {
+                            let registering = !d.session.is_registered();
+                            let now = d.now();
+                            let actions = d.session.on_server(msg, now);
+                            if registering && d.session.is_registered() {
+                                // Resend what the server is missing: logs, then ends.
+                                for a in d.session.held() {
+                                    d.ship_log(a, &out_tx);
+                                }
+                                for e in d.session.unacked() {
+                                    let _ = out_tx.send(WorkerMsg::Ended(e));
+                                }
+                            }
+                            if apply(&mut d, actions, &out_tx) { break; }
+                        }
+                        Some(Err(e)) => { tracing::warn!("connection lost: {e}"); break; }
+                        None => { tracing::warn!("the server closed the connection"); break; }
+                    },
+                    Some(f) = done_rx.recv() => d.ended(f, Some(&out_tx)),
+                    _ = tick.tick() => {
+                        let now = d.now();
+                        let running = !d.runner.running().is_empty();
+                        let frames = d.running();
+                        let hb = move || (host::load_average(), host::free_memory_kb(), frames);
+                        let actions = d.session.tick(now, running, hb);
+                        if d.session.is_registered() {
+                            for (a, _) in d.runner.running() {
+                                d.ship_log(a, &out_tx);
+                            }
+                        }
+                        if apply(&mut d, actions, &out_tx) { break; }
+                        if stopping && d.runner.running().is_empty() && d.session.unacked().is_empty() {
+                            return Ok(());
+                        }
+                        if stop_deadline.is_some_and(|t| Instant::now() > t) {
+                            break;
+                        }
+                    }
+                    _ = &mut shutdown, if !stopping => {
+                        stopping = true;
+                        stop_deadline = Some(Instant::now() + Duration::from_secs(10));
+                        d.runner.kill_all("the worker is shutting down");
+                    }
+                }
+            }
+        }
+        // Disconnected: wait out the backoff, still reaping frames and
+        // watching the lease.
+        let wait = d.session.disconnected();
+        let until = tokio::time::Instant::now() + Duration::from_millis(wait);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                Some(f) = done_rx.recv() => d.ended(f, None),
+                _ = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    stop_deadline = Some(Instant::now() + Duration::from_secs(10));
+                    d.runner.kill_all("the worker is shutting down");
+                }
+            }
+        }
+        let now = d.now();
+        let running = !d.runner.running().is_empty();
+        let actions = d.session.tick(now, running, || (0.0, 0, Vec::new()));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        apply(&mut d, actions, &tx);
+    }
+}
+
+/// Carries out the session's actions; true when the connection must drop.
+fn apply(d: &mut Daemon, actions: Vec<Action>, out: &mpsc::UnboundedSender<WorkerMsg>) -> bool {
+    let mut reconnect = false;
+    for a in actions {
+        match a {
+            Action::Send(m) => {
+                let _ = out.send(m);
+            }
+            Action::Launch(l) => d.launch(l),
+            Action::Kill(attempt, reason) => {
+                d.runner.kill(attempt, &reason);
+            }
+            Action::KillAll(reason) => {
+                tracing::warn!("{reason}");
+                d.runner.kill_all(&reason);
+            }
+            Action::Reconnect => reconnect = true,
+            Action::Forget(ids) => {
+                for a in ids {
+                    let _ = std::fs::remove_file(d.local_log(a));
+                }
+            }
+        }
+    }
+    reconnect
+}

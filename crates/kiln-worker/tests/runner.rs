@@ -1,0 +1,444 @@
+//! Runs real frames through the runner: exits, logs, environment, timeouts,
+//! kills, memory, and user switching (the last only when the tests run as
+//! root).
+
+use kiln_core::model::{AttemptId, Command};
+use kiln_worker::procfs;
+use kiln_worker::runner::{Exit, Finished, Launch, Runner, RunnerConfig};
+use kiln_worker::users;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const REFUSAL: &str =
+    "refusing to run as root (uid 0): start the worker with --allow-root to allow it";
+
+struct Rig {
+    dir: tempfile::TempDir,
+    runner: Runner,
+    rx: mpsc::UnboundedReceiver<Finished>,
+}
+
+fn rig(tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
+    rig_gpus(0, tune)
+}
+
+fn rig_gpus(gpus: u32, tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    // Frames run as `nobody` must reach their scratch dir under it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = RunnerConfig {
+        work_dir: dir.path().join("work"),
+        switch_user: false,
+        allow_root: true,
+        host_name: "h1".into(),
+        kill_grace: Duration::from_millis(200),
+    };
+    tune(&mut cfg);
+    let (tx, rx) = mpsc::unbounded_channel();
+    Rig {
+        runner: Runner::new(cfg, gpus, tx),
+        dir,
+        rx,
+    }
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Rig {
+    fn frame(&self, attempt: i64, command: Command) -> Launch {
+        Launch {
+            attempt: AttemptId(attempt),
+            job_name: "fractal".into(),
+            frame_label: format!("render/{attempt}"),
+            command,
+            env: Vec::new(),
+            cwd: None,
+            user: "alice".into(),
+            timeout: None,
+            gpus: 0,
+            log_path: self.dir.path().join("logs").join(format!("{attempt}.log")),
+        }
+    }
+
+    async fn next(&mut self) -> Finished {
+        tokio::time::timeout(Duration::from_secs(30), self.rx.recv())
+            .await
+            .expect("frame did not finish in 30s")
+            .expect("runner dropped its sender")
+    }
+
+    /// Runs one frame to its end; returns how it ended and its log.
+    async fn run(&mut self, l: Launch) -> (Finished, String) {
+        let attempt = l.attempt;
+        let log = l.log_path.clone();
+        self.runner.launch(l);
+        let f = self.next().await;
+        assert_eq!(f.attempt, attempt);
+        assert!(!self.runner.is_running(attempt));
+        (f, std::fs::read_to_string(log).unwrap_or_default())
+    }
+}
+
+fn sh(s: &str) -> Command {
+    Command::Shell(s.into())
+}
+
+fn argv(v: &[&str]) -> Command {
+    Command::Argv(v.iter().map(|s| s.to_string()).collect())
+}
+
+/// The frame's process group, which the frame printed as `pgid=N`.
+fn pgid_in(log: &str) -> i32 {
+    log.lines()
+        .find_map(|l| l.strip_prefix("pgid="))
+        .expect("frame printed its pgid")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// SIGKILLed processes take a moment to be gone.
+async fn group_gone(pgid: i32) -> bool {
+    for _ in 0..100 {
+        if !procfs::group_alive(pgid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn exit_codes_and_signals() {
+    let mut r = rig(|_| {});
+    let (f, _) = r.run(r.frame(1, sh("exit 0"))).await;
+    assert_eq!(f.exit, Exit::Exited(0));
+    assert!(f.exit.succeeded());
+    assert!(f.started_at > 0 && f.ended_at >= f.started_at);
+    let (f, log) = r.run(r.frame(2, sh("exit 3"))).await;
+    assert_eq!(f.exit, Exit::Exited(3));
+    assert!(log.contains("exit status: 3"), "{log}");
+    let (f, log) = r.run(r.frame(3, sh("kill -SEGV $$"))).await;
+    assert_eq!(f.exit, Exit::Signaled(libc::SIGSEGV));
+    assert!(log.contains("killed by signal 11 (SIGSEGV)"), "{log}");
+    let (f, log) = r.run(r.frame(4, argv(&["kiln-no-such-program"]))).await;
+    match f.exit {
+        Exit::FailedToStart(m) => assert!(m.contains("kiln-no-such-program"), "{m}"),
+        e => panic!("{e:?}"),
+    }
+    assert!(log.contains("failed to start: cannot run"), "{log}");
+}
+
+#[tokio::test]
+async fn argv_runs_without_a_shell() {
+    let mut r = rig(|_| {});
+    let (f, log) = r
+        .run(r.frame(1, argv(&["echo", "a  b", "$HOME", "*"])))
+        .await;
+    assert_eq!(f.exit, Exit::Exited(0));
+    assert!(log.contains("\na  b $HOME *\n"), "{log}");
+    assert!(log.contains("command: echo 'a  b' '$HOME' '*'\n"), "{log}");
+    let (_, log) = r.run(r.frame(2, sh("echo $((1+2))"))).await;
+    assert!(log.contains("\n3\n"), "{log}");
+}
+
+#[tokio::test]
+async fn env_cwd_and_scratch() {
+    let mut r = rig_gpus(4, |_| {});
+    let cwd = r.dir.path().join("shot");
+    std::fs::create_dir(&cwd).unwrap();
+    let mut l = r.frame(
+        1,
+        sh("echo foo=$FOO; echo pwd=$(pwd); echo user=$USER; echo gpus=$KILN_GPUS/$CUDA_VISIBLE_DEVICES; env"),
+    );
+    l.env = vec![("FOO".into(), "bar baz".into()), ("KILN_FRAME".into(), "12".into())];
+    l.cwd = Some(cwd.clone());
+    l.gpus = 2;
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::Exited(0), "{log}");
+    assert!(log.contains("\nfoo=bar baz\n"), "{log}");
+    assert!(log.contains(&format!("\npwd={}\n", cwd.display())), "{log}");
+    assert!(log.contains("\ngpus=0,1/0,1\n"), "{log}");
+    assert!(log.contains("\nKILN_FRAME=12\n"), "{log}");
+    assert!(log.contains("\nPATH="), "{log}");
+    // The worker's own environment does not leak into frames.
+    assert!(!log.contains("CARGO_"), "{log}");
+
+    // No cwd: a scratch dir made for the frame and removed after it.
+    let (f, log) = r.run(r.frame(2, sh("echo pwd=$(pwd); touch junk"))).await;
+    assert_eq!(f.exit, Exit::Exited(0), "{log}");
+    let scratch = r.dir.path().join("work/frames/2");
+    assert!(log.contains(&format!("\npwd={}\n", scratch.display())), "{log}");
+    assert!(!scratch.exists());
+    // GPUs were given back: two frames of 2 on a 4-GPU host both get 0,1.
+    let mut l = r.frame(3, sh("echo gpus=$KILN_GPUS"));
+    l.gpus = 2;
+    let (_, log) = r.run(l).await;
+    assert!(log.contains("\ngpus=0,1\n"), "{log}");
+    let mut l = r.frame(4, sh("true"));
+    l.gpus = 5;
+    let (f, _) = r.run(l).await;
+    assert!(matches!(f.exit, Exit::FailedToStart(ref m) if m.contains("GPUs")), "{f:?}");
+}
+
+#[tokio::test]
+async fn log_has_header_output_and_footer() {
+    let mut r = rig(|_| {});
+    let mut l = r.frame(42, sh("echo out; echo err >&2"));
+    l.frame_label = "render/12".into();
+    l.log_path = r.dir.path().join("deep/er/logs/42.log");
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::Exited(0));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], "=== kiln frame render/12 of job fractal, attempt 42");
+    assert_eq!(lines[1], "host: h1");
+    assert!(lines[2].starts_with("user: "), "{log}");
+    assert_eq!(lines[3], "command: echo out; echo err >&2");
+    assert!(lines[4].starts_with("cwd: /"), "{log}");
+    let started = lines[5].strip_prefix("started: ").expect("started line");
+    assert!(started.len() == 20 && started.ends_with('Z') && &started[10..11] == "T", "{started}");
+    assert_eq!(lines[6], "===");
+    assert!(lines.contains(&"out") && lines.contains(&"err"), "{log}");
+    let end = lines.iter().position(|l| *l == "=== kiln frame ended").unwrap();
+    assert!(end > 6);
+    assert_eq!(lines[end + 1], "exit status: 0");
+    assert!(lines[end + 2].starts_with("ended: "));
+    assert!(lines[end + 3].starts_with("runtime: ") && lines[end + 3].ends_with('s'));
+    assert!(lines[end + 4].starts_with("max rss: "));
+    assert!(lines[end + 5].starts_with("cpu time: "));
+    assert_eq!(lines.last(), Some(&"==="));
+}
+
+#[tokio::test]
+async fn log_is_readable_while_the_frame_runs() {
+    let mut r = rig(|_| {});
+    let l = r.frame(1, sh("echo early; sleep 0.5; echo late"));
+    let path = l.log_path.clone();
+    r.runner.launch(l);
+    assert_eq!(r.runner.log_path(AttemptId(1)), Some(path.clone()));
+    let t = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.lines().any(|l| l == "early") {
+            assert!(!log.lines().any(|l| l == "late"), "{log}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "no output yet: {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(r.runner.is_running(AttemptId(1)));
+    assert_eq!(r.next().await.exit, Exit::Exited(0));
+    assert_eq!(r.runner.log_path(AttemptId(1)), None);
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_group() {
+    let mut r = rig(|_| {});
+    let mut l = r.frame(1, sh("echo pgid=$$; sleep 100 & sleep 100"));
+    l.timeout = Some(Duration::from_millis(500));
+    let t = Instant::now();
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::TimedOut);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(log.contains("\ntimed out after 0.5s\n"), "{log}");
+    assert!(group_gone(pgid_in(&log)).await, "a sleep of the frame survived");
+}
+
+#[tokio::test]
+async fn timeout_escalates_to_sigkill() {
+    let mut r = rig(|_| {});
+    let mut l = r.frame(1, sh("trap '' TERM; echo pgid=$$; sleep 100 & sleep 100"));
+    l.timeout = Some(Duration::from_millis(300));
+    let t = Instant::now();
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::TimedOut);
+    // 300 ms timeout, 200 ms grace.
+    assert!(t.elapsed() >= Duration::from_millis(450), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(group_gone(pgid_in(&log)).await);
+}
+
+#[tokio::test]
+async fn background_children_do_not_outlive_their_frame() {
+    let mut r = rig(|_| {});
+    let (f, log) = r.run(r.frame(1, sh("echo pgid=$$; sleep 100 &"))).await;
+    assert_eq!(f.exit, Exit::Exited(0));
+    assert!(group_gone(pgid_in(&log)).await);
+}
+
+#[tokio::test]
+async fn kill_ends_a_frame() {
+    let mut r = rig(|_| {});
+    assert!(!r.runner.kill(AttemptId(1), "nothing there"));
+    let l = r.frame(1, sh("echo pgid=$$; sleep 100 & sleep 100"));
+    let log_path = l.log_path.clone();
+    r.runner.launch(l);
+    // Wait until it is really running, so the kill hits a process.
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("pgid=")
+    {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(r.runner.kill(AttemptId(1), "killed by alice"));
+    let f = r.next().await;
+    assert_eq!(f.exit, Exit::Killed("killed by alice".into()));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("\nkilled: killed by alice\n"), "{log}");
+    assert!(group_gone(pgid_in(&log)).await);
+    assert!(!r.runner.kill(AttemptId(1), "again"));
+
+    // kill_all, and a kill that lands before the frame has even started.
+    r.runner.launch(r.frame(2, sh("sleep 100")));
+    r.runner.launch(r.frame(3, sh("sleep 100")));
+    r.runner.kill_all("worker shutting down");
+    let mut ended = vec![r.next().await, r.next().await];
+    ended.sort_by_key(|f| f.attempt);
+    for f in ended {
+        assert_eq!(f.exit, Exit::Killed("worker shutting down".into()));
+    }
+    assert!(r.runner.running().is_empty());
+}
+
+#[tokio::test]
+async fn reports_memory_and_cpu() {
+    let mut r = rig(|_| {});
+    let l = r.frame(
+        1,
+        sh("python3 -c \"b=bytearray(50*1024*1024); import time; time.sleep(1.5)\"; \
+            i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"),
+    );
+    r.runner.launch(l);
+    // The sampler runs once a second; look after its first pass.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let running = r.runner.running();
+    assert_eq!(running.len(), 1);
+    let (attempt, usage) = running[0];
+    assert_eq!(attempt, AttemptId(1));
+    assert!(usage.rss_kb >= 50 * 1024, "{usage:?}");
+    assert!(usage.max_rss_kb >= usage.rss_kb);
+    let f = r.next().await;
+    assert_eq!(f.exit, Exit::Exited(0));
+    assert!(f.max_rss_kb >= 50 * 1024, "{f:?}");
+    assert!(f.cpu_ms > 0, "{f:?}");
+}
+
+#[tokio::test]
+async fn unknown_user_fails_to_start() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut r = rig(|c| c.switch_user = true);
+    let mut l = r.frame(1, sh("true"));
+    l.user = "kiln-no-such-user".into();
+    let (f, log) = r.run(l).await;
+    let want = "user \"kiln-no-such-user\" does not exist on host h1";
+    assert_eq!(f.exit, Exit::FailedToStart(want.into()));
+    assert!(log.contains(&format!("\nfailed to start: {want}\n")), "{log}");
+}
+
+#[tokio::test]
+async fn runs_as_the_jobs_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let nobody = users::lookup("nobody").unwrap().expect("host has nobody");
+    let mut r = rig(|c| {
+        c.switch_user = true;
+        c.allow_root = false;
+    });
+    let mut l = r.frame(1, sh("echo uid=$(id -u) gid=$(id -g) user=$USER; touch here && echo wrote"));
+    l.user = "nobody".into();
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::Exited(0), "{log}");
+    assert!(
+        log.contains(&format!("\nuid={} gid={} user=nobody\n", nobody.uid, nobody.gid)),
+        "{log}"
+    );
+    assert!(log.contains("\nwrote\n"), "scratch dir is the user's: {log}");
+    assert!(log.contains("\nuser: nobody\n"), "{log}");
+}
+
+#[tokio::test]
+async fn refuses_root_without_allow_root() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut r = rig(|c| c.allow_root = false);
+    let (f, log) = r.run(r.frame(1, sh("echo ran"))).await;
+    assert_eq!(f.exit, Exit::FailedToStart(REFUSAL.into()));
+    assert!(!log.contains("\nran\n"));
+    assert!(log.contains(&format!("failed to start: {REFUSAL}")), "{log}");
+
+    let mut r = rig(|c| {
+        c.allow_root = false;
+        c.switch_user = true;
+    });
+    let mut l = r.frame(1, sh("echo ran"));
+    l.user = "root".into();
+    let (f, _) = r.run(l).await;
+    assert_eq!(f.exit, Exit::FailedToStart(REFUSAL.into()));
+
+    // Allowed: runs as root.
+    let mut r = rig(|c| c.switch_user = true);
+    let mut l = r.frame(1, sh("echo uid=$(id -u)"));
+    l.user = "root".into();
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::Exited(0));
+    assert!(log.contains("\nuid=0\n"), "{log}");
+}
+
+/// 1,000 frames of `true`, 16 at a time, as the worker would run them.
+/// `cargo test -p kiln-worker --release -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn thousand_true_frames() {
+    for (label, shell) in [("argv", false), ("shell", true)] {
+        let mut r = rig(|_| {});
+        let frames = 1000;
+        let slots = 16;
+        let cpu0 = self_cpu();
+        let t = Instant::now();
+        let mut launched = 0;
+        let frame = |r: &Rig, i: i64| {
+            let cmd = if shell { sh("true") } else { argv(&["true"]) };
+            r.frame(i, cmd)
+        };
+        while launched < slots {
+            launched += 1;
+            r.runner.launch(frame(&r, launched));
+        }
+        for _ in 0..frames {
+            let f = r.next().await;
+            assert_eq!(f.exit, Exit::Exited(0));
+            if launched < frames {
+                launched += 1;
+                r.runner.launch(frame(&r, launched));
+            }
+        }
+        let wall = t.elapsed();
+        let cpu = self_cpu() - cpu0;
+        println!(
+            "{label}: {frames} frames of `true`, {slots} at a time: {:.0} ms wall, runner CPU {:.0} µs/frame ({} CPUs)",
+            wall.as_secs_f64() * 1000.0,
+            cpu.as_secs_f64() * 1e6 / frames as f64,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        );
+    }
+}
+
+/// CPU used by this process itself (frames not included).
+fn self_cpu() -> Duration {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}

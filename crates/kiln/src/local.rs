@@ -1,0 +1,232 @@
+//! Long-running commands: `kiln server`, `kiln worker`, and `kiln up`, a
+//! local farm with both in one process.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kiln_core::farm::FarmConfig;
+use kiln_core::size::{parse_duration_s, parse_memory_kb};
+use kiln_server::ServerConfig;
+use kiln_worker::WorkerConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Data directory (store and logs). Default: $KILN_DATA or ~/.local/share/kiln.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on, for clients and workers alike.
+    #[arg(long, default_value = crate::DEFAULT_LISTEN)]
+    listen: String,
+    /// Mark a host DOWN and requeue its frames after this much silence.
+    #[arg(long, default_value = "60s")]
+    down_after: String,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Host name to register as (default: this machine's hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// Tags for this host, comma-separated (layers can require them).
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Cores to offer (default: all), e.g. 16 or 7.5.
+    #[arg(long)]
+    cores: Option<f64>,
+    /// Memory to offer (default: all), e.g. 64G.
+    #[arg(long)]
+    memory: Option<String>,
+    /// Scratch directory for frame working dirs and local logs.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Allow frames to run as root (uid 0).
+    #[arg(long)]
+    allow_root: bool,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Data directory. Default: <default data dir>/local.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = crate::DEFAULT_LISTEN)]
+    listen: String,
+    /// Job specs to submit once the farm is up.
+    #[arg(long)]
+    submit: Vec<PathBuf>,
+    /// Stop the farm when the submitted jobs are over (exit 1 if any failed).
+    #[arg(long)]
+    exit_when_done: bool,
+    /// Cores the local worker offers (default: all).
+    #[arg(long)]
+    cores: Option<f64>,
+    /// Memory the local worker offers (default: all).
+    #[arg(long)]
+    memory: Option<String>,
+}
+
+fn farm_config(down_after: &str) -> Result<FarmConfig> {
+    let down = parse_duration_s(down_after).map_err(|e| anyhow::anyhow!("--down-after: {e}"))?;
+    if down == 0 {
+        bail!("--down-after: must be at least 1s");
+    }
+    let down_after_ms = down as i64 * 1000;
+    Ok(FarmConfig {
+        down_after_ms,
+        // Several heartbeats fit in the silence window before a host is DOWN.
+        heartbeat_ms: (down_after_ms / 6).clamp(200, 5_000) as u32,
+    })
+}
+
+async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen}: is another kiln server running? Choose another address with --listen")
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+pub async fn server(a: ServerArgs) -> Result<ExitCode> {
+    init_logging();
+    let data = a.data.unwrap_or_else(crate::default_data_dir);
+    let farm = farm_config(&a.down_after)?;
+    let listener = bind(&a.listen).await?;
+    let addr = listener.local_addr()?;
+    eprintln!("kiln server listening on http://{addr} (data in {})", data.display());
+    kiln_server::serve(ServerConfig { data_dir: data, farm }, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
+    let cores = a
+        .cores
+        .map(|c| {
+            if !(c > 0.0 && c <= 100_000.0) {
+                bail!("--cores: {c} is not a core count; give a positive number such as 8");
+            }
+            Ok((c * 100.0).round() as u32)
+        })
+        .transpose()?;
+    let memory_kb = a
+        .memory
+        .map(|m| parse_memory_kb(&m).map_err(|e| anyhow::anyhow!("--memory: {e}")))
+        .transpose()?;
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let work_dir = a
+        .work_dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-worker-{}", unsafe { libc::geteuid() })));
+    Ok(WorkerConfig {
+        server: server.to_string(),
+        name: a.name,
+        tags: a.tags.into_iter().filter(|t| !t.is_empty()).collect(),
+        cores,
+        memory_kb,
+        work_dir,
+        switch_user: is_root,
+        allow_root: a.allow_root,
+    })
+}
+
+pub async fn worker(a: WorkerArgs, server: &str) -> Result<ExitCode> {
+    init_logging();
+    let cfg = worker_config(a, server)?;
+    eprintln!("kiln worker connecting to {}", cfg.server);
+    kiln_worker::run(cfg, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn up(a: UpArgs) -> Result<ExitCode> {
+    init_logging();
+    let data = a.data.unwrap_or_else(|| crate::default_data_dir().join("local"));
+    let listener = bind(&a.listen).await?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = kiln_server::serve(
+        ServerConfig {
+            data_dir: data.clone(),
+            farm: farm_config("60s")?,
+        },
+        listener,
+        stopped(stop_rx.clone()),
+    );
+    // A single-user local farm: frames run as whoever ran `kiln up`.
+    let mut wcfg = worker_config(
+        WorkerArgs {
+            name: None,
+            tags: vec![],
+            cores: a.cores,
+            memory: a.memory,
+            work_dir: Some(data.join("worker")),
+            allow_root: true,
+        },
+        &url,
+    )?;
+    wcfg.switch_user = false;
+    let (wstop_tx, wstop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(kiln_worker::run(wcfg, stopped(wstop_rx)));
+    eprintln!("kiln farm up: API at {url} (data in {})", data.display());
+    eprintln!("  try: KILN_SERVER={url} kiln jobs     stop: Ctrl-C");
+
+    let control = async {
+        let code = drive(&url, &a.submit, a.exit_when_done).await;
+        eprintln!("stopping: killing running frames and recording them");
+        let _ = wstop_tx.send(true);
+        let _ = worker.await;
+        let _ = stop_tx.send(true);
+        code
+    };
+    // The server runs in this task (not spawned) until `control` stops it.
+    let (served, code) = tokio::join!(server, control);
+    served?;
+    code
+}
+
+/// Submits the given specs to the local farm and waits as `kiln up` should:
+/// until the jobs are over (then, unless told to exit, until Ctrl-C).
+async fn drive(url: &str, specs: &[PathBuf], exit_when_done: bool) -> Result<ExitCode> {
+    let client = kiln_proto::client::Client::connect(url).await?;
+    let mut jobs = Vec::new();
+    for spec in specs {
+        let s = crate::submit::submit_file(&client, spec).await?;
+        eprintln!("submitted job {} ({}) with {} frame(s)", s.name, s.id, s.frames);
+        jobs.push(s.id);
+    }
+    if jobs.is_empty() {
+        shutdown_signal().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut ok = true;
+    let waiting = async {
+        for id in &jobs {
+            ok &= crate::submit::wait(&client, &id.to_string(), false).await?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = waiting => r?,
+        _ = shutdown_signal() => return Ok(ExitCode::from(130)),
+    }
+    if !exit_when_done {
+        eprintln!("jobs done; the farm is still up at {url}. Ctrl-C to stop.");
+        shutdown_signal().await;
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kiln_server=info,kiln_worker=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,189 @@
+//! A real farm for end-to-end tests: the `kiln` binary as server and
+//! workers on 127.0.0.1, random ports, temporary data directories.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn kiln_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kiln")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Farm {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub server: Option<Child>,
+    pub workers: Vec<Child>,
+    down_after: String,
+}
+
+impl Farm {
+    /// A server and `workers` workers of `cores` cores each.
+    pub fn start(workers: usize, cores: u32) -> Farm {
+        Farm::start_with(workers, cores, "60s")
+    }
+
+    pub fn start_with(workers: usize, cores: u32, down_after: &str) -> Farm {
+        let mut farm = Farm {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            server: None,
+            workers: Vec::new(),
+            down_after: down_after.to_string(),
+        };
+        farm.start_server();
+        for i in 0..workers {
+            farm.add_worker(&format!("w{i}"), cores);
+        }
+        farm.wait_hosts(workers);
+        farm
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn start_server(&mut self) {
+        let log = std::fs::File::create(self.path(&format!("server-{}.log", now_ms()))).unwrap();
+        let child = Command::new(kiln_bin())
+            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port), "--down-after"])
+            .arg(&self.down_after)
+            .arg("--data")
+            .arg(self.path("data"))
+            .env("KILN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kiln server");
+        self.server = Some(child);
+        wait_until(Duration::from_secs(20), || self.try_kiln(&["hosts", "--json"]).status.success());
+    }
+
+    /// SIGKILLs the server: no chance to flush or say goodbye.
+    pub fn kill_server(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.kill().unwrap();
+            s.wait().unwrap();
+        }
+    }
+
+    pub fn add_worker(&mut self, name: &str, cores: u32) {
+        let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
+        let child = Command::new(kiln_bin())
+            .args(["worker", "--server", &self.url(), "--name", name, "--allow-root"])
+            .args(["--cores", &cores.to_string(), "--memory", "8G", "--work-dir"])
+            .arg(self.path(&format!("work-{name}")))
+            .env("KILN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kiln worker");
+        self.workers.push(child);
+    }
+
+    pub fn wait_hosts(&self, n: usize) {
+        wait_until(Duration::from_secs(20), || {
+            self.json(&["hosts"])
+                .as_array()
+                .is_some_and(|h| h.iter().filter(|h| h["state"] == "UP").count() >= n)
+        });
+    }
+
+    pub fn try_kiln(&self, args: &[&str]) -> Output {
+        Command::new(kiln_bin())
+            .args(args)
+            .env("KILN_SERVER", self.url())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kiln")
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn kiln(&self, args: &[&str]) -> String {
+        let out = self.try_kiln(args);
+        assert!(
+            out.status.success(),
+            "kiln {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.try_kiln(&a);
+        if !out.status.success() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Writes a spec into the farm's directory and submits it; returns the job id.
+    pub fn submit(&self, name: &str, yaml: &str) -> String {
+        let path = self.path(&format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let v: Value = serde_json::from_str(&self.kiln(&["submit", path.to_str().unwrap(), "--json"])).unwrap();
+        v["id"].to_string()
+    }
+
+    pub fn job_status(&self, job: &str) -> String {
+        self.json(&["job", job])["job"]["status"].as_str().unwrap_or("?").to_string()
+    }
+
+    pub fn wait_status(&self, job: &str, status: &str, timeout: Duration) {
+        wait_until(timeout, || self.job_status(job) == status);
+    }
+
+    pub fn frames(&self, job: &str) -> Vec<Value> {
+        self.json(&["frames", job]).as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        self.kill_server();
+        if std::thread::panicking() {
+            // Keep the evidence: print the daemons' logs.
+            for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.extension().is_some_and(|e| e == "log") {
+                    eprintln!("==== {}\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
+pub fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+}
+
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}

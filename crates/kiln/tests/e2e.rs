@@ -1,0 +1,228 @@
+//! End-to-end: the real `kiln` binary as a server and two workers, driven
+//! through the CLI, with frames that are real processes.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Each frame appends "layer frame start end" (ns) to `trace`.
+fn traced(cmd: &str, trace: &std::path::Path) -> String {
+    format!(
+        "s=$(date +%s%N); {cmd}; echo \"$KILN_LAYER $KILN_FRAME $s $(date +%s%N)\" >> {}",
+        trace.display()
+    )
+}
+
+#[test]
+fn dependencies_run_in_a_valid_order_across_two_workers() {
+    let farm = Farm::start(2, 2);
+    let trace = farm.path("trace");
+    let spec = format!(
+        r#"
+name: deps
+layers:
+  - name: render
+    command: '{r}'
+    frames: 1-6
+  - name: comp
+    command: '{c}'
+    frames: 1-6
+    depends: [{{layer: render, per_frame: true}}]
+  - name: movie
+    command: '{m}'
+    frames: 1
+    depends: [comp]
+"#,
+        r = traced("sleep 0.$((RANDOM % 4))", &trace),
+        c = traced("true", &trace),
+        m = traced("true", &trace),
+    );
+    let job = farm.submit("deps", &spec);
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+
+    let mut spans: HashMap<(String, String), (u128, u128)> = HashMap::new();
+    for line in read(&trace).lines() {
+        let p: Vec<&str> = line.split_whitespace().collect();
+        let prev = spans.insert((p[0].into(), p[1].into()), (p[2].parse().unwrap(), p[3].parse().unwrap()));
+        assert!(prev.is_none(), "{line}: ran twice");
+    }
+    assert_eq!(spans.len(), 13);
+    for n in 1..=6 {
+        let r = spans[&("render".into(), n.to_string())];
+        let c = spans[&("comp".into(), n.to_string())];
+        assert!(c.0 >= r.1, "comp/{n} started before render/{n} ended");
+    }
+    let last_comp = (1..=6).map(|n| spans[&("comp".into(), n.to_string())].1).max().unwrap();
+    assert!(spans[&("movie".into(), "1".into())].0 >= last_comp);
+
+    let hosts: Vec<String> = farm
+        .frames(&job)
+        .iter()
+        .map(|f| f["host"].as_str().unwrap().to_string())
+        .collect();
+    assert!(hosts.contains(&"w0".into()) && hosts.contains(&"w1".into()), "both workers ran frames: {hosts:?}");
+
+    // The human views work too.
+    let text = farm.kiln(&["job", "deps"]);
+    assert!(text.contains("FINISHED") && text.contains("comp"), "{text}");
+    let text = farm.kiln(&["jobs", "--all"]);
+    assert!(text.contains("deps") && text.contains("13/13"), "{text}");
+}
+
+#[test]
+fn a_failing_frame_is_retried_then_dead_and_its_log_says_why() {
+    let farm = Farm::start(1, 2);
+    let spec = farm.path("fail.yaml");
+    std::fs::write(
+        &spec,
+        "name: fail\nlayers:\n  - name: a\n    command: 'echo trying; exit 3'\n    frames: 1\n    retries: 2\n",
+    )
+    .unwrap();
+    let out = farm.try_kiln(&["submit", spec.to_str().unwrap(), "--wait"]);
+    assert!(!out.status.success(), "--wait exits non-zero when a frame died");
+    let f = &farm.frames("fail")[0];
+    assert_eq!(f["state"], "DEAD");
+    assert_eq!(f["attempts"], 3);
+    assert_eq!(f["exit_status"], 3);
+    assert_eq!(farm.job_status("fail"), "FAILED");
+
+    let log = farm.kiln(&["log", "fail", "a/1"]);
+    assert!(log.contains("trying"), "{log}");
+    assert!(log.contains("exit"), "footer with the exit status: {log}");
+    let first = farm.kiln(&["log", "fail", "a/1", "--attempt", "1"]);
+    assert!(first.contains("trying"));
+
+    // Retry brings it back; it fails again the same way.
+    farm.kiln(&["retry", "fail"]);
+    wait_until(Duration::from_secs(30), || farm.frames("fail")[0]["attempts"] == 6);
+}
+
+#[test]
+fn kill_pause_resume_and_timeouts() {
+    let farm = Farm::start(1, 4);
+    let job = farm.submit(
+        "slow",
+        "name: slow\npaused: true\nlayers:\n  - name: a\n    command: 'sleep 30'\n    frames: 1-4\n",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(farm.job_status(&job), "PAUSED");
+    assert!(farm.frames(&job).iter().all(|f| f["state"] == "WAITING"));
+    farm.kiln(&["resume", &job]);
+    wait_until(Duration::from_secs(10), || {
+        farm.frames(&job).iter().all(|f| f["state"] == "RUNNING")
+    });
+    // Kill two frames: they become DEAD, the others keep running.
+    farm.kiln(&["kill", &job, "a/1-2"]);
+    wait_until(Duration::from_secs(15), || {
+        let f = farm.frames(&job);
+        f[0]["state"] == "DEAD" && f[1]["state"] == "DEAD" && f[0]["outcome"] == "KILLED"
+    });
+    assert_eq!(farm.frames(&job)[2]["state"], "RUNNING");
+    // Kill the job: everything stops.
+    farm.kiln(&["kill", &job]);
+    farm.wait_status(&job, "KILLED", Duration::from_secs(5));
+    wait_until(Duration::from_secs(15), || farm.json(&["hosts"])[0]["running"] == 0);
+    let procs = std::process::Command::new("pgrep").args(["-f", "sleep 30"]).output().unwrap();
+    assert!(procs.stdout.is_empty(), "killed frames leave no process behind");
+
+    let t = farm.submit(
+        "timeout",
+        "name: timeout\nlayers:\n  - name: a\n    command: 'sleep 60'\n    frames: 1\n    timeout: 1s\n    retries: 0\n",
+    );
+    farm.wait_status(&t, "FAILED", Duration::from_secs(20));
+    assert_eq!(farm.frames(&t)[0]["outcome"], "TIMEDOUT");
+    let log = farm.kiln(&["log", &t, "a/1"]);
+    assert!(log.to_lowercase().contains("timed out"), "{log}");
+}
+
+#[test]
+fn server_sigkill_mid_job_loses_nothing_and_runs_nothing_twice() {
+    let mut farm = Farm::start(2, 3);
+    let marks = farm.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    // O_EXCL markers (set -C): a second run of any frame fails loudly.
+    let spec = format!(
+        "name: crash\nlayers:\n  - name: a\n    command: 'set -C; echo $$ > {m}/#FRAME#.start; sleep 1.5; echo done > {m}/#FRAME#.end'\n    frames: 1-12\n    retries: 0\n",
+        m = marks.display()
+    );
+    let job = farm.submit("crash", &spec);
+    wait_until(Duration::from_secs(10), || {
+        farm.frames(&job).iter().filter(|f| f["state"] == "RUNNING").count() == 6
+    });
+    farm.kill_server();
+    std::thread::sleep(Duration::from_millis(700));
+    farm.start_server();
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+    let frames = farm.frames(&job);
+    assert_eq!(frames.len(), 12);
+    for f in &frames {
+        assert_eq!(f["state"], "SUCCEEDED", "{f}");
+        assert_eq!(f["attempts"], 1, "no frame ran twice: {f}");
+    }
+    for n in 1..=12 {
+        assert!(marks.join(format!("{n}.end")).exists(), "frame {n} finished");
+    }
+    // Logs of frames that ran across the crash are complete.
+    let log = farm.kiln(&["log", &job, "a/1"]);
+    assert!(log.contains("runtime"), "footer present: {log}");
+}
+
+#[test]
+fn a_lost_worker_is_marked_down_and_its_frames_run_elsewhere() {
+    let mut farm = Farm::start_with(1, 1, "2s");
+    let job = farm.submit("lost", "name: lost\nlayers:\n  - name: a\n    command: 'sleep 2'\n    frames: 1\n");
+    wait_until(Duration::from_secs(10), || farm.frames(&job)[0]["state"] == "RUNNING");
+    let mut w = farm.workers.remove(0);
+    w.kill().unwrap();
+    w.wait().unwrap();
+    wait_until(Duration::from_secs(10), || farm.json(&["hosts"])[0]["state"] == "DOWN");
+    farm.add_worker("w9", 1);
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    let f = &farm.frames(&job)[0];
+    assert_eq!(f["host"], "w9");
+    assert_eq!(f["attempts"], 2);
+}
+
+#[test]
+fn bad_specs_are_rejected_whole_with_the_field_named() {
+    let farm = Farm::start(0, 1);
+    for (spec, field) in [
+        ("name: x\nlayers: [{name: a, command: c, frames: '1-x'}]", "layers[0].frames"),
+        ("name: x\nlayers: [{name: a, command: c, frames: '1-1000000000'}]", "layers[0].frames"),
+        (
+            "name: x\nlayers: [{name: a, command: c, frames: 1, depends: [b]}, {name: b, command: c, frames: 1, depends: [a]}]",
+            "cycle",
+        ),
+        ("name: x\nlayers: [{name: a, command: c, frames: 1, depends: [zz]}]", "layers[0].depends[0]"),
+    ] {
+        let path = farm.path("bad.yaml");
+        std::fs::write(&path, spec).unwrap();
+        let out = farm.try_kiln(&["submit", path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "error names {field}: {err}");
+    }
+    assert_eq!(farm.json(&["jobs", "--all"]), serde_json::json!([]), "nothing half-created");
+}
+
+#[test]
+fn hosts_can_be_locked_and_logs_followed() {
+    let farm = Farm::start(1, 2);
+    farm.kiln(&["host", "lock", "w0"]);
+    let job = farm.submit("live", "name: live\nlayers:\n  - name: a\n    command: 'for i in 1 2 3; do echo line $i; sleep 0.4; done'\n    frames: 1\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(farm.frames(&job)[0]["state"], "WAITING", "a locked host takes nothing");
+    assert_eq!(farm.json(&["hosts"])[0]["lock"], "LOCKED");
+    farm.kiln(&["host", "unlock", "w0"]);
+    wait_until(Duration::from_secs(10), || farm.frames(&job)[0]["state"] != "WAITING");
+    let log = farm.kiln(&["log", &job, "a/1", "--follow"]);
+    for i in 1..=3 {
+        assert!(log.contains(&format!("line {i}")), "{log}");
+    }
+    assert!(log.contains("runtime"), "follow reads through to the footer: {log}");
+
+    let err = farm.try_kiln(&["--server", "http://127.0.0.1:1", "jobs"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("is `kiln server`"));
+}
