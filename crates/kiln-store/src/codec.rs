@@ -69,11 +69,15 @@ pub(crate) fn to_i64(what: &'static str, v: u64) -> Result<i64> {
 /// The host report fields (by their serde names) that have columns of their
 /// own. The rest of the report goes into one JSON column, so a field added
 /// to `HostReport` later is stored without a migration.
-pub(crate) const REPORT_COLUMNS: &[&str] = &["name", "os", "cores", "memory_kb", "gpus", "load", "tags"];
+pub(crate) const REPORT_COLUMNS: &[&str] =
+    &["name", "os", "cores", "memory_kb", "gpus", "load", "tags"];
 
 /// The report minus its [`REPORT_COLUMNS`], as JSON text.
 pub(crate) fn report_rest(report: &HostReport) -> Result<String> {
-    let mut v = serde_json::to_value(report).map_err(|source| Error::Encode { what: "host report", source })?;
+    let mut v = serde_json::to_value(report).map_err(|source| Error::Encode {
+        what: "host report",
+        source,
+    })?;
     if let Value::Object(map) = &mut v {
         for key in REPORT_COLUMNS {
             map.remove(*key);
@@ -103,7 +107,8 @@ pub(crate) fn join_report(cols: ReportColumns, rest: &str) -> Result<HostReport,
     };
     let rest: Map<String, Value> = from_json(rest)?;
     map.extend(rest);
-    let mut report: HostReport = serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
+    let mut report: HostReport =
+        serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
     report.name = cols.name;
     report.os = cols.os;
     report.cores = cols.cores;
@@ -119,7 +124,11 @@ mod tests {
     use super::*;
 
     fn serde_name<T: Serialize>(v: T) -> String {
-        serde_json::to_value(v).unwrap().as_str().unwrap().to_owned()
+        serde_json::to_value(v)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     #[test]
@@ -133,7 +142,13 @@ mod tests {
             assert_eq!(frame_state(v), serde_name(v));
             assert_eq!(parse_frame_state(frame_state(v)), Some(v));
         }
-        for v in [Outcome::Succeeded, Outcome::Failed, Outcome::TimedOut, Outcome::Killed, Outcome::Lost] {
+        for v in [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::TimedOut,
+            Outcome::Killed,
+            Outcome::Lost,
+        ] {
             assert_eq!(outcome(v), serde_name(v));
             assert_eq!(parse_outcome(outcome(v)), Some(v));
         }
@@ -166,7 +181,10 @@ mod tests {
         };
         let rest = report_rest(&report).unwrap();
         for key in REPORT_COLUMNS {
-            assert!(!rest.contains(&format!("\"{key}\"")), "{key} left in {rest}");
+            assert!(
+                !rest.contains(&format!("\"{key}\"")),
+                "{key} left in {rest}"
+            );
         }
         let cols = ReportColumns {
             name: report.name.clone(),
@@ -183,6 +201,9 @@ mod tests {
     #[test]
     fn out_of_range_is_refused() {
         assert_eq!(to_i64("x", i64::MAX as u64).unwrap(), i64::MAX);
-        assert!(matches!(to_i64("x", u64::MAX), Err(Error::OutOfRange { .. })));
+        assert!(matches!(
+            to_i64("x", u64::MAX),
+            Err(Error::OutOfRange { .. })
+        ));
     }
 }

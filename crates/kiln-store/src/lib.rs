@@ -15,7 +15,7 @@ mod sqlite;
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
 
-use kiln_core::model::{Attempt, AttemptId, FrameId, Host, Job, Frame, Layer};
+use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, Layer};
 
 /// What the server needs from durable storage.
 #[async_trait::async_trait]
@@ -27,7 +27,9 @@ pub trait Store: Send + Sync + 'static {
     /// Upserts every record of the batch in ONE transaction, durably
     /// (committed and synced) before returning. All or nothing: on error
     /// nothing of the batch was written. A record given twice in one batch
-    /// ends as the later copy.
+    /// ends as the later copy. A record naming another (a layer its job; a
+    /// frame its job, layer, attempt or host; an attempt its frame, job or
+    /// host) that is neither stored nor in the batch fails the batch.
     async fn commit(&self, batch: &Batch) -> Result<()>;
 
     /// Every attempt of a frame, oldest first; empty for an unknown frame.
@@ -55,7 +57,11 @@ impl Batch {
 
     /// Records of every kind together.
     pub fn len(&self) -> usize {
-        self.jobs.len() + self.layers.len() + self.frames.len() + self.attempts.len() + self.hosts.len()
+        self.jobs.len()
+            + self.layers.len()
+            + self.frames.len()
+            + self.attempts.len()
+            + self.hosts.len()
     }
 }
 

@@ -3,13 +3,16 @@
 
 mod read;
 mod tables;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use crate::{Batch, Error, Image, Result, Store};
 use kiln_core::model::{Attempt, AttemptId, FrameId};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
@@ -43,7 +46,10 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|source| Error::CreateDir { path: dir.to_owned(), source })?;
+                .map_err(|source| Error::CreateDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
         }
         let base = SqliteConnectOptions::new()
             .filename(path)
@@ -69,7 +75,10 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await?;
         tracing::debug!(path = %path.display(), "sqlite store open");
-        Ok(SqliteStore { writer: Mutex::new(writer), readers })
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+        })
     }
 
     /// Closes every connection, waiting for work in progress. The last one

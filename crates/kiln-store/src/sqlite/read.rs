@@ -19,16 +19,28 @@ pub(super) async fn image(conn: &mut SqliteConnection) -> Result<Image> {
     Ok(Image {
         jobs: all(conn, &JOBS, "ORDER BY id", job).await?,
         layers: all(conn, &LAYERS, "ORDER BY id", layer).await?,
-        frames: all(conn, &FRAMES, "ORDER BY id", frame).await?,
+        frames: frames(conn).await?,
         hosts: all(conn, &HOSTS, "ORDER BY id", host).await?,
         // Served by the partial index `attempts_running`.
-        running_attempts: all(conn, &ATTEMPTS, "WHERE outcome IS NULL ORDER BY id", attempt_row).await?,
+        running_attempts: all(
+            conn,
+            &ATTEMPTS,
+            "WHERE outcome IS NULL ORDER BY id",
+            attempt_row,
+        )
+        .await?,
         max_ids: max_ids(conn).await?,
     })
 }
 
-pub(super) async fn attempts_of(conn: &mut SqliteConnection, frame: FrameId) -> Result<Vec<Attempt>> {
-    let sql = format!("{} WHERE frame_id = ? ORDER BY number, id", ATTEMPTS.select());
+pub(super) async fn attempts_of(
+    conn: &mut SqliteConnection,
+    frame: FrameId,
+) -> Result<Vec<Attempt>> {
+    let sql = format!(
+        "{} WHERE frame_id = ? ORDER BY number, id",
+        ATTEMPTS.select()
+    );
     let rows = sqlx::query(&sql).bind(frame.0).fetch_all(conn).await?;
     rows.iter().map(attempt_row).collect()
 }
@@ -100,7 +112,11 @@ fn layer(row: &SqliteRow) -> Result<Layer> {
         command: c.json()?,
         frames: c.get()?,
         chunk: c.int()?,
-        resources: Resources { cores: c.int()?, memory_kb: c.int()?, gpus: c.int()? },
+        resources: Resources {
+            cores: c.int()?,
+            memory_kb: c.int()?,
+            gpus: c.int()?,
+        },
         tags: c.json()?,
         env: c.json()?,
         retries: c.int()?,
@@ -111,28 +127,143 @@ fn layer(row: &SqliteRow) -> Result<Layer> {
     })
 }
 
-fn frame(row: &SqliteRow) -> Result<Frame> {
-    let mut c = Cols::new(row, FRAMES.name);
-    Ok(Frame {
-        id: FrameId(c.get()?),
-        job: JobId(c.get()?),
-        layer: LayerId(c.get()?),
-        index: c.int()?,
-        number: c.get()?,
-        chunk: c.get()?,
-        state: c.parse(codec::parse_frame_state)?,
-        attempts: c.int()?,
-        failures: c.int()?,
-        attempt: c.get::<Option<i64>>()?.map(AttemptId),
-        host: c.get::<Option<i64>>()?.map(HostId),
-        cores: c.int()?,
-        started_at: c.get()?,
-        ended_at: c.get()?,
-        outcome: c.opt_parse(codec::parse_outcome)?,
-        exit_status: c.opt_int()?,
-        exit_signal: c.opt_int()?,
-        max_rss_kb: c.int()?,
-        cpu_ms: c.int()?,
+/// Frames per round trip when loading. Each chunk is built as one JSON text
+/// of about 100 bytes a frame, so this bounds that buffer to a few MB.
+const FRAME_CHUNK: i64 = 20_000;
+
+/// Every frame, by id. Frames are the one table whose rows number in the
+/// hundreds of thousands, and sqlx hands rows over one value at a time:
+/// each value a separate allocation, freed on another thread, costing more
+/// than a second per 100,000 frames. Instead SQLite packs each chunk of rows
+/// into a single JSON array of arrays, parsed here in one pass.
+async fn frames(conn: &mut SqliteConnection) -> Result<Vec<Frame>> {
+    let sql = format!(
+        "SELECT json_group_array(json_array({})), count(*), max(id) \
+         FROM (SELECT * FROM frames WHERE id > ? ORDER BY id LIMIT ?)",
+        FRAMES.cols.join(", ")
+    );
+    let mut frames = Vec::new();
+    let mut after = i64::MIN;
+    loop {
+        let row = sqlx::query(&sql)
+            .bind(after)
+            .bind(FRAME_CHUNK)
+            .fetch_one(&mut *conn)
+            .await?;
+        let (json, count): (&str, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let rows: Vec<FrameRow> = codec::from_json(json).map_err(|detail| Error::Corrupt {
+            table: FRAMES.name,
+            id: after.max(0),
+            column: "*".into(),
+            detail: format!("a frame after this id: {detail}"),
+        })?;
+        frames.reserve(rows.len());
+        for r in rows {
+            frames.push(r.into_frame()?);
+        }
+        if count < FRAME_CHUNK {
+            break;
+        }
+        after = row.try_get(2)?;
+    }
+    // SQLite aggregates in the subquery's order in practice, but does not
+    // promise to; sorting already sorted ids is one linear pass.
+    frames.sort_by_key(|f| f.id);
+    Ok(frames)
+}
+
+/// A `frames` row as the JSON array built in [`frames`], fields in the
+/// column order of `tables.rs`. Integers are read at full width and
+/// narrowed in [`FrameRow::into_frame`], where a bad value can be reported
+/// with its row and column.
+#[derive(serde::Deserialize)]
+struct FrameRow(
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+impl FrameRow {
+    fn into_frame(self) -> Result<Frame> {
+        let id = self.0;
+        let count = |column, v| -> Result<u32> { narrow(FRAMES.name, id, column, v) };
+        let outcome = match self.14 {
+            None => None,
+            Some(text) => Some(parse(
+                FRAMES.name,
+                id,
+                "outcome",
+                &text,
+                codec::parse_outcome,
+            )?),
+        };
+        Ok(Frame {
+            id: FrameId(id),
+            job: JobId(self.1),
+            layer: LayerId(self.2),
+            index: count("idx", self.3)?,
+            number: self.4,
+            chunk: self.5,
+            state: parse(FRAMES.name, id, "state", &self.6, codec::parse_frame_state)?,
+            attempts: count("attempts", self.7)?,
+            failures: count("failures", self.8)?,
+            attempt: self.9.map(AttemptId),
+            host: self.10.map(HostId),
+            cores: count("cores", self.11)?,
+            started_at: self.12,
+            ended_at: self.13,
+            outcome,
+            exit_status: self
+                .15
+                .map(|v| narrow(FRAMES.name, id, "exit_status", v))
+                .transpose()?,
+            exit_signal: self
+                .16
+                .map(|v| narrow(FRAMES.name, id, "exit_signal", v))
+                .transpose()?,
+            max_rss_kb: narrow(FRAMES.name, id, "max_rss_kb", self.17)?,
+            cpu_ms: narrow(FRAMES.name, id, "cpu_ms", self.18)?,
+        })
+    }
+}
+
+fn narrow<T: TryFrom<i64>>(table: &'static str, id: i64, column: &str, v: i64) -> Result<T> {
+    T::try_from(v).map_err(|_| Error::Corrupt {
+        table,
+        id,
+        column: column.into(),
+        detail: format!("{v} is out of range"),
+    })
+}
+
+fn parse<T>(
+    table: &'static str,
+    id: i64,
+    column: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T> {
+    parse(text).ok_or_else(|| Error::Corrupt {
+        table,
+        id,
+        column: column.into(),
+        detail: format!("unknown value {text:?}"),
     })
 }
 
@@ -174,7 +305,14 @@ fn host(row: &SqliteRow) -> Result<Host> {
     };
     let rest: &str = c.get()?;
     let report = codec::join_report(cols, rest).map_err(|e| c.corrupt(e))?;
-    Ok(Host { id, report, state, lock, registered_at: c.get()?, last_seen: c.get()? })
+    Ok(Host {
+        id,
+        report,
+        state,
+        lock,
+        registered_at: c.get()?,
+        last_seen: c.get()?,
+    })
 }
 
 /// Reads a row's columns left to right, converting each to its field's type
@@ -187,7 +325,11 @@ struct Cols<'r> {
 
 impl<'r> Cols<'r> {
     fn new(row: &'r SqliteRow, table: &'static str) -> Self {
-        Cols { row, table, next: 0 }
+        Cols {
+            row,
+            table,
+            next: 0,
+        }
     }
 
     fn get<T: Decode<'r, Sqlite> + Type<Sqlite>>(&mut self) -> Result<T> {
@@ -206,7 +348,9 @@ impl<'r> Cols<'r> {
     fn opt_int<T: TryFrom<i64>>(&mut self) -> Result<Option<T>> {
         match self.get::<Option<i64>>()? {
             None => Ok(None),
-            Some(v) => T::try_from(v).map(Some).map_err(|_| self.corrupt(format_args!("{v} is out of range"))),
+            Some(v) => T::try_from(v)
+                .map(Some)
+                .map_err(|_| self.corrupt(format_args!("{v} is out of range"))),
         }
     }
 
@@ -223,7 +367,9 @@ impl<'r> Cols<'r> {
     fn opt_parse<T>(&mut self, parse: fn(&str) -> Option<T>) -> Result<Option<T>> {
         match self.get::<Option<&str>>()? {
             None => Ok(None),
-            Some(text) => parse(text).map(Some).ok_or_else(|| self.corrupt(format_args!("unknown value {text:?}"))),
+            Some(text) => parse(text)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format_args!("unknown value {text:?}"))),
         }
     }
 
@@ -232,7 +378,12 @@ impl<'r> Cols<'r> {
         Error::Corrupt {
             table: self.table,
             id: self.row.try_get(0).unwrap_or_default(),
-            column: self.row.columns().get(self.next - 1).map(|c| c.name().to_owned()).unwrap_or_default(),
+            column: self
+                .row
+                .columns()
+                .get(self.next - 1)
+                .map(|c| c.name().to_owned())
+                .unwrap_or_default(),
             detail: detail.to_string(),
         }
     }

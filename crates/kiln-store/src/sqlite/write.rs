@@ -17,18 +17,29 @@ type Bind<T> = for<'q> fn(Query<'q>, &'q T) -> Result<Query<'q>>;
 const MAX_ROWS: usize = 256;
 
 /// Writes every record of the batch on `conn`, which must be inside the
-/// caller's transaction. Order does not matter to the foreign keys (they are
-/// checked at commit); it is parents first only to read naturally.
+/// caller's transaction.
+///
+/// The foreign keys are only checked at commit, so any order is correct,
+/// but not every order is fast: while a written row points at one not yet
+/// written, SQLite looks for waiting children on every later parent insert.
+/// Attempts go before frames because that lookup is indexed
+/// (`attempts_frame`) while frames' pointer to their attempt is not; written
+/// the other way, a dispatch wave scans every frame once per new attempt.
 pub(super) async fn batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<()> {
     upsert(conn, &HOSTS, &batch.hosts, bind_host).await?;
     upsert(conn, &JOBS, &batch.jobs, bind_job).await?;
     upsert(conn, &LAYERS, &batch.layers, bind_layer).await?;
-    upsert(conn, &FRAMES, &batch.frames, bind_frame).await?;
     upsert(conn, &ATTEMPTS, &batch.attempts, bind_attempt).await?;
+    upsert(conn, &FRAMES, &batch.frames, bind_frame).await?;
     Ok(())
 }
 
-async fn upsert<T>(conn: &mut SqliteConnection, table: &Table, rows: &[T], bind: Bind<T>) -> Result<()> {
+async fn upsert<T>(
+    conn: &mut SqliteConnection,
+    table: &Table,
+    rows: &[T],
+    bind: Bind<T>,
+) -> Result<()> {
     let mut rest = rows;
     while !rest.is_empty() {
         let (now, later) = rest.split_at(statement_rows(rest.len()));
@@ -60,7 +71,10 @@ fn statement_rows(left: usize) -> usize {
 /// twice ends as its later copy.
 fn upsert_sql(table: &Table, rows: usize) -> String {
     let one = format!("({})", vec!["?"; table.cols.len()].join(", "));
-    let set: Vec<String> = table.cols[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    let set: Vec<String> = table.cols[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
     format!(
         "INSERT INTO {} ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET {}",
         table.name,
@@ -90,7 +104,10 @@ fn bind_job<'q>(q: Query<'q>, j: &'q Job) -> Result<Query<'q>> {
 }
 
 fn bind_layer<'q>(q: Query<'q>, l: &'q Layer) -> Result<Query<'q>> {
-    let timeout_s = l.timeout_s.map(|t| to_i64("layer timeout_s", t)).transpose()?;
+    let timeout_s = l
+        .timeout_s
+        .map(|t| to_i64("layer timeout_s", t))
+        .transpose()?;
     Ok(q.bind(l.id.0)
         .bind(l.job.0)
         .bind(i64::from(l.index))
@@ -160,8 +177,8 @@ fn bind_host<'q>(q: Query<'q>, h: &'q Host) -> Result<Query<'q>> {
         .bind(i64::from(r.cores))
         .bind(to_i64("host memory_kb", r.memory_kb)?)
         .bind(i64::from(r.gpus))
-        // SQLite stores NaN as NULL anyway; saying so keeps the NOT NULL-free
-        // column's meaning explicit rather than accidental.
+        // NaN becomes NULL: SQLite would do that silently, so do it here
+        // where it can be read, and read it back as NaN.
         .bind(Some(r.load).filter(|l| !l.is_nan()))
         .bind(to_json("host tags", &r.tags)?)
         .bind(codec::report_rest(r)?)

@@ -6,7 +6,10 @@ use kiln_store::Batch;
 use std::collections::BTreeMap;
 
 pub fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub fn host(id: i64, name: &str) -> Host {
@@ -60,8 +63,19 @@ pub fn layer(id: i64, job: i64, name: &str) -> Layer {
         command: Command::Shell("render -f #FRAME# 'quoted \"x\"'".into()),
         frames: "1-100x5".into(),
         chunk: 5,
-        resources: Resources { cores: 150, memory_kb: 4 << 20, gpus: 0 },
-        tags: vec![TagReq { any_of: vec!["linux".into()] }, TagReq { any_of: vec!["gpu".into(), "cuda".into()] }],
+        resources: Resources {
+            cores: 150,
+            memory_kb: 4 << 20,
+            gpus: 0,
+        },
+        tags: vec![
+            TagReq {
+                any_of: vec!["linux".into()],
+            },
+            TagReq {
+                any_of: vec!["gpu".into(), "cuda".into()],
+            },
+        ],
         env: env(&[("LAYER", "yes")]),
         retries: 3,
         timeout_s: Some(3600),
@@ -169,18 +183,35 @@ pub fn farm() -> Batch {
     let l1 = layer(1, 1, "sim");
     let mut l2 = layer(2, 1, "render");
     l2.index = 1;
-    l2.command = Command::Argv(vec!["/bin/render".into(), "--frame".into(), "#FRAME#".into(), "a b".into()]);
-    l2.depends = vec![LayerDep { layer: "sim".into(), per_frame: true }];
+    l2.command = Command::Argv(vec![
+        "/bin/render".into(),
+        "--frame".into(),
+        "#FRAME#".into(),
+        "a b".into(),
+    ]);
+    l2.depends = vec![LayerDep {
+        layer: "sim".into(),
+        per_frame: true,
+    }];
     l2.timeout_s = None;
     l2.cwd = None;
     l2.tags = vec![];
     l2.env = BTreeMap::new();
     l2.paused = true;
     let mut l3 = layer(3, 2, "fx");
-    l3.depends = vec![LayerDep { layer: "sim".into(), per_frame: false }];
-    l3.resources = Resources { cores: 0, memory_kb: u64::MAX >> 1, gpus: 4 };
+    l3.depends = vec![LayerDep {
+        layer: "sim".into(),
+        per_frame: false,
+    }];
+    l3.resources = Resources {
+        cores: 0,
+        memory_kb: u64::MAX >> 1,
+        gpus: 4,
+    };
 
-    let mut frames: Vec<Frame> = (0..7).map(|i| frame(i + 1, 1, 1 + i % 2, i as u32)).collect();
+    let mut frames: Vec<Frame> = (0..7)
+        .map(|i| frame(i + 1, 1, 1 + i % 2, i as u32))
+        .collect();
     frames.push(frame(8, 2, 3, 0));
     let mut attempts = vec![];
     let ends = [
@@ -191,7 +222,12 @@ pub fn farm() -> Batch {
         (Outcome::Lost, FrameState::Waiting),
     ];
     for (i, (outcome, state)) in ends.into_iter().enumerate() {
-        let mut a = attempt(i as i64 + 1, &frames[i], 1, if i % 2 == 0 { &r1 } else { &r2 });
+        let mut a = attempt(
+            i as i64 + 1,
+            &frames[i],
+            1,
+            if i % 2 == 0 { &r1 } else { &r2 },
+        );
         finish(&mut frames[i], &mut a, outcome, state);
         attempts.push(a);
     }
@@ -208,5 +244,11 @@ pub fn farm() -> Batch {
     frames[0].max_rss_kb = i64::MAX as u64;
     frames[0].number = -3;
 
-    Batch { jobs: vec![j1, j2], layers: vec![l1, l2, l3], frames, attempts, hosts: vec![r1, r2] }
+    Batch {
+        jobs: vec![j1, j2],
+        layers: vec![l1, l2, l3],
+        frames,
+        attempts,
+        hosts: vec![r1, r2],
+    }
 }

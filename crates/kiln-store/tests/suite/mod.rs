@@ -36,7 +36,12 @@ fn assert_image(image: &Image, batch: &Batch) {
     assert_eq!(image.layers, batch.layers);
     assert_eq!(image.frames, batch.frames);
     assert_eq!(image.hosts, batch.hosts);
-    let running: Vec<Attempt> = batch.attempts.iter().filter(|a| a.outcome.is_none()).cloned().collect();
+    let running: Vec<Attempt> = batch
+        .attempts
+        .iter()
+        .filter(|a| a.outcome.is_none())
+        .cloned()
+        .collect();
     assert_eq!(image.running_attempts, running);
 }
 
@@ -81,7 +86,10 @@ pub async fn upsert_updates_in_place(b: &impl Backend) {
     l.command = Command::Argv(vec!["true".into()]);
     l.timeout_s = None;
     l.cwd = None;
-    l.depends = vec![LayerDep { layer: "render".into(), per_frame: false }];
+    l.depends = vec![LayerDep {
+        layer: "render".into(),
+        per_frame: false,
+    }];
     farm.layers[1].command = Command::Shell("echo".into());
     let f = &mut farm.frames[0];
     f.state = FrameState::Waiting;
@@ -91,7 +99,12 @@ pub async fn upsert_updates_in_place(b: &impl Backend) {
     f.exit_status = None;
     f.started_at = None;
     let a = &mut farm.attempts[5];
-    fixtures::finish(&mut farm.frames[5], a, Outcome::Succeeded, FrameState::Succeeded);
+    fixtures::finish(
+        &mut farm.frames[5],
+        a,
+        Outcome::Succeeded,
+        FrameState::Succeeded,
+    );
     let h = &mut farm.hosts[1];
     h.report.name = "r2-renamed".into();
     h.report.version = "0.2.0".into();
@@ -125,12 +138,17 @@ pub async fn later_copy_wins(b: &impl Backend) {
     assert_image(&store.load().await.unwrap(), &farm);
 
     // And across two statements' worth of rows.
-    let many: Vec<Frame> = (0..600).map(|i| frame(100 + i % 300, 1, 1, (i % 300) as u32)).collect();
+    let many: Vec<Frame> = (0..600)
+        .map(|i| frame(100 + i % 300, 1, 1, (i % 300) as u32))
+        .collect();
     let mut last = many[300..].to_vec();
     for f in &mut last {
         f.cores = 7;
     }
-    let batch = Batch { frames: [many[..300].to_vec(), last.clone()].concat(), ..Batch::default() };
+    let batch = Batch {
+        frames: [many[..300].to_vec(), last.clone()].concat(),
+        ..Batch::default()
+    };
     store.commit(&batch).await.unwrap();
     farm.frames.extend(last);
     assert_image(&store.load().await.unwrap(), &farm);
@@ -143,8 +161,14 @@ pub async fn batch_is_atomic(b: &impl Backend) {
     let before = store.load().await.unwrap();
 
     // Plenty of valid rows first, then two hosts with one name.
-    let mut bad = Batch { jobs: vec![job(10, "new")], layers: vec![layer(10, 10, "l")], ..Batch::default() };
-    bad.frames = (0..1000).map(|i| frame(1000 + i, 10, 10, i as u32)).collect();
+    let mut bad = Batch {
+        jobs: vec![job(10, "new")],
+        layers: vec![layer(10, 10, "l")],
+        ..Batch::default()
+    };
+    bad.frames = (0..1000)
+        .map(|i| frame(1000 + i, 10, 10, i as u32))
+        .collect();
     let mut changed = farm.frames[6].clone();
     changed.state = FrameState::Dead;
     bad.frames.push(changed);
@@ -155,19 +179,33 @@ pub async fn batch_is_atomic(b: &impl Backend) {
     store.commit(&bad).await.expect_err("two hosts named twin");
 
     // A new host taking an existing host's name.
-    let taken = Batch { jobs: vec![job(11, "x")], hosts: vec![host(12, "r1")], ..Batch::default() };
+    let taken = Batch {
+        jobs: vec![job(11, "x")],
+        hosts: vec![host(12, "r1")],
+        ..Batch::default()
+    };
     store.commit(&taken).await.expect_err("r1 is taken");
 
     // A frame of a job that was never stored.
-    let orphan = Batch { frames: vec![frame(2000, 99, 1, 0)], hosts: vec![host(13, "r13")], ..Batch::default() };
-    store.commit(&orphan).await.expect_err("job 99 does not exist");
+    let orphan = Batch {
+        frames: vec![frame(2000, 99, 1, 0)],
+        hosts: vec![host(13, "r13")],
+        ..Batch::default()
+    };
+    store
+        .commit(&orphan)
+        .await
+        .expect_err("job 99 does not exist");
 
     let after = store.load().await.unwrap();
     assert_image(&after, &farm);
     assert_eq!(after.max_ids, before.max_ids);
 
     // A failed batch leaves the store usable.
-    let good = Batch { hosts: vec![host(10, "twin")], ..Batch::default() };
+    let good = Batch {
+        hosts: vec![host(10, "twin")],
+        ..Batch::default()
+    };
     store.commit(&good).await.unwrap();
     assert_eq!(store.load().await.unwrap().hosts.len(), 3);
 }
@@ -184,12 +222,27 @@ pub async fn reopen_keeps_everything(b: &impl Backend) {
 
     // Dropped without closing, as a crashing server would leave it.
     farm.jobs[0].priority = 1;
-    store.commit(&Batch { jobs: vec![farm.jobs[0].clone()], ..Batch::default() }).await.unwrap();
+    store
+        .commit(&Batch {
+            jobs: vec![farm.jobs[0].clone()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
     drop(store);
     let store = b.open().await;
     let image = store.load().await.unwrap();
     assert_image(&image, &farm);
-    assert_eq!(image.max_ids, MaxIds { job: 2, layer: 3, frame: 8, attempt: 6, host: 2 });
+    assert_eq!(
+        image.max_ids,
+        MaxIds {
+            job: 2,
+            layer: 3,
+            frame: 8,
+            attempt: 6,
+            host: 2
+        }
+    );
 }
 
 pub async fn attempt_history(b: &impl Backend) {
@@ -198,17 +251,33 @@ pub async fn attempt_history(b: &impl Backend) {
     store.commit(&farm).await.unwrap();
     let (r1, f) = (&farm.hosts[0], &farm.frames[6]);
     // Ids out of step with attempt numbers: history is ordered by number.
-    let mut history = vec![attempt(30, f, 2, r1), attempt(20, f, 3, r1), attempt(40, f, 1, r1)];
+    let mut history = vec![
+        attempt(30, f, 2, r1),
+        attempt(20, f, 3, r1),
+        attempt(40, f, 1, r1),
+    ];
     for a in &mut history {
         let mut frame = f.clone();
         fixtures::finish(&mut frame, a, Outcome::Failed, FrameState::Waiting);
     }
-    store.commit(&Batch { attempts: history.clone(), ..Batch::default() }).await.unwrap();
+    store
+        .commit(&Batch {
+            attempts: history.clone(),
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
     history.sort_by_key(|a| a.number);
     assert_eq!(store.attempts(f.id).await.unwrap(), history);
-    assert_eq!(store.attempts(farm.frames[0].id).await.unwrap(), vec![farm.attempts[0].clone()]);
+    assert_eq!(
+        store.attempts(farm.frames[0].id).await.unwrap(),
+        vec![farm.attempts[0].clone()]
+    );
     assert_eq!(store.attempts(FrameId(12345)).await.unwrap(), vec![]);
-    assert_eq!(store.attempt(AttemptId(20)).await.unwrap(), Some(history[2].clone()));
+    assert_eq!(
+        store.attempt(AttemptId(20)).await.unwrap(),
+        Some(history[2].clone())
+    );
     assert_eq!(store.attempt(AttemptId(12345)).await.unwrap(), None);
 }
 
@@ -225,9 +294,27 @@ pub async fn running_attempts_only(b: &impl Backend) {
     assert!(image.running_attempts.iter().all(|a| a.outcome.is_none()));
 
     let mut done = farm.attempts[0].clone();
-    fixtures::finish(&mut farm.frames[6], &mut done, Outcome::Lost, FrameState::Waiting);
-    store.commit(&Batch { attempts: vec![done], ..Batch::default() }).await.unwrap();
-    let ids: Vec<AttemptId> = store.load().await.unwrap().running_attempts.iter().map(|a| a.id).collect();
+    fixtures::finish(
+        &mut farm.frames[6],
+        &mut done,
+        Outcome::Lost,
+        FrameState::Waiting,
+    );
+    store
+        .commit(&Batch {
+            attempts: vec![done],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<AttemptId> = store
+        .load()
+        .await
+        .unwrap()
+        .running_attempts
+        .iter()
+        .map(|a| a.id)
+        .collect();
     assert_eq!(ids, [AttemptId(6)]);
 }
 
@@ -236,7 +323,16 @@ pub async fn max_ids(b: &impl Backend) {
     let farm = farm();
     store.commit(&farm).await.unwrap();
     let image = store.load().await.unwrap();
-    assert_eq!(image.max_ids, MaxIds { job: 2, layer: 3, frame: 8, attempt: 6, host: 2 });
+    assert_eq!(
+        image.max_ids,
+        MaxIds {
+            job: 2,
+            layer: 3,
+            frame: 8,
+            attempt: 6,
+            host: 2
+        }
+    );
 
     // Gaps are fine: the maximum is the maximum, not a count.
     let batch = Batch {
@@ -247,16 +343,31 @@ pub async fn max_ids(b: &impl Backend) {
     };
     store.commit(&batch).await.unwrap();
     let image = store.load().await.unwrap();
-    assert_eq!(image.max_ids, MaxIds { job: 500, layer: 3, frame: 1 << 40, attempt: 6, host: 77 });
+    assert_eq!(
+        image.max_ids,
+        MaxIds {
+            job: 500,
+            layer: 3,
+            frame: 1 << 40,
+            attempt: 6,
+            host: 77
+        }
+    );
 }
 
 pub async fn big_batch(b: &impl Backend) {
     let store = b.open().await;
     let mut farm = farm();
     let r1 = farm.hosts[0].clone();
-    // Odd sizes, so every statement size of a chunked writer is exercised.
-    let frames: Vec<Frame> = (0..2345).map(|i| frame(100 + i, 1, 1 + i % 3 / 2, i as u32)).collect();
-    let attempts: Vec<Attempt> = frames[..1001].iter().map(|f| attempt(f.id.0, f, 1, &r1)).collect();
+    // Odd sizes, large enough to span several chunks of any chunked writer
+    // or reader, so every partial chunk size is exercised too.
+    let frames: Vec<Frame> = (0..45_678)
+        .map(|i| frame(100 + i, 1, 1 + i % 3 / 2, i as u32))
+        .collect();
+    let attempts: Vec<Attempt> = frames[..1001]
+        .iter()
+        .map(|f| attempt(f.id.0, f, 1, &r1))
+        .collect();
     farm.frames.extend(frames);
     farm.attempts.extend(attempts);
     store.commit(&farm).await.unwrap();
@@ -294,7 +405,13 @@ pub async fn concurrent_use(b: &impl Backend) {
             for round in 0..10i64 {
                 let base = 10_000 + (t * 10 + round) * 50;
                 let frames = (0..50).map(|i| frame(base + i, 1, 2, i as u32)).collect();
-                store.commit(&Batch { frames, ..Batch::default() }).await.unwrap();
+                store
+                    .commit(&Batch {
+                        frames,
+                        ..Batch::default()
+                    })
+                    .await
+                    .unwrap();
                 let image = store.load().await.unwrap();
                 assert!(image.frames.iter().any(|f| f.id == FrameId(base)));
                 assert_eq!(store.attempts(FrameId(1)).await.unwrap().len(), 1);

@@ -32,7 +32,12 @@ pub async fn timings(b: &impl Backend) {
         hosts: vec![r1.clone()],
         ..Batch::default()
     };
-    timed("commit: 1 job + 1 layer + 100,000 new frames", store.commit(&submit)).await.unwrap();
+    timed(
+        "commit: 1 job + 1 layer + 100,000 new frames",
+        store.commit(&submit),
+    )
+    .await
+    .unwrap();
 
     // A dispatch wave: frames start, each with a new attempt.
     let mut wave = Batch::default();
@@ -46,25 +51,46 @@ pub async fn timings(b: &impl Backend) {
         wave.frames.push(f);
         wave.attempts.push(a);
     }
-    timed("commit: 1,000 frames updated + 1,000 new attempts", store.commit(&wave)).await.unwrap();
+    timed(
+        "commit: 1,000 frames updated + 1,000 new attempts",
+        store.commit(&wave),
+    )
+    .await
+    .unwrap();
 
     let mut all = submit.frames.clone();
     for f in &mut all {
         f.cores = 100;
     }
-    let update = Batch { frames: all, ..Batch::default() };
-    timed("commit: 100,000 frames updated", store.commit(&update)).await.unwrap();
+    let update = Batch {
+        frames: all,
+        ..Batch::default()
+    };
+    timed("commit: 100,000 frames updated", store.commit(&update))
+        .await
+        .unwrap();
 
     let start = Instant::now();
     let n = 100;
     for i in 0..n {
         let mut f = wave.frames[i].clone();
         f.cpu_ms = 1;
-        store.commit(&Batch { frames: vec![f], ..Batch::default() }).await.unwrap();
+        store
+            .commit(&Batch {
+                frames: vec![f],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
     }
-    report("commit: 1 frame (mean of 100; the sync's floor)", start.elapsed() / n as u32);
+    report(
+        "commit: 1 frame (mean of 100; the sync's floor)",
+        start.elapsed() / n as u32,
+    );
 
-    let image = timed("load: 100,000 frames, 1,000 running attempts", store.load()).await.unwrap();
+    let image = timed("load: 100,000 frames, 1,000 running attempts", store.load())
+        .await
+        .unwrap();
     assert_eq!(image.frames.len(), FRAMES as usize);
     assert_eq!(image.running_attempts.len(), 1000);
 
