@@ -127,7 +127,11 @@ mod tests {
         };
         let plan = plan(&snap);
         assert_eq!(plan.assignments.len(), 6);
-        let on1 = plan.assignments.iter().filter(|a| a.host == HostId(1)).count();
+        let on1 = plan
+            .assignments
+            .iter()
+            .filter(|a| a.host == HostId(1))
+            .count();
         assert_eq!(on1, 4);
     }
 

@@ -30,7 +30,11 @@ async fn channel(url: &str) -> Result<Channel> {
         ))
     };
     let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| Error::Invalid(format!("{url:?} is not a server address ({e}): write it like http://farm:7676")))?
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "{url:?} is not a server address ({e}): write it like http://farm:7676"
+            ))
+        })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
@@ -52,7 +56,12 @@ impl Client {
         Ok(Client { inner })
     }
 
-    pub async fn submit(&self, spec: String, user: String, base_dir: Option<String>) -> Result<Submitted> {
+    pub async fn submit(
+        &self,
+        spec: String,
+        user: String,
+        base_dir: Option<String>,
+    ) -> Result<Submitted> {
         let r = self
             .inner
             .clone()
@@ -71,16 +80,32 @@ impl Client {
     }
 
     pub async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>> {
-        let r = self.inner.clone().list_jobs(pb::ListJobsRequest { all }).await?.into_inner();
+        let r = self
+            .inner
+            .clone()
+            .list_jobs(pb::ListJobsRequest { all })
+            .await?
+            .into_inner();
         r.jobs.into_iter().map(job_summary).collect()
     }
 
     pub async fn job(&self, job: &str) -> Result<JobDetail> {
-        let r = self.inner.clone().get_job(pb::JobRef { job: job.to_string() }).await?;
+        let r = self
+            .inner
+            .clone()
+            .get_job(pb::JobRef {
+                job: job.to_string(),
+            })
+            .await?;
         job_detail(r.into_inner())
     }
 
-    pub async fn frames(&self, job: &str, layer: Option<&str>, state: Option<&str>) -> Result<Vec<FrameInfo>> {
+    pub async fn frames(
+        &self,
+        job: &str,
+        layer: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Vec<FrameInfo>> {
         let r = self
             .inner
             .clone()
@@ -134,7 +159,12 @@ impl Client {
     }
 
     pub async fn hosts(&self) -> Result<Vec<HostInfo>> {
-        let r = self.inner.clone().list_hosts(pb::ListHostsRequest {}).await?.into_inner();
+        let r = self
+            .inner
+            .clone()
+            .list_hosts(pb::ListHostsRequest {})
+            .await?
+            .into_inner();
         r.hosts.into_iter().map(host_info).collect()
     }
 
@@ -151,7 +181,12 @@ impl Client {
     }
 
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        let r = self.inner.clone().server_info(pb::ServerInfoRequest {}).await?.into_inner();
+        let r = self
+            .inner
+            .clone()
+            .server_info(pb::ServerInfoRequest {})
+            .await?
+            .into_inner();
         Ok(ServerInfo {
             version: r.version,
             data_dir: r.data_dir,

@@ -145,7 +145,10 @@ impl From<JobDetail> for pb::JobDetail {
 
 pub(crate) fn job_detail(d: pb::JobDetail) -> Result<JobDetail> {
     Ok(JobDetail {
-        job: job_summary(d.job.ok_or_else(|| Error::Malformed("job detail without a job".into()))?)?,
+        job: job_summary(
+            d.job
+                .ok_or_else(|| Error::Malformed("job detail without a job".into()))?,
+        )?,
         layers: d.layers.into_iter().map(Into::into).collect(),
         depends_on_jobs: d.depends_on_jobs,
         env: d.env.into_iter().collect(),
@@ -167,7 +170,10 @@ impl From<FrameInfo> for pb::FrameInfo {
             ended_at: f.ended_at.unwrap_or(0),
             max_rss_kb: f.max_rss_kb,
             cpu_ms: f.cpu_ms,
-            outcome: f.outcome.map(|o| o.as_str().to_string()).unwrap_or_default(),
+            outcome: f
+                .outcome
+                .map(|o| o.as_str().to_string())
+                .unwrap_or_default(),
             has_exit_status: f.exit_status.is_some(),
             exit_status: f.exit_status.unwrap_or(0),
             exit_signal: f.exit_signal.unwrap_or(0),
@@ -361,7 +367,11 @@ impl From<WorkerMsg> for pb::WorkerMessage {
     fn from(m: WorkerMsg) -> Self {
         use pb::worker_message::Msg;
         let msg = match m {
-            WorkerMsg::Register { host, running, unacked } => Msg::Register(pb::Register {
+            WorkerMsg::Register {
+                host,
+                running,
+                unacked,
+            } => Msg::Register(pb::Register {
                 host: Some(host.into()),
                 running: running.into_iter().map(Into::into).collect(),
                 unacked: unacked.into_iter().map(Into::into).collect(),
@@ -377,7 +387,11 @@ impl From<WorkerMsg> for pb::WorkerMessage {
                 running: running.into_iter().map(Into::into).collect(),
                 seq,
             }),
-            WorkerMsg::Log { attempt, offset, data } => Msg::Log(pb::LogChunk {
+            WorkerMsg::Log {
+                attempt,
+                offset,
+                data,
+            } => Msg::Log(pb::LogChunk {
                 attempt_id: attempt.0,
                 offset,
                 data,
@@ -390,28 +404,37 @@ impl From<WorkerMsg> for pb::WorkerMessage {
 
 pub(crate) fn worker_msg(m: pb::WorkerMessage) -> Result<WorkerMsg> {
     use pb::worker_message::Msg;
-    Ok(match m.msg.ok_or_else(|| Error::Malformed("empty worker message".into()))? {
-        Msg::Register(r) => WorkerMsg::Register {
-            host: r
-                .host
-                .ok_or_else(|| Error::Malformed("register without a host report".into()))?
-                .into(),
-            running: r.running.into_iter().map(Into::into).collect(),
-            unacked: r.unacked.into_iter().map(frame_ended).collect::<Result<_>>()?,
+    Ok(
+        match m
+            .msg
+            .ok_or_else(|| Error::Malformed("empty worker message".into()))?
+        {
+            Msg::Register(r) => WorkerMsg::Register {
+                host: r
+                    .host
+                    .ok_or_else(|| Error::Malformed("register without a host report".into()))?
+                    .into(),
+                running: r.running.into_iter().map(Into::into).collect(),
+                unacked: r
+                    .unacked
+                    .into_iter()
+                    .map(frame_ended)
+                    .collect::<Result<_>>()?,
+            },
+            Msg::Heartbeat(h) => WorkerMsg::Heartbeat {
+                load: h.load,
+                free_memory_kb: h.free_memory_kb,
+                running: h.running.into_iter().map(Into::into).collect(),
+                seq: h.seq,
+            },
+            Msg::Log(l) => WorkerMsg::Log {
+                attempt: AttemptId(l.attempt_id),
+                offset: l.offset,
+                data: l.data,
+            },
+            Msg::Ended(e) => WorkerMsg::Ended(frame_ended(e)?),
         },
-        Msg::Heartbeat(h) => WorkerMsg::Heartbeat {
-            load: h.load,
-            free_memory_kb: h.free_memory_kb,
-            running: h.running.into_iter().map(Into::into).collect(),
-            seq: h.seq,
-        },
-        Msg::Log(l) => WorkerMsg::Log {
-            attempt: AttemptId(l.attempt_id),
-            offset: l.offset,
-            data: l.data,
-        },
-        Msg::Ended(e) => WorkerMsg::Ended(frame_ended(e)?),
-    })
+    )
 }
 
 impl From<ServerMsg> for pb::ServerMessage {
@@ -463,39 +486,48 @@ impl From<ServerMsg> for pb::ServerMessage {
 
 pub(crate) fn server_msg(m: pb::ServerMessage) -> Result<ServerMsg> {
     use pb::server_message::Msg;
-    Ok(match m.msg.ok_or_else(|| Error::Malformed("empty server message".into()))? {
-        Msg::Registered(r) => ServerMsg::Registered {
-            host: HostId(r.host_id),
-            heartbeat_ms: r.heartbeat_ms,
-            lease_ms: r.lease_ms,
-            log_sizes: r.log_sizes.into_iter().map(|(k, v)| (AttemptId(k), v)).collect(),
+    Ok(
+        match m
+            .msg
+            .ok_or_else(|| Error::Malformed("empty server message".into()))?
+        {
+            Msg::Registered(r) => ServerMsg::Registered {
+                host: HostId(r.host_id),
+                heartbeat_ms: r.heartbeat_ms,
+                lease_ms: r.lease_ms,
+                log_sizes: r
+                    .log_sizes
+                    .into_iter()
+                    .map(|(k, v)| (AttemptId(k), v))
+                    .collect(),
+            },
+            Msg::Launch(l) => {
+                let command = if l.argv.is_empty() {
+                    Command::Shell(l.shell)
+                } else {
+                    Command::Argv(l.argv)
+                };
+                ServerMsg::Launch(link::Launch {
+                    attempt: AttemptId(l.attempt_id),
+                    job: l.job,
+                    frame_label: l.frame_label,
+                    command,
+                    env: l.env.into_iter().collect(),
+                    cwd: (!l.cwd.is_empty()).then_some(l.cwd),
+                    user: l.user,
+                    timeout_s: (l.timeout_s != 0).then_some(l.timeout_s),
+                    gpus: l.gpus,
+                    cores: l.cores,
+                })
+            }
+            Msg::Kill(k) => ServerMsg::Kill {
+                attempt: AttemptId(k.attempt_id),
+                reason: k.reason,
+            },
+            Msg::Acked(a) => ServerMsg::Acked(a.attempt_ids.into_iter().map(AttemptId).collect()),
+            Msg::HeartbeatAck(h) => ServerMsg::HeartbeatAck { seq: h.seq },
         },
-        Msg::Launch(l) => {
-            let command = if l.argv.is_empty() {
-                Command::Shell(l.shell)
-            } else {
-                Command::Argv(l.argv)
-            };
-            ServerMsg::Launch(link::Launch {
-                attempt: AttemptId(l.attempt_id),
-                job: l.job,
-                frame_label: l.frame_label,
-                command,
-                env: l.env.into_iter().collect(),
-                cwd: (!l.cwd.is_empty()).then_some(l.cwd),
-                user: l.user,
-                timeout_s: (l.timeout_s != 0).then_some(l.timeout_s),
-                gpus: l.gpus,
-                cores: l.cores,
-            })
-        }
-        Msg::Kill(k) => ServerMsg::Kill {
-            attempt: AttemptId(k.attempt_id),
-            reason: k.reason,
-        },
-        Msg::Acked(a) => ServerMsg::Acked(a.attempt_ids.into_iter().map(AttemptId).collect()),
-        Msg::HeartbeatAck(h) => ServerMsg::HeartbeatAck { seq: h.seq },
-    })
+    )
 }
 
 #[cfg(test)]
@@ -551,7 +583,10 @@ mod tests {
 
     #[test]
     fn launch_round_trips_both_command_forms() {
-        for command in [Command::Shell("echo #FRAME#".into()), Command::Argv(vec!["a".into(), "b c".into()])] {
+        for command in [
+            Command::Shell("echo #FRAME#".into()),
+            Command::Argv(vec!["a".into(), "b c".into()]),
+        ] {
             let m = ServerMsg::Launch(link::Launch {
                 attempt: AttemptId(1),
                 job: "j".into(),

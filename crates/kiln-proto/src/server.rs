@@ -17,10 +17,20 @@ pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
 /// The client API in domain terms.
 #[tonic::async_trait]
 pub trait FarmApi: Send + Sync + 'static {
-    async fn submit(&self, spec: String, user: String, base_dir: Option<String>) -> Result<Submitted>;
+    async fn submit(
+        &self,
+        spec: String,
+        user: String,
+        base_dir: Option<String>,
+    ) -> Result<Submitted>;
     async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>>;
     async fn job(&self, key: String) -> Result<JobDetail>;
-    async fn frames(&self, job: String, layer: Option<String>, state: Option<String>) -> Result<Vec<FrameInfo>>;
+    async fn frames(
+        &self,
+        job: String,
+        layer: Option<String>,
+        state: Option<String>,
+    ) -> Result<Vec<FrameInfo>>;
     async fn read_log(&self, q: LogQuery) -> Result<LogSlice>;
     async fn act(&self, q: ActQuery) -> Result<(u32, String)>;
     async fn hosts(&self) -> Result<Vec<HostInfo>>;
@@ -42,7 +52,10 @@ struct FarmAdapter<T>(T);
 
 #[tonic::async_trait]
 impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
-    async fn submit(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitReply>, Status> {
+    async fn submit(
+        &self,
+        r: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitReply>, Status> {
         let r = r.into_inner();
         let s = self.0.submit(r.spec, r.user, some(r.base_dir)).await?;
         Ok(Response::new(pb::SubmitReply {
@@ -52,7 +65,10 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         }))
     }
 
-    async fn list_jobs(&self, r: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsReply>, Status> {
+    async fn list_jobs(
+        &self,
+        r: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsReply>, Status> {
         let jobs = self.0.list_jobs(r.into_inner().all).await?;
         Ok(Response::new(pb::ListJobsReply {
             jobs: jobs.into_iter().map(Into::into).collect(),
@@ -74,7 +90,10 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         }))
     }
 
-    async fn read_log(&self, r: Request<pb::ReadLogRequest>) -> Result<Response<pb::ReadLogReply>, Status> {
+    async fn read_log(
+        &self,
+        r: Request<pb::ReadLogRequest>,
+    ) -> Result<Response<pb::ReadLogReply>, Status> {
         let r = r.into_inner();
         let s = self
             .0
@@ -111,16 +130,24 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         Ok(Response::new(pb::ActReply { frames, message }))
     }
 
-    async fn list_hosts(&self, _: Request<pb::ListHostsRequest>) -> Result<Response<pb::ListHostsReply>, Status> {
+    async fn list_hosts(
+        &self,
+        _: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<pb::ListHostsReply>, Status> {
         let hosts = self.0.hosts().await?;
         Ok(Response::new(pb::ListHostsReply {
             hosts: hosts.into_iter().map(Into::into).collect(),
         }))
     }
 
-    async fn set_host_lock(&self, r: Request<pb::SetHostLockRequest>) -> Result<Response<pb::HostInfo>, Status> {
+    async fn set_host_lock(
+        &self,
+        r: Request<pb::SetHostLockRequest>,
+    ) -> Result<Response<pb::HostInfo>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(self.0.set_host_lock(r.host, r.locked).await?.into()))
+        Ok(Response::new(
+            self.0.set_host_lock(r.host, r.locked).await?.into(),
+        ))
     }
 
     async fn server_info(
@@ -176,7 +203,9 @@ where
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .add_service(pb::farm_server::FarmServer::new(FarmAdapter(farm)))
-        .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(link)))
+        .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(
+            link,
+        )))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

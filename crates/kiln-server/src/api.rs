@@ -50,9 +50,18 @@ fn parse_state(s: Option<String>) -> Result<Option<DisplayState>> {
 
 #[tonic::async_trait]
 impl<S: Store> FarmApi for Api<S> {
-    async fn submit(&self, text: String, user: String, base_dir: Option<String>) -> Result<Submitted> {
+    async fn submit(
+        &self,
+        text: String,
+        user: String,
+        base_dir: Option<String>,
+    ) -> Result<Submitted> {
         let ctx = SubmitContext {
-            user: if user.is_empty() { "unknown".into() } else { user },
+            user: if user.is_empty() {
+                "unknown".into()
+            } else {
+                user
+            },
             base_dir,
             ..SubmitContext::default()
         };
@@ -69,13 +78,20 @@ impl<S: Store> FarmApi for Api<S> {
         self.ask(|tx| Request::Job(key, tx)).await
     }
 
-    async fn frames(&self, job: String, layer: Option<String>, state: Option<String>) -> Result<Vec<FrameInfo>> {
+    async fn frames(
+        &self,
+        job: String,
+        layer: Option<String>,
+        state: Option<String>,
+    ) -> Result<Vec<FrameInfo>> {
         let state = parse_state(state)?;
         self.ask(|tx| Request::Frames(job, layer, state, tx)).await
     }
 
     async fn read_log(&self, q: LogQuery) -> Result<LogSlice> {
-        let t = self.ask(|tx| Request::LogTarget(q.job.clone(), q.frame.clone(), tx)).await?;
+        let t = self
+            .ask(|tx| Request::LogTarget(q.job.clone(), q.frame.clone(), tx))
+            .await?;
         let Some((latest, latest_number)) = t.attempt else {
             return Err(Error::NotFound(format!(
                 "frame {} of job {} has not run yet, so it has no log ({})",
@@ -86,7 +102,11 @@ impl<S: Store> FarmApi for Api<S> {
             None => (latest, latest_number, t.running),
             Some(n) if n == latest_number => (latest, latest_number, t.running),
             Some(n) => {
-                let all = self.store.attempts(t.frame).await.map_err(|e| Error::Internal(e.to_string()))?;
+                let all = self
+                    .store
+                    .attempts(t.frame)
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 let a = all.iter().find(|a| a.number == n).ok_or_else(|| {
                     Error::NotFound(format!(
                         "frame {} has no attempt {n}: it has run {} time(s)",
@@ -97,7 +117,11 @@ impl<S: Store> FarmApi for Api<S> {
                 (a.id, n, a.outcome.is_none())
             }
         };
-        let max = if q.max_bytes == 0 { MAX_LOG_READ } else { q.max_bytes.min(MAX_LOG_READ) };
+        let max = if q.max_bytes == 0 {
+            MAX_LOG_READ
+        } else {
+            q.max_bytes.min(MAX_LOG_READ)
+        };
         let data = self
             .logs
             .read(attempt, q.offset, max as usize)
@@ -133,7 +157,9 @@ impl<S: Store> FarmApi for Api<S> {
         let message = match action {
             Action::Pause => format!("paused {what}"),
             Action::Resume => format!("resumed {what}"),
-            Action::Kill if q.targets.is_empty() => format!("killed {what} ({n} running frame(s) stopped)"),
+            Action::Kill if q.targets.is_empty() => {
+                format!("killed {what} ({n} running frame(s) stopped)")
+            }
             Action::Kill => format!("killed {n} frame(s) of {what}"),
             Action::Retry => format!("requeued {n} frame(s) of {what}"),
             Action::Eat => format!("ate {n} frame(s) of {what}"),
@@ -154,7 +180,9 @@ impl<S: Store> FarmApi for Api<S> {
         self.tx
             .send(Request::Counts(tx))
             .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
-        let (jobs, hosts) = rx.await.map_err(|_| Error::Unavailable("the server stopped".into()))?;
+        let (jobs, hosts) = rx
+            .await
+            .map_err(|_| Error::Unavailable("the server stopped".into()))?;
         Ok(ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             data_dir: self.data_dir.clone(),

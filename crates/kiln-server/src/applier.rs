@@ -34,9 +34,21 @@ pub enum Request {
     Submit(NewJob, Reply<Submitted>),
     ListJobs(bool, Reply<Vec<JobSummary>>),
     Job(String, Reply<JobDetail>),
-    Frames(String, Option<String>, Option<DisplayState>, Reply<Vec<FrameInfo>>),
+    Frames(
+        String,
+        Option<String>,
+        Option<DisplayState>,
+        Reply<Vec<FrameInfo>>,
+    ),
     LogTarget(String, String, Reply<LogTarget>),
-    Act(Action, String, Vec<String>, Option<DisplayState>, String, Reply<u32>),
+    Act(
+        Action,
+        String,
+        Vec<String>,
+        Option<DisplayState>,
+        String,
+        Reply<u32>,
+    ),
     Hosts(Reply<Vec<HostInfo>>),
     Lock(String, bool, Reply<HostInfo>),
     Counts(oneshot::Sender<(usize, usize)>),
@@ -57,7 +69,12 @@ pub struct Applier<S: Store> {
 const MAX_BATCH: usize = 8192;
 
 impl<S: Store> Applier<S> {
-    pub fn new(farm: Farm, store: Arc<S>, logs: Arc<LogStore>, rx: mpsc::UnboundedReceiver<Request>) -> Self {
+    pub fn new(
+        farm: Farm,
+        store: Arc<S>,
+        logs: Arc<LogStore>,
+        rx: mpsc::UnboundedReceiver<Request>,
+    ) -> Self {
         Applier {
             farm,
             store,
@@ -126,7 +143,10 @@ impl<S: Store> Applier<S> {
                     host,
                     heartbeat_ms,
                     lease_ms,
-                    log_sizes: log_sizes.into_keys().map(|a| (a, self.logs.size(a))).collect(),
+                    log_sizes: log_sizes
+                        .into_keys()
+                        .map(|a| (a, self.logs.size(a)))
+                        .collect(),
                 },
                 m => m,
             };
@@ -173,9 +193,11 @@ impl<S: Store> Applier<S> {
                 });
                 let _ = tx.send(v);
             }
-            Request::Act(action, job, targets, state, user, tx) => {
-                later(replies, tx, farm.act(action, &job, &targets, state, &user, now))
-            }
+            Request::Act(action, job, targets, state, user, tx) => later(
+                replies,
+                tx,
+                farm.act(action, &job, &targets, state, &user, now),
+            ),
             Request::Hosts(tx) => later(replies, tx, Ok(farm.hosts())),
             Request::Lock(host, locked, tx) => {
                 let v = farm.set_lock(&host, locked).map(|id| {

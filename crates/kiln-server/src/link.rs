@@ -59,7 +59,11 @@ fn forward(
     msg: WorkerMsg,
 ) -> std::io::Result<()> {
     match &msg {
-        WorkerMsg::Log { attempt, offset, data } => return logs.write(*attempt, *offset, data),
+        WorkerMsg::Log {
+            attempt,
+            offset,
+            data,
+        } => return logs.write(*attempt, *offset, data),
         WorkerMsg::Ended(e) => logs.finish(e.attempt, e.log_size)?,
         WorkerMsg::Register { unacked, .. } => {
             for e in unacked {

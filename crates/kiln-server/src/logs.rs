@@ -34,17 +34,30 @@ impl LogStore {
             .join(format!("{}.log", attempt.0))
     }
 
-    fn with_file<T>(&self, attempt: AttemptId, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
+    fn with_file<T>(
+        &self,
+        attempt: AttemptId,
+        f: impl FnOnce(&File) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut open = self.open.lock().expect("log table poisoned");
-        if !open.contains_key(&attempt) {
-            let path = self.path(attempt);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+        let file = match open.entry(attempt) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let path = self.path(attempt);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                e.insert(
+                    OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .read(true)
+                        .write(true)
+                        .open(&path)?,
+                )
             }
-            let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
-            open.insert(attempt, file);
-        }
-        f(&open[&attempt])
+        };
+        f(file)
     }
 
     pub fn write(&self, attempt: AttemptId, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -61,17 +74,25 @@ impl LogStore {
             }
             file.sync_data()
         })?;
-        self.open.lock().expect("log table poisoned").remove(&attempt);
+        self.open
+            .lock()
+            .expect("log table poisoned")
+            .remove(&attempt);
         Ok(())
     }
 
     /// Closes an attempt's file without syncing (the attempt was lost).
     pub fn forget(&self, attempt: AttemptId) {
-        self.open.lock().expect("log table poisoned").remove(&attempt);
+        self.open
+            .lock()
+            .expect("log table poisoned")
+            .remove(&attempt);
     }
 
     pub fn size(&self, attempt: AttemptId) -> u64 {
-        std::fs::metadata(self.path(attempt)).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(self.path(attempt))
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Up to `max` bytes from `offset`; empty at or past the end.

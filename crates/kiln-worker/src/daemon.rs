@@ -61,14 +61,19 @@ impl Daemon {
     }
 
     fn local_log(&self, attempt: AttemptId) -> PathBuf {
-        self.cfg.work_dir.join("logs").join(format!("{attempt}.log"))
+        self.cfg
+            .work_dir
+            .join("logs")
+            .join(format!("{attempt}.log"))
     }
 
     /// Sends the log bytes the server does not have yet.
     fn ship_log(&mut self, attempt: AttemptId, out: &mpsc::UnboundedSender<WorkerMsg>) -> u64 {
         let path = self.local_log(attempt);
         let mut offset = self.session.log_sent(attempt);
-        let Ok(file) = std::fs::File::open(&path) else { return offset };
+        let Ok(file) = std::fs::File::open(&path) else {
+            return offset;
+        };
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         use std::os::unix::fs::FileExt;
         while offset < len {
@@ -89,7 +94,9 @@ impl Daemon {
     }
 
     fn ended(&mut self, f: Finished, out: Option<&mpsc::UnboundedSender<WorkerMsg>>) {
-        let log_size = std::fs::metadata(self.local_log(f.attempt)).map(|m| m.len()).unwrap_or(0);
+        let log_size = std::fs::metadata(self.local_log(f.attempt))
+            .map(|m| m.len())
+            .unwrap_or(0);
         let exit = match f.exit {
             runner::Exit::Exited(c) => Exit::Exited(c),
             runner::Exit::Signaled(s) => Exit::Signaled(s),
@@ -185,7 +192,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         let now = d.now();
         let reg = d.session.register(report, d.running(), now);
         let _ = out_tx.send(reg);
-        let connect = kiln_proto::client::connect_worker(&d.cfg.server, UnboundedReceiverStream::new(out_rx));
+        let connect =
+            kiln_proto::client::connect_worker(&d.cfg.server, UnboundedReceiverStream::new(out_rx));
         let mut incoming = tokio::select! {
             r = connect => match r {
                 Ok(s) => Some(Box::pin(s)),

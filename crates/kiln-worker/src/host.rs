@@ -152,7 +152,9 @@ fn nvidia_gpus() -> (u32, u64) {
             Ok(Some(s)) => break Some(s),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
-                tracing::warn!("nvidia-smi did not answer in {NVIDIA_SMI_TIMEOUT:?}; reporting no GPUs");
+                tracing::warn!(
+                    "nvidia-smi did not answer in {NVIDIA_SMI_TIMEOUT:?}; reporting no GPUs"
+                );
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -199,7 +201,7 @@ mod tests {
         let r = detect(Path::new("/nonexistent/kiln/work"));
         assert!(!r.name.is_empty());
         assert!(r.os.contains("Linux"), "{}", r.os);
-        assert!(r.cores >= 100 && r.cores % 100 == 0);
+        assert!(r.cores >= 100, "{}", r.cores);
         assert!(r.memory_kb > 0 && r.memory_kb == r.total_memory_kb);
         assert!(r.scratch_free_kb > 0, "falls back to / for a missing dir");
         assert!(r.load >= 0.0);
@@ -214,7 +216,8 @@ mod tests {
     #[test]
     fn parses_os_release_and_nvidia_smi() {
         assert_eq!(
-            os_release_pretty_name("NAME=x\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n").as_deref(),
+            os_release_pretty_name("NAME=x\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n")
+                .as_deref(),
             Some("Rocky Linux 9.3 (Blue Onyx)")
         );
         assert_eq!(os_release_pretty_name("NAME=x\n"), None);

@@ -8,9 +8,9 @@
 mod daemon;
 pub mod session;
 
-pub mod runner;
-pub mod procfs;
 pub mod host;
+pub mod procfs;
+pub mod runner;
 pub mod users;
 
 pub use daemon::{run, WorkerConfig};

@@ -174,8 +174,7 @@ pub fn meminfo() -> io::Result<MemInfo> {
 }
 
 pub fn parse_meminfo(text: &str) -> MemInfo {
-    let (mut total, mut avail, mut free, mut buffers, mut cached, mut swap) =
-        (0, None, 0, 0, 0, 0);
+    let (mut total, mut avail, mut free, mut buffers, mut cached, mut swap) = (0, None, 0, 0, 0, 0);
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;

@@ -147,7 +147,12 @@ impl Session {
 
     /// Called often; heartbeats when due, and notices a dead connection or
     /// an expired lease. `running` is whether any frame runs now.
-    pub fn tick(&mut self, now: Ms, running: bool, hb: impl FnOnce() -> (f64, u64, Vec<RunningFrame>)) -> Vec<Action> {
+    pub fn tick(
+        &mut self,
+        now: Ms,
+        running: bool,
+        hb: impl FnOnce() -> (f64, u64, Vec<RunningFrame>),
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         if running && self.lease_from > 0 && now.saturating_sub(self.lease_from) > self.lease_ms {
             out.push(Action::KillAll(format!(
@@ -253,8 +258,12 @@ mod tests {
         registered(&mut s, 0);
         assert!(s.frame_ended(ended(7)).is_some());
         s.disconnected();
-        assert!(s.frame_ended(ended(8)).is_none(), "no sending while disconnected");
-        let WorkerMsg::Register { running, .. } = s.register(HostReport::default(), vec![], 10) else {
+        assert!(
+            s.frame_ended(ended(8)).is_none(),
+            "no sending while disconnected"
+        );
+        let WorkerMsg::Register { running, .. } = s.register(HostReport::default(), vec![], 10)
+        else {
             panic!()
         };
         let held: Vec<i64> = running.iter().map(|r| r.attempt.0).collect();
@@ -270,7 +279,10 @@ mod tests {
         let hb = || (0.0, 0, vec![]);
         assert!(s.tick(1_500, true, hb).is_empty());
         let out = s.tick(2_000, true, hb);
-        assert!(matches!(out[0], Action::Send(WorkerMsg::Heartbeat { seq: 1, .. })));
+        assert!(matches!(
+            out[0],
+            Action::Send(WorkerMsg::Heartbeat { seq: 1, .. })
+        ));
         s.on_server(ServerMsg::HeartbeatAck { seq: 1 }, 2_010);
         // Silence: the connection is declared dead after 3 heartbeats...
         let out = s.tick(6_100, true, hb);

@@ -92,7 +92,11 @@ fn getpw(
     call: impl Fn(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> libc::c_int,
 ) -> Result<Option<User>, UserError> {
     let suggested = unsafe { libc::sysconf(libc::_SC_GETPW_R_SIZE_MAX) };
-    let mut size = if suggested > 0 { suggested as usize } else { 1024 };
+    let mut size = if suggested > 0 {
+        suggested as usize
+    } else {
+        1024
+    };
     loop {
         let mut buf: Vec<libc::c_char> = vec![0; size];
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };

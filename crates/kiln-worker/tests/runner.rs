@@ -7,6 +7,7 @@ use kiln_worker::procfs;
 use kiln_worker::runner::{Exit, Finished, Launch, Runner, RunnerConfig};
 use kiln_worker::users;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -24,7 +25,11 @@ fn rig(tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
 }
 
 fn rig_gpus(gpus: u32, tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
+    rig_in(&std::env::temp_dir(), gpus, tune)
+}
+
+fn rig_in(base: &Path, gpus: u32, tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
+    let dir = tempfile::tempdir_in(base).unwrap();
     // Frames run as `nobody` must reach their scratch dir under it.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut cfg = RunnerConfig {
@@ -143,6 +148,27 @@ async fn argv_runs_without_a_shell() {
     assert!(log.contains("command: echo 'a  b' '$HOME' '*'\n"), "{log}");
     let (_, log) = r.run(r.frame(2, sh("echo $((1+2))"))).await;
     assert!(log.contains("\n3\n"), "{log}");
+
+    // A bare program name is looked up in the frame's PATH, not the worker's.
+    let bin = r.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("kiln-hello"), "#!/bin/sh\necho hello from $0\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("kiln-hello"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut l = r.frame(3, argv(&["kiln-hello"]));
+    l.env = vec![(
+        "PATH".into(),
+        format!("/nowhere:{}:/usr/bin:/bin", bin.display()),
+    )];
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::Exited(0), "{log}");
+    assert!(
+        log.contains(&format!("\nhello from {}/kiln-hello\n", bin.display())),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +180,10 @@ async fn env_cwd_and_scratch() {
         1,
         sh("echo foo=$FOO; echo pwd=$(pwd); echo user=$USER; echo gpus=$KILN_GPUS/$CUDA_VISIBLE_DEVICES; env"),
     );
-    l.env = vec![("FOO".into(), "bar baz".into()), ("KILN_FRAME".into(), "12".into())];
+    l.env = vec![
+        ("FOO".into(), "bar baz".into()),
+        ("KILN_FRAME".into(), "12".into()),
+    ];
     l.cwd = Some(cwd.clone());
     l.gpus = 2;
     let (f, log) = r.run(l).await;
@@ -171,7 +200,10 @@ async fn env_cwd_and_scratch() {
     let (f, log) = r.run(r.frame(2, sh("echo pwd=$(pwd); touch junk"))).await;
     assert_eq!(f.exit, Exit::Exited(0), "{log}");
     let scratch = r.dir.path().join("work/frames/2");
-    assert!(log.contains(&format!("\npwd={}\n", scratch.display())), "{log}");
+    assert!(
+        log.contains(&format!("\npwd={}\n", scratch.display())),
+        "{log}"
+    );
     assert!(!scratch.exists());
     // GPUs were given back: two frames of 2 on a 4-GPU host both get 0,1.
     let mut l = r.frame(3, sh("echo gpus=$KILN_GPUS"));
@@ -181,7 +213,10 @@ async fn env_cwd_and_scratch() {
     let mut l = r.frame(4, sh("true"));
     l.gpus = 5;
     let (f, _) = r.run(l).await;
-    assert!(matches!(f.exit, Exit::FailedToStart(ref m) if m.contains("GPUs")), "{f:?}");
+    assert!(
+        matches!(f.exit, Exit::FailedToStart(ref m) if m.contains("GPUs")),
+        "{f:?}"
+    );
 }
 
 #[tokio::test]
@@ -193,16 +228,25 @@ async fn log_has_header_output_and_footer() {
     let (f, log) = r.run(l).await;
     assert_eq!(f.exit, Exit::Exited(0));
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines[0], "=== kiln frame render/12 of job fractal, attempt 42");
+    assert_eq!(
+        lines[0],
+        "=== kiln frame render/12 of job fractal, attempt 42"
+    );
     assert_eq!(lines[1], "host: h1");
     assert!(lines[2].starts_with("user: "), "{log}");
     assert_eq!(lines[3], "command: echo out; echo err >&2");
     assert!(lines[4].starts_with("cwd: /"), "{log}");
     let started = lines[5].strip_prefix("started: ").expect("started line");
-    assert!(started.len() == 20 && started.ends_with('Z') && &started[10..11] == "T", "{started}");
+    assert!(
+        started.len() == 20 && started.ends_with('Z') && &started[10..11] == "T",
+        "{started}"
+    );
     assert_eq!(lines[6], "===");
     assert!(lines.contains(&"out") && lines.contains(&"err"), "{log}");
-    let end = lines.iter().position(|l| *l == "=== kiln frame ended").unwrap();
+    let end = lines
+        .iter()
+        .position(|l| *l == "=== kiln frame ended")
+        .unwrap();
     assert!(end > 6);
     assert_eq!(lines[end + 1], "exit status: 0");
     assert!(lines[end + 2].starts_with("ended: "));
@@ -244,7 +288,10 @@ async fn timeout_kills_the_whole_group() {
     assert_eq!(f.exit, Exit::TimedOut);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert!(log.contains("\ntimed out after 0.5s\n"), "{log}");
-    assert!(group_gone(pgid_in(&log)).await, "a sleep of the frame survived");
+    assert!(
+        group_gone(pgid_in(&log)).await,
+        "a sleep of the frame survived"
+    );
 }
 
 #[tokio::test]
@@ -256,7 +303,11 @@ async fn timeout_escalates_to_sigkill() {
     let (f, log) = r.run(l).await;
     assert_eq!(f.exit, Exit::TimedOut);
     // 300 ms timeout, 200 ms grace.
-    assert!(t.elapsed() >= Duration::from_millis(450), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert!(group_gone(pgid_in(&log)).await);
 }
@@ -310,8 +361,10 @@ async fn reports_memory_and_cpu() {
     let mut r = rig(|_| {});
     let l = r.frame(
         1,
-        sh("python3 -c \"b=bytearray(50*1024*1024); import time; time.sleep(1.5)\"; \
-            i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"),
+        sh(
+            "python3 -c \"b=bytearray(50*1024*1024); import time; time.sleep(1.5)\"; \
+            i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+        ),
     );
     r.runner.launch(l);
     // The sampler runs once a second; look after its first pass.
@@ -340,7 +393,10 @@ async fn unknown_user_fails_to_start() {
     let (f, log) = r.run(l).await;
     let want = "user \"kiln-no-such-user\" does not exist on host h1";
     assert_eq!(f.exit, Exit::FailedToStart(want.into()));
-    assert!(log.contains(&format!("\nfailed to start: {want}\n")), "{log}");
+    assert!(
+        log.contains(&format!("\nfailed to start: {want}\n")),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -354,15 +410,24 @@ async fn runs_as_the_jobs_user() {
         c.switch_user = true;
         c.allow_root = false;
     });
-    let mut l = r.frame(1, sh("echo uid=$(id -u) gid=$(id -g) user=$USER; touch here && echo wrote"));
+    let mut l = r.frame(
+        1,
+        sh("echo uid=$(id -u) gid=$(id -g) user=$USER; touch here && echo wrote"),
+    );
     l.user = "nobody".into();
     let (f, log) = r.run(l).await;
     assert_eq!(f.exit, Exit::Exited(0), "{log}");
     assert!(
-        log.contains(&format!("\nuid={} gid={} user=nobody\n", nobody.uid, nobody.gid)),
+        log.contains(&format!(
+            "\nuid={} gid={} user=nobody\n",
+            nobody.uid, nobody.gid
+        )),
         "{log}"
     );
-    assert!(log.contains("\nwrote\n"), "scratch dir is the user's: {log}");
+    assert!(
+        log.contains("\nwrote\n"),
+        "scratch dir is the user's: {log}"
+    );
     assert!(log.contains("\nuser: nobody\n"), "{log}");
 }
 
@@ -376,7 +441,10 @@ async fn refuses_root_without_allow_root() {
     let (f, log) = r.run(r.frame(1, sh("echo ran"))).await;
     assert_eq!(f.exit, Exit::FailedToStart(REFUSAL.into()));
     assert!(!log.contains("\nran\n"));
-    assert!(log.contains(&format!("failed to start: {REFUSAL}")), "{log}");
+    assert!(
+        log.contains(&format!("failed to start: {REFUSAL}")),
+        "{log}"
+    );
 
     let mut r = rig(|c| {
         c.allow_root = false;
@@ -396,22 +464,121 @@ async fn refuses_root_without_allow_root() {
     assert!(log.contains("\nuid=0\n"), "{log}");
 }
 
+/// Frames must not outlive a worker that is SIGKILLed (parent-death signal).
+/// The worker here is this test binary, run again as `worker_to_be_killed`.
+#[tokio::test]
+async fn frames_die_with_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "worker_to_be_killed", "--ignored", "--nocapture"])
+        .env("KILN_TEST_WORKER_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("pid");
+    let t = Instant::now();
+    let pid: i32 = loop {
+        if let Ok(s) = std::fs::read_to_string(&pid_file) {
+            break s.trim().parse().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the frame never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(alive(pid));
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let t = Instant::now();
+    while alive(pid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the frame outlived its worker"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Not a test: the worker of `frames_die_with_the_worker`.
+#[test]
+#[ignore]
+fn worker_to_be_killed() {
+    let Some(dir) = std::env::var_os("KILN_TEST_WORKER_DIR").map(PathBuf::from) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let runner = Runner::new(
+            RunnerConfig {
+                work_dir: dir.join("work"),
+                switch_user: false,
+                allow_root: true,
+                host_name: "h1".into(),
+                kill_grace: Duration::from_millis(200),
+            },
+            0,
+            tx,
+        );
+        runner.launch(Launch {
+            attempt: AttemptId(1),
+            job_name: "j".into(),
+            frame_label: "f/1".into(),
+            command: sh("echo $$ > pid.tmp && mv pid.tmp pid && exec sleep 100"),
+            env: Vec::new(),
+            cwd: Some(dir.clone()),
+            user: "alice".into(),
+            timeout: None,
+            gpus: 0,
+            log_path: dir.join("1.log"),
+        });
+        tokio::time::sleep(Duration::from_secs(100)).await;
+    });
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| procfs::parse_stat(&s))
+        .is_some_and(|st| st.state != b'Z' && st.state != b'X')
+}
+
 /// 1,000 frames of `true`, 16 at a time, as the worker would run them.
 /// `cargo test -p kiln-worker --release -- --ignored --nocapture`
+/// Logs and scratch dirs go under `$KILN_BENCH_DIR` (default: the temp dir);
+/// every frame creates a log file and makes and removes a directory, so a
+/// slow file system shows here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn thousand_true_frames() {
-    for (label, shell) in [("argv", false), ("shell", true)] {
-        let mut r = rig(|_| {});
+    let base = std::env::var_os("KILN_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    println!("logs and scratch under {}", base.display());
+    let mut variants = vec![("argv", false, false), ("shell", true, false)];
+    if is_root() {
+        variants.push(("argv as nobody", false, true));
+    }
+    for (label, shell, as_nobody) in variants {
+        let mut r = rig_in(&base, 0, |c| {
+            c.switch_user = as_nobody;
+            c.allow_root = !as_nobody;
+        });
         let frames = 1000;
         let slots = 16;
+        let frame = |r: &Rig, i: i64| {
+            let mut l = r.frame(i, if shell { sh("true") } else { argv(&["true"]) });
+            l.user = "nobody".into();
+            l
+        };
         let cpu0 = self_cpu();
         let t = Instant::now();
         let mut launched = 0;
-        let frame = |r: &Rig, i: i64| {
-            let cmd = if shell { sh("true") } else { argv(&["true"]) };
-            r.frame(i, cmd)
-        };
         while launched < slots {
             launched += 1;
             r.runner.launch(frame(&r, launched));
@@ -427,7 +594,8 @@ async fn thousand_true_frames() {
         let wall = t.elapsed();
         let cpu = self_cpu() - cpu0;
         println!(
-            "{label}: {frames} frames of `true`, {slots} at a time: {:.0} ms wall, runner CPU {:.0} µs/frame ({} CPUs)",
+            "{label}: {frames} frames of `true`, {slots} at a time: {:.0} ms wall, \
+             runner CPU {:.0} µs/frame ({} CPUs)",
             wall.as_secs_f64() * 1000.0,
             cpu.as_secs_f64() * 1e6 / frames as f64,
             std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -48,6 +48,10 @@ pub async fn host(cmd: HostCmd, server: &str) -> Result<ExitCode> {
         HostCmd::Unlock { host } => (host, false),
     };
     let h = client.set_host_lock(&name, locked).await?;
-    println!("host {} is {}", h.name, if locked { "locked" } else { "open" });
+    println!(
+        "host {} is {}",
+        h.name,
+        if locked { "locked" } else { "open" }
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.iter().map(|h| Cell::new(h)));
+        .set_header(header.iter().map(Cell::new));
     t
 }
 
@@ -54,7 +54,7 @@ pub fn kb(kb: u64) -> String {
 }
 
 pub fn cores(centi: u32) -> String {
-    if centi % 100 == 0 {
+    if centi.is_multiple_of(100) {
         format!("{}", centi / 100)
     } else {
         format!("{:.2}", centi as f64 / 100.0)

@@ -100,8 +100,19 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     let farm = farm_config(&a.down_after)?;
     let listener = bind(&a.listen).await?;
     let addr = listener.local_addr()?;
-    eprintln!("kiln server listening on http://{addr} (data in {})", data.display());
-    kiln_server::serve(ServerConfig { data_dir: data, farm }, listener, shutdown_signal()).await?;
+    eprintln!(
+        "kiln server listening on http://{addr} (data in {})",
+        data.display()
+    );
+    kiln_server::serve(
+        ServerConfig {
+            data_dir: data,
+            farm,
+        },
+        listener,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,9 +131,9 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         .map(|m| parse_memory_kb(&m).map_err(|e| anyhow::anyhow!("--memory: {e}")))
         .transpose()?;
     let is_root = unsafe { libc::geteuid() } == 0;
-    let work_dir = a
-        .work_dir
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-worker-{}", unsafe { libc::geteuid() })));
+    let work_dir = a.work_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("kiln-worker-{}", unsafe { libc::geteuid() }))
+    });
     Ok(WorkerConfig {
         server: server.to_string(),
         name: a.name,
@@ -145,7 +156,9 @@ pub async fn worker(a: WorkerArgs, server: &str) -> Result<ExitCode> {
 
 pub async fn up(a: UpArgs) -> Result<ExitCode> {
     init_logging();
-    let data = a.data.unwrap_or_else(|| crate::default_data_dir().join("local"));
+    let data = a
+        .data
+        .unwrap_or_else(|| crate::default_data_dir().join("local"));
     let listener = bind(&a.listen).await?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
@@ -200,7 +213,10 @@ async fn drive(url: &str, specs: &[PathBuf], exit_when_done: bool) -> Result<Exi
     let mut jobs = Vec::new();
     for spec in specs {
         let s = crate::submit::submit_file(&client, spec).await?;
-        eprintln!("submitted job {} ({}) with {} frame(s)", s.name, s.id, s.frames);
+        eprintln!(
+            "submitted job {} ({}) with {} frame(s)",
+            s.name, s.id, s.frames
+        );
         jobs.push(s.id);
     }
     if jobs.is_empty() {
@@ -222,11 +238,19 @@ async fn drive(url: &str, specs: &[PathBuf], exit_when_done: bool) -> Result<Exi
         eprintln!("jobs done; the farm is still up at {url}. Ctrl-C to stop.");
         shutdown_signal().await;
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kiln_server=info,kiln_worker=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,kiln_server=info,kiln_worker=info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

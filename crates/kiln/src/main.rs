@@ -74,9 +74,13 @@ fn main() -> ExitCode {
     // The worker is a small daemon: one thread keeps its memory low. The
     // server and the CLI use the multi-threaded runtime.
     let rt = if is_worker {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
     };
     let rt = match rt {
         Ok(rt) => rt,
@@ -136,7 +140,10 @@ pub fn os_user() -> String {
         if pw.is_null() || (*pw).pw_name.is_null() {
             None
         } else {
-            std::ffi::CStr::from_ptr((*pw).pw_name).to_str().ok().map(str::to_string)
+            std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_str()
+                .ok()
+                .map(str::to_string)
         }
     };
     from_passwd

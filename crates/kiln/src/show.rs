@@ -87,11 +87,25 @@ pub async fn jobs(a: JobsArgs, server: &str) -> Result<ExitCode> {
         println!(
             "No {}jobs. Submit one with `kiln submit SPEC`{}.",
             if a.all { "" } else { "unfinished " },
-            if a.all { "" } else { ", or see finished ones with --all" }
+            if a.all {
+                ""
+            } else {
+                ", or see finished ones with --all"
+            }
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = table(&["ID", "NAME", "SHOW", "USER", "PRI", "STATUS", "DONE", "FRAMES", "SUBMITTED"]);
+    let mut t = table(&[
+        "ID",
+        "NAME",
+        "SHOW",
+        "USER",
+        "PRI",
+        "STATUS",
+        "DONE",
+        "FRAMES",
+        "SUBMITTED",
+    ]);
     for j in &jobs {
         t.add_row(vec![
             j.id.to_string(),
@@ -190,10 +204,18 @@ pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
             f.state.to_string(),
             f.attempts.to_string(),
             f.host.clone().unwrap_or_else(|| "-".into()),
-            if f.cores == 0 { "-".into() } else { fmt::cores(f.cores) },
+            if f.cores == 0 {
+                "-".into()
+            } else {
+                fmt::cores(f.cores)
+            },
             fmt::opt_duration(f.runtime_ms(now)),
             fmt::kb(f.max_rss_kb),
-            if f.cpu_ms == 0 { "-".into() } else { fmt::opt_duration(Some(f.cpu_ms)) },
+            if f.cpu_ms == 0 {
+                "-".into()
+            } else {
+                fmt::opt_duration(Some(f.cpu_ms))
+            },
             exit_cell(f),
         ]);
     }

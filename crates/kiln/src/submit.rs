@@ -25,7 +25,8 @@ pub struct SubmitArgs {
 /// Reads a spec file and submits it as the current OS user.
 pub async fn submit_file(client: &Client, path: &Path) -> Result<Submitted> {
     let (text, base) = if path == Path::new("-") {
-        let text = std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?;
+        let text =
+            std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?;
         (text, std::env::current_dir().ok())
     } else {
         let text = std::fs::read_to_string(path)
@@ -47,33 +48,53 @@ pub async fn submit(a: SubmitArgs, server: &str) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !a.json {
-        println!("submitted job {} ({}) with {} frame(s)", s.name, s.id, s.frames);
+        println!(
+            "submitted job {} ({}) with {} frame(s)",
+            s.name, s.id, s.frames
+        );
     }
     if !a.wait {
         return Ok(ExitCode::SUCCESS);
     }
     let ok = wait(&client, &s.id.to_string(), a.json).await?;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Follows a job until it is over or stuck failed; true if every frame
 /// succeeded.
 pub async fn wait(client: &Client, job: &str, quiet: bool) -> Result<bool> {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} done  {msg}  {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} done  {msg}  {elapsed}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
+    let started = std::time::Instant::now();
     loop {
         let d = client.job(job).await?;
         let j = &d.job;
         bar.set_prefix(j.name.clone());
         bar.set_length(j.total as u64);
         bar.set_position(j.counts.done() as u64);
-        bar.set_message(format!("{} running, {} failed", j.counts.running, j.counts.dead));
+        bar.set_message(format!(
+            "{} running, {} failed",
+            j.counts.running, j.counts.dead
+        ));
         bar.tick();
-        let over = matches!(j.status, JobStatus::Finished | JobStatus::Killed | JobStatus::Failed);
+        let over = matches!(
+            j.status,
+            JobStatus::Finished | JobStatus::Killed | JobStatus::Failed
+        );
         if over {
             bar.finish_and_clear();
             let ok = j.status == JobStatus::Finished && j.counts.succeeded == j.total;
@@ -98,6 +119,15 @@ pub async fn wait(client: &Client, job: &str, quiet: bool) -> Result<bool> {
             }
             return Ok(ok);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Poll quickly at first (short jobs finish fast), then back off.
+        let waited = started.elapsed();
+        let pause = if waited < Duration::from_secs(2) {
+            20
+        } else if waited < Duration::from_secs(30) {
+            100
+        } else {
+            500
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }

@@ -45,7 +45,10 @@ layers:
     let mut spans: HashMap<(String, String), (u128, u128)> = HashMap::new();
     for line in read(&trace).lines() {
         let p: Vec<&str> = line.split_whitespace().collect();
-        let prev = spans.insert((p[0].into(), p[1].into()), (p[2].parse().unwrap(), p[3].parse().unwrap()));
+        let prev = spans.insert(
+            (p[0].into(), p[1].into()),
+            (p[2].parse().unwrap(), p[3].parse().unwrap()),
+        );
         assert!(prev.is_none(), "{line}: ran twice");
     }
     assert_eq!(spans.len(), 13);
@@ -54,7 +57,10 @@ layers:
         let c = spans[&("comp".into(), n.to_string())];
         assert!(c.0 >= r.1, "comp/{n} started before render/{n} ended");
     }
-    let last_comp = (1..=6).map(|n| spans[&("comp".into(), n.to_string())].1).max().unwrap();
+    let last_comp = (1..=6)
+        .map(|n| spans[&("comp".into(), n.to_string())].1)
+        .max()
+        .unwrap();
     assert!(spans[&("movie".into(), "1".into())].0 >= last_comp);
 
     let hosts: Vec<String> = farm
@@ -62,7 +68,10 @@ layers:
         .iter()
         .map(|f| f["host"].as_str().unwrap().to_string())
         .collect();
-    assert!(hosts.contains(&"w0".into()) && hosts.contains(&"w1".into()), "both workers ran frames: {hosts:?}");
+    assert!(
+        hosts.contains(&"w0".into()) && hosts.contains(&"w1".into()),
+        "both workers ran frames: {hosts:?}"
+    );
 
     // The human views work too.
     let text = farm.kiln(&["job", "deps"]);
@@ -81,7 +90,10 @@ fn a_failing_frame_is_retried_then_dead_and_its_log_says_why() {
     )
     .unwrap();
     let out = farm.try_kiln(&["submit", spec.to_str().unwrap(), "--wait"]);
-    assert!(!out.status.success(), "--wait exits non-zero when a frame died");
+    assert!(
+        !out.status.success(),
+        "--wait exits non-zero when a frame died"
+    );
     let f = &farm.frames("fail")[0];
     assert_eq!(f["state"], "DEAD");
     assert_eq!(f["attempts"], 3);
@@ -96,7 +108,9 @@ fn a_failing_frame_is_retried_then_dead_and_its_log_says_why() {
 
     // Retry brings it back; it fails again the same way.
     farm.kiln(&["retry", "fail"]);
-    wait_until(Duration::from_secs(30), || farm.frames("fail")[0]["attempts"] == 6);
+    wait_until(Duration::from_secs(30), || {
+        farm.frames("fail")[0]["attempts"] == 6
+    });
 }
 
 #[test]
@@ -123,9 +137,17 @@ fn kill_pause_resume_and_timeouts() {
     // Kill the job: everything stops.
     farm.kiln(&["kill", &job]);
     farm.wait_status(&job, "KILLED", Duration::from_secs(5));
-    wait_until(Duration::from_secs(15), || farm.json(&["hosts"])[0]["running"] == 0);
-    let procs = std::process::Command::new("pgrep").args(["-f", "sleep 30"]).output().unwrap();
-    assert!(procs.stdout.is_empty(), "killed frames leave no process behind");
+    wait_until(Duration::from_secs(15), || {
+        farm.json(&["hosts"])[0]["running"] == 0
+    });
+    let procs = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 30"])
+        .output()
+        .unwrap();
+    assert!(
+        procs.stdout.is_empty(),
+        "killed frames leave no process behind"
+    );
 
     let t = farm.submit(
         "timeout",
@@ -149,7 +171,11 @@ fn server_sigkill_mid_job_loses_nothing_and_runs_nothing_twice() {
     );
     let job = farm.submit("crash", &spec);
     wait_until(Duration::from_secs(10), || {
-        farm.frames(&job).iter().filter(|f| f["state"] == "RUNNING").count() == 6
+        farm.frames(&job)
+            .iter()
+            .filter(|f| f["state"] == "RUNNING")
+            .count()
+            == 6
     });
     farm.kill_server();
     std::thread::sleep(Duration::from_millis(700));
@@ -162,7 +188,10 @@ fn server_sigkill_mid_job_loses_nothing_and_runs_nothing_twice() {
         assert_eq!(f["attempts"], 1, "no frame ran twice: {f}");
     }
     for n in 1..=12 {
-        assert!(marks.join(format!("{n}.end")).exists(), "frame {n} finished");
+        assert!(
+            marks.join(format!("{n}.end")).exists(),
+            "frame {n} finished"
+        );
     }
     // Logs of frames that ran across the crash are complete.
     let log = farm.kiln(&["log", &job, "a/1"]);
@@ -172,12 +201,19 @@ fn server_sigkill_mid_job_loses_nothing_and_runs_nothing_twice() {
 #[test]
 fn a_lost_worker_is_marked_down_and_its_frames_run_elsewhere() {
     let mut farm = Farm::start_with(1, 1, "2s");
-    let job = farm.submit("lost", "name: lost\nlayers:\n  - name: a\n    command: 'sleep 2'\n    frames: 1\n");
-    wait_until(Duration::from_secs(10), || farm.frames(&job)[0]["state"] == "RUNNING");
+    let job = farm.submit(
+        "lost",
+        "name: lost\nlayers:\n  - name: a\n    command: 'sleep 2'\n    frames: 1\n",
+    );
+    wait_until(Duration::from_secs(10), || {
+        farm.frames(&job)[0]["state"] == "RUNNING"
+    });
     let mut w = farm.workers.remove(0);
     w.kill().unwrap();
     w.wait().unwrap();
-    wait_until(Duration::from_secs(10), || farm.json(&["hosts"])[0]["state"] == "DOWN");
+    wait_until(Duration::from_secs(10), || {
+        farm.json(&["hosts"])[0]["state"] == "DOWN"
+    });
     farm.add_worker("w9", 1);
     farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
     let f = &farm.frames(&job)[0];
@@ -204,7 +240,11 @@ fn bad_specs_are_rejected_whole_with_the_field_named() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(field), "error names {field}: {err}");
     }
-    assert_eq!(farm.json(&["jobs", "--all"]), serde_json::json!([]), "nothing half-created");
+    assert_eq!(
+        farm.json(&["jobs", "--all"]),
+        serde_json::json!([]),
+        "nothing half-created"
+    );
 }
 
 #[test]
@@ -213,15 +253,24 @@ fn hosts_can_be_locked_and_logs_followed() {
     farm.kiln(&["host", "lock", "w0"]);
     let job = farm.submit("live", "name: live\nlayers:\n  - name: a\n    command: 'for i in 1 2 3; do echo line $i; sleep 0.4; done'\n    frames: 1\n");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(farm.frames(&job)[0]["state"], "WAITING", "a locked host takes nothing");
+    assert_eq!(
+        farm.frames(&job)[0]["state"],
+        "WAITING",
+        "a locked host takes nothing"
+    );
     assert_eq!(farm.json(&["hosts"])[0]["lock"], "LOCKED");
     farm.kiln(&["host", "unlock", "w0"]);
-    wait_until(Duration::from_secs(10), || farm.frames(&job)[0]["state"] != "WAITING");
+    wait_until(Duration::from_secs(10), || {
+        farm.frames(&job)[0]["state"] != "WAITING"
+    });
     let log = farm.kiln(&["log", &job, "a/1", "--follow"]);
     for i in 1..=3 {
         assert!(log.contains(&format!("line {i}")), "{log}");
     }
-    assert!(log.contains("runtime"), "follow reads through to the footer: {log}");
+    assert!(
+        log.contains("runtime"),
+        "follow reads through to the footer: {log}"
+    );
 
     let err = farm.try_kiln(&["--server", "http://127.0.0.1:1", "jobs"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("is `kiln server`"));

@@ -12,7 +12,11 @@ impl Farm {
         let hosts: Vec<HostSlot> = self
             .hosts
             .values()
-            .filter(|h| h.session.is_some() && h.host.state == HostState::Up && h.host.lock == LockState::Open)
+            .filter(|h| {
+                h.session.is_some()
+                    && h.host.state == HostState::Up
+                    && h.host.lock == LockState::Open
+            })
             .filter_map(|h| {
                 let mut free = h.host.offers();
                 free.sub(&h.used);
@@ -74,11 +78,17 @@ impl Farm {
     pub fn apply_plan(&mut self, plan: &Plan, now: Millis) -> usize {
         let mut applied = 0;
         for a in &plan.assignments {
-            let Some(f) = self.frames.get(&a.frame) else { continue };
-            if f.state != FrameState::Waiting || f.attempt.is_some_and(|at| self.in_flight.contains_key(&at)) {
+            let Some(f) = self.frames.get(&a.frame) else {
+                continue;
+            };
+            if f.state != FrameState::Waiting
+                || f.attempt.is_some_and(|at| self.in_flight.contains_key(&at))
+            {
                 continue;
             }
-            let Some(h) = self.hosts.get(&a.host) else { continue };
+            let Some(h) = self.hosts.get(&a.host) else {
+                continue;
+            };
             let mut free = h.host.offers();
             free.sub(&h.used);
             if !a.grant.fits_in(&free) || h.session.is_none() {
@@ -140,7 +150,12 @@ impl Farm {
     }
 
     /// The launch message: tokens substituted, env merged with KILN_* vars.
-    fn launch_for(&self, frame: FrameId, attempt: AttemptId, grant: Resources) -> crate::link::Launch {
+    fn launch_for(
+        &self,
+        frame: FrameId,
+        attempt: AttemptId,
+        grant: Resources,
+    ) -> crate::link::Launch {
         let f = &self.frames[&frame];
         let l = &self.layers[&f.layer].layer;
         let j = &self.jobs[&f.job].job;
@@ -194,7 +209,11 @@ impl Farm {
     pub(super) fn job_runnable(&self, entry: &JobEntry) -> bool {
         entry.job.state == JobState::Active
             && !entry.job.paused
-            && entry.job.depends.iter().all(|d| self.job_dependency_met(*d))
+            && entry
+                .job
+                .depends
+                .iter()
+                .all(|d| self.job_dependency_met(*d))
     }
 
     pub(super) fn job_dependency_met(&self, job: JobId) -> bool {
@@ -225,7 +244,9 @@ impl Farm {
         }
         let l = &self.layers[&f.layer];
         l.layer.depends.iter().filter(|d| d.per_frame).all(|d| {
-            let Some(dep) = self.sibling(l, &d.layer) else { return true };
+            let Some(dep) = self.sibling(l, &d.layer) else {
+                return true;
+            };
             let numbers = if f.chunk.contains([',', '-', 'x', 'y', ':']) {
                 chunk_numbers(&f.chunk)
             } else {

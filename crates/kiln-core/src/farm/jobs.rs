@@ -53,7 +53,9 @@ impl Farm {
             let id = self.resolve_job(d).map_err(|_| {
                 Error::spec(
                     format!("depends[{i}]"),
-                    format!("no job named or numbered {d:?}: submit that job first or fix the name"),
+                    format!(
+                        "no job named or numbered {d:?}: submit that job first or fix the name"
+                    ),
                 )
             })?;
             depends.push(id);
@@ -103,7 +105,11 @@ impl Farm {
                 paused: false,
             };
             self.layers.insert(layer_id, LayerEntry::new(layer));
-            self.jobs.get_mut(&job_id).expect("just inserted").layers.push(layer_id);
+            self.jobs
+                .get_mut(&job_id)
+                .expect("just inserted")
+                .layers
+                .push(layer_id);
             self.dirty.layers.insert(layer_id);
             for (i, task) in nl.tasks.into_iter().enumerate() {
                 let frame = Frame {
@@ -219,7 +225,14 @@ impl Farm {
             None
         });
         let frames = self.job_frames(job, &resolved, filter);
-        let reason = format!("{} by {user}", if action == Action::Kill { "killed" } else { action.as_str() });
+        let reason = format!(
+            "{} by {user}",
+            if action == Action::Kill {
+                "killed"
+            } else {
+                action.as_str()
+            }
+        );
         let mut touched = 0;
         for f in frames {
             let state = self.frames[&f].state;
@@ -255,7 +268,9 @@ impl Farm {
     /// Asks the worker to kill a frame's running attempt. The frame's own
     /// state is the caller's to set; the attempt ends when the worker says so.
     pub(super) fn kill_attempt_of(&mut self, frame: FrameId, reason: &str) {
-        let Some(attempt) = self.frames.get(&frame).and_then(|f| f.attempt) else { return };
+        let Some(attempt) = self.frames.get(&frame).and_then(|f| f.attempt) else {
+            return;
+        };
         if let Some(inf) = self.in_flight.get(&attempt) {
             let host = inf.attempt.host;
             self.send(
@@ -323,7 +338,12 @@ impl Farm {
     }
 
     /// Frames of a job, limited to targets (none: all) and a display state.
-    fn job_frames(&self, job: JobId, targets: &[Target], state: Option<DisplayState>) -> Vec<FrameId> {
+    fn job_frames(
+        &self,
+        job: JobId,
+        targets: &[Target],
+        state: Option<DisplayState>,
+    ) -> Vec<FrameId> {
         let mut out: Vec<FrameId> = Vec::new();
         let push_layer = |l: &LayerId, out: &mut Vec<FrameId>| out.extend(&self.layers[l].frames);
         if targets.is_empty() {

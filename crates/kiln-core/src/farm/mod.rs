@@ -283,13 +283,21 @@ impl Farm {
                 .filter_map(|id| self.in_flight.get(id).map(|f| f.attempt.clone())),
         );
         Dirty {
-            jobs: set.jobs.iter().filter_map(|id| self.jobs.get(id).map(|j| j.job.clone())).collect(),
+            jobs: set
+                .jobs
+                .iter()
+                .filter_map(|id| self.jobs.get(id).map(|j| j.job.clone()))
+                .collect(),
             layers: set
                 .layers
                 .iter()
                 .filter_map(|id| self.layers.get(id).map(|l| l.layer.clone()))
                 .collect(),
-            frames: set.frames.iter().filter_map(|id| self.frames.get(id).cloned()).collect(),
+            frames: set
+                .frames
+                .iter()
+                .filter_map(|id| self.frames.get(id).cloned())
+                .collect(),
             attempts,
             hosts: set
                 .hosts
@@ -327,7 +335,9 @@ impl Farm {
 
     /// Moves a frame to a new state, keeping the layer's indices true.
     fn set_state(&mut self, id: FrameId, to: FrameState, now: Millis) {
-        let Some(f) = self.frames.get_mut(&id) else { return };
+        let Some(f) = self.frames.get_mut(&id) else {
+            return;
+        };
         let from = f.state;
         if from == to {
             return;
@@ -350,7 +360,9 @@ impl Farm {
     /// Keeps `finished_at` true: set when a job's last frame is done.
     fn update_finished(&mut self, job: JobId, now: Millis) {
         let done = self.job_all_done(job);
-        let Some(j) = self.jobs.get_mut(&job) else { return };
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
         let finished_at = if done || j.job.state == JobState::Killed {
             j.job.finished_at.or(Some(now))
         } else {

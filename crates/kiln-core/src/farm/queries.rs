@@ -224,7 +224,10 @@ impl Farm {
             state,
             attempts: f.attempts,
             failures: f.failures,
-            host: f.host.and_then(|h| self.hosts.get(&h)).map(|h| h.host.report.name.clone()),
+            host: f
+                .host
+                .and_then(|h| self.hosts.get(&h))
+                .map(|h| h.host.report.name.clone()),
             cores: f.cores,
             started_at: f.started_at,
             ended_at: f.ended_at,
@@ -248,10 +251,15 @@ impl Farm {
                 .ok_or_else(|| self.no_layer_error(job, layer))?;
             let le = &self.layers[lid];
             let n: i64 = num.trim().parse().map_err(|_| {
-                Error::Invalid(format!("{frame:?}: after the layer name give a frame number, e.g. {layer}/12"))
+                Error::Invalid(format!(
+                    "{frame:?}: after the layer name give a frame number, e.g. {layer}/12"
+                ))
             })?;
             let idx = le.by_number.get(&n).ok_or_else(|| {
-                Error::NotFound(format!("layer {layer} has no frame {n}: its frames are {}", le.layer.frames))
+                Error::NotFound(format!(
+                    "layer {layer} has no frame {n}: its frames are {}",
+                    le.layer.frames
+                ))
             })?;
             return Ok(&self.frames[&le.frames[*idx as usize]]);
         }

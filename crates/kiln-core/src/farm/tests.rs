@@ -17,7 +17,14 @@ fn farm_with_host(cores: u32) -> Farm {
     farm
 }
 
-fn register(farm: &mut Farm, session: u64, name: &str, cores: u32, running: Vec<AttemptId>, now: Millis) {
+fn register(
+    farm: &mut Farm,
+    session: u64,
+    name: &str,
+    cores: u32,
+    running: Vec<AttemptId>,
+    now: Millis,
+) {
     farm.worker_event(
         WorkerEvent::Message {
             session,
@@ -43,7 +50,8 @@ fn register(farm: &mut Farm, session: u64, name: &str, cores: u32, running: Vec<
 }
 
 fn submit(farm: &mut Farm, yaml: &str, now: Millis) -> JobId {
-    let job = parse_and_validate(yaml, Format::Yaml, &SubmitContext::default()).expect("valid spec");
+    let job =
+        parse_and_validate(yaml, Format::Yaml, &SubmitContext::default()).expect("valid spec");
     farm.submit(job, now).expect("submitted").0
 }
 
@@ -107,7 +115,9 @@ fn dependencies_release_frames_in_order() {
     let mut farm = farm_with_host(1);
     let job = submit(&mut farm, TWO_LAYERS, 10);
     assert_eq!(
-        farm.list_frames("deps", Some("comp"), Some(DisplayState::Depend)).unwrap().len(),
+        farm.list_frames("deps", Some("comp"), Some(DisplayState::Depend))
+            .unwrap()
+            .len(),
         3
     );
     let mut order = Vec::new();
@@ -125,8 +135,13 @@ fn dependencies_release_frames_in_order() {
     );
     let summary = &farm.list_jobs(true)[0];
     assert_eq!(summary.status, JobStatus::Finished);
-    assert!(farm.list_jobs(false).is_empty(), "finished jobs leave the default listing");
-    assert!(states(&farm, job).iter().all(|(_, s)| *s == DisplayState::Succeeded));
+    assert!(
+        farm.list_jobs(false).is_empty(),
+        "finished jobs leave the default listing"
+    );
+    assert!(states(&farm, job)
+        .iter()
+        .all(|(_, s)| *s == DisplayState::Succeeded));
 }
 
 #[test]
@@ -142,7 +157,10 @@ fn failures_are_retried_then_dead_and_retry_requeues() {
         assert_eq!(launched.len(), 1, "attempt {t} dispatched");
         end(&mut farm, SESSION, launched[0].0, Exit::Exited(1), t);
     }
-    assert_eq!(states(&farm, job), vec![("a/1".to_string(), DisplayState::Dead)]);
+    assert_eq!(
+        states(&farm, job),
+        vec![("a/1".to_string(), DisplayState::Dead)]
+    );
     assert!(schedule(&mut farm, 5).is_empty());
     assert_eq!(farm.list_jobs(false)[0].status, JobStatus::Failed);
 
@@ -157,7 +175,11 @@ fn failures_are_retried_then_dead_and_retry_requeues() {
 #[test]
 fn silent_host_goes_down_and_its_frames_requeue_without_counting_a_failure() {
     let mut farm = farm_with_host(2);
-    let job = submit(&mut farm, "name: j\nlayers: [{name: a, command: x, frames: 1-2, retries: 0}]", 0);
+    let job = submit(
+        &mut farm,
+        "name: j\nlayers: [{name: a, command: x, frames: 1-2, retries: 0}]",
+        0,
+    );
     let launched = schedule(&mut farm, 1);
     assert_eq!(launched.len(), 2);
     farm.tick(5_000);
@@ -165,11 +187,20 @@ fn silent_host_goes_down_and_its_frames_requeue_without_counting_a_failure() {
     farm.tick(10_002);
     assert!(farm.hosts()[0].state == HostState::Down);
     let frames = farm.list_frames("j", None, None).unwrap();
-    assert!(frames.iter().all(|f| f.state == DisplayState::Waiting && f.failures == 0));
+    assert!(frames
+        .iter()
+        .all(|f| f.state == DisplayState::Waiting && f.failures == 0));
 
     // The worker comes back holding its old attempts: the server kills them
     // and ignores their late reports.
-    register(&mut farm, 2, "h1", 2, launched.iter().map(|l| l.0).collect(), 10_100);
+    register(
+        &mut farm,
+        2,
+        "h1",
+        2,
+        launched.iter().map(|l| l.0).collect(),
+        10_100,
+    );
     let kills: Vec<AttemptId> = farm
         .take_outgoing()
         .into_iter()
@@ -183,15 +214,23 @@ fn silent_host_goes_down_and_its_frames_requeue_without_counting_a_failure() {
     assert_eq!(relaunched.len(), 2);
     end(&mut farm, 2, launched[0].0, Exit::Exited(1), 10_300);
     let f = &farm.list_frames("j", None, None).unwrap()[0];
-    assert_eq!(f.state, DisplayState::Running, "an outdated attempt never overwrites the current one");
-    assert_eq!(f.attempt_id, Some(relaunched[0].0.0));
+    assert_eq!(
+        f.state,
+        DisplayState::Running,
+        "an outdated attempt never overwrites the current one"
+    );
+    assert_eq!(f.attempt_id, Some(relaunched[0].0 .0));
     let _ = job;
 }
 
 #[test]
 fn server_restart_keeps_running_frames_running() {
     let mut farm = farm_with_host(2);
-    submit(&mut farm, "name: j\nlayers: [{name: a, command: x, frames: 1-2}]", 0);
+    submit(
+        &mut farm,
+        "name: j\nlayers: [{name: a, command: x, frames: 1-2}]",
+        0,
+    );
     let launched = schedule(&mut farm, 1);
     let dirty = farm.take_dirty();
     let hosts = farm.hosts();
@@ -205,10 +244,25 @@ fn server_restart_keeps_running_frames_running() {
         max_ids: [1, 1, 2, 2, 1],
     };
     let mut farm = Farm::restore(farm.config().clone(), image, 50_000);
-    assert_eq!(farm.hosts()[0].cores_used, 200, "in-flight attempts hold their cores");
+    assert_eq!(
+        farm.hosts()[0].cores_used,
+        200,
+        "in-flight attempts hold their cores"
+    );
     farm.tick(55_000);
-    assert_eq!(farm.hosts()[0].state, HostState::Up, "a grace period from the restart");
-    register(&mut farm, 9, "h1", 2, launched.iter().map(|l| l.0).collect(), 55_100);
+    assert_eq!(
+        farm.hosts()[0].state,
+        HostState::Up,
+        "a grace period from the restart"
+    );
+    register(
+        &mut farm,
+        9,
+        "h1",
+        2,
+        launched.iter().map(|l| l.0).collect(),
+        55_100,
+    );
     for (a, _) in &launched {
         end(&mut farm, 9, *a, Exit::Exited(0), 56_000);
     }
@@ -219,30 +273,49 @@ fn server_restart_keeps_running_frames_running() {
 #[test]
 fn kill_pause_resume_eat() {
     let mut farm = farm_with_host(1);
-    submit(&mut farm, "name: k\nlayers: [{name: a, command: x, frames: 1-4}]", 0);
+    submit(
+        &mut farm,
+        "name: k\nlayers: [{name: a, command: x, frames: 1-4}]",
+        0,
+    );
     farm.act(Action::Pause, "k", &[], None, "me", 1).unwrap();
-    assert!(schedule(&mut farm, 2).is_empty(), "paused jobs start nothing");
+    assert!(
+        schedule(&mut farm, 2).is_empty(),
+        "paused jobs start nothing"
+    );
     farm.act(Action::Resume, "k", &[], None, "me", 3).unwrap();
     let launched = schedule(&mut farm, 4);
     assert_eq!(launched.len(), 1);
 
     // Killing a running frame asks the worker to stop it and marks it DEAD;
     // its core stays busy until the worker reports the end.
-    farm.act(Action::Kill, "k", &["a/1".into()], None, "me", 5).unwrap();
+    farm.act(Action::Kill, "k", &["a/1".into()], None, "me", 5)
+        .unwrap();
     let out = farm.take_outgoing();
     assert!(matches!(out[0].msg, ServerMsg::Kill { .. }));
     assert!(schedule(&mut farm, 6).is_empty());
-    end(&mut farm, SESSION, launched[0].0, Exit::Killed("killed by me".into()), 7);
+    end(
+        &mut farm,
+        SESSION,
+        launched[0].0,
+        Exit::Killed("killed by me".into()),
+        7,
+    );
     let f = &farm.list_frames("k", None, None).unwrap()[0];
     assert_eq!(f.state, DisplayState::Dead);
     assert_eq!(f.failures, 0);
 
-    farm.act(Action::Eat, "k", &["a/2-4".into()], None, "me", 8).unwrap();
+    farm.act(Action::Eat, "k", &["a/2-4".into()], None, "me", 8)
+        .unwrap();
     assert!(schedule(&mut farm, 9).is_empty());
     assert_eq!(farm.list_jobs(false)[0].status, JobStatus::Failed);
-    let err = farm.act(Action::Pause, "k", &["a/1".into()], None, "me", 10).unwrap_err();
+    let err = farm
+        .act(Action::Pause, "k", &["a/1".into()], None, "me", 10)
+        .unwrap_err();
     assert!(err.to_string().contains("whole layers"), "{err}");
-    let err = farm.act(Action::Kill, "k", &["nope".into()], None, "me", 10).unwrap_err();
+    let err = farm
+        .act(Action::Kill, "k", &["nope".into()], None, "me", 10)
+        .unwrap_err();
     assert!(err.to_string().contains("its layers are a"), "{err}");
 
     farm.act(Action::Kill, "k", &[], None, "me", 11).unwrap();
@@ -252,7 +325,11 @@ fn kill_pause_resume_eat() {
 #[test]
 fn timeouts_count_as_failures() {
     let mut farm = farm_with_host(1);
-    submit(&mut farm, "name: t\nlayers: [{name: a, command: x, frames: 1, retries: 0}]", 0);
+    submit(
+        &mut farm,
+        "name: t\nlayers: [{name: a, command: x, frames: 1, retries: 0}]",
+        0,
+    );
     let launched = schedule(&mut farm, 1);
     end(&mut farm, SESSION, launched[0].0, Exit::TimedOut, 2);
     let f = &farm.list_frames("t", None, None).unwrap()[0];
@@ -263,7 +340,11 @@ fn timeouts_count_as_failures() {
 #[test]
 fn job_on_job_dependency() {
     let mut farm = farm_with_host(4);
-    submit(&mut farm, "name: first\nlayers: [{name: a, command: x, frames: 1}]", 0);
+    submit(
+        &mut farm,
+        "name: first\nlayers: [{name: a, command: x, frames: 1}]",
+        0,
+    );
     submit(
         &mut farm,
         "name: second\ndepends: [first]\nlayers: [{name: a, command: x, frames: 1}]",
@@ -271,7 +352,10 @@ fn job_on_job_dependency() {
     );
     let launched = schedule(&mut farm, 2);
     assert_eq!(launched.len(), 1, "second waits for first");
-    assert_eq!(farm.list_frames("second", None, None).unwrap()[0].state, DisplayState::Depend);
+    assert_eq!(
+        farm.list_frames("second", None, None).unwrap()[0].state,
+        DisplayState::Depend
+    );
     end(&mut farm, SESSION, launched[0].0, Exit::Exited(0), 3);
     assert_eq!(schedule(&mut farm, 4).len(), 1);
 
@@ -288,9 +372,16 @@ fn job_on_job_dependency() {
 #[test]
 fn dirty_records_cover_every_change() {
     let mut farm = farm_with_host(1);
-    submit(&mut farm, "name: d\nlayers: [{name: a, command: x, frames: 1-5}]", 0);
+    submit(
+        &mut farm,
+        "name: d\nlayers: [{name: a, command: x, frames: 1-5}]",
+        0,
+    );
     let d = farm.take_dirty();
-    assert_eq!((d.jobs.len(), d.layers.len(), d.frames.len(), d.hosts.len()), (1, 1, 5, 1));
+    assert_eq!(
+        (d.jobs.len(), d.layers.len(), d.frames.len(), d.hosts.len()),
+        (1, 1, 5, 1)
+    );
     let launched = schedule(&mut farm, 1);
     let d = farm.take_dirty();
     assert_eq!(d.frames.len(), 1);

@@ -19,10 +19,17 @@ impl Farm {
         match ev {
             WorkerEvent::Message {
                 session,
-                msg: WorkerMsg::Register { host, running, unacked },
+                msg:
+                    WorkerMsg::Register {
+                        host,
+                        running,
+                        unacked,
+                    },
             } => self.register(session, host, running, unacked, now),
             WorkerEvent::Message { session, msg } => {
-                let Some(host) = self.host_of_session(session) else { return };
+                let Some(host) = self.host_of_session(session) else {
+                    return;
+                };
                 self.touch(host, now);
                 match msg {
                     WorkerMsg::Register { .. } => unreachable!("handled above"),
@@ -131,14 +138,14 @@ impl Farm {
             // a kill sent while the worker was away may never have arrived.
             let current = self.in_flight.get(&r.attempt).is_some_and(|f| {
                 f.attempt.host == id
-                    && self
-                        .frames
-                        .get(&f.attempt.frame)
-                        .is_some_and(|fr| {
-                            fr.attempt == Some(r.attempt)
-                                && fr.state == FrameState::Running
-                                && self.jobs.get(&fr.job).is_some_and(|j| j.job.state == JobState::Active)
-                        })
+                    && self.frames.get(&f.attempt.frame).is_some_and(|fr| {
+                        fr.attempt == Some(r.attempt)
+                            && fr.state == FrameState::Running
+                            && self
+                                .jobs
+                                .get(&fr.job)
+                                .is_some_and(|j| j.job.state == JobState::Active)
+                    })
             });
             if current {
                 log_sizes.insert(r.attempt, 0);
@@ -164,7 +171,11 @@ impl Farm {
                 log_sizes,
             },
         };
-        let pos = self.outgoing.iter().position(|o| o.session == session).unwrap_or(self.outgoing.len());
+        let pos = self
+            .outgoing
+            .iter()
+            .position(|o| o.session == session)
+            .unwrap_or(self.outgoing.len());
         self.outgoing.insert(pos, registered);
         if !acked.is_empty() {
             self.send(id, ServerMsg::Acked(acked));
@@ -185,7 +196,9 @@ impl Farm {
     /// host it was given to may change the frame; anything else is a late
     /// report of an attempt already given up, and only frees its resources.
     fn frame_ended(&mut self, host: HostId, ended: FrameEnded, now: Millis) {
-        let Some(inf) = self.in_flight.get(&ended.attempt) else { return };
+        let Some(inf) = self.in_flight.get(&ended.attempt) else {
+            return;
+        };
         if inf.attempt.host != host {
             return;
         }
@@ -193,7 +206,12 @@ impl Farm {
             Exit::Exited(0) => (Outcome::Succeeded, Some(0), None, None),
             Exit::Exited(c) => (Outcome::Failed, Some(*c), None, None),
             Exit::Signaled(s) => (Outcome::Failed, None, Some(*s), None),
-            Exit::TimedOut => (Outcome::TimedOut, None, None, Some("ran past its timeout".to_string())),
+            Exit::TimedOut => (
+                Outcome::TimedOut,
+                None,
+                None,
+                Some("ran past its timeout".to_string()),
+            ),
             Exit::Killed(r) => (Outcome::Killed, None, None, Some(r.clone())),
             Exit::FailedToStart(r) => (Outcome::Failed, None, None, Some(r.clone())),
         };
@@ -237,7 +255,9 @@ impl Farm {
 
     /// Moves the attempt's frame on, if the attempt is still its current one.
     fn settle_frame(&mut self, a: &Attempt, now: Millis) {
-        let Some(f) = self.frames.get_mut(&a.frame) else { return };
+        let Some(f) = self.frames.get_mut(&a.frame) else {
+            return;
+        };
         if f.attempt != Some(a.id) {
             return;
         }
@@ -299,12 +319,21 @@ impl Farm {
             .host_by_name
             .get(key)
             .copied()
-            .or_else(|| key.parse::<i64>().ok().map(HostId).filter(|id| self.hosts.contains_key(id)))
+            .or_else(|| {
+                key.parse::<i64>()
+                    .ok()
+                    .map(HostId)
+                    .filter(|id| self.hosts.contains_key(id))
+            })
             .ok_or_else(|| {
                 crate::Error::NotFound(format!("no host {key:?}: `kiln hosts` lists the hosts"))
             })?;
         let h = self.hosts.get_mut(&id).expect("resolved");
-        h.host.lock = if locked { LockState::Locked } else { LockState::Open };
+        h.host.lock = if locked {
+            LockState::Locked
+        } else {
+            LockState::Open
+        };
         self.dirty.hosts.insert(id);
         Ok(id)
     }

@@ -14,7 +14,11 @@ pub fn kiln_bin() -> &'static str {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Farm {
@@ -58,7 +62,12 @@ impl Farm {
     pub fn start_server(&mut self) {
         let log = std::fs::File::create(self.path(&format!("server-{}.log", now_ms()))).unwrap();
         let child = Command::new(kiln_bin())
-            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port), "--down-after"])
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--down-after",
+            ])
             .arg(&self.down_after)
             .arg("--data")
             .arg(self.path("data"))
@@ -68,7 +77,9 @@ impl Farm {
             .spawn()
             .expect("spawn kiln server");
         self.server = Some(child);
-        wait_until(Duration::from_secs(20), || self.try_kiln(&["hosts", "--json"]).status.success());
+        wait_until(Duration::from_secs(20), || {
+            self.try_kiln(&["hosts", "--json"]).status.success()
+        });
     }
 
     /// SIGKILLs the server: no chance to flush or say goodbye.
@@ -82,8 +93,21 @@ impl Farm {
     pub fn add_worker(&mut self, name: &str, cores: u32) {
         let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
         let child = Command::new(kiln_bin())
-            .args(["worker", "--server", &self.url(), "--name", name, "--allow-root"])
-            .args(["--cores", &cores.to_string(), "--memory", "8G", "--work-dir"])
+            .args([
+                "worker",
+                "--server",
+                &self.url(),
+                "--name",
+                name,
+                "--allow-root",
+            ])
+            .args([
+                "--cores",
+                &cores.to_string(),
+                "--memory",
+                "8G",
+                "--work-dir",
+            ])
             .arg(self.path(&format!("work-{name}")))
             .env("KILN_LOG", "info")
             .stdout(Stdio::null())
@@ -136,12 +160,17 @@ impl Farm {
     pub fn submit(&self, name: &str, yaml: &str) -> String {
         let path = self.path(&format!("{name}.yaml"));
         std::fs::write(&path, yaml).unwrap();
-        let v: Value = serde_json::from_str(&self.kiln(&["submit", path.to_str().unwrap(), "--json"])).unwrap();
+        let v: Value =
+            serde_json::from_str(&self.kiln(&["submit", path.to_str().unwrap(), "--json"]))
+                .unwrap();
         v["id"].to_string()
     }
 
     pub fn job_status(&self, job: &str) -> String {
-        self.json(&["job", job])["job"]["status"].as_str().unwrap_or("?").to_string()
+        self.json(&["job", job])["job"]["status"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
     }
 
     pub fn wait_status(&self, job: &str, status: &str, timeout: Duration) {
@@ -149,7 +178,10 @@ impl Farm {
     }
 
     pub fn frames(&self, job: &str) -> Vec<Value> {
-        self.json(&["frames", job]).as_array().cloned().unwrap_or_default()
+        self.json(&["frames", job])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -162,10 +194,18 @@ impl Drop for Farm {
         self.kill_server();
         if std::thread::panicking() {
             // Keep the evidence: print the daemons' logs.
-            for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let p = entry.path();
                 if p.extension().is_some_and(|e| e == "log") {
-                    eprintln!("==== {}\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default());
+                    eprintln!(
+                        "==== {}\n{}",
+                        p.display(),
+                        std::fs::read_to_string(&p).unwrap_or_default()
+                    );
                 }
             }
         }
@@ -173,13 +213,19 @@ impl Drop for Farm {
 }
 
 pub fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
 }
 
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < timeout, "condition not met within {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

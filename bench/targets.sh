@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Measures the foundation's targets on this machine with the release binary:
+#   1. 1,000 frames of `true` on one worker offering 16 cores: submit -> all done
+#   2. latency from `kiln submit` returning to a single frame starting (idle worker)
+#   3. idle RSS of `kiln worker`
+# Usage: bench/targets.sh [path/to/kiln]   (default: target/release/kiln)
+set -euo pipefail
+KILN=${1:-target/release/kiln}
+[ -x "$KILN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+KILN=$(realpath "$KILN")
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export KILN_SERVER=http://127.0.0.1:$port
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>"$dir/server.log" &
+"$KILN" worker --name bench --cores 16 --work-dir "$dir/work" --allow-root 2>"$dir/worker.log" &
+wpid=$!
+for _ in $(seq 100); do "$KILN" hosts --json 2>/dev/null | grep -q '"UP"' && break; sleep 0.1; done
+
+ms() { date +%s%3N; }
+
+# 1. Throughput.
+cat > "$dir/thousand.yaml" <<YAML
+name: thousand
+layers:
+  - name: t
+    command: [/bin/true]
+    frames: 1-1000
+    memory: 64M
+YAML
+for run in 1 2 3; do
+  sed -i "s/^name: .*/name: thousand$run/" "$dir/thousand.yaml"
+  t0=$(ms)
+  "$KILN" submit "$dir/thousand.yaml" --wait >/dev/null
+  t1=$(ms)
+  echo "1000 frames of /bin/true, 16 slots, run $run: $((t1 - t0)) ms submit-to-done"
+done
+
+# 2. Single-frame start latency (frame records its start time in ns).
+for run in 1 2 3 4 5; do
+  cat > "$dir/one.yaml" <<YAML
+name: one$run
+layers:
+  - name: t
+    command: [sh, -c, "date +%s%N > $dir/started$run"]
+    frames: 1
+YAML
+  "$KILN" submit "$dir/one.yaml" >/dev/null
+  t_sub=$(date +%s%N)
+  for _ in $(seq 200); do [ -s "$dir/started$run" ] && break; sleep 0.01; done
+  t_start=$(cat "$dir/started$run")
+  echo "single frame, run $run: started $(( (t_start - t_sub) / 1000 )) us after submit returned"
+done
+
+# 3. Idle worker RSS (after the work above, the worker is idle again).
+sleep 2
+rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
+echo "kiln worker idle RSS: $rss KiB ($((rss / 1024)) MiB)"
