@@ -57,4 +57,4 @@ done
 # 3. Idle worker RSS (after the work above, the worker is idle again).
 sleep 2
 rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
-echo "kiln worker idle RSS: $rss KiB ($((rss / 1024)) MiB)"
+echo "kiln worker idle RSS: $rss KiB ($((rss / 1024)) MiB); threads: $(ls /proc/$wpid/task | wc -l); $(grep -E "^Anonymous" /proc/$wpid/smaps_rollup)"

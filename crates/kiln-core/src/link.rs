@@ -56,6 +56,9 @@ pub enum WorkerMsg {
         data: Vec<u8>,
     },
     Ended(FrameEnded),
+    /// The worker is shutting down: start nothing new on it; once it has
+    /// reported its frames and disconnects, the host is DOWN at once.
+    Goodbye,
 }
 
 /// What a worker needs to run one frame; tokens already substituted.

@@ -397,6 +397,7 @@ impl From<WorkerMsg> for pb::WorkerMessage {
                 data,
             }),
             WorkerMsg::Ended(e) => Msg::Ended(e.into()),
+            WorkerMsg::Goodbye => Msg::Goodbye(pb::Goodbye {}),
         };
         pb::WorkerMessage { msg: Some(msg) }
     }
@@ -433,6 +434,7 @@ pub(crate) fn worker_msg(m: pb::WorkerMessage) -> Result<WorkerMsg> {
                 data: l.data,
             },
             Msg::Ended(e) => WorkerMsg::Ended(frame_ended(e)?),
+            Msg::Goodbye(_) => WorkerMsg::Goodbye,
         },
     )
 }

@@ -197,9 +197,15 @@ where
     F: FarmApi,
     W: WorkerLinkApi,
 {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // tonic applies its TCP options only to sockets it accepts itself; these
+    // come from our listener, so disable Nagle here: launches and replies
+    // are small messages that must not wait for a delayed ACK.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        s.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .add_service(pb::farm_server::FarmServer::new(FarmAdapter(farm)))

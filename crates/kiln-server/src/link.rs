@@ -70,7 +70,7 @@ fn forward(
                 logs.finish(e.attempt, e.log_size)?;
             }
         }
-        WorkerMsg::Heartbeat { .. } => {}
+        WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
     }
     let _ = tx.send(Request::Worker(WorkerEvent::Message { session, msg }));
     Ok(())

@@ -38,6 +38,9 @@ struct Daemon {
     session: Session,
     start: Instant,
     report: HostReport,
+    /// Shutting down: frames are being killed, nothing new starts.
+    stopping: bool,
+    stop_deadline: Option<Instant>,
 }
 
 impl Daemon {
@@ -123,7 +126,40 @@ impl Daemon {
         }
     }
 
-    fn launch(&mut self, l: kiln_core::link::Launch) {
+    /// Begins a shutdown: kill every frame, tell the server to send no more.
+    fn stop(&mut self, out: Option<&mpsc::UnboundedSender<WorkerMsg>>) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.stop_deadline = Some(Instant::now() + Duration::from_secs(10));
+        self.runner.kill_all("the worker is shutting down");
+        if let Some(out) = out.filter(|_| self.session.is_registered()) {
+            let _ = out.send(WorkerMsg::Goodbye);
+        }
+    }
+
+    fn done_stopping(&self) -> bool {
+        self.stopping && self.runner.running().is_empty() && self.session.unacked().is_empty()
+    }
+
+    fn launch(&mut self, l: kiln_core::link::Launch, out: &mpsc::UnboundedSender<WorkerMsg>) {
+        if self.stopping {
+            // A launch that crossed our goodbye: refuse it, as killed.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let f = Finished {
+                attempt: l.attempt,
+                exit: runner::Exit::Killed("the worker is shutting down".into()),
+                started_at: now,
+                ended_at: now,
+                max_rss_kb: 0,
+                cpu_ms: 0,
+            };
+            self.ended(f, Some(out));
+            return;
+        }
         let log_path = self.local_log(l.attempt);
         self.runner.launch(Launch {
             attempt: l.attempt,
@@ -173,15 +209,15 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         session: Session::new(),
         start: Instant::now(),
         report,
+        stopping: false,
+        stop_deadline: None,
     };
     tokio::pin!(shutdown);
-    let mut stopping = false;
-    let mut stop_deadline: Option<Instant> = None;
     loop {
-        if stopping && d.runner.running().is_empty() && d.session.unacked().is_empty() {
+        if d.done_stopping() {
             return Ok(());
         }
-        if stop_deadline.is_some_and(|t| Instant::now() > t) {
+        if d.stop_deadline.is_some_and(|t| Instant::now() > t) {
             tracing::warn!("stopping without the server's acknowledgement of every frame end");
             return Ok(());
         }
@@ -202,10 +238,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                     None
                 }
             },
-            _ = &mut shutdown, if !stopping => {
-                stopping = true;
-                stop_deadline = Some(Instant::now() + Duration::from_secs(10));
-                d.runner.kill_all("the worker is shutting down");
+            _ = &mut shutdown, if !d.stopping => {
+                d.stop(None);
                 None
             }
         };
@@ -227,6 +261,9 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                                 for e in d.session.unacked() {
                                     let _ = out_tx.send(WorkerMsg::Ended(e));
                                 }
+                                if d.stopping {
+                                    let _ = out_tx.send(WorkerMsg::Goodbye);
+                                }
                             }
                             if apply(&mut d, actions, &out_tx) { break; }
                         }
@@ -246,18 +283,14 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                             }
                         }
                         if apply(&mut d, actions, &out_tx) { break; }
-                        if stopping && d.runner.running().is_empty() && d.session.unacked().is_empty() {
+                        if d.done_stopping() {
                             return Ok(());
                         }
-                        if stop_deadline.is_some_and(|t| Instant::now() > t) {
+                        if d.stop_deadline.is_some_and(|t| Instant::now() > t) {
                             break;
                         }
                     }
-                    _ = &mut shutdown, if !stopping => {
-                        stopping = true;
-                        stop_deadline = Some(Instant::now() + Duration::from_secs(10));
-                        d.runner.kill_all("the worker is shutting down");
-                    }
+                    _ = &mut shutdown, if !d.stopping => d.stop(Some(&out_tx)),
                 }
             }
         }
@@ -269,11 +302,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => break,
                 Some(f) = done_rx.recv() => d.ended(f, None),
-                _ = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    stop_deadline = Some(Instant::now() + Duration::from_secs(10));
-                    d.runner.kill_all("the worker is shutting down");
-                }
+                _ = &mut shutdown, if !d.stopping => d.stop(None),
             }
         }
         let now = d.now();
@@ -292,7 +321,7 @@ fn apply(d: &mut Daemon, actions: Vec<Action>, out: &mpsc::UnboundedSender<Worke
             Action::Send(m) => {
                 let _ = out.send(m);
             }
-            Action::Launch(l) => d.launch(l),
+            Action::Launch(l) => d.launch(l, out),
             Action::Kill(attempt, reason) => {
                 d.runner.kill(attempt, &reason);
             }

@@ -275,3 +275,43 @@ fn hosts_can_be_locked_and_logs_followed() {
     let err = farm.try_kiln(&["--server", "http://127.0.0.1:1", "jobs"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("is `kiln server`"));
 }
+
+#[test]
+fn a_root_worker_runs_frames_as_their_user_and_never_as_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: user switching needs the worker to run as root");
+        return;
+    }
+    let mut farm = Farm::start(0, 1);
+    farm.add_worker_with("safe", 2, &[]);
+    farm.wait_hosts(1);
+    let nobody = farm.submit(
+        "nobody",
+        "name: nobody\nuser: nobody\nlayers:\n  - name: a\n    command: 'id -u; echo HOME=$HOME'\n    frames: 1\n",
+    );
+    farm.wait_status(&nobody, "FINISHED", Duration::from_secs(20));
+    let log = farm.kiln(&["log", &nobody, "a/1"]);
+    assert!(log.contains("65534"), "ran as nobody: {log}");
+
+    let root = farm.submit(
+        "root",
+        "name: root\nuser: root\nlayers:\n  - name: a\n    command: 'id -u'\n    frames: 1\n    retries: 0\n",
+    );
+    farm.wait_status(&root, "FAILED", Duration::from_secs(20));
+    let log = farm.kiln(&["log", &root, "a/1"]);
+    assert!(
+        log.contains("--allow-root"),
+        "refused with the fix named: {log}"
+    );
+
+    let ghost = farm.submit(
+        "ghost",
+        "name: ghost\nuser: nosuchuser\nlayers:\n  - name: a\n    command: 'true'\n    frames: 1\n    retries: 0\n",
+    );
+    farm.wait_status(&ghost, "FAILED", Duration::from_secs(20));
+    let log = farm.kiln(&["log", &ghost, "a/1"]);
+    assert!(
+        log.contains("nosuchuser") && log.contains("does not exist"),
+        "{log}"
+    );
+}

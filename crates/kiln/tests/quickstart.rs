@@ -46,3 +46,107 @@ fn kiln_up_renders_the_sample_job() {
     let apng = std::fs::read(ex.join("out/fractal.apng")).unwrap();
     assert!(apng.windows(4).any(|w| w == b"acTL"), "an animated PNG");
 }
+
+fn frames_json(port: u16, job: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "frames",
+            job,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_stops_kiln_up_and_records_its_frames_as_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("slow.yaml");
+    std::fs::write(
+        &spec,
+        "name: slow\nlayers:\n  - name: a\n    command: 'sleep 31.7'\n    frames: 1-2\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let up = |submit: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args([
+            "up",
+            "--cores",
+            "2",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        if submit {
+            c.arg("--submit").arg(&spec);
+        }
+        c.spawn().unwrap()
+    };
+    let mut farm = up(true);
+    wait_for("two running frames", || {
+        frames_json(port, "slow")
+            .as_array()
+            .is_some_and(|f| f.iter().all(|f| f["state"] == "RUNNING"))
+    });
+    unsafe { libc::kill(farm.id() as i32, libc::SIGTERM) };
+    let status = farm.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "interrupted while waiting on its job"
+    );
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 31.7"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "no frame outlives the farm");
+
+    // The next `kiln up` on the same data knows what happened and runs them again.
+    let mut farm = up(false);
+    wait_for("frames rerun", || {
+        frames_json(port, "slow")
+            .as_array()
+            .is_some_and(|f| f.iter().all(|f| f["attempts"] == 2))
+    });
+    let log = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "log",
+            "slow",
+            "a/1",
+            "--attempt",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("killed: the worker is shutting down"), "{log}");
+    unsafe { libc::kill(farm.id() as i32, libc::SIGTERM) };
+    assert!(
+        farm.wait().unwrap().success(),
+        "a plain `kiln up` stops with 0"
+    );
+}

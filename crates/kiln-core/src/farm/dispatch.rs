@@ -14,6 +14,7 @@ impl Farm {
             .values()
             .filter(|h| {
                 h.session.is_some()
+                    && !h.draining
                     && h.host.state == HostState::Up
                     && h.host.lock == LockState::Open
             })

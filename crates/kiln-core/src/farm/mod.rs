@@ -147,6 +147,8 @@ struct HostEntry {
     running: BTreeSet<AttemptId>,
     /// The live connection, if any.
     session: Option<u64>,
+    /// The worker said it is shutting down: nothing new goes to it.
+    draining: bool,
 }
 
 #[derive(Debug, Default)]
@@ -240,6 +242,7 @@ impl Farm {
                     used: Resources::default(),
                     running: BTreeSet::new(),
                     session: None,
+                    draining: false,
                 },
             );
         }

@@ -46,6 +46,11 @@ impl Farm {
                         self.send(host, ServerMsg::HeartbeatAck { seq });
                     }
                     WorkerMsg::Log { .. } => {}
+                    WorkerMsg::Goodbye => {
+                        if let Some(h) = self.hosts.get_mut(&host) {
+                            h.draining = true;
+                        }
+                    }
                     WorkerMsg::Ended(ended) => {
                         let id = ended.attempt;
                         self.frame_ended(host, ended, now);
@@ -55,10 +60,15 @@ impl Farm {
             }
             WorkerEvent::Disconnected { session } => {
                 if let Some(host) = self.sessions.remove(&session) {
-                    // The host stays UP: its frames may still be running and
-                    // the worker reconnects; silence past the deadline is
-                    // what declares it DOWN.
-                    self.hosts.get_mut(&host).expect("found").session = None;
+                    let h = self.hosts.get_mut(&host).expect("found");
+                    h.session = None;
+                    // After a goodbye the host is gone on purpose. Otherwise
+                    // it stays UP: its frames may still be running and the
+                    // worker reconnects; silence past the deadline is what
+                    // declares it DOWN.
+                    if h.draining {
+                        self.host_down(host, "its worker shut down before reporting it", now);
+                    }
                 }
             }
         }
@@ -102,6 +112,7 @@ impl Farm {
                         used: Resources::default(),
                         running: BTreeSet::new(),
                         session: None,
+                        draining: false,
                     },
                 );
                 id
@@ -112,6 +123,7 @@ impl Farm {
         h.host.state = HostState::Up;
         h.host.last_seen = now;
         h.host.registered_at = now;
+        h.draining = false;
         if let Some(old) = h.session.replace(session) {
             self.sessions.remove(&old);
         }
@@ -299,16 +311,21 @@ impl Farm {
             .map(|h| h.host.id)
             .collect();
         for id in silent {
-            let h = self.hosts.get_mut(&id).expect("listed");
-            h.host.state = HostState::Down;
-            if let Some(old) = h.session.take() {
-                self.sessions.remove(&old);
-            }
-            self.dirty.hosts.insert(id);
-            let attempts: Vec<AttemptId> = h.running.iter().copied().collect();
-            for a in attempts {
-                self.lose_attempt(a, "its host stopped answering and was marked DOWN", now);
-            }
+            self.host_down(id, "its host stopped answering and was marked DOWN", now);
+        }
+    }
+
+    fn host_down(&mut self, id: HostId, why: &str, now: Millis) {
+        let h = self.hosts.get_mut(&id).expect("known host");
+        h.host.state = HostState::Down;
+        h.draining = false;
+        if let Some(old) = h.session.take() {
+            self.sessions.remove(&old);
+        }
+        self.dirty.hosts.insert(id);
+        let attempts: Vec<AttemptId> = h.running.iter().copied().collect();
+        for a in attempts {
+            self.lose_attempt(a, why, now);
         }
     }
 

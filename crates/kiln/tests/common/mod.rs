@@ -91,16 +91,14 @@ impl Farm {
     }
 
     pub fn add_worker(&mut self, name: &str, cores: u32) {
+        self.add_worker_with(name, cores, &["--allow-root"]);
+    }
+
+    pub fn add_worker_with(&mut self, name: &str, cores: u32, extra: &[&str]) {
         let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
         let child = Command::new(kiln_bin())
-            .args([
-                "worker",
-                "--server",
-                &self.url(),
-                "--name",
-                name,
-                "--allow-root",
-            ])
+            .args(["worker", "--server", &self.url(), "--name", name])
+            .args(extra)
             .args([
                 "--cores",
                 &cores.to_string(),
