@@ -1,0 +1,189 @@
+//! Starting one frame, on the spawner thread: open its log, prepare it,
+//! spawn it and hand it to its supervising task, or report at once why it
+//! could not run. A panic here is caught in `run_job`: the spawner thread
+//! must outlive its frames.
+
+use super::exec::{build_exec, spawn_failure};
+use super::logfile::{footer, header, ms, now_ms};
+use super::prepare::{open_log, prepare, stdio_source};
+use super::supervise::{remove_scratch, supervise, Running};
+use super::{spawn, Exit, Finished, Inner, Job, Launch};
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::SystemTime;
+use tokio::time::Instant;
+
+pub(super) fn spawner_loop(rx: mpsc::Receiver<Job>) {
+    while let Ok(job) = rx.recv() {
+        run_job(job);
+    }
+}
+
+/// Prepares and starts one frame, and hands it to a task on the runtime.
+pub(super) fn run_job(job: Job) {
+    let attempt = job.launch.attempt;
+    let inner = job.inner.clone();
+    // A bug here must not take the spawner thread down: frames it started
+    // would die with it (parent-death signal).
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| start(job))).is_err() {
+        let unstarted = inner
+            .lock()
+            .frames
+            .get(&attempt)
+            .is_some_and(|s| s.pgid == 0);
+        if unstarted {
+            let now = now_ms();
+            inner.report(Finished {
+                attempt,
+                exit: Exit::FailedToStart("internal error in the frame runner".into()),
+                started_at: now,
+                ended_at: now,
+                max_rss_kb: 0,
+                cpu_ms: 0,
+            });
+        }
+    }
+}
+
+fn start(job: Job) {
+    let Job {
+        launch: l,
+        rt,
+        inner,
+    } = job;
+    let started = SystemTime::now();
+    let mut log = match open_log(&l.log_path) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            let reason = format!("cannot create log {}: {e}", l.log_path.display());
+            return end_unstarted(&inner, &l, None, None, Exit::FailedToStart(reason), started);
+        }
+    };
+    let prepared = prepare(&inner, &l);
+    if let Some(f) = log.as_mut() {
+        let header = header(&inner.cfg, &l, prepared.as_ref().ok(), started);
+        if let Err(e) = f.write_all(header.as_bytes()) {
+            tracing::warn!(attempt = %l.attempt, "cannot write log header: {e}");
+        }
+    }
+    let p = match prepared {
+        Ok(p) => p,
+        Err((reason, scratch)) => {
+            return end_unstarted(
+                &inner,
+                &l,
+                log,
+                scratch,
+                Exit::FailedToStart(reason),
+                started,
+            )
+        }
+    };
+    let (stop, wake) = {
+        let st = inner.lock();
+        match st.frames.get(&l.attempt) {
+            Some(s) => (s.stop.clone(), s.wake.clone()),
+            None => return,
+        }
+    };
+    if let Some(exit) = stop {
+        return end_unstarted(&inner, &l, log, p.scratch, exit, started);
+    }
+    let log_file = log.expect("log opened above");
+    let spawned = build_exec(&inner, &l, &p).and_then(|exec| {
+        let stdin = inner.dev_null()?;
+        let low_copy;
+        let stdout = if log_file.as_raw_fd() > 2 {
+            log_file.as_raw_fd()
+        } else {
+            low_copy = stdio_source(&log_file).map_err(|e| format!("cannot share the log: {e}"))?;
+            low_copy.as_raw_fd()
+        };
+        spawn::spawn(&spawn::Child {
+            path: &exec.path,
+            argv: &exec.argv_ptrs,
+            envp: &exec.envp_ptrs,
+            cwd: &exec.cwd,
+            stdin,
+            stdout,
+            ids: p
+                .identity
+                .switch
+                .as_ref()
+                .map(|(u, g, groups)| (*u, *g, groups.as_slice())),
+        })
+        .map_err(|(step, e)| spawn_failure(&l.command, &exec, step, e))
+    });
+    let started = SystemTime::now();
+    let pid = match spawned {
+        Ok(pid) => pid,
+        Err(reason) => {
+            return end_unstarted(
+                &inner,
+                &l,
+                Some(log_file),
+                p.scratch,
+                Exit::FailedToStart(reason),
+                started,
+            )
+        }
+    };
+    let spawned_at = Instant::now();
+    // The child is unreaped, so its pid cannot be reused before the open.
+    let pidfd = pidfd_open(pid);
+    if let Some(s) = inner.lock().frames.get_mut(&l.attempt) {
+        s.pgid = pid;
+    }
+    tracing::debug!(attempt = %l.attempt, pid, "frame started");
+    let run = Running {
+        attempt: l.attempt,
+        pid,
+        pidfd,
+        wake,
+        log: log_file,
+        scratch: p.scratch,
+        started,
+        spawned_at,
+        timeout: l.timeout,
+    };
+    rt.spawn(supervise(inner, run));
+}
+
+/// Reports a frame that never ran (or was killed before it could).
+fn end_unstarted(
+    inner: &Inner,
+    l: &Launch,
+    log: Option<File>,
+    scratch: Option<PathBuf>,
+    exit: Exit,
+    started: SystemTime,
+) {
+    if let Some(s) = inner.lock().frames.get_mut(&l.attempt) {
+        s.finishing = true;
+    }
+    let now = ms(SystemTime::now());
+    let f = Finished {
+        attempt: l.attempt,
+        exit,
+        started_at: ms(started).min(now),
+        ended_at: now,
+        max_rss_kb: 0,
+        cpu_ms: 0,
+    };
+    if let Some(mut log) = log {
+        let _ = log.write_all(footer(&f, l.timeout).as_bytes());
+    }
+    if let Some(dir) = scratch {
+        remove_scratch(&dir);
+    }
+    inner.report(f);
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // Kernels before 5.3 (ENOSYS) fall back to a blocking wait.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

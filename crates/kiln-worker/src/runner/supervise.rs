@@ -1,0 +1,256 @@
+//! Watching frames once they run: the per-frame task that enforces the
+//! timeout and kills (SIGTERM, then SIGKILL after the grace period), waits
+//! for the exit on a pidfd, reaps with `wait4` and reports; and the single
+//! task that samples every running frame's memory and CPU from `/proc`.
+
+use super::logfile::{footer, ms};
+use super::{Exit, Finished, Inner, Usage};
+use crate::procfs;
+use kiln_core::model::AttemptId;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// A spawned frame, handed to its task.
+pub(super) struct Running {
+    pub(super) attempt: AttemptId,
+    pub(super) pid: i32,
+    pub(super) pidfd: Option<OwnedFd>,
+    pub(super) wake: Arc<Notify>,
+    pub(super) log: File,
+    pub(super) scratch: Option<PathBuf>,
+    pub(super) started: SystemTime,
+    pub(super) spawned_at: Instant,
+    pub(super) timeout: Option<Duration>,
+}
+
+enum Phase {
+    Running,
+    /// SIGTERM sent; SIGKILL at this instant.
+    Terminating(Instant),
+    Killing,
+}
+
+pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
+    let pid = r.pid;
+    let deadline = r.timeout.map(|t| r.spawned_at + t);
+    let exited = wait_exited(pid, r.pidfd);
+    tokio::pin!(exited);
+    let mut phase = Phase::Running;
+    loop {
+        let running = matches!(phase, Phase::Running);
+        let timeout_at = if running { deadline } else { None };
+        let kill_at = match phase {
+            Phase::Terminating(at) => Some(at),
+            _ => None,
+        };
+        tokio::select! {
+            biased;
+            _ = &mut exited => break,
+            _ = r.wake.notified(), if running => {
+                signal_group(pid, libc::SIGTERM);
+                phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
+            }
+            _ = sleep_opt(timeout_at) => {
+                if let Some(s) = inner.lock().frames.get_mut(&r.attempt) {
+                    s.stop.get_or_insert(Exit::TimedOut);
+                }
+                signal_group(pid, libc::SIGTERM);
+                phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
+            }
+            _ = sleep_opt(kill_at) => {
+                signal_group(pid, libc::SIGKILL);
+                phase = Phase::Killing;
+            }
+        }
+    }
+    // The main process is a zombie, so the group id is still ours: no other
+    // group can have it yet. Take its background children down with it.
+    signal_group(pid, libc::SIGKILL);
+    let (status, rusage) = reap(pid).await;
+    let ended = SystemTime::now();
+    let (stop, sampled) = {
+        let mut st = inner.lock();
+        match st.frames.get_mut(&r.attempt) {
+            Some(s) => {
+                s.finishing = true;
+                (s.stop.clone(), s.usage)
+            }
+            None => (None, Usage::default()),
+        }
+    };
+    let exit = stop.unwrap_or_else(|| match status {
+        Some(st) if libc::WIFEXITED(st) => Exit::Exited(libc::WEXITSTATUS(st)),
+        Some(st) if libc::WIFSIGNALED(st) => Exit::Signaled(libc::WTERMSIG(st)),
+        _ => {
+            tracing::error!(attempt = %r.attempt, pid, "frame's exit status was lost (reaped elsewhere?)");
+            Exit::Exited(-1)
+        }
+    });
+    let (ru_rss, ru_cpu) = rusage.map_or((0, 0), |ru| {
+        (
+            ru.ru_maxrss.max(0) as u64,
+            tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime),
+        )
+    });
+    let finished = Finished {
+        attempt: r.attempt,
+        exit,
+        started_at: ms(r.started),
+        ended_at: ms(ended),
+        max_rss_kb: ru_rss.max(sampled.max_rss_kb),
+        cpu_ms: ru_cpu.max(sampled.cpu_ms),
+    };
+    let mut log = r.log;
+    if let Err(e) = log.write_all(footer(&finished, r.timeout).as_bytes()) {
+        tracing::warn!(attempt = %r.attempt, "cannot write log footer: {e}");
+    }
+    drop(log);
+    if let Some(dir) = r.scratch {
+        // Most frames leave their scratch dir empty or nearly so; only a
+        // full tree is worth a trip to the blocking pool.
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => {
+                let _ = tokio::task::spawn_blocking(move || remove_scratch(&dir)).await;
+            }
+        }
+    }
+    inner.report(finished);
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once process `pid` has exited, without reaping it.
+async fn wait_exited(pid: i32, pidfd: Option<OwnedFd>) {
+    if let Some(fd) = pidfd {
+        // SAFETY: the AsyncFd owns the pidfd and closes it on drop.
+        match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+            Ok(afd) => match afd.readable().await {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(pid, "pidfd wait failed, waiting on a thread: {e}"),
+            },
+            Err(e) => tracing::debug!(pid, "cannot poll a pidfd, waiting on a thread: {e}"),
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || loop {
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    })
+    .await;
+}
+
+/// Reaps an exited `pid`: its wait status and resource usage (children it
+/// reaped included).
+async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
+    fn wait4(pid: i32, flags: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
+        loop {
+            let mut status = 0;
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+            if rc == pid {
+                return Some((status, ru));
+            }
+            if rc == 0 {
+                return None;
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return Some((-1, ru));
+            }
+        }
+    }
+    let got = match wait4(pid, libc::WNOHANG) {
+        Some(r) => Some(r),
+        // Not a zombie yet after all: wait for it on a pool thread.
+        None => tokio::task::spawn_blocking(move || wait4(pid, 0))
+            .await
+            .ok()
+            .flatten(),
+    };
+    match got {
+        Some((-1, _)) | None => (None, None),
+        Some((status, ru)) => (Some(status), Some(ru)),
+    }
+}
+
+fn signal_group(pgid: i32, sig: libc::c_int) {
+    if pgid > 0 {
+        unsafe { libc::killpg(pgid, sig) };
+    }
+}
+
+pub(super) fn remove_scratch(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove scratch directory {}: {e}", dir.display());
+        }
+    }
+}
+
+/// Feeds the sampled usage of every running frame, once a second, from a
+/// single `/proc` scan; ends when no frame runs.
+pub(super) async fn sample_loop(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let pgids: Vec<i32> = {
+            let mut st = inner.lock();
+            if st.frames.is_empty() {
+                st.sampling = false;
+                return;
+            }
+            st.frames
+                .values()
+                .filter(|s| s.pgid > 0 && !s.finishing)
+                .map(|s| s.pgid)
+                .collect()
+        };
+        if pgids.is_empty() {
+            continue;
+        }
+        let Ok(groups) = tokio::task::spawn_blocking(move || procfs::scan_groups(&pgids)).await
+        else {
+            continue;
+        };
+        let mut st = inner.lock();
+        for s in st.frames.values_mut().filter(|s| !s.finishing) {
+            if let Some(g) = groups.get(&s.pgid) {
+                s.usage.rss_kb = g.rss_kb;
+                s.usage.max_rss_kb = s.usage.max_rss_kb.max(g.rss_kb);
+                // Reaped children leave the sum; never report CPU going back.
+                s.usage.cpu_ms = s.usage.cpu_ms.max(g.cpu_ms);
+            }
+        }
+    }
+}
+
+fn tv_ms(tv: libc::timeval) -> u64 {
+    (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64) / 1000
+}
