@@ -54,6 +54,9 @@ pub enum Request {
     Counts(oneshot::Sender<(usize, usize)>),
     /// A worker connection opened; messages for it go to the sender.
     Attach(u64, mpsc::UnboundedSender<ServerMsg>),
+    /// The server is stopping: end every worker stream so the transport can
+    /// finish. Workers reconnect to the next server.
+    CloseSessions,
     Worker(WorkerEvent),
 }
 
@@ -214,6 +217,7 @@ impl<S: Store> Applier<S> {
             Request::Attach(session, tx) => {
                 self.sessions.insert(session, tx);
             }
+            Request::CloseSessions => self.sessions.clear(),
             Request::Worker(ev) => {
                 if let WorkerEvent::Disconnected { session } = ev {
                     self.sessions.remove(&session);

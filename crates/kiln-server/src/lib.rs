@@ -83,11 +83,20 @@ pub async fn serve(
         data_dir: config.data_dir.display().to_string(),
     };
     let link = link::Link {
-        tx,
+        tx: tx.clone(),
         logs,
         next_session: AtomicU64::new(1),
     };
     let mut applier = tokio::spawn(applier.run());
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopping2 = stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Worker streams never end on their own; end them, or a graceful
+        // shutdown would wait for every worker to leave.
+        let _ = tx.send(applier::Request::CloseSessions);
+        stopping2.notify_one();
+    };
     let server = kiln_proto::server::serve(listener, api, link, shutdown);
     tokio::select! {
         r = server => r?,
@@ -96,6 +105,10 @@ pub async fn serve(
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::ApplierGone),
         },
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } => tracing::warn!("clients still connected after 5 s; stopping anyway"),
     }
     Ok(())
 }

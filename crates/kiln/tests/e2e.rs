@@ -315,3 +315,23 @@ fn a_root_worker_runs_frames_as_their_user_and_never_as_root() {
         "{log}"
     );
 }
+
+#[test]
+fn sigterm_stops_the_server_promptly_and_running_frames_survive_it() {
+    let mut farm = Farm::start(1, 2);
+    let job = farm.submit(
+        "term",
+        "name: term\nlayers:\n  - name: a\n    command: 'sleep 2'\n    frames: 1-2\n",
+    );
+    wait_until(Duration::from_secs(10), || {
+        farm.frames(&job).iter().all(|f| f["state"] == "RUNNING")
+    });
+    let took = farm.term_server();
+    assert!(
+        took < Duration::from_secs(3),
+        "stopped in {took:?} with a worker attached"
+    );
+    farm.start_server();
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    assert!(farm.frames(&job).iter().all(|f| f["attempts"] == 1));
+}

@@ -396,7 +396,11 @@ fn dirty_records_cover_every_change() {
 #[test]
 fn a_worker_saying_goodbye_gets_nothing_new_and_is_down_once_gone() {
     let mut farm = farm_with_host(2);
-    submit(&mut farm, "name: g\nlayers: [{name: a, command: x, frames: 1-3}]", 0);
+    submit(
+        &mut farm,
+        "name: g\nlayers: [{name: a, command: x, frames: 1-3}]",
+        0,
+    );
     let launched = schedule(&mut farm, 1);
     assert_eq!(launched.len(), 2);
     let bye = WorkerEvent::Message {
@@ -404,13 +408,24 @@ fn a_worker_saying_goodbye_gets_nothing_new_and_is_down_once_gone() {
         msg: WorkerMsg::Goodbye,
     };
     farm.worker_event(bye, 2);
-    end(&mut farm, SESSION, launched[0].0, Exit::Killed("the worker is shutting down".into()), 3);
-    assert!(schedule(&mut farm, 4).is_empty(), "a draining host takes no new frame");
+    end(
+        &mut farm,
+        SESSION,
+        launched[0].0,
+        Exit::Killed("the worker is shutting down".into()),
+        3,
+    );
+    assert!(
+        schedule(&mut farm, 4).is_empty(),
+        "a draining host takes no new frame"
+    );
     farm.worker_event(WorkerEvent::Disconnected { session: SESSION }, 5);
     let h = &farm.hosts()[0];
     assert_eq!((h.state, h.running), (HostState::Down, 0));
     let frames = farm.list_frames("g", None, None).unwrap();
-    assert!(frames.iter().all(|f| f.state == DisplayState::Waiting && f.failures == 0));
+    assert!(frames
+        .iter()
+        .all(|f| f.state == DisplayState::Waiting && f.failures == 0));
     assert_eq!(frames[0].outcome, Some(Outcome::Killed));
     assert_eq!(frames[1].outcome, Some(Outcome::Lost));
 }

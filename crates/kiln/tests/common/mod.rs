@@ -90,6 +90,23 @@ impl Farm {
         }
     }
 
+    /// SIGTERMs the server and returns how long it took to exit.
+    pub fn term_server(&mut self) -> Duration {
+        let mut s = self.server.take().expect("server running");
+        let start = Instant::now();
+        unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
+        loop {
+            if s.try_wait().unwrap().is_some() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "server ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn add_worker(&mut self, name: &str, cores: u32) {
         self.add_worker_with(name, cores, &["--allow-root"]);
     }
