@@ -335,3 +335,42 @@ fn sigterm_stops_the_server_promptly_and_running_frames_survive_it() {
     farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
     assert!(farm.frames(&job).iter().all(|f| f["attempts"] == 1));
 }
+
+#[test]
+fn the_runnable_examples_run_to_completion() {
+    let farm = Farm::start(1, 4);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    // resources.yaml needs GPUs and tags; retries-timeout.yaml fails on purpose.
+    for (spec, name) in [
+        ("chunks.yaml", "chunks"),
+        ("frame-sets.yaml", "frame-sets"),
+        ("dependencies.yaml", "dependencies"),
+        ("env-and-argv.yaml", "env-and-argv"),
+    ] {
+        let out = farm.try_kiln(&["submit", root.join(spec).to_str().unwrap(), "--wait"]);
+        assert!(
+            out.status.success(),
+            "{spec}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(farm.job_status(name), "FINISHED");
+    }
+    let log = farm.kiln(&["log", "chunks", "sim/11"]);
+    assert!(log.contains("simulating 11-20: frames 11 to 20"), "{log}");
+    let log = farm.kiln(&["log", "env-and-argv", "argv/2"]);
+    assert!(log.contains("argv 2"), "{log}");
+    let log = farm.kiln(&["log", "env-and-argv", "shell/1"]);
+    assert!(log.contains("/shows/demo frame 1 of env-and-argv"), "{log}");
+
+    // retries-timeout ends FAILED: frame 3 dead after 3 attempts, frame 4 timed out.
+    let out = farm.try_kiln(&[
+        "submit",
+        root.join("retries-timeout.yaml").to_str().unwrap(),
+        "--wait",
+    ]);
+    assert!(!out.status.success());
+    let frames = farm.frames("retries-timeout");
+    assert_eq!(frames[2]["attempts"], 3);
+    assert_eq!(frames[3]["outcome"], "TIMEDOUT");
+}

@@ -17,7 +17,7 @@ pub(super) fn header(
     let mut h = String::with_capacity(256);
     let _ = writeln!(
         h,
-        "=== kiln frame {} of job {}, attempt {}",
+        "=== kiln frame {} of job {}, attempt id {}",
         l.frame_label, l.job_name, l.attempt
     );
     let _ = writeln!(h, "host: {}", cfg.host_name);
