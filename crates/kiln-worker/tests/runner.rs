@@ -230,7 +230,7 @@ async fn log_has_header_output_and_footer() {
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(
         lines[0],
-        "=== kiln frame render/12 of job fractal, attempt 42"
+        "=== kiln frame render/12 of job fractal, attempt id 42"
     );
     assert_eq!(lines[1], "host: h1");
     assert!(lines[2].starts_with("user: "), "{log}");
