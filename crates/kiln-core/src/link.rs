@@ -41,8 +41,9 @@ pub enum WorkerMsg {
     /// First message of every connection: startup and reconnect are one path.
     Register {
         host: HostReport,
+        /// Every attempt the worker holds: running, or ended and not yet
+        /// acknowledged (their log bytes and ends follow).
         running: Vec<RunningFrame>,
-        unacked: Vec<FrameEnded>,
     },
     Heartbeat {
         load: f64,

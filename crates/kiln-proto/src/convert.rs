@@ -367,14 +367,9 @@ impl From<WorkerMsg> for pb::WorkerMessage {
     fn from(m: WorkerMsg) -> Self {
         use pb::worker_message::Msg;
         let msg = match m {
-            WorkerMsg::Register {
-                host,
-                running,
-                unacked,
-            } => Msg::Register(pb::Register {
+            WorkerMsg::Register { host, running } => Msg::Register(pb::Register {
                 host: Some(host.into()),
                 running: running.into_iter().map(Into::into).collect(),
-                unacked: unacked.into_iter().map(Into::into).collect(),
             }),
             WorkerMsg::Heartbeat {
                 load,
@@ -416,11 +411,6 @@ pub(crate) fn worker_msg(m: pb::WorkerMessage) -> Result<WorkerMsg> {
                     .ok_or_else(|| Error::Malformed("register without a host report".into()))?
                     .into(),
                 running: r.running.into_iter().map(Into::into).collect(),
-                unacked: r
-                    .unacked
-                    .into_iter()
-                    .map(frame_ended)
-                    .collect::<Result<_>>()?,
             },
             Msg::Heartbeat(h) => WorkerMsg::Heartbeat {
                 load: h.load,
@@ -552,15 +542,6 @@ mod tests {
                     max_rss_kb: 20,
                     cpu_ms: 5,
                     log_size: 7,
-                }],
-                unacked: vec![FrameEnded {
-                    attempt: AttemptId(2),
-                    exit: Exit::Killed("why".into()),
-                    started_at: 1,
-                    ended_at: 2,
-                    max_rss_kb: 3,
-                    cpu_ms: 4,
-                    log_size: 5,
                 }],
             },
             WorkerMsg::Log {

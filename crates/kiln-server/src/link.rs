@@ -65,12 +65,7 @@ fn forward(
             data,
         } => return logs.write(*attempt, *offset, data),
         WorkerMsg::Ended(e) => logs.finish(e.attempt, e.log_size)?,
-        WorkerMsg::Register { unacked, .. } => {
-            for e in unacked {
-                logs.finish(e.attempt, e.log_size)?;
-            }
-        }
-        WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
+        WorkerMsg::Register { .. } | WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
     }
     let _ = tx.send(Request::Worker(WorkerEvent::Message { session, msg }));
     Ok(())

@@ -85,7 +85,6 @@ impl Session {
         WorkerMsg::Register {
             host,
             running: held,
-            unacked: Vec::new(),
         }
     }
 

@@ -42,7 +42,6 @@ fn register(
                         ..Default::default()
                     })
                     .collect(),
-                unacked: vec![],
             },
         },
         now,

@@ -19,13 +19,8 @@ impl Farm {
         match ev {
             WorkerEvent::Message {
                 session,
-                msg:
-                    WorkerMsg::Register {
-                        host,
-                        running,
-                        unacked,
-                    },
-            } => self.register(session, host, running, unacked, now),
+                msg: WorkerMsg::Register { host, running },
+            } => self.register(session, host, running, now),
             WorkerEvent::Message { session, msg } => {
                 let Some(host) = self.host_of_session(session) else {
                     return;
@@ -90,7 +85,6 @@ impl Farm {
         session: u64,
         report: HostReport,
         running: Vec<RunningFrame>,
-        unacked: Vec<FrameEnded>,
         now: Millis,
     ) {
         let id = match self.host_by_name.get(&report.name) {
@@ -130,13 +124,9 @@ impl Farm {
         self.sessions.insert(session, id);
         self.dirty.hosts.insert(id);
 
-        // Ends the worker kept while the server was away come first, so
-        // their frames are settled before the running set is compared.
-        let mut acked = Vec::new();
-        for ended in unacked {
-            acked.push(ended.attempt);
-            self.frame_ended(id, ended, now);
-        }
+        // `running` lists every attempt the worker holds, including ones
+        // that ended while the server was away: their logs and ends follow
+        // on this connection, so they stay in flight until then.
         let reported: BTreeSet<AttemptId> = running.iter().map(|r| r.attempt).collect();
         let known: Vec<AttemptId> = self.hosts[&id].running.iter().copied().collect();
         for attempt in known {
@@ -189,9 +179,6 @@ impl Farm {
             .position(|o| o.session == session)
             .unwrap_or(self.outgoing.len());
         self.outgoing.insert(pos, registered);
-        if !acked.is_empty() {
-            self.send(id, ServerMsg::Acked(acked));
-        }
     }
 
     fn update_usage(&mut self, running: &[RunningFrame]) {
