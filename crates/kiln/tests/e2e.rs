@@ -177,9 +177,14 @@ fn server_sigkill_mid_job_loses_nothing_and_runs_nothing_twice() {
             .count()
             == 6
     });
-    farm.kill_server();
-    std::thread::sleep(Duration::from_millis(700));
-    farm.start_server();
+    // Kill it mid-run, then again around the first wave's ends and the
+    // second wave's dispatch.
+    for pause in [700, 300] {
+        farm.kill_server();
+        std::thread::sleep(Duration::from_millis(pause));
+        farm.start_server();
+        std::thread::sleep(Duration::from_millis(900));
+    }
     farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
     let frames = farm.frames(&job);
     assert_eq!(frames.len(), 12);
