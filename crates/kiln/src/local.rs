@@ -66,6 +66,8 @@ pub struct UpArgs {
     memory: Option<String>,
 }
 
+const DAEMON_LOG: &str = "warn,kiln_server=info,kiln_worker=info";
+
 fn farm_config(down_after: &str) -> Result<FarmConfig> {
     let down = parse_duration_s(down_after).map_err(|e| anyhow::anyhow!("--down-after: {e}"))?;
     if down == 0 {
@@ -95,7 +97,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn server(a: ServerArgs) -> Result<ExitCode> {
-    init_logging();
+    init_logging(DAEMON_LOG);
     let data = a.data.unwrap_or_else(crate::default_data_dir);
     let farm = farm_config(&a.down_after)?;
     let listener = bind(&a.listen).await?;
@@ -147,7 +149,7 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
 }
 
 pub async fn worker(a: WorkerArgs, server: &str) -> Result<ExitCode> {
-    init_logging();
+    init_logging(DAEMON_LOG);
     let cfg = worker_config(a, server)?;
     eprintln!("kiln worker connecting to {}", cfg.server);
     kiln_worker::run(cfg, shutdown_signal()).await?;
@@ -155,7 +157,8 @@ pub async fn worker(a: WorkerArgs, server: &str) -> Result<ExitCode> {
 }
 
 pub async fn up(a: UpArgs) -> Result<ExitCode> {
-    init_logging();
+    // A local farm talks to a person at a terminal: only warnings.
+    init_logging("warn");
     let data = a
         .data
         .unwrap_or_else(|| crate::default_data_dir().join("local"));
@@ -194,7 +197,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
 
     let control = async {
         let code = drive(&url, &a.submit, a.exit_when_done).await;
-        eprintln!("stopping: killing running frames and recording them");
+        eprintln!("stopping the farm (frames still running are killed and recorded as such)");
         let _ = wstop_tx.send(true);
         let _ = worker.await;
         let _ = stop_tx.send(true);
@@ -245,10 +248,10 @@ async fn drive(url: &str, specs: &[PathBuf], exit_when_done: bool) -> Result<Exi
     })
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,kiln_server=info,kiln_worker=info")
-    });
+/// Logs to stderr; `KILN_LOG` (e.g. `debug`, `kiln_server=debug`) overrides.
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
