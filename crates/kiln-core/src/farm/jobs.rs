@@ -180,6 +180,15 @@ impl Farm {
 
         if matches!(action, Action::Pause | Action::Resume) {
             let paused = action == Action::Pause;
+            // Check everything before changing anything: an error leaves
+            // the farm as it was.
+            if state.is_some() || resolved.iter().any(|t| matches!(t, Target::Frames(_))) {
+                return Err(Error::Invalid(format!(
+                    "{} applies to a job or whole layers, not to frames or states: \
+                     name the layer, or use `kiln kill` to stop frames",
+                    action.as_str()
+                )));
+            }
             if resolved.is_empty() {
                 let j = self.jobs.get_mut(&job).expect("resolved");
                 j.job.paused = paused;
@@ -187,24 +196,15 @@ impl Farm {
                 return Ok(0);
             }
             for t in &resolved {
-                match t {
-                    Target::Layer(l) => {
-                        self.layers.get_mut(l).expect("resolved").layer.paused = paused;
-                        self.dirty.layers.insert(*l);
-                    }
-                    Target::Frames(_) => {
-                        return Err(Error::Invalid(format!(
-                            "{} applies to a job or whole layers, not to single frames: \
-                             name the layer, or use `kiln kill` to stop frames",
-                            action.as_str()
-                        )))
-                    }
+                if let Target::Layer(l) = t {
+                    self.layers.get_mut(l).expect("resolved").layer.paused = paused;
+                    self.dirty.layers.insert(*l);
                 }
             }
             return Ok(0);
         }
 
-        if action == Action::Kill && resolved.is_empty() {
+        if action == Action::Kill && resolved.is_empty() && state.is_none() {
             let j = self.jobs.get_mut(&job).expect("resolved");
             j.job.state = JobState::Killed;
             self.dirty.jobs.insert(job);
@@ -217,6 +217,15 @@ impl Farm {
             return Ok(running.len() as u32);
         }
 
+        // A retry of a killed job brings the job back, whatever it requeues.
+        if action == Action::Retry && resolved.is_empty() {
+            let j = self.jobs.get_mut(&job).expect("resolved");
+            if j.job.state == JobState::Killed {
+                j.job.state = JobState::Active;
+                self.dirty.jobs.insert(job);
+                self.update_finished(job, now);
+            }
+        }
         // Retry without named frames means "retry the dead ones".
         let explicit = resolved.iter().any(|t| matches!(t, Target::Frames(_)));
         let filter = state.or(if action == Action::Retry && !explicit {

@@ -428,3 +428,51 @@ fn a_worker_saying_goodbye_gets_nothing_new_and_is_down_once_gone() {
     assert_eq!(frames[0].outcome, Some(Outcome::Killed));
     assert_eq!(frames[1].outcome, Some(Outcome::Lost));
 }
+
+#[test]
+fn actions_validate_before_changing_and_killed_jobs_can_be_retried() {
+    let mut farm = farm_with_host(1);
+    submit(
+        &mut farm,
+        "name: v\nlayers: [{name: a, command: x, frames: 1-2}, {name: b, command: x, frames: 1-2}]",
+        0,
+    );
+    farm.take_dirty();
+    let err = farm.act(
+        Action::Pause,
+        "v",
+        &["a".into(), "b/1".into()],
+        None,
+        "me",
+        1,
+    );
+    assert!(err.is_err());
+    assert!(
+        farm.take_dirty().is_empty(),
+        "a rejected pause changes nothing"
+    );
+    assert!(farm
+        .act(
+            Action::Pause,
+            "v",
+            &[],
+            Some(DisplayState::Waiting),
+            "me",
+            1
+        )
+        .is_err());
+
+    // kill with a state filter kills those frames, not the job.
+    let launched = schedule(&mut farm, 2);
+    farm.act(Action::Kill, "v", &[], Some(DisplayState::Waiting), "me", 3)
+        .unwrap();
+    assert_eq!(farm.list_jobs(true)[0].status, JobStatus::Running);
+    end(&mut farm, SESSION, launched[0].0, Exit::Exited(0), 4);
+
+    farm.act(Action::Kill, "v", &[], None, "me", 5).unwrap();
+    assert_eq!(farm.list_jobs(true)[0].status, JobStatus::Killed);
+    let n = farm.act(Action::Retry, "v", &[], None, "me", 6).unwrap();
+    assert_eq!(n, 3, "the three frames killed as WAITING were DEAD");
+    assert_ne!(farm.list_jobs(true)[0].status, JobStatus::Killed);
+    assert_eq!(schedule(&mut farm, 7).len(), 1);
+}
