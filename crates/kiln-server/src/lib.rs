@@ -22,6 +22,11 @@ use tokio::sync::mpsc;
 pub enum Error {
     #[error("store: {0}")]
     Store(#[from] kiln_store::Error),
+    #[error("cannot open the store at {path}: {source}; check that the data directory is writable, or choose another with --data")]
+    OpenStore {
+        path: String,
+        source: kiln_store::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("serving: {0}")]
@@ -53,7 +58,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = Arc::new(SqliteStore::open(&config.data_dir.join("kiln.db")).await?);
+    let db = config.data_dir.join("kiln.db");
+    let store = SqliteStore::open(&db)
+        .await
+        .map_err(|source| Error::OpenStore {
+            path: db.display().to_string(),
+            source,
+        })?;
+    let store = Arc::new(store);
     let image = store.load().await?;
     let ids = image.max_ids;
     let jobs = image.jobs.len();

@@ -38,7 +38,7 @@ impl WorkerLinkApi for Link {
                         break;
                     }
                 };
-                if let Err(e) = forward(&logs, &tx, session, msg) {
+                if let Err(e) = forward(&logs, &tx, session, msg).await {
                     tracing::warn!(session, "dropping worker connection: {e}");
                     break;
                 }
@@ -52,19 +52,25 @@ impl WorkerLinkApi for Link {
 /// Log bytes are written before any later message of the connection is
 /// handled, so by the time a frame's end reaches the applier its whole log
 /// is on disk, synced.
-fn forward(
-    logs: &LogStore,
+async fn forward(
+    logs: &Arc<LogStore>,
     tx: &mpsc::UnboundedSender<Request>,
     session: u64,
     msg: WorkerMsg,
 ) -> std::io::Result<()> {
     match &msg {
+        // A write lands in the page cache: quick enough to do here.
         WorkerMsg::Log {
             attempt,
             offset,
             data,
         } => return logs.write(*attempt, *offset, data),
-        WorkerMsg::Ended(e) => logs.finish(e.attempt, e.log_size)?,
+        WorkerMsg::Ended(e) => {
+            let (logs, attempt, size) = (logs.clone(), e.attempt, e.log_size);
+            tokio::task::spawn_blocking(move || logs.finish(attempt, size))
+                .await
+                .map_err(std::io::Error::other)??;
+        }
         WorkerMsg::Register { .. } | WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
     }
     let _ = tx.send(Request::Worker(WorkerEvent::Message { session, msg }));

@@ -10,12 +10,13 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct LogStore {
     root: PathBuf,
     /// Files of attempts still being written, kept open between chunks.
-    open: Mutex<HashMap<AttemptId, File>>,
+    /// The lock only guards the table: IO happens on a clone of the handle.
+    open: Mutex<HashMap<AttemptId, Arc<File>>>,
 }
 
 impl LogStore {
@@ -34,46 +35,41 @@ impl LogStore {
             .join(format!("{}.log", attempt.0))
     }
 
-    fn with_file<T>(
-        &self,
-        attempt: AttemptId,
-        f: impl FnOnce(&File) -> io::Result<T>,
-    ) -> io::Result<T> {
+    fn file(&self, attempt: AttemptId) -> io::Result<Arc<File>> {
+        if let Some(f) = self.open.lock().expect("log table poisoned").get(&attempt) {
+            return Ok(f.clone());
+        }
+        let path = self.path(attempt);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = Arc::new(
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)?,
+        );
+        // Two chunks of one attempt arrive in order on one connection, so a
+        // race here only ever opens the same file twice; keep the first.
         let mut open = self.open.lock().expect("log table poisoned");
-        let file = match open.entry(attempt) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let path = self.path(attempt);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                e.insert(
-                    OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .read(true)
-                        .write(true)
-                        .open(&path)?,
-                )
-            }
-        };
-        f(file)
+        Ok(open.entry(attempt).or_insert(file).clone())
     }
 
     pub fn write(&self, attempt: AttemptId, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.with_file(attempt, |file| file.write_all_at(data, offset))
+        self.file(attempt)?.write_all_at(data, offset)
     }
 
     /// Makes an ended attempt's log durable and closes it. The worker sent
     /// `size` bytes in all; anything past that is a leftover of an older
-    /// connection and is cut off.
+    /// connection and is cut off. Blocking: call it off the async threads.
     pub fn finish(&self, attempt: AttemptId, size: u64) -> io::Result<()> {
-        self.with_file(attempt, |file| {
-            if file.metadata()?.len() != size {
-                file.set_len(size)?;
-            }
-            file.sync_data()
-        })?;
+        let file = self.file(attempt)?;
+        if file.metadata()?.len() != size {
+            file.set_len(size)?;
+        }
+        file.sync_data()?;
         self.open
             .lock()
             .expect("log table poisoned")

@@ -17,6 +17,8 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 const LOG_CHUNK: usize = 256 * 1024;
 /// How often running frames' logs are shipped.
 const LOG_SHIP_MS: u64 = 250;
+/// SIGTERM to SIGKILL for frames the worker kills.
+const KILL_GRACE: Duration = runner::DEFAULT_KILL_GRACE;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -198,7 +200,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             switch_user: cfg.switch_user,
             allow_root: cfg.allow_root,
             host_name: report.name.clone(),
-            kill_grace: Duration::from_secs(5),
+            kill_grace: KILL_GRACE,
         },
         report.gpus,
         done_tx,
@@ -206,7 +208,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
     let mut d = Daemon {
         cfg,
         runner,
-        session: Session::new(),
+        session: Session::new(KILL_GRACE.as_millis() as Ms),
         start: Instant::now(),
         report,
         stopping: false,
@@ -221,6 +223,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             tracing::warn!("stopping without the server's acknowledgement of every frame end");
             return Ok(());
         }
+        // Ends already reported by the runner must be in the registration.
+        while let Ok(f) = done_rx.try_recv() {
+            d.ended(f, None);
+        }
         // Connect, feeding the server from an unbounded queue.
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let mut report = d.report.clone();
@@ -228,19 +234,25 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         let now = d.now();
         let reg = d.session.register(report, d.running(), now);
         let _ = out_tx.send(reg);
+        let server = d.cfg.server.clone();
         let connect =
-            kiln_proto::client::connect_worker(&d.cfg.server, UnboundedReceiverStream::new(out_rx));
-        let mut incoming = tokio::select! {
-            r = connect => match r {
-                Ok(s) => Some(Box::pin(s)),
-                Err(e) => {
-                    tracing::debug!("connect failed: {e}");
-                    None
+            kiln_proto::client::connect_worker(&server, UnboundedReceiverStream::new(out_rx));
+        tokio::pin!(connect);
+        let mut lease = tokio::time::interval(Duration::from_millis(LOG_SHIP_MS));
+        let mut incoming = loop {
+            tokio::select! {
+                r = &mut connect => break match r {
+                    Ok(s) => Some(Box::pin(s)),
+                    Err(e) => {
+                        tracing::debug!("connect failed: {e}");
+                        None
+                    }
+                },
+                _ = &mut shutdown, if !d.stopping => {
+                    d.stop(None);
+                    break None;
                 }
-            },
-            _ = &mut shutdown, if !d.stopping => {
-                d.stop(None);
-                None
+                _ = lease.tick() => check_lease(&mut d),
             }
         };
         if let Some(stream) = incoming.as_mut() {
@@ -298,19 +310,26 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         // watching the lease.
         let wait = d.session.disconnected();
         let until = tokio::time::Instant::now() + Duration::from_millis(wait);
+        let mut lease = tokio::time::interval(Duration::from_millis(LOG_SHIP_MS));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => break,
                 Some(f) = done_rx.recv() => d.ended(f, None),
                 _ = &mut shutdown, if !d.stopping => d.stop(None),
+                _ = lease.tick() => check_lease(&mut d),
             }
         }
-        let now = d.now();
-        let running = !d.runner.running().is_empty();
-        let actions = d.session.tick(now, running, || (0.0, 0, Vec::new()));
-        let (tx, _rx) = mpsc::unbounded_channel();
-        apply(&mut d, actions, &tx);
     }
+}
+
+/// While disconnected the lease still runs out: frames must stop before
+/// the server gives them to another host.
+fn check_lease(d: &mut Daemon) {
+    let now = d.now();
+    let running = !d.runner.running().is_empty();
+    let actions = d.session.tick(now, running, || (0.0, 0, Vec::new()));
+    let (tx, _rx) = mpsc::unbounded_channel();
+    apply(d, actions, &tx);
 }
 
 /// Carries out the session's actions; true when the connection must drop.

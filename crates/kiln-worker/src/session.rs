@@ -37,6 +37,7 @@ pub struct Session {
     backoff_ms: Ms,
     heartbeat_ms: Ms,
     lease_ms: Ms,
+    kill_grace_ms: Ms,
     /// When the lease was last renewed: the send time of the newest
     /// heartbeat the server acknowledged (never later than the server's own
     /// view, so the worker gives frames up before the server does).
@@ -51,8 +52,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new() -> Session {
+    /// `kill_grace_ms`: how long a killed frame may take to die (SIGTERM to
+    /// SIGKILL), taken off the server's lease.
+    pub fn new(kill_grace_ms: Ms) -> Session {
         Session {
+            kill_grace_ms,
             backoff_ms: BACKOFF_START_MS,
             heartbeat_ms: 5_000,
             lease_ms: 60_000,
@@ -109,7 +113,13 @@ impl Session {
                 self.registered = true;
                 self.backoff_ms = BACKOFF_START_MS;
                 self.heartbeat_ms = (heartbeat_ms as Ms).max(50);
-                self.lease_ms = (lease_ms as Ms).max(self.heartbeat_ms * 2);
+                // Frames must be gone, not just signalled, before the server
+                // can requeue them: leave room for the SIGTERM grace and a
+                // heartbeat's worth of checking.
+                let lease_ms = lease_ms as Ms;
+                self.lease_ms = lease_ms
+                    .saturating_sub(self.kill_grace_ms + self.heartbeat_ms)
+                    .max(lease_ms / 2);
                 self.lease_from = self.sent.front().map_or(now, |s| s.1);
                 self.last_heartbeat = now;
                 for (a, size) in self.log_sent.iter_mut() {
@@ -240,7 +250,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_resets_on_registration() {
-        let mut s = Session::new();
+        let mut s = Session::new(0);
         assert_eq!(s.disconnected(), 100);
         assert_eq!(s.disconnected(), 200);
         for _ in 0..10 {
@@ -253,7 +263,7 @@ mod tests {
 
     #[test]
     fn ends_are_kept_until_acked_and_listed_on_reconnect() {
-        let mut s = Session::new();
+        let mut s = Session::new(0);
         registered(&mut s, 0);
         assert!(s.frame_ended(ended(7)).is_some());
         s.disconnected();
@@ -273,7 +283,7 @@ mod tests {
 
     #[test]
     fn heartbeats_when_due_and_lease_expires_without_acks() {
-        let mut s = Session::new();
+        let mut s = Session::new(0);
         registered(&mut s, 1_000);
         let hb = || (0.0, 0, vec![]);
         assert!(s.tick(1_500, true, hb).is_empty());
@@ -288,9 +298,10 @@ mod tests {
         assert_eq!(out, vec![Action::Reconnect]);
         s.disconnected();
         // ...and the lease, counted from the acked heartbeat's send time,
-        // runs out 10 s after it even while disconnected.
-        assert!(s.tick(11_900, true, hb).is_empty());
-        let out = s.tick(12_100, true, hb);
+        // runs out 10 s less a heartbeat (the margin to check and kill in)
+        // after it, even while disconnected.
+        assert!(s.tick(10_900, true, hb).is_empty());
+        let out = s.tick(11_100, true, hb);
         assert!(matches!(out[0], Action::KillAll(_)));
     }
 }

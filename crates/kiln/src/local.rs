@@ -195,16 +195,26 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
     eprintln!("kiln farm up: API at {url} (data in {})", data.display());
     eprintln!("  try: KILN_SERVER={url} kiln jobs     stop: Ctrl-C");
 
-    let control = async {
-        let code = drive(&url, &a.submit, a.exit_when_done).await;
-        eprintln!("stopping the farm (frames still running are killed and recorded as such)");
-        let _ = wstop_tx.send(true);
-        let _ = worker.await;
-        let _ = stop_tx.send(true);
-        code
+    // The server runs in this task (it is not spawned): whichever of it and
+    // the driver ends first decides how the farm stops.
+    let control = drive(&url, &a.submit, a.exit_when_done);
+    tokio::pin!(server, control);
+    let (code, served) = tokio::select! {
+        code = &mut control => {
+            eprintln!("stopping the farm (frames still running are killed and recorded as such)");
+            let _ = wstop_tx.send(true);
+            let _ = worker.await;
+            let _ = stop_tx.send(true);
+            (code, server.await)
+        }
+        served = &mut server => {
+            // The server failed (or stopped) on its own: take the worker down
+            // and report why.
+            let _ = wstop_tx.send(true);
+            let _ = worker.await;
+            (Ok(ExitCode::FAILURE), served)
+        }
     };
-    // The server runs in this task (not spawned) until `control` stops it.
-    let (served, code) = tokio::join!(server, control);
     served?;
     code
 }
