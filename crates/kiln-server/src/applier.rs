@@ -194,7 +194,7 @@ impl<S: Store> Applier<S> {
                         || f.attempt.is_some_and(|a| farm.live_attempt(a).is_some()),
                     state: farm.display_state(f),
                 });
-                let _ = tx.send(v);
+                later(replies, tx, v)
             }
             Request::Act(action, job, targets, state, user, tx) => later(
                 replies,
@@ -212,7 +212,10 @@ impl<S: Store> Applier<S> {
                 later(replies, tx, v)
             }
             Request::Counts(tx) => {
-                let _ = tx.send((farm.job_count(), farm.host_count()));
+                let counts = (farm.job_count(), farm.host_count());
+                replies.push(Box::new(move || {
+                    let _ = tx.send(counts);
+                }));
             }
             Request::Attach(session, tx) => {
                 self.sessions.insert(session, tx);
