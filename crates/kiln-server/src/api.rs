@@ -93,10 +93,16 @@ impl<S: Store> FarmApi for Api<S> {
             .ask(|tx| Request::LogTarget(q.job.clone(), q.frame.clone(), tx))
             .await?;
         let Some((latest, latest_number)) = t.attempt else {
-            return Err(Error::NotFound(format!(
-                "frame {} of job {} has not run yet, so it has no log ({})",
-                q.frame, q.job, t.state
-            )));
+            // Not run yet: an empty slice with attempt number 0, so a client
+            // can wait for it (`kiln log --follow`).
+            return Ok(LogSlice {
+                data: Vec::new(),
+                next_offset: 0,
+                complete: false,
+                attempt_id: 0,
+                attempt_number: 0,
+                frame_state: t.state.to_string(),
+            });
         };
         let (attempt, number, running) = match q.attempt {
             None => (latest, latest_number, t.running),

@@ -236,8 +236,25 @@ pub async fn log(a: LogArgs, server: &str) -> Result<ExitCode> {
         max_bytes: 0,
     };
     let mut out = std::io::stdout().lock();
+    let mut said_waiting = false;
     loop {
         let s = client.read_log(&q).await?;
+        if s.attempt_number == 0 {
+            if !a.follow {
+                anyhow::bail!(
+                    "frame {} of job {} has not run yet ({}), so it has no log: add --follow to wait for it",
+                    q.frame,
+                    q.job,
+                    s.frame_state
+                );
+            }
+            if !said_waiting {
+                eprintln!("waiting for {} to start ({})...", q.frame, s.frame_state);
+                said_waiting = true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         // Pin the attempt once known, so --follow never jumps to a retry.
         q.attempt.get_or_insert(s.attempt_number);
         out.write_all(&s.data)?;

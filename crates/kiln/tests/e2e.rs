@@ -264,11 +264,22 @@ fn hosts_can_be_locked_and_logs_followed() {
         "a locked host takes nothing"
     );
     assert_eq!(farm.json(&["hosts"])[0]["lock"], "LOCKED");
-    farm.kiln(&["host", "unlock", "w0"]);
-    wait_until(Duration::from_secs(10), || {
-        farm.frames(&job)[0]["state"] != "WAITING"
+    let early = farm.try_kiln(&["log", &job, "a/1"]);
+    let early = String::from_utf8_lossy(&early.stderr);
+    assert!(early.contains("has not run yet (WAITING)"), "{early}");
+    // --follow waits for the frame to start, then reads through to its end.
+    let unlock = std::thread::spawn({
+        let url = farm.url();
+        move || {
+            std::thread::sleep(Duration::from_millis(700));
+            std::process::Command::new(kiln_bin())
+                .args(["--server", &url, "host", "unlock", "w0"])
+                .status()
+                .unwrap()
+        }
     });
     let log = farm.kiln(&["log", &job, "a/1", "--follow"]);
+    assert!(unlock.join().unwrap().success());
     for i in 1..=3 {
         assert!(log.contains(&format!("line {i}")), "{log}");
     }
