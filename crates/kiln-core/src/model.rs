@@ -240,6 +240,40 @@ pub struct Frame {
     pub cpu_ms: u64,
 }
 
+impl Frame {
+    /// A frame that has never run: what submission creates.
+    pub fn new(
+        id: FrameId,
+        job: JobId,
+        layer: LayerId,
+        index: u32,
+        number: i64,
+        chunk: String,
+    ) -> Frame {
+        Frame {
+            id,
+            job,
+            layer,
+            index,
+            number,
+            chunk,
+            state: FrameState::Waiting,
+            attempts: 0,
+            failures: 0,
+            attempt: None,
+            host: None,
+            cores: 0,
+            started_at: None,
+            ended_at: None,
+            outcome: None,
+            exit_status: None,
+            exit_signal: None,
+            max_rss_kb: 0,
+            cpu_ms: 0,
+        }
+    }
+}
+
 /// One run of a frame on a host: the history behind a frame's last-attempt
 /// summary, and the key of its log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

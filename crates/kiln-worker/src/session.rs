@@ -68,10 +68,6 @@ impl Session {
         self.registered
     }
 
-    pub fn heartbeat_ms(&self) -> Ms {
-        self.heartbeat_ms
-    }
-
     /// The first message of a connection: every attempt still held, running
     /// or ended but unacknowledged, so the server can reconcile.
     pub fn register(&mut self, host: HostReport, running: Vec<RunningFrame>, now: Ms) -> WorkerMsg {

@@ -112,27 +112,8 @@ impl Farm {
                 .push(layer_id);
             self.dirty.layers.insert(layer_id);
             for (i, task) in nl.tasks.into_iter().enumerate() {
-                let frame = Frame {
-                    id: FrameId(Self::next_id(&mut self.ids.frame)),
-                    job: job_id,
-                    layer: layer_id,
-                    index: i as u32,
-                    number: task.number,
-                    chunk: task.chunk,
-                    state: FrameState::Waiting,
-                    attempts: 0,
-                    failures: 0,
-                    attempt: None,
-                    host: None,
-                    cores: 0,
-                    started_at: None,
-                    ended_at: None,
-                    outcome: None,
-                    exit_status: None,
-                    exit_signal: None,
-                    max_rss_kb: 0,
-                    cpu_ms: 0,
-                };
+                let id = FrameId(Self::next_id(&mut self.ids.frame));
+                let frame = Frame::new(id, job_id, layer_id, i as u32, task.number, task.chunk);
                 self.dirty.frames.insert(frame.id);
                 self.index_frame(&frame);
                 self.frames.insert(frame.id, frame);

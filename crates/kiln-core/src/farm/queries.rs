@@ -317,8 +317,4 @@ impl Farm {
     pub fn host_count(&self) -> usize {
         self.hosts.len()
     }
-
-    pub fn frame(&self, id: FrameId) -> Option<&Frame> {
-        self.frames.get(&id)
-    }
 }

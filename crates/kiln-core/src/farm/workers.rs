@@ -341,9 +341,4 @@ impl Farm {
         self.dirty.hosts.insert(id);
         Ok(id)
     }
-
-    /// Every session's host, for logging and metrics.
-    pub fn connected_hosts(&self) -> usize {
-        self.hosts.values().filter(|h| h.session.is_some()).count()
-    }
 }

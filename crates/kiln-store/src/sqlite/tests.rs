@@ -83,27 +83,7 @@ fn tiny_farm() -> Batch {
         cwd: None,
         paused: false,
     };
-    let frame = Frame {
-        id: FrameId(1),
-        job: JobId(1),
-        layer: LayerId(1),
-        index: 0,
-        number: 1,
-        chunk: "1".into(),
-        state: FrameState::Waiting,
-        attempts: 0,
-        failures: 0,
-        attempt: None,
-        host: None,
-        cores: 0,
-        started_at: None,
-        ended_at: None,
-        outcome: None,
-        exit_status: None,
-        exit_signal: None,
-        max_rss_kb: 0,
-        cpu_ms: 0,
-    };
+    let frame = Frame::new(FrameId(1), JobId(1), LayerId(1), 0, 1, "1".into());
     Batch {
         jobs: vec![job],
         layers: vec![layer],

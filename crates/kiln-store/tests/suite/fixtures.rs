@@ -86,27 +86,14 @@ pub fn layer(id: i64, job: i64, name: &str) -> Layer {
 }
 
 pub fn frame(id: i64, job: i64, layer: i64, index: u32) -> Frame {
-    Frame {
-        id: FrameId(id),
-        job: JobId(job),
-        layer: LayerId(layer),
+    Frame::new(
+        FrameId(id),
+        JobId(job),
+        LayerId(layer),
         index,
-        number: i64::from(index) * 5 + 1,
-        chunk: format!("{}-{}", index * 5 + 1, index * 5 + 5),
-        state: FrameState::Waiting,
-        attempts: 0,
-        failures: 0,
-        attempt: None,
-        host: None,
-        cores: 0,
-        started_at: None,
-        ended_at: None,
-        outcome: None,
-        exit_status: None,
-        exit_signal: None,
-        max_rss_kb: 0,
-        cpu_ms: 0,
-    }
+        i64::from(index) * 5 + 1,
+        format!("{}-{}", index * 5 + 1, index * 5 + 5),
+    )
 }
 
 pub fn attempt(id: i64, frame: &Frame, number: u32, host: &Host) -> Attempt {
