@@ -13,6 +13,7 @@ pub mod model;
 pub mod sched;
 pub mod size;
 pub mod spec;
+pub mod structure;
 pub mod tokens;
 pub mod view;
 

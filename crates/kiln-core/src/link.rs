@@ -1,8 +1,9 @@
 //! The messages between the server and a worker, in domain form. The wire
 //! encoding lives in `kiln-proto`; both ends speak these types.
 
-use crate::model::{AttemptId, Command, HostId, HostReport};
+use crate::model::{AttemptId, Command, FrameId, HostId, HostReport};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Live figures of a frame the worker is running.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -22,6 +23,10 @@ pub enum Exit {
     TimedOut,
     Killed(String),
     FailedToStart(String),
+    /// Killed by the worker for using more memory than the frame reserved.
+    OutOfMemory {
+        rss_kb: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,18 +68,65 @@ pub enum WorkerMsg {
 }
 
 /// What a worker needs to run one frame; tokens already substituted.
+///
+/// The environment comes in two parts so that starting a frame costs the
+/// server almost nothing: `base_env` is built once per layer and shared by
+/// all its launches (job and layer env, `KILN_JOB`, `KILN_SHOW`, ...), and
+/// the per-frame variables are derived from the typed fields by
+/// [`Launch::env`], where the frame actually starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
     pub attempt: AttemptId,
     pub job: String,
     pub frame_label: String,
     pub command: Command,
-    pub env: BTreeMap<String, String>,
+    pub base_env: Arc<BTreeMap<String, String>>,
     pub cwd: Option<String>,
     pub user: String,
     pub timeout_s: Option<u64>,
     pub gpus: u32,
     pub cores: u32,
+    /// The frame's memory reservation; the worker kills a frame whose
+    /// resident memory goes past it. 0: no limit.
+    pub memory_kb: u64,
+    pub frame: FrameId,
+    /// First and last frame numbers of the chunk, and the chunk itself.
+    pub number: i64,
+    pub last: i64,
+    pub chunk: String,
+    /// 1 for the frame's first attempt.
+    pub attempt_number: u32,
+}
+
+impl Launch {
+    /// The frame's whole environment: the shared part, then the variables
+    /// of this frame and attempt.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let mut env = (*self.base_env).clone();
+        let threads = self.cores.div_ceil(100).max(1).to_string();
+        let cores = if self.cores.is_multiple_of(100) {
+            (self.cores / 100).to_string()
+        } else {
+            format!("{}", self.cores as f64 / 100.0)
+        };
+        for (k, v) in [
+            ("KILN_FRAME", self.number.to_string()),
+            ("KILN_FRAME_ID", self.frame.to_string()),
+            ("KILN_FRAME_START", self.number.to_string()),
+            ("KILN_FRAME_END", self.last.to_string()),
+            ("KILN_FRAMESPEC", self.chunk.clone()),
+            ("KILN_ATTEMPT", self.attempt_number.to_string()),
+            ("KILN_ATTEMPT_ID", self.attempt.to_string()),
+            ("KILN_CORES", cores),
+            ("KILN_THREADS", threads.clone()),
+            // OpenCue's name for the same thing, so existing wrappers work.
+            ("CUE_THREADS", threads),
+            ("KILN_MEMORY_KB", self.memory_kb.to_string()),
+        ] {
+            env.insert(k.to_owned(), v);
+        }
+        env
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,7 @@
 //! cores are counted in centicores (100 = one core), memory in KiB, times in
 //! milliseconds since the Unix epoch.
 
+pub use crate::structure::CoreRequest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,27 +41,42 @@ pub type Millis = i64;
 /// Centicores: 100 is one core, as in OpenCue.
 pub type Centicores = u32;
 
-/// What a layer asks of a host, and what a host offers.
+/// What a layer asks of a host, and what a host offers. Every dimension is
+/// a hard limit: a host never runs more than it offers of any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resources {
     pub cores: Centicores,
     pub memory_kb: u64,
     pub gpus: u32,
+    /// GPU memory, summed over the GPUs asked for or offered.
+    #[serde(default)]
+    pub gpu_memory_kb: u64,
+    /// Scratch (temporary) disk space.
+    #[serde(default)]
+    pub scratch_kb: u64,
 }
 
 impl Resources {
     pub fn fits_in(&self, free: &Resources) -> bool {
-        self.cores <= free.cores && self.memory_kb <= free.memory_kb && self.gpus <= free.gpus
+        self.cores <= free.cores
+            && self.memory_kb <= free.memory_kb
+            && self.gpus <= free.gpus
+            && self.gpu_memory_kb <= free.gpu_memory_kb
+            && self.scratch_kb <= free.scratch_kb
     }
     pub fn add(&mut self, other: &Resources) {
         self.cores += other.cores;
         self.memory_kb += other.memory_kb;
         self.gpus += other.gpus;
+        self.gpu_memory_kb += other.gpu_memory_kb;
+        self.scratch_kb += other.scratch_kb;
     }
     pub fn sub(&mut self, other: &Resources) {
         self.cores = self.cores.saturating_sub(other.cores);
         self.memory_kb = self.memory_kb.saturating_sub(other.memory_kb);
         self.gpus = self.gpus.saturating_sub(other.gpus);
+        self.gpu_memory_kb = self.gpu_memory_kb.saturating_sub(other.gpu_memory_kb);
+        self.scratch_kb = self.scratch_kb.saturating_sub(other.scratch_kb);
     }
 }
 
@@ -136,6 +152,11 @@ pub struct Job {
     /// Jobs that must finish (every frame succeeded or eaten) before this
     /// job's frames may start.
     pub depends: Vec<JobId>,
+    /// The most cores the job may hold at once; `None`: no cap.
+    pub max_cores: Option<Centicores>,
+    /// Hosts this job no longer uses because its frames kept failing there.
+    /// `kiln job JOB` lists them; a wrangler can clear them.
+    pub avoid_hosts: Vec<HostId>,
     pub submitted_at: Millis,
     /// When the job last became finished or killed; `None` while it has work.
     pub finished_at: Option<Millis>,
@@ -152,8 +173,15 @@ pub struct Layer {
     /// The frame set as written in the spec, e.g. `1-100x5`.
     pub frames: String,
     pub chunk: u32,
+    /// What one frame reserves; `resources.cores` is the least of `cores`.
     pub resources: Resources,
+    /// The cores asked for, possibly a range; see [`CoreRequest`].
+    pub cores: CoreRequest,
     pub tags: Vec<TagReq>,
+    /// Limits (licenses) each running frame takes one of.
+    pub limits: Vec<String>,
+    /// The service whose defaults filled the fields the spec left out.
+    pub service: Option<String>,
     pub env: BTreeMap<String, String>,
     pub retries: u32,
     /// Seconds a frame may run before it is killed and counted as failed.
@@ -200,6 +228,10 @@ pub enum Outcome {
     Killed,
     /// Its host went away; the frame was requeued.
     Lost,
+    /// The worker killed it for using more memory than it reserved; it is
+    /// retried with a larger reservation and does not use up a retry.
+    #[serde(rename = "OOM")]
+    OutOfMemory,
 }
 
 impl Outcome {
@@ -286,6 +318,8 @@ pub struct Attempt {
     pub host: HostId,
     pub host_name: String,
     pub cores: Centicores,
+    /// Memory reserved for the attempt; the worker kills it past this.
+    pub memory_kb: u64,
     pub started_at: Millis,
     pub ended_at: Option<Millis>,
     /// `None` while running.
@@ -303,6 +337,9 @@ pub struct Attempt {
 pub enum HostState {
     Up,
     Down,
+    /// Taken out of service by a wrangler, or by Kiln after frames of
+    /// several jobs kept failing on it; stays so until a wrangler clears it.
+    Repair,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +373,10 @@ pub struct HostReport {
 pub struct Host {
     pub id: HostId,
     pub report: HostReport,
+    /// The allocation (pool) the host belongs to.
+    pub allocation: String,
+    /// Tags a wrangler gave the host, on top of those its worker detects.
+    pub tags: Vec<String>,
     pub state: HostState,
     pub lock: LockState,
     pub registered_at: Millis,
@@ -349,6 +390,19 @@ impl Host {
             cores: self.report.cores,
             memory_kb: self.report.memory_kb,
             gpus: self.report.gpus,
+            gpu_memory_kb: self.report.gpu_memory_kb,
+            scratch_kb: self.report.scratch_free_kb,
         }
+    }
+
+    /// Detected and manual tags together, each once.
+    pub fn all_tags(&self) -> Vec<String> {
+        let mut t = self.report.tags.clone();
+        for m in &self.tags {
+            if !t.contains(m) {
+                t.push(m.clone());
+            }
+        }
+        t
     }
 }

@@ -9,7 +9,8 @@ mod read;
 
 use crate::error::{Error, Result};
 use crate::frameset::Task;
-use crate::model::{Command, LayerDep, Resources, TagReq};
+use crate::model::{Centicores, Command, CoreRequest, LayerDep, Resources, TagReq};
+use crate::structure::Service;
 use check::{check_depends, check_env, check_name, check_range, resolve_cwd, validate_layer};
 use read::read_error;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,6 @@ pub const MAX_LAYERS: usize = 1000;
 const MAX_NAME: usize = 128;
 const MAX_PRIORITY: i64 = 1_000_000;
 const MAX_CHUNK: i64 = 1_000_000;
-const MAX_CORES: f64 = 1024.0;
 const MAX_MEMORY_KB: u64 = 16 << 30;
 const MAX_GPUS: i64 = 64;
 const MAX_RETRIES: i64 = 100;
@@ -74,8 +74,12 @@ pub struct JobSpec {
     pub facility: String,
     #[serde(default)]
     pub user: Option<String>,
-    #[serde(default = "default_priority", deserialize_with = "read::int")]
-    pub priority: i64,
+    /// `None`: the show's default priority.
+    #[serde(default, deserialize_with = "read::opt_int")]
+    pub priority: Option<i64>,
+    /// The most cores the job may hold at once; `None`: the show's default.
+    #[serde(default, deserialize_with = "read::opt_loose_text")]
+    pub max_cores: Option<String>,
     #[serde(default, deserialize_with = "read::env_map")]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -102,14 +106,25 @@ pub struct LayerSpec {
     pub frames: String,
     #[serde(default = "default_one", deserialize_with = "read::int")]
     pub chunk: i64,
-    #[serde(default = "default_cores", deserialize_with = "read::number")]
-    pub cores: f64,
-    #[serde(default = "default_memory", deserialize_with = "read::text")]
-    pub memory: String,
-    #[serde(default, deserialize_with = "read::int")]
-    pub gpus: i64,
+    /// Fields left out here come from the service, then Kiln's defaults.
+    #[serde(default, deserialize_with = "read::opt_text")]
+    pub service: Option<String>,
+    /// `4`, `0.5`, `4+`, `2-8` or `all`.
+    #[serde(default, deserialize_with = "read::opt_loose_text")]
+    pub cores: Option<String>,
+    #[serde(default, deserialize_with = "read::opt_text")]
+    pub memory: Option<String>,
+    #[serde(default, deserialize_with = "read::opt_int")]
+    pub gpus: Option<i64>,
+    #[serde(default, deserialize_with = "read::opt_text")]
+    pub gpu_memory: Option<String>,
+    #[serde(default, deserialize_with = "read::opt_text")]
+    pub scratch: Option<String>,
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub tags: Option<Vec<String>>,
+    /// Limits (licenses) each running frame takes one of.
+    #[serde(default)]
+    pub limits: Option<Vec<String>>,
     #[serde(default, deserialize_with = "read::env_map")]
     pub env: BTreeMap<String, String>,
     #[serde(default = "default_retries", deserialize_with = "read::int")]
@@ -128,17 +143,8 @@ fn default_group() -> String {
 fn default_facility() -> String {
     "local".into()
 }
-fn default_priority() -> i64 {
-    100
-}
 fn default_one() -> i64 {
     1
-}
-fn default_cores() -> f64 {
-    1.0
-}
-fn default_memory() -> String {
-    "1G".into()
 }
 fn default_retries() -> i64 {
     3
@@ -152,7 +158,9 @@ pub struct NewJob {
     pub show: String,
     pub shot: String,
     pub user: String,
-    pub priority: i32,
+    /// `None`: the show's default.
+    pub priority: Option<i32>,
+    pub max_cores: Option<Centicores>,
     pub env: BTreeMap<String, String>,
     pub paused: bool,
     pub depends: Vec<String>,
@@ -167,11 +175,11 @@ pub struct NewLayer {
     /// The frame set as written, trimmed.
     pub frames: String,
     pub chunk: u32,
-    pub resources: Resources,
-    pub tags: Vec<TagReq>,
+    /// What the spec asked for; `None` fields come from the service or
+    /// Kiln's defaults when the farm accepts the job (see [`Asked::resolve`]).
+    pub asked: Asked,
     pub env: BTreeMap<String, String>,
     pub retries: u32,
-    pub timeout_s: Option<u64>,
     pub depends: Vec<LayerDep>,
     /// Absolute; the layer's own or the job's.
     pub cwd: Option<String>,
@@ -239,7 +247,23 @@ pub fn validate(spec: JobSpec, ctx: &SubmitContext) -> Result<NewJob> {
         }
         None => ctx.user.clone(),
     };
-    check_range("priority", spec.priority, 0, MAX_PRIORITY)?;
+    if let Some(p) = spec.priority {
+        check_range("priority", p, 0, MAX_PRIORITY)?;
+    }
+    let max_cores = match &spec.max_cores {
+        None => None,
+        Some(t) => match t.trim().parse::<f64>() {
+            Ok(v) if (0.01..=10_000_000.0).contains(&v) => {
+                Some((v * 100.0).round() as Centicores)
+            }
+            _ => return Err(Error::spec(
+                "max_cores",
+                format!(
+                    "{t:?} is not a number of cores; give one number of at least 0.01, like 100"
+                ),
+            )),
+        },
+    };
     check_env("env", &spec.env)?;
     let job_cwd = match &spec.cwd {
         Some(c) => Some(resolve_cwd("cwd", c, ctx)?),
@@ -296,10 +320,73 @@ pub fn validate(spec: JobSpec, ctx: &SubmitContext) -> Result<NewJob> {
         show: spec.show,
         shot: spec.shot,
         user,
-        priority: spec.priority as i32,
+        priority: spec.priority.map(|p| p as i32),
+        max_cores,
         env: spec.env,
         paused: spec.paused,
         depends,
         layers,
     })
+}
+
+/// A layer's resource fields as the spec gave them, each `None` when left
+/// out. Resolved against the layer's service when the farm accepts the job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Asked {
+    pub service: Option<String>,
+    pub cores: Option<CoreRequest>,
+    pub memory_kb: Option<u64>,
+    pub gpus: Option<u32>,
+    pub gpu_memory_kb: Option<u64>,
+    pub scratch_kb: Option<u64>,
+    pub tags: Option<Vec<TagReq>>,
+    pub timeout_s: Option<u64>,
+    pub limits: Option<Vec<String>>,
+}
+
+/// A layer's resources once the spec, its service and Kiln's defaults are
+/// taken together, in that order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub resources: Resources,
+    pub cores: CoreRequest,
+    pub tags: Vec<TagReq>,
+    pub timeout_s: Option<u64>,
+    pub limits: Vec<String>,
+}
+
+/// Kiln's own layer defaults, under any service.
+pub const DEFAULT_CORES: CoreRequest = CoreRequest::Exact(100);
+pub const DEFAULT_MEMORY_KB: u64 = 1 << 20;
+
+impl Asked {
+    /// Fills the gaps from `services`, most specific first (the show's
+    /// override, then the farm-wide service), then Kiln's defaults.
+    pub fn resolve(&self, services: &[&Service]) -> Resolved {
+        fn pick<T: Clone>(
+            own: &Option<T>,
+            services: &[&Service],
+            f: impl Fn(&Service) -> &Option<T>,
+        ) -> Option<T> {
+            own.clone()
+                .or_else(|| services.iter().find_map(|s| f(s).clone()))
+        }
+        let cores = pick(&self.cores, services, |s| &s.cores).unwrap_or(DEFAULT_CORES);
+        let gpus = pick(&self.gpus, services, |s| &s.gpus).unwrap_or(0);
+        Resolved {
+            resources: Resources {
+                cores: cores.min(),
+                memory_kb: pick(&self.memory_kb, services, |s| &s.memory_kb)
+                    .unwrap_or(DEFAULT_MEMORY_KB),
+                gpus,
+                gpu_memory_kb: pick(&self.gpu_memory_kb, services, |s| &s.gpu_memory_kb)
+                    .unwrap_or(0),
+                scratch_kb: self.scratch_kb.unwrap_or(0),
+            },
+            cores,
+            tags: pick(&self.tags, services, |s| &s.tags).unwrap_or_default(),
+            timeout_s: pick(&self.timeout_s, services, |s| &s.timeout_s),
+            limits: pick(&self.limits, services, |s| &s.limits).unwrap_or_default(),
+        }
+    }
 }

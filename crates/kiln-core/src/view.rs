@@ -1,6 +1,12 @@
 //! What clients see: summaries of jobs, layers, frames and hosts, built from
 //! the farm's records. These are the shapes `--json` prints.
 
+mod structure;
+mod why;
+
+pub use structure::*;
+pub use why::*;
+
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,10 +97,23 @@ pub struct LayerSummary {
     pub command: String,
     pub frames: String,
     pub chunk: u32,
+    /// What one frame reserves at least (the least of `cores_request`).
     pub cores: Centicores,
+    /// The cores asked for, as a spec writes them: `4`, `4+`, `2-8`, `all`.
+    pub cores_request: String,
+    /// What one frame reserves, as asked (raised when frames are killed
+    /// for using more).
     pub memory_kb: u64,
     pub gpus: u32,
+    pub gpu_memory_kb: u64,
+    pub scratch_kb: u64,
     pub tags: Vec<String>,
+    /// Limits each running frame takes one of.
+    pub limits: Vec<String>,
+    /// The service that filled in what the spec left out.
+    pub service: Option<String>,
+    /// Why its waiting frames wait; `None` when none wait.
+    pub why: Option<Why>,
     pub retries: u32,
     pub timeout_s: Option<u64>,
     /// `layer` for a whole-layer dependency, `layer (per frame)` otherwise.
@@ -110,6 +129,12 @@ pub struct JobDetail {
     pub layers: Vec<LayerSummary>,
     pub depends_on_jobs: Vec<i64>,
     pub env: BTreeMap<String, String>,
+    /// The most cores the job may hold at once; `None`: no cap.
+    pub max_cores: Option<Centicores>,
+    /// Cores its running frames hold now.
+    pub cores_used: Centicores,
+    /// Hosts the job no longer uses after its frames kept failing there.
+    pub avoid_hosts: Vec<String>,
 }
 
 /// A frame's display state: the stored state, with waiting frames held by
@@ -163,6 +188,7 @@ impl Outcome {
             Outcome::TimedOut => "TIMEDOUT",
             Outcome::Killed => "KILLED",
             Outcome::Lost => "LOST",
+            Outcome::OutOfMemory => "OOM",
         }
     }
     pub fn parse(s: &str) -> Option<Outcome> {
@@ -172,6 +198,7 @@ impl Outcome {
             "TIMEDOUT" => Outcome::TimedOut,
             "KILLED" => Outcome::Killed,
             "LOST" => Outcome::Lost,
+            "OOM" => Outcome::OutOfMemory,
             _ => return None,
         })
     }
@@ -188,6 +215,8 @@ pub struct FrameInfo {
     pub failures: u32,
     pub host: Option<String>,
     pub cores: Centicores,
+    /// Memory the running attempt reserved; 0 when not running.
+    pub memory_kb: u64,
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
     pub max_rss_kb: u64,
@@ -196,6 +225,8 @@ pub struct FrameInfo {
     pub exit_status: Option<i32>,
     pub exit_signal: Option<i32>,
     pub attempt_id: Option<i64>,
+    /// Why a WAITING or DEPEND frame is not running.
+    pub why: Option<Why>,
 }
 
 impl FrameInfo {
@@ -211,6 +242,8 @@ impl FrameInfo {
 pub struct HostInfo {
     pub id: i64,
     pub name: String,
+    /// The allocation (pool) it belongs to, `facility.pool`.
+    pub allocation: String,
     pub state: HostState,
     pub lock: LockState,
     pub os: String,
@@ -225,7 +258,10 @@ pub struct HostInfo {
     pub swap_kb: u64,
     pub scratch_free_kb: u64,
     pub load: f64,
+    /// Every tag layers can ask for: its worker's and a wrangler's.
     pub tags: Vec<String>,
+    /// The tags a wrangler gave it (`kiln host tag`).
+    pub manual_tags: Vec<String>,
     pub version: String,
     pub running: u32,
     pub last_seen: Millis,

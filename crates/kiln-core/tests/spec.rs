@@ -1,7 +1,7 @@
 //! Job spec reading and validation, through the public API only.
 
 use kiln_core::frameset::Task;
-use kiln_core::model::{Command, LayerDep, Resources, TagReq};
+use kiln_core::model::{Command, CoreRequest, LayerDep, Resources, TagReq};
 use kiln_core::spec::{parse, parse_and_validate, validate, Format, NewJob, SubmitContext};
 use kiln_core::Error;
 use std::collections::BTreeMap;
@@ -107,7 +107,7 @@ fn a_full_yaml_spec() {
     assert_eq!((job.show.as_str(), job.shot.as_str()), ("myshow", "sh010"));
     assert_eq!(job.facility, "paris");
     assert_eq!(job.user, "alice");
-    assert_eq!(job.priority, 250);
+    assert_eq!(job.priority, Some(250));
     assert!(job.paused);
     assert_eq!(job.depends, vec!["shot010-anim", "42"]);
     assert_eq!(
@@ -127,16 +127,11 @@ fn a_full_yaml_spec() {
     );
     assert_eq!(render.frames, "1-10");
     assert_eq!(render.chunk, 4);
+    assert_eq!(render.asked.cores, Some(CoreRequest::Exact(250)));
+    assert_eq!(render.asked.memory_kb, Some(8 << 20));
+    assert_eq!(render.asked.gpus, Some(1));
     assert_eq!(
-        render.resources,
-        Resources {
-            cores: 250,
-            memory_kb: 8 << 20,
-            gpus: 1
-        }
-    );
-    assert_eq!(
-        render.tags,
+        render.asked.tags.clone().unwrap(),
         vec![
             TagReq {
                 any_of: vec!["linux".into()]
@@ -148,7 +143,7 @@ fn a_full_yaml_spec() {
     );
     assert_eq!(render.env.get("PASS").map(String::as_str), Some("beauty"));
     assert_eq!(render.retries, 1);
-    assert_eq!(render.timeout_s, Some(5400));
+    assert_eq!(render.asked.timeout_s, Some(5400));
     assert!(render.depends.is_empty());
     assert_eq!(render.cwd.as_deref(), Some("/shows/myshow/sh010"));
     assert_eq!(
@@ -168,16 +163,17 @@ fn a_full_yaml_spec() {
         ])
     );
     assert_eq!(comp.chunk, 1);
+    let r = comp.asked.resolve(&[]);
     assert_eq!(
-        comp.resources,
+        r.resources,
         Resources {
             cores: 100,
             memory_kb: 512 << 10,
-            gpus: 0
+            ..Default::default()
         }
     );
     assert_eq!(comp.retries, 3);
-    assert_eq!(comp.timeout_s, None);
+    assert_eq!(comp.asked.timeout_s, None);
     assert_eq!(comp.cwd.as_deref(), Some("/shows/myshow/specs/comp"));
     assert_eq!(
         comp.depends,
@@ -192,7 +188,7 @@ fn a_full_yaml_spec() {
     // An unquoted ` #` starts a YAML comment: the token is gone.
     assert_eq!(publish.command, Command::Shell("publish".into()));
     assert_eq!(publish.frames, "1");
-    assert_eq!(publish.timeout_s, Some(600));
+    assert_eq!(publish.asked.timeout_s, Some(600));
     assert_eq!(
         publish.depends,
         vec![
@@ -230,23 +226,24 @@ fn defaults() {
     assert_eq!(job.shot, "default");
     assert_eq!(job.facility, "local");
     assert_eq!(job.user, "bob");
-    assert_eq!(job.priority, 100);
+    assert_eq!(job.priority, None, "the show's default applies");
     assert!(!job.paused);
     assert!(job.env.is_empty() && job.depends.is_empty());
     let layer = &job.layers[0];
     assert_eq!(layer.chunk, 1);
+    let r = layer.asked.resolve(&[]);
     assert_eq!(
-        layer.resources,
+        r.resources,
         Resources {
             cores: 100,
             memory_kb: 1 << 20,
-            gpus: 0
+            ..Default::default()
         }
     );
     assert_eq!(layer.retries, 3);
-    assert_eq!(layer.timeout_s, None);
+    assert_eq!(r.timeout_s, None);
     assert_eq!(layer.cwd, None);
-    assert!(layer.tags.is_empty() && layer.env.is_empty() && layer.depends.is_empty());
+    assert!(r.tags.is_empty() && layer.env.is_empty() && layer.depends.is_empty());
     assert_eq!(layer.tasks.len(), 3);
 
     let defaults = SubmitContext::default();
@@ -259,11 +256,11 @@ fn defaults() {
 #[test]
 fn parse_then_validate_allows_edits_between() {
     let mut spec = parse(&one_layer(""), Format::Yaml).unwrap();
-    assert_eq!(spec.layers[0].memory, "1G");
-    spec.priority = 7;
+    assert_eq!(spec.layers[0].memory, None);
+    spec.priority = Some(7);
     spec.layers[0].chunk = 2;
     let job = validate(spec, &ctx()).unwrap();
-    assert_eq!(job.priority, 7);
+    assert_eq!(job.priority, Some(7));
     assert_eq!(
         job.layers[0].tasks,
         vec![task(1, 2, "1-2"), task(3, 3, "3")]
@@ -290,7 +287,7 @@ fn frames_may_be_written_as_numbers() {
 fn cores_are_rounded_to_centicores() {
     let cores = |c: &str| {
         parse_and_validate(&one_layer(&format!("cores: {c}")), Format::Yaml, &ctx())
-            .map(|j| j.layers[0].resources.cores)
+            .map(|j| j.layers[0].asked.resolve(&[]).resources.cores)
     };
     assert_eq!(cores("0.333"), Ok(33));
     assert_eq!(cores("0.5"), Ok(50));

@@ -2,102 +2,274 @@
 //! the application of a plan (attempts created, launches queued).
 
 use super::*;
-use crate::sched::{Demand, HostSlot, Plan, Snapshot};
+use crate::sched::{
+    AllocSlot, Demand, HostSlot, JobSlot, LimitSlot, Plan, SchedConfig, ShowSlot, Snapshot,
+    SubSlot, Wait,
+};
 use crate::tokens::{substitute_command, TokenContext};
 
 impl Farm {
-    /// What the scheduler needs to see now: connected, open, UP hosts with
-    /// room left, and for each runnable layer its ready frames in order.
+    /// What the scheduler needs to see now: every connected, open, UP host
+    /// with what it has left, the structure with what each show and limit
+    /// holds, and each runnable layer with how many frames could start.
+    /// Costs O(hosts + jobs + layers), never O(frames).
     pub fn snapshot(&self, now: Millis) -> Snapshot {
-        let hosts: Vec<HostSlot> = self
-            .hosts
-            .values()
-            .filter(|h| {
-                h.session.is_some()
-                    && !h.draining
-                    && h.host.state == HostState::Up
-                    && h.host.lock == LockState::Open
-            })
-            .filter_map(|h| {
-                let mut free = h.host.offers();
-                free.sub(&h.used);
-                (free.cores > 0).then(|| HostSlot {
-                    id: h.host.id,
-                    free,
-                    tags: h.host.report.tags.clone(),
-                })
-            })
+        let s = &self.structure;
+        let alloc_index: HashMap<&str, u32> = s
+            .allocations
+            .keys()
+            .enumerate()
+            .map(|(i, a)| (a.as_str(), i as u32))
             .collect();
         let mut snap = Snapshot {
             now,
-            hosts,
-            demands: Vec::new(),
+            config: SchedConfig {
+                reserve_after_ms: self.config.reserve_after_ms,
+                ..SchedConfig::default()
+            },
+            allocations: s
+                .allocations
+                .values()
+                .map(|a| AllocSlot {
+                    name: a.name.clone(),
+                    facility: a.facility.clone(),
+                })
+                .collect(),
+            reservations: self.reservations.clone(),
+            ..Snapshot::default()
         };
-        if snap.hosts.is_empty() {
+        let mut free_cores: u64 = 0;
+        let mut widest: Centicores = 0;
+        for h in self.hosts.values() {
+            if h.session.is_none()
+                || h.draining
+                || h.host.state != HostState::Up
+                || h.host.lock != LockState::Open
+            {
+                continue;
+            }
+            let Some(&alloc) = alloc_index.get(h.host.allocation.as_str()) else {
+                continue;
+            };
+            let total = h.host.offers();
+            let mut free = total;
+            free.sub(&h.used);
+            free_cores += free.cores as u64;
+            widest = widest.max(total.cores);
+            snap.hosts.push(HostSlot {
+                id: h.host.id,
+                alloc,
+                total,
+                free,
+                tags: h.tags.clone(),
+                busy_until: None,
+            });
+        }
+        if free_cores == 0 {
             return snap;
         }
-        let free_cores: u64 = snap.hosts.iter().map(|h| h.free.cores as u64).sum();
+        let mut show_index: HashMap<&str, u32> = HashMap::default();
+        for (i, show) in s.shows.values().enumerate() {
+            show_index.insert(show.name.as_str(), i as u32);
+            let subs = s
+                .subs
+                .range((show.name.clone(), String::new())..)
+                .take_while(|((sh, _), _)| *sh == show.name)
+                .filter_map(|((_, al), sub)| {
+                    Some(SubSlot {
+                        alloc: *alloc_index.get(al.as_str())?,
+                        size: sub.size,
+                        burst: sub.burst,
+                        used: self.usage.sub(&show.name, al),
+                    })
+                })
+                .collect();
+            snap.shows.push(ShowSlot {
+                name: show.name.clone(),
+                subs: if show.enabled { subs } else { Vec::new() },
+            });
+        }
+        let mut limit_index: HashMap<&str, u32> = HashMap::default();
+        for (i, l) in s.limits.values().enumerate() {
+            limit_index.insert(l.name.as_str(), i as u32);
+            snap.limits.push(LimitSlot {
+                name: l.name.clone(),
+                max: l.max,
+                used: self.usage.limit(&l.name),
+            });
+        }
+        let mut wide_waiting = false;
         for entry in self.jobs.values() {
             if !self.job_runnable(entry) {
                 continue;
             }
+            let Some(&show) = show_index.get(entry.job.show.as_str()) else {
+                continue;
+            };
+            let job = snap.jobs.len() as u32;
+            let mut any = false;
             for lid in &entry.layers {
                 let l = &self.layers[lid];
                 if l.waiting.is_empty() || !self.layer_runnable(l) {
                     continue;
                 }
-                // More frames than could fit on every free core is wasted work.
-                let cap = (free_cores / l.layer.resources.cores.max(1) as u64 + 1) as usize;
-                let frames: Vec<FrameId> = l
-                    .waiting
-                    .iter()
-                    .map(|&i| l.frames[i as usize])
-                    .filter(|f| self.frame_ready(&self.frames[f]))
-                    .take(cap)
-                    .collect();
-                if frames.is_empty() {
+                let needs = l.needs();
+                let ready = self.ready_count(l, free_cores / needs.cores.max(1) as u64 + 1);
+                if ready == 0 {
                     continue;
                 }
+                let Some(limits) = l
+                    .layer
+                    .limits
+                    .iter()
+                    .map(|n| limit_index.get(n.as_str()).copied())
+                    .collect::<Option<Vec<u32>>>()
+                else {
+                    continue;
+                };
+                // Reservations need to know when hosts free; that costs a
+                // walk of the running frames, so only when a wide frame
+                // has waited long enough to get one.
+                wide_waiting |= l
+                    .starved_since
+                    .is_some_and(|t| now - t >= self.config.reserve_after_ms)
+                    && (l.layer.cores == crate::structure::CoreRequest::WholeHost
+                        || needs.cores * 2 > widest);
                 snap.demands.push(Demand {
-                    job: entry.job.id,
+                    job,
                     layer: l.layer.id,
+                    layer_index: l.layer.index,
+                    needs,
+                    cores: l.layer.cores,
+                    tags: l.layer.tags.clone(),
+                    limits,
+                    ready,
+                    starved_since: l.starved_since,
+                    runtime_ms: l.runtime.mean(),
+                    recent_hosts: l.recent_hosts.iter().copied().collect(),
+                });
+                any = true;
+            }
+            if any {
+                snap.jobs.push(JobSlot {
+                    id: entry.job.id,
+                    show,
+                    facility: entry.job.facility.clone(),
                     priority: entry.job.priority,
                     submitted_at: entry.job.submitted_at,
-                    layer_index: l.layer.index,
-                    needs: l.layer.resources,
-                    tags: l.layer.tags.clone(),
-                    frames,
+                    used: entry.used,
+                    max_cores: entry.job.max_cores,
+                    avoid: entry.job.avoid_hosts.clone(),
                 });
             }
+        }
+        if wide_waiting || !snap.reservations.is_empty() {
+            self.estimate_busy_until(&mut snap);
         }
         snap
     }
 
-    /// Commits a plan to memory: each assignment becomes a RUNNING frame with
-    /// a new attempt, and a launch message for its host. Assignments that no
-    /// longer fit (the farm changed since the snapshot) are skipped.
+    /// How many of a layer's waiting frames could start now, counting no
+    /// further than `cap`. Without per-frame dependencies that is all of
+    /// them; the applier skips any still winding down from a kill.
+    fn ready_count(&self, l: &LayerEntry, cap: u64) -> u32 {
+        if !l.layer.depends.iter().any(|d| d.per_frame) {
+            return l.waiting.len() as u32;
+        }
+        let cap = cap.min(l.waiting.len() as u64) as usize;
+        l.waiting
+            .iter()
+            .filter(|&&i| self.frame_ready(&self.frames[&l.frames[i as usize]]))
+            .take(cap)
+            .count() as u32
+    }
+
+    /// When each host's running frames should be done, from their layers'
+    /// typical runtimes; unknown if any of them has none yet.
+    fn estimate_busy_until(&self, snap: &mut Snapshot) {
+        for slot in &mut snap.hosts {
+            let h = &self.hosts[&slot.id];
+            let mut until = Some(snap.now);
+            for a in &h.running {
+                let inf = &self.in_flight[a];
+                let end = self
+                    .frames
+                    .get(&inf.attempt.frame)
+                    .and_then(|f| self.layers.get(&f.layer))
+                    .and_then(|l| l.runtime.mean())
+                    .map(|rt| (inf.attempt.started_at + rt).max(snap.now));
+                until = match (until, end) {
+                    (Some(u), Some(e)) => Some(u.max(e)),
+                    _ => None,
+                };
+            }
+            slot.busy_until = until;
+        }
+    }
+
+    /// Commits a plan to memory: each assignment's frames become RUNNING
+    /// with new attempts and launch messages for their host; reservations
+    /// and reasons for waiting are kept for the next pass and for users.
+    /// Returns the frames started.
     pub fn apply_plan(&mut self, plan: &Plan, now: Millis) -> usize {
         let mut applied = 0;
+        let mut started_layers: Vec<LayerId> = Vec::new();
+        let frames = plan.frames() as usize;
+        self.in_flight.reserve(frames);
+        self.outgoing.reserve(frames);
         for a in &plan.assignments {
-            let Some(f) = self.frames.get(&a.frame) else {
-                continue;
-            };
-            if f.state != FrameState::Waiting
-                || f.attempt.is_some_and(|at| self.in_flight.contains_key(&at))
-            {
-                continue;
-            }
             let Some(h) = self.hosts.get(&a.host) else {
                 continue;
             };
-            let mut free = h.host.offers();
-            free.sub(&h.used);
-            if !a.grant.fits_in(&free) || h.session.is_none() {
+            if h.session.is_none() {
                 continue;
             }
-            self.start_attempt(a.frame, a.host, a.grant, now);
-            applied += 1;
+            let Some(l) = self.layers.get(&a.layer) else {
+                continue;
+            };
+            let mut picked = Vec::with_capacity(a.count as usize);
+            for &i in &l.waiting {
+                if picked.len() == a.count as usize {
+                    break;
+                }
+                let id = l.frames[i as usize];
+                let f = &self.frames[&id];
+                if f.attempt.is_some_and(|at| self.in_flight.contains_key(&at))
+                    || !self.frame_ready(f)
+                {
+                    continue;
+                }
+                picked.push(id);
+            }
+            for frame in picked {
+                let h = &self.hosts[&a.host];
+                let mut free = h.host.offers();
+                free.sub(&h.used);
+                if !a.grant.fits_in(&free) {
+                    break;
+                }
+                self.start_attempt(frame, a.host, a.grant, now);
+                applied += 1;
+            }
+            if started_layers.last() != Some(&a.layer) {
+                started_layers.push(a.layer);
+            }
         }
+        for id in started_layers {
+            if let Some(l) = self.layers.get_mut(&id) {
+                l.starved_since = None;
+                l.why = None;
+            }
+        }
+        for (id, why) in &plan.waits {
+            if let Some(l) = self.layers.get_mut(id) {
+                l.why = Some(why.clone());
+                if matches!(why, Wait::Busy | Wait::Reserved(_) | Wait::NoFit) {
+                    l.starved_since.get_or_insert(now);
+                }
+            }
+        }
+        self.reservations = plan.reservations.clone();
         applied
     }
 
@@ -107,6 +279,7 @@ impl Farm {
         h.used.add(&grant);
         h.running.insert(id);
         let host_name = h.host.report.name.clone();
+        let alloc = h.host.allocation.clone();
         let f = self.frames.get_mut(&frame).expect("checked");
         f.attempts += 1;
         f.attempt = Some(id);
@@ -127,6 +300,7 @@ impl Farm {
             host,
             host_name,
             cores: grant.cores,
+            memory_kb: grant.memory_kb,
             started_at: now,
             ended_at: None,
             outcome: None,
@@ -136,31 +310,42 @@ impl Farm {
             cpu_ms: 0,
             reason: None,
         };
+        let (job, layer) = (attempt.job, f.layer);
         self.in_flight.insert(
             id,
             InFlight {
                 attempt,
                 grant,
                 rss_kb: 0,
+                alloc,
             },
         );
+        self.charge(id, job, layer, true);
         self.dirty.attempts.insert(id);
         self.set_state(frame, FrameState::Running, now);
         let launch = self.launch_for(frame, id, grant);
         self.send(host, ServerMsg::Launch(launch));
     }
 
-    /// The launch message: tokens substituted, env merged with KILN_* vars.
+    /// The launch message: tokens substituted, the layer's shared env.
     fn launch_for(
-        &self,
+        &mut self,
         frame: FrameId,
         attempt: AttemptId,
         grant: Resources,
     ) -> crate::link::Launch {
         let f = &self.frames[&frame];
-        let l = &self.layers[&f.layer].layer;
+        let layer = f.layer;
+        let base_env = self.base_env(layer);
+        let f = &self.frames[&frame];
+        let l = &self.layers[&layer].layer;
         let j = &self.jobs[&f.job].job;
-        let last = chunk_numbers(&f.chunk).last().copied().unwrap_or(f.number);
+        // Most chunks are one frame; parse a frame set only when not.
+        let last = if f.chunk.parse::<i64>().is_ok() {
+            f.number
+        } else {
+            chunk_numbers(&f.chunk).last().copied().unwrap_or(f.number)
+        };
         let ctx = TokenContext {
             job: &j.name,
             layer: &l.name,
@@ -169,42 +354,48 @@ impl Farm {
             chunk: &f.chunk,
             chunk_size: l.chunk,
         };
+        crate::link::Launch {
+            attempt,
+            job: j.name.clone(),
+            frame_label: format!("{}/{}", l.name, f.number),
+            command: substitute_command(&l.command, &ctx),
+            base_env,
+            cwd: l.cwd.clone(),
+            user: j.user.clone(),
+            timeout_s: l.timeout_s,
+            gpus: grant.gpus,
+            cores: grant.cores,
+            memory_kb: grant.memory_kb,
+            frame,
+            number: f.number,
+            last,
+            chunk: f.chunk.clone(),
+            attempt_number: f.attempts,
+        }
+    }
+
+    /// The environment every frame of a layer shares, built on first use.
+    fn base_env(&mut self, layer: LayerId) -> std::sync::Arc<BTreeMap<String, String>> {
+        let l = &self.layers[&layer];
+        if let Some(env) = &l.base_env {
+            return env.clone();
+        }
+        let j = &self.jobs[&l.layer.job].job;
         let mut env = j.env.clone();
-        env.extend(l.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let cores = format!("{}", grant.cores as f64 / 100.0);
-        let threads = grant.cores.div_ceil(100).max(1).to_string();
+        env.extend(l.layer.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (k, v) in [
             ("KILN_JOB", j.name.clone()),
             ("KILN_JOB_ID", j.id.to_string()),
             ("KILN_SHOW", j.show.clone()),
             ("KILN_SHOT", j.shot.clone()),
             ("KILN_USER", j.user.clone()),
-            ("KILN_LAYER", l.name.clone()),
-            ("KILN_FRAME", f.number.to_string()),
-            ("KILN_FRAME_ID", f.id.to_string()),
-            ("KILN_FRAME_START", f.number.to_string()),
-            ("KILN_FRAME_END", last.to_string()),
-            ("KILN_FRAMESPEC", f.chunk.clone()),
-            ("KILN_ATTEMPT", f.attempts.to_string()),
-            ("KILN_ATTEMPT_ID", attempt.to_string()),
-            ("KILN_CORES", cores),
-            ("KILN_THREADS", threads),
-            ("KILN_MEMORY_KB", grant.memory_kb.to_string()),
+            ("KILN_LAYER", l.layer.name.clone()),
         ] {
             env.insert(k.to_string(), v);
         }
-        crate::link::Launch {
-            attempt,
-            job: j.name.clone(),
-            frame_label: format!("{}/{}", l.name, f.number),
-            command: substitute_command(&l.command, &ctx),
-            env,
-            cwd: l.cwd.clone(),
-            user: j.user.clone(),
-            timeout_s: l.timeout_s,
-            gpus: grant.gpus,
-            cores: grant.cores,
-        }
+        let env = std::sync::Arc::new(env);
+        self.layers.get_mut(&layer).expect("present").base_env = Some(env.clone());
+        env
     }
 
     pub(super) fn job_runnable(&self, entry: &JobEntry) -> bool {

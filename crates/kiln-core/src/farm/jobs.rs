@@ -48,6 +48,58 @@ impl Farm {
     /// Creates a validated job whole. Job dependencies name a job by id or
     /// name (the most recent job of that name).
     pub fn submit(&mut self, new: NewJob, now: Millis) -> Result<(JobId, u32)> {
+        // Everything that can refuse the job is checked before anything
+        // changes, so a refused job leaves no trace.
+        if !self.structure.facilities.contains_key(&new.facility) {
+            let known: Vec<&str> = self
+                .structure
+                .facilities
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return Err(Error::spec(
+                "facility",
+                format!(
+                    "no facility {:?}; this farm has: {}",
+                    new.facility,
+                    known.join(", ")
+                ),
+            ));
+        }
+        if let Some(s) = self.structure.shows.get(&new.show) {
+            if !s.enabled {
+                return Err(Error::spec(
+                    "show",
+                    format!("show {} is disabled; a wrangler can enable it with `kiln show set {} --enable`", s.name, s.name),
+                ));
+            }
+        }
+        let mut resolved = Vec::with_capacity(new.layers.len());
+        for (i, nl) in new.layers.iter().enumerate() {
+            let services = match &nl.asked.service {
+                Some(name) => {
+                    let found = self.structure.services_for(name, &new.show);
+                    if found.is_empty() {
+                        return Err(Error::spec(
+                            format!("layers[{i}].service"),
+                            format!("no service {name:?}; `kiln services` lists them, or leave service out"),
+                        ));
+                    }
+                    found
+                }
+                None => Vec::new(),
+            };
+            let r = nl.asked.resolve(&services);
+            for (j, l) in r.limits.iter().enumerate() {
+                if !self.structure.limits.contains_key(l) {
+                    return Err(Error::spec(
+                        format!("layers[{i}].limits[{j}]"),
+                        format!("no limit {l:?}; a wrangler creates it with `kiln limit set {l} --max N`"),
+                    ));
+                }
+            }
+            resolved.push(r);
+        }
         let mut depends = Vec::new();
         for (i, d) in new.depends.iter().enumerate() {
             let id = self.resolve_job(d).map_err(|_| {
@@ -60,6 +112,7 @@ impl Farm {
             })?;
             depends.push(id);
         }
+        let show = self.show_for_submit(&new.show, &new.facility)?;
         let job_id = JobId(Self::next_id(&mut self.ids.job));
         let job = Job {
             id: job_id,
@@ -68,11 +121,13 @@ impl Farm {
             show: new.show,
             shot: new.shot,
             user: new.user,
-            priority: new.priority,
+            priority: new.priority.unwrap_or(show.default_priority),
             env: new.env,
             paused: new.paused,
             state: JobState::Active,
             depends,
+            max_cores: new.max_cores.or(show.default_max_cores),
+            avoid_hosts: Vec::new(),
             submitted_at: now,
             finished_at: None,
         };
@@ -81,11 +136,12 @@ impl Farm {
             JobEntry {
                 job,
                 layers: Vec::new(),
+                used: 0,
             },
         );
         self.dirty.jobs.insert(job_id);
         let mut total = 0u32;
-        for (index, nl) in new.layers.into_iter().enumerate() {
+        for (index, (nl, r)) in new.layers.into_iter().zip(resolved).enumerate() {
             let layer_id = LayerId(Self::next_id(&mut self.ids.layer));
             let layer = Layer {
                 id: layer_id,
@@ -95,11 +151,14 @@ impl Farm {
                 command: nl.command,
                 frames: nl.frames,
                 chunk: nl.chunk,
-                resources: nl.resources,
-                tags: nl.tags,
+                resources: r.resources,
+                cores: r.cores,
+                tags: r.tags,
+                limits: r.limits,
+                service: nl.asked.service,
                 env: nl.env,
                 retries: nl.retries,
-                timeout_s: nl.timeout_s,
+                timeout_s: r.timeout_s,
                 depends: nl.depends,
                 cwd: nl.cwd,
                 paused: false,
@@ -198,6 +257,16 @@ impl Farm {
             return Ok(running.len() as u32);
         }
 
+        // A retry is a fresh start for the job on every host: the failures
+        // that made it avoid hosts were most likely its own, now fixed.
+        if action == Action::Retry {
+            let j = self.jobs.get_mut(&job).expect("resolved");
+            if !j.job.avoid_hosts.is_empty() {
+                j.job.avoid_hosts.clear();
+                self.dirty.jobs.insert(job);
+            }
+            self.fail_streaks.retain(|(jj, _), _| *jj != job);
+        }
         // A retry of a killed job brings the job back, whatever it requeues.
         if action == Action::Retry && resolved.is_empty() {
             let j = self.jobs.get_mut(&job).expect("resolved");

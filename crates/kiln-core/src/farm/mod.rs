@@ -3,20 +3,26 @@
 //! events with the time, persists what it marks dirty, then sends the
 //! messages it returns. No IO happens here.
 
+mod admin;
 mod dispatch;
 mod jobs;
 mod queries;
+mod usage;
 mod workers;
 
 #[cfg(test)]
 mod tests;
 
+pub use admin::Admin;
 pub use jobs::Action;
 pub use workers::WorkerEvent;
 
 use crate::link::ServerMsg;
 use crate::model::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::structure::{Change, Record};
+use std::collections::{BTreeMap, BTreeSet};
+// Ids are small integers and the maps are hot: a fast hash, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
 
 /// Tunables of the farm's state machine.
 #[derive(Debug, Clone)]
@@ -25,6 +31,14 @@ pub struct FarmConfig {
     pub heartbeat_ms: u32,
     /// Silence after which a host is DOWN and its frames requeued.
     pub down_after_ms: i64,
+    /// Failures in a row of one job's frames on one host after which the
+    /// job avoids that host.
+    pub avoid_after: u32,
+    /// Jobs avoiding one host after which the host goes to REPAIR.
+    pub repair_after_jobs: u32,
+    /// How long a wide frame (one needing most of a host) waits before it
+    /// gets a host reserved for it.
+    pub reserve_after_ms: i64,
 }
 
 impl Default for FarmConfig {
@@ -32,6 +46,9 @@ impl Default for FarmConfig {
         FarmConfig {
             heartbeat_ms: 5_000,
             down_after_ms: 60_000,
+            avoid_after: 3,
+            repair_after_jobs: 3,
+            reserve_after_ms: 120_000,
         }
     }
 }
@@ -55,11 +72,14 @@ pub struct Dirty {
     pub frames: Vec<Frame>,
     pub attempts: Vec<Attempt>,
     pub hosts: Vec<Host>,
+    /// Structure changes, in the order they were made.
+    pub structure: Vec<Change>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.structure.is_empty()
+            && self.jobs.is_empty()
             && self.layers.is_empty()
             && self.frames.is_empty()
             && self.attempts.is_empty()
@@ -74,6 +94,7 @@ struct DirtySet {
     frames: BTreeSet<FrameId>,
     attempts: BTreeSet<AttemptId>,
     hosts: BTreeSet<HostId>,
+    structure: Vec<Change>,
 }
 
 /// Everything needed to rebuild a farm after a restart.
@@ -84,6 +105,7 @@ pub struct Restore {
     pub frames: Vec<Frame>,
     pub hosts: Vec<Host>,
     pub running_attempts: Vec<Attempt>,
+    pub structure: Vec<Record>,
     /// The highest id in use per kind: job, layer, frame, attempt, host.
     pub max_ids: [i64; 5],
 }
@@ -92,6 +114,8 @@ pub struct Restore {
 struct JobEntry {
     job: Job,
     layers: Vec<LayerId>,
+    /// Cores its running attempts hold.
+    used: Centicores,
 }
 
 #[derive(Debug)]
@@ -103,6 +127,18 @@ struct LayerEntry {
     counts: Counts,
     /// Frame number → task index, for per-frame dependencies on this layer.
     by_number: HashMap<i64, u32>,
+    /// Peak memory of recent successful frames (and of frames killed for
+    /// memory), newest last: what the layer learns its reservation from.
+    peaks: std::collections::VecDeque<u64>,
+    runtime: usage::Runtime,
+    /// Hosts that last ran its frames, most recent first.
+    recent_hosts: std::collections::VecDeque<HostId>,
+    /// Since when it has had ready frames and got none started.
+    starved_since: Option<Millis>,
+    /// Why its ready frames wait, as of the last scheduling pass.
+    why: Option<crate::sched::Wait>,
+    /// The environment its launches share, built on first launch.
+    base_env: Option<std::sync::Arc<BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -138,6 +174,8 @@ struct InFlight {
     attempt: Attempt,
     grant: Resources,
     rss_kb: u64,
+    /// The allocation its cores are counted in (the host's when it started).
+    alloc: String,
 }
 
 #[derive(Debug)]
@@ -149,6 +187,11 @@ struct HostEntry {
     session: Option<u64>,
     /// The worker said it is shutting down: nothing new goes to it.
     draining: bool,
+    /// Jobs that stopped using this host after repeated failures; enough of
+    /// them put the host in REPAIR.
+    failed_jobs: BTreeSet<JobId>,
+    /// Detected and manual tags, sorted, shared with every snapshot.
+    tags: std::sync::Arc<[String]>,
 }
 
 #[derive(Debug, Default)]
@@ -175,6 +218,11 @@ pub struct Farm {
     ids: Ids,
     dirty: DirtySet,
     outgoing: Vec<Outgoing>,
+    structure: admin::Structure,
+    /// Failures in a row of a job's frames on a host; reset by a success.
+    fail_streaks: HashMap<(JobId, HostId), u32>,
+    usage: usage::Usage,
+    reservations: Vec<crate::sched::Reservation>,
 }
 
 impl Farm {
@@ -190,12 +238,12 @@ impl Farm {
         let mut farm = Farm {
             config,
             jobs: BTreeMap::new(),
-            layers: HashMap::new(),
-            frames: HashMap::with_capacity(image.frames.len()),
+            layers: HashMap::default(),
+            frames: HashMap::with_capacity_and_hasher(image.frames.len(), Default::default()),
             hosts: BTreeMap::new(),
-            host_by_name: HashMap::new(),
-            sessions: HashMap::new(),
-            in_flight: HashMap::new(),
+            host_by_name: HashMap::default(),
+            sessions: HashMap::default(),
+            in_flight: HashMap::default(),
             ended: Vec::new(),
             ids: Ids {
                 job,
@@ -206,13 +254,22 @@ impl Farm {
             },
             dirty: DirtySet::default(),
             outgoing: Vec::new(),
+            structure: admin::Structure::default(),
+            fail_streaks: HashMap::default(),
+            usage: usage::Usage::default(),
+            reservations: Vec::new(),
         };
+        for r in image.structure {
+            farm.structure.put(r);
+        }
+        farm.ensure_defaults();
         for job in image.jobs {
             farm.jobs.insert(
                 job.id,
                 JobEntry {
                     job,
                     layers: Vec::new(),
+                    used: 0,
                 },
             );
         }
@@ -228,9 +285,18 @@ impl Farm {
         frames.sort_by_key(|f| (f.layer, f.index));
         for f in frames {
             farm.index_frame(&f);
+            if f.state == FrameState::Succeeded {
+                if let Some(l) = farm.layers.get_mut(&f.layer) {
+                    l.learn_peak(f.max_rss_kb);
+                    if let (Some(s), Some(e)) = (f.started_at, f.ended_at) {
+                        l.runtime.add(e - s);
+                    }
+                }
+            }
             farm.frames.insert(f.id, f);
         }
         for mut host in image.hosts {
+            let id = host.id;
             if host.state == HostState::Up {
                 host.last_seen = now;
             }
@@ -243,8 +309,11 @@ impl Farm {
                     running: BTreeSet::new(),
                     session: None,
                     draining: false,
+                    failed_jobs: BTreeSet::new(),
+                    tags: Default::default(),
                 },
             );
+            farm.refresh_tags(id);
         }
         for attempt in image.running_attempts {
             let grant = farm
@@ -253,6 +322,7 @@ impl Farm {
                 .and_then(|f| farm.layers.get(&f.layer))
                 .map(|l| Resources {
                     cores: attempt.cores,
+                    memory_kb: attempt.memory_kb,
                     ..l.layer.resources
                 })
                 .unwrap_or_default();
@@ -260,14 +330,24 @@ impl Farm {
                 h.used.add(&grant);
                 h.running.insert(attempt.id);
             }
+            let alloc = farm
+                .hosts
+                .get(&attempt.host)
+                .map(|h| h.host.allocation.clone())
+                .unwrap_or_default();
+            let (id, job, frame) = (attempt.id, attempt.job, attempt.frame);
             farm.in_flight.insert(
-                attempt.id,
+                id,
                 InFlight {
                     attempt,
                     grant,
                     rss_kb: 0,
+                    alloc,
                 },
             );
+            if let Some(layer) = farm.frames.get(&frame).map(|f| f.layer) {
+                farm.charge(id, job, layer, true);
+            }
         }
         farm
     }
@@ -307,6 +387,7 @@ impl Farm {
                 .iter()
                 .filter_map(|id| self.hosts.get(id).map(|h| h.host.clone()))
                 .collect(),
+            structure: set.structure,
         }
     }
 
@@ -357,7 +438,11 @@ impl Farm {
                 l.waiting.remove(&index);
             }
         }
-        self.update_finished(job, now);
+        // A start neither finishes a job nor reopens one (it had a
+        // waiting frame); the check walks the job's layers, so skip it.
+        if !(from == FrameState::Waiting && to == FrameState::Running) {
+            self.update_finished(job, now);
+        }
     }
 
     /// Keeps `finished_at` true: set when a job's last frame is done.
@@ -387,6 +472,16 @@ impl Farm {
         })
     }
 
+    /// Recomputes the tag set a host shows the scheduler.
+    fn refresh_tags(&mut self, id: HostId) {
+        if let Some(h) = self.hosts.get_mut(&id) {
+            let mut tags = h.host.all_tags();
+            tags.sort();
+            tags.dedup();
+            h.tags = tags.into();
+        }
+    }
+
     fn next_id(counter: &mut i64) -> i64 {
         *counter += 1;
         *counter
@@ -400,8 +495,49 @@ impl LayerEntry {
             frames: Vec::new(),
             waiting: BTreeSet::new(),
             counts: Counts::default(),
-            by_number: HashMap::new(),
+            by_number: HashMap::default(),
+            peaks: Default::default(),
+            runtime: Default::default(),
+            recent_hosts: Default::default(),
+            starved_since: None,
+            why: None,
+            base_env: None,
         }
+    }
+
+    /// Remembers that `host` just ran one of the layer's frames.
+    fn ran_on(&mut self, host: HostId) {
+        const RECENT: usize = 4;
+        self.recent_hosts.retain(|&h| h != host);
+        self.recent_hosts.push_front(host);
+        self.recent_hosts.truncate(RECENT);
+    }
+
+    const PEAKS: usize = 16;
+    /// Samples needed before the learned figure replaces the spec's.
+    const LEARN_AFTER: usize = 3;
+
+    fn learn_peak(&mut self, rss_kb: u64) {
+        if rss_kb == 0 {
+            return;
+        }
+        if self.peaks.len() == Self::PEAKS {
+            self.peaks.pop_front();
+        }
+        self.peaks.push_back(rss_kb);
+    }
+
+    /// What one frame reserves: the spec's figure until a few frames have
+    /// finished, then the largest recent peak plus a fifth, in whole MiB.
+    /// Frames that use less than they ask for then pack tighter; frames
+    /// that need more stop being killed for it.
+    fn needs(&self) -> Resources {
+        let mut r = self.layer.resources;
+        if self.peaks.len() >= Self::LEARN_AFTER {
+            let peak = self.peaks.iter().copied().max().unwrap_or(0);
+            r.memory_kb = workers::round_up_mb(peak + peak / 5).max(64 << 10);
+        }
+        r
     }
 }
 

@@ -1,5 +1,8 @@
 //! Read-only views of the farm for clients.
 
+mod listing;
+mod why;
+
 use super::*;
 use crate::error::{Error, Result};
 use crate::view::*;
@@ -140,9 +143,21 @@ impl Farm {
                     frames: l.frames.clone(),
                     chunk: l.chunk,
                     cores: l.resources.cores,
+                    cores_request: l.cores.to_string(),
                     memory_kb: l.resources.memory_kb,
                     gpus: l.resources.gpus,
+                    gpu_memory_kb: l.resources.gpu_memory_kb,
+                    scratch_kb: l.resources.scratch_kb,
                     tags: l.tags.iter().map(|t| t.to_string()).collect(),
+                    limits: l.limits.clone(),
+                    service: l.service.clone(),
+                    why: if counts.waiting > 0 {
+                        Some(self.layer_why(le))
+                    } else if counts.depend > 0 {
+                        Some(Why::new(WhyKind::Depend, None))
+                    } else {
+                        None
+                    },
                     retries: l.retries,
                     timeout_s: l.timeout_s,
                     depends: l
@@ -167,6 +182,14 @@ impl Farm {
             layers,
             depends_on_jobs: e.job.depends.iter().map(|d| d.0).collect(),
             env: e.job.env.clone(),
+            max_cores: e.job.max_cores,
+            cores_used: e.used,
+            avoid_hosts: e
+                .job
+                .avoid_hosts
+                .iter()
+                .map(|h| self.host_name(*h))
+                .collect(),
         })
     }
 
@@ -186,13 +209,28 @@ impl Farm {
                 continue;
             }
             found_layer = true;
+            // One reason serves every waiting frame of the layer; worked
+            // out only if one is listed.
+            let mut layer_why: Option<Why> = None;
             for fid in &le.frames {
                 let f = &self.frames[fid];
                 let ds = self.display_state(f);
                 if state.is_some_and(|s| s != ds) {
                     continue;
                 }
-                out.push(self.frame_info(f, &le.layer.name, ds));
+                let why = match ds {
+                    DisplayState::Depend => Some(Why::new(WhyKind::Depend, None)),
+                    DisplayState::Waiting
+                        if f.attempt.is_some_and(|a| self.in_flight.contains_key(&a)) =>
+                    {
+                        Some(Why::new(WhyKind::Stopping, None))
+                    }
+                    DisplayState::Waiting => {
+                        Some(layer_why.get_or_insert_with(|| self.layer_why(le)).clone())
+                    }
+                    _ => None,
+                };
+                out.push(self.frame_info(f, &le.layer.name, ds, why));
             }
         }
         if !found_layer {
@@ -214,7 +252,13 @@ impl Farm {
         ))
     }
 
-    fn frame_info(&self, f: &Frame, layer: &str, state: DisplayState) -> FrameInfo {
+    fn frame_info(
+        &self,
+        f: &Frame,
+        layer: &str,
+        state: DisplayState,
+        why: Option<Why>,
+    ) -> FrameInfo {
         let live = f.attempt.and_then(|a| self.in_flight.get(&a));
         FrameInfo {
             id: f.id.0,
@@ -229,6 +273,7 @@ impl Farm {
                 .and_then(|h| self.hosts.get(&h))
                 .map(|h| h.host.report.name.clone()),
             cores: f.cores,
+            memory_kb: live.map_or(0, |l| l.attempt.memory_kb),
             started_at: f.started_at,
             ended_at: f.ended_at,
             max_rss_kb: live.map_or(f.max_rss_kb, |l| l.attempt.max_rss_kb),
@@ -237,6 +282,7 @@ impl Farm {
             exit_status: f.exit_status,
             exit_signal: f.exit_signal,
             attempt_id: f.attempt.map(|a| a.0),
+            why,
         }
     }
 
@@ -287,6 +333,7 @@ impl Farm {
                 HostInfo {
                     id: h.host.id.0,
                     name: r.name.clone(),
+                    allocation: h.host.allocation.clone(),
                     state: h.host.state,
                     lock: h.host.lock,
                     os: r.os.clone(),
@@ -301,7 +348,8 @@ impl Farm {
                     swap_kb: r.swap_kb,
                     scratch_free_kb: r.scratch_free_kb,
                     load: r.load,
-                    tags: r.tags.clone(),
+                    tags: h.tags.to_vec(),
+                    manual_tags: h.host.tags.clone(),
                     version: r.version.clone(),
                     running: h.running.len() as u32,
                     last_seen: h.host.last_seen,

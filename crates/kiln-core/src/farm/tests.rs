@@ -12,6 +12,7 @@ fn farm_with_host(cores: u32) -> Farm {
     let mut farm = Farm::new(FarmConfig {
         heartbeat_ms: 1_000,
         down_after_ms: 10_000,
+        ..FarmConfig::default()
     });
     register(&mut farm, SESSION, "h1", cores, vec![], 0);
     farm
@@ -240,6 +241,14 @@ fn server_restart_keeps_running_frames_running() {
         frames: dirty.frames,
         hosts: dirty.hosts,
         running_attempts: dirty.attempts,
+        structure: dirty
+            .structure
+            .into_iter()
+            .filter_map(|c| match c {
+                crate::structure::Change::Put(r) => Some(r),
+                _ => None,
+            })
+            .collect(),
         max_ids: [1, 1, 2, 2, 1],
     };
     let mut farm = Farm::restore(farm.config().clone(), image, 50_000);

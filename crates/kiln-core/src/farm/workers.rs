@@ -92,12 +92,15 @@ impl Farm {
             None => {
                 let id = HostId(Self::next_id(&mut self.ids.host));
                 self.host_by_name.insert(report.name.clone(), id);
+                let allocation = self.allocation_for(&report.tags);
                 self.hosts.insert(
                     id,
                     HostEntry {
                         host: Host {
                             id,
                             report: report.clone(),
+                            allocation,
+                            tags: Vec::new(),
                             state: HostState::Up,
                             lock: LockState::Open,
                             registered_at: now,
@@ -107,6 +110,8 @@ impl Farm {
                         running: BTreeSet::new(),
                         session: None,
                         draining: false,
+                        failed_jobs: BTreeSet::new(),
+                        tags: Default::default(),
                     },
                 );
                 id
@@ -114,7 +119,9 @@ impl Farm {
         };
         let h = self.hosts.get_mut(&id).expect("present");
         h.host.report = report;
-        h.host.state = HostState::Up;
+        if h.host.state != HostState::Repair {
+            h.host.state = HostState::Up;
+        }
         h.host.last_seen = now;
         h.host.registered_at = now;
         h.draining = false;
@@ -123,6 +130,7 @@ impl Farm {
         }
         self.sessions.insert(session, id);
         self.dirty.hosts.insert(id);
+        self.refresh_tags(id);
 
         // `running` lists every attempt the worker holds, including ones
         // that ended while the server was away: their logs and ends follow
@@ -213,7 +221,21 @@ impl Farm {
             ),
             Exit::Killed(r) => (Outcome::Killed, None, None, Some(r.clone())),
             Exit::FailedToStart(r) => (Outcome::Failed, None, None, Some(r.clone())),
+            Exit::OutOfMemory { rss_kb } => (
+                Outcome::OutOfMemory,
+                None,
+                None,
+                Some(format!(
+                    "used {} of memory, more than the {} it reserved; retried with more",
+                    crate::size::format_kb(*rss_kb),
+                    crate::size::format_kb(inf.attempt.memory_kb)
+                )),
+            ),
         };
+        if let Exit::OutOfMemory { rss_kb } = ended.exit {
+            let frame = inf.attempt.frame;
+            self.learn_out_of_memory(frame, rss_kb);
+        }
         let mut attempt = self.finish_attempt(ended.attempt, outcome, now);
         attempt.started_at = ended.started_at.min(attempt.started_at);
         attempt.ended_at = Some(ended.ended_at.max(attempt.started_at));
@@ -240,6 +262,13 @@ impl Farm {
 
     /// Removes an attempt from its host and returns it closed.
     fn finish_attempt(&mut self, attempt: AttemptId, outcome: Outcome, now: Millis) -> Attempt {
+        let (job, frame) = {
+            let a = &self.in_flight[&attempt].attempt;
+            (a.job, a.frame)
+        };
+        if let Some(layer) = self.frames.get(&frame).map(|f| f.layer) {
+            self.charge(attempt, job, layer, false);
+        }
         let inf = self.in_flight.remove(&attempt).expect("caller checked");
         if let Some(h) = self.hosts.get_mut(&inf.attempt.host) {
             h.used.sub(&inf.grant);
@@ -272,6 +301,22 @@ impl Farm {
             return;
         }
         let outcome = a.outcome.expect("closed attempt");
+        let (job, layer, rss) = (f.job, f.layer, a.max_rss_kb);
+        match outcome {
+            Outcome::Succeeded => {
+                self.fail_streaks.remove(&(job, a.host));
+                if let Some(l) = self.layers.get_mut(&layer) {
+                    l.learn_peak(rss);
+                    l.ran_on(a.host);
+                    if let Some(end) = a.ended_at {
+                        l.runtime.add(end - a.started_at);
+                    }
+                }
+            }
+            o if o.counts_as_failure() => self.count_host_failure(job, a.host),
+            _ => {}
+        }
+        let f = self.frames.get_mut(&a.frame).expect("checked above");
         let to = match outcome {
             Outcome::Succeeded => FrameState::Succeeded,
             o if o.counts_as_failure() => {
@@ -288,13 +333,86 @@ impl Farm {
         self.set_state(a.frame, to, now);
     }
 
+    /// A job's frame failed on a host. After `avoid_after` failures in a
+    /// row the job stops using the host; a host several jobs stopped using
+    /// goes to REPAIR. Both show in the CLI and can be undone there.
+    fn count_host_failure(&mut self, job: JobId, host: HostId) {
+        let streak = self.fail_streaks.entry((job, host)).or_insert(0);
+        *streak += 1;
+        if *streak < self.config.avoid_after {
+            return;
+        }
+        self.fail_streaks.remove(&(job, host));
+        // Avoiding the last host a job could use would stall it for good;
+        // then the failures are the job's own and its retries deal with them.
+        if !self.has_other_host(job, host) {
+            return;
+        }
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if !j.job.avoid_hosts.contains(&host) {
+            j.job.avoid_hosts.push(host);
+            self.dirty.jobs.insert(job);
+        }
+        let Some(h) = self.hosts.get_mut(&host) else {
+            return;
+        };
+        h.failed_jobs.insert(job);
+        if h.failed_jobs.len() as u32 >= self.config.repair_after_jobs
+            && h.host.state != HostState::Repair
+        {
+            h.host.state = HostState::Repair;
+            self.dirty.hosts.insert(host);
+        }
+    }
+
+    /// Whether the job has a host besides `host` that it could still use:
+    /// in its facility, not avoided, not down or in repair.
+    fn has_other_host(&self, job: JobId, host: HostId) -> bool {
+        let Some(j) = self.jobs.get(&job) else {
+            return false;
+        };
+        self.hosts.values().any(|h| {
+            h.host.id != host
+                && h.host.state == HostState::Up
+                && !j.job.avoid_hosts.contains(&h.host.id)
+                && self
+                    .structure
+                    .allocations
+                    .get(&h.host.allocation)
+                    .is_some_and(|a| a.facility == j.job.facility)
+        })
+    }
+
+    /// A frame was killed for its memory: the layer reserves more from now
+    /// on, and the peak counts as a sample so learning does not undo it.
+    fn learn_out_of_memory(&mut self, frame: FrameId, rss_kb: u64) {
+        let Some(layer) = self.frames.get(&frame).map(|f| f.layer) else {
+            return;
+        };
+        let Some(l) = self.layers.get_mut(&layer) else {
+            return;
+        };
+        let bumped = round_up_mb(rss_kb + rss_kb / 2);
+        if bumped > l.layer.resources.memory_kb {
+            l.layer.resources.memory_kb = bumped;
+            self.dirty.layers.insert(layer);
+        }
+        l.learn_peak(rss_kb + rss_kb / 4);
+    }
+
     /// Declares silent hosts DOWN and requeues their frames.
     pub fn tick(&mut self, now: Millis) {
         let deadline = now - self.config.down_after_ms;
         let silent: Vec<HostId> = self
             .hosts
             .values()
-            .filter(|h| h.host.state == HostState::Up && h.host.last_seen < deadline)
+            .filter(|h| {
+                (h.host.state == HostState::Up || h.session.is_some() || !h.running.is_empty())
+                    && h.host.state != HostState::Down
+                    && h.host.last_seen < deadline
+            })
             .map(|h| h.host.id)
             .collect();
         for id in silent {
@@ -304,7 +422,9 @@ impl Farm {
 
     fn host_down(&mut self, id: HostId, why: &str, now: Millis) {
         let h = self.hosts.get_mut(&id).expect("known host");
-        h.host.state = HostState::Down;
+        if h.host.state != HostState::Repair {
+            h.host.state = HostState::Down;
+        }
         h.draining = false;
         if let Some(old) = h.session.take() {
             self.sessions.remove(&old);
@@ -319,19 +439,7 @@ impl Farm {
     /// Locks or unlocks a host by name or id. A locked host runs what it has
     /// but gets nothing new.
     pub fn set_lock(&mut self, key: &str, locked: bool) -> crate::Result<HostId> {
-        let id = self
-            .host_by_name
-            .get(key)
-            .copied()
-            .or_else(|| {
-                key.parse::<i64>()
-                    .ok()
-                    .map(HostId)
-                    .filter(|id| self.hosts.contains_key(id))
-            })
-            .ok_or_else(|| {
-                crate::Error::NotFound(format!("no host {key:?}: `kiln hosts` lists the hosts"))
-            })?;
+        let id = self.resolve_host(key)?;
         let h = self.hosts.get_mut(&id).expect("resolved");
         h.host.lock = if locked {
             LockState::Locked
@@ -341,4 +449,9 @@ impl Farm {
         self.dirty.hosts.insert(id);
         Ok(id)
     }
+}
+
+/// Memory reservations are kept in whole MiB.
+pub(super) fn round_up_mb(kb: u64) -> u64 {
+    kb.div_ceil(1024) * 1024
 }

@@ -2,12 +2,12 @@
 //! dependency graph, each problem reported against its field.
 
 use super::{
-    LayerSpec, NewLayer, SubmitContext, MAX_CHUNK, MAX_CORES, MAX_GPUS, MAX_MEMORY_KB, MAX_NAME,
+    Asked, LayerSpec, NewLayer, SubmitContext, MAX_CHUNK, MAX_GPUS, MAX_MEMORY_KB, MAX_NAME,
     MAX_RETRIES, NAME_RULE,
 };
 use crate::error::{Error, Result};
 use crate::frameset::FrameSet;
-use crate::model::{Command, Resources, TagReq};
+use crate::model::{Command, CoreRequest, TagReq};
 use crate::size::{format_kb, parse_duration_s, parse_memory_kb};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -146,38 +146,65 @@ fn check_tags(field: &str, tags: &[String]) -> Result<Vec<TagReq>> {
     Ok(reqs)
 }
 
-fn check_resources(i: usize, layer: &LayerSpec) -> Result<Resources> {
-    let cores = layer.cores;
-    if !(cores.is_finite() && cores > 0.0 && cores <= MAX_CORES) {
-        return Err(Error::spec(
-            format!("layers[{i}].cores"),
-            format!("{cores} is out of range; give more than 0 and at most 1024, like 1, 4 or 0.5"),
-        ));
+fn check_asked(i: usize, layer: &LayerSpec, timeout_s: Option<u64>) -> Result<Asked> {
+    let field = |name: &str| format!("layers[{i}].{name}");
+    let cores = match &layer.cores {
+        None => None,
+        Some(t) => Some(CoreRequest::parse(t).map_err(|m| Error::spec(field("cores"), m))?),
+    };
+    let size = |name: &str, text: &Option<String>| -> Result<Option<u64>> {
+        let Some(text) = text else { return Ok(None) };
+        let field = field(name);
+        let kb = parse_memory_kb(text).map_err(|m| Error::spec(&field, m))?;
+        if kb > MAX_MEMORY_KB {
+            let max = format_kb(MAX_MEMORY_KB);
+            return Err(Error::spec(
+                field,
+                format!(
+                    "{:?} is more than {max}, the most a layer may ask for",
+                    text.trim()
+                ),
+            ));
+        }
+        Ok(Some(kb))
+    };
+    let gpus = match layer.gpus {
+        None => None,
+        Some(g) => {
+            check_range(&field("gpus"), g, 0, MAX_GPUS)?;
+            Some(g as u32)
+        }
+    };
+    let tags = match &layer.tags {
+        None => None,
+        Some(t) => Some(check_tags(&field("tags"), t)?),
+    };
+    let limits = match &layer.limits {
+        None => None,
+        Some(list) => {
+            let mut out: Vec<String> = Vec::with_capacity(list.len());
+            for (j, name) in list.iter().enumerate() {
+                check_name(&format!("layers[{i}].limits[{j}]"), name)?;
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+            Some(out)
+        }
+    };
+    if let Some(s) = &layer.service {
+        check_name(&field("service"), s)?;
     }
-    let centicores = (cores * 100.0).round() as u32;
-    if centicores == 0 {
-        return Err(Error::spec(
-            format!("layers[{i}].cores"),
-            format!("{cores} is less than 0.01; ask for at least 0.01"),
-        ));
-    }
-    let field = format!("layers[{i}].memory");
-    let memory_kb = parse_memory_kb(&layer.memory).map_err(|m| Error::spec(&field, m))?;
-    if memory_kb > MAX_MEMORY_KB {
-        let max = format_kb(MAX_MEMORY_KB);
-        return Err(Error::spec(
-            field,
-            format!(
-                "{:?} is more than {max}, the most a layer may ask for",
-                layer.memory.trim()
-            ),
-        ));
-    }
-    check_range(&format!("layers[{i}].gpus"), layer.gpus, 0, MAX_GPUS)?;
-    Ok(Resources {
-        cores: centicores,
-        memory_kb,
-        gpus: layer.gpus as u32,
+    Ok(Asked {
+        service: layer.service.clone(),
+        cores,
+        memory_kb: size("memory", &layer.memory)?,
+        gpus,
+        gpu_memory_kb: size("gpu_memory", &layer.gpu_memory)?,
+        scratch_kb: size("scratch", &layer.scratch)?,
+        tags,
+        timeout_s,
+        limits,
     })
 }
 
@@ -208,8 +235,6 @@ pub(super) fn validate_layer(
             ),
         ));
     }
-    let resources = check_resources(i, &layer)?;
-    let tags = check_tags(&field("tags"), &layer.tags)?;
     check_env(&field("env"), &layer.env)?;
     check_range(&field("retries"), layer.retries, 0, MAX_RETRIES)?;
     let timeout_s = match &layer.timeout {
@@ -223,6 +248,7 @@ pub(super) fn validate_layer(
             Err(m) => return Err(Error::spec(field("timeout"), m)),
         },
     };
+    let asked = check_asked(i, &layer, timeout_s)?;
     let cwd = match &layer.cwd {
         Some(c) => Some(resolve_cwd(&field("cwd"), c, ctx)?),
         None => job_cwd.map(str::to_owned),
@@ -232,11 +258,9 @@ pub(super) fn validate_layer(
         command: layer.command,
         frames,
         chunk: layer.chunk as u32,
-        resources,
-        tags,
+        asked,
         env: layer.env,
         retries: layer.retries as u32,
-        timeout_s,
         depends: layer.depends,
         cwd,
         tasks,

@@ -70,32 +70,23 @@ pub(super) fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     d.deserialize_any(V)
 }
 
-pub(super) fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = f64;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a number")
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-            Ok(v)
-        }
-    }
-    d.deserialize_any(V)
-}
-
 pub(super) fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Scalar::<false>::deserialize(d).map(|s| s.0)
 }
 
 pub(super) fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Option::<Scalar<false>>::deserialize(d).map(|o| o.map(|s| s.0))
+}
+
+/// Optional text that may also be written as a number (`cores: 0.5`).
+pub(super) fn opt_loose_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<Scalar<true>>::deserialize(d).map(|o| o.map(|s| s.0))
+}
+
+pub(super) fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct I(#[serde(deserialize_with = "int")] i64);
+    Option::<I>::deserialize(d).map(|o| o.map(|i| i.0))
 }
 
 pub(super) fn text_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

@@ -1,0 +1,570 @@
+//! One scheduling pass: reservations first, then frame by frame to the show
+//! furthest below its share and, within it, the job furthest below its
+//! priority-weighted share, each frame to its best host.
+
+use super::index::Index;
+use super::*;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// Fixed-point scale of the share ratios compared in the heaps.
+const SCALE: u64 = 1 << 20;
+
+/// Plans one pass over `snap`. Deterministic: every tie is broken by an id
+/// or an index of the snapshot.
+pub fn plan(snap: &Snapshot) -> Plan {
+    let mut p = Pass::new(snap);
+    p.keep_reservations();
+    for alloc in 0..snap.allocations.len() as u32 {
+        p.serve_reserved(alloc);
+        p.fill(alloc);
+    }
+    p.grow_ranges();
+    p.reserve_for_wide();
+    p.finish()
+}
+
+/// A show's jobs, lowest share first: (job key, job index).
+type JobQueue = BinaryHeap<Reverse<((u64, Millis, JobId), u32)>>;
+
+struct Pass<'a> {
+    snap: &'a Snapshot,
+    index: Index,
+    host_of: HashMap<HostId, u32>,
+    job_used: Vec<Centicores>,
+    /// Per show, per subscription (same order as the snapshot's).
+    sub_used: Vec<Vec<Centicores>>,
+    limit_used: Vec<u32>,
+    /// Per job, its demands in layer order.
+    job_demands: Vec<Vec<u32>>,
+    /// Per show, its jobs.
+    show_jobs: Vec<Vec<u32>>,
+    placed: Vec<u32>,
+    wait: Vec<Option<Wait>>,
+    /// Per demand: 1 + the allocation it is stuck in this pass, or 0.
+    stuck_in: Vec<u32>,
+    /// Per demand: stuck everywhere (a limit or the job's cap).
+    stopped: Vec<bool>,
+    /// Per host: the demand it is reserved for.
+    reserved: Vec<Option<u32>>,
+    reservations: Vec<Reservation>,
+    out: Vec<Assignment>,
+    /// Assignments of core ranges, one frame each, to grow at the end.
+    ranged: Vec<(usize, u32)>,
+}
+
+enum Tried {
+    Placed,
+    Stuck,
+}
+
+impl<'a> Pass<'a> {
+    fn new(snap: &'a Snapshot) -> Pass<'a> {
+        let mut job_demands = vec![Vec::new(); snap.jobs.len()];
+        for (d, demand) in snap.demands.iter().enumerate() {
+            if let Some(list) = job_demands.get_mut(demand.job as usize) {
+                list.push(d as u32);
+            }
+        }
+        for list in &mut job_demands {
+            list.sort_by_key(|&d| snap.demands[d as usize].layer_index);
+        }
+        let mut show_jobs = vec![Vec::new(); snap.shows.len()];
+        for (j, job) in snap.jobs.iter().enumerate() {
+            if !job_demands[j].is_empty() {
+                if let Some(list) = show_jobs.get_mut(job.show as usize) {
+                    list.push(j as u32);
+                }
+            }
+        }
+        let n = snap.demands.len();
+        Pass {
+            snap,
+            index: Index::new(snap),
+            host_of: snap
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.id, i as u32))
+                .collect(),
+            job_used: snap.jobs.iter().map(|j| j.used).collect(),
+            sub_used: snap
+                .shows
+                .iter()
+                .map(|s| s.subs.iter().map(|x| x.used).collect())
+                .collect(),
+            limit_used: snap.limits.iter().map(|l| l.used).collect(),
+            job_demands,
+            show_jobs,
+            placed: vec![0; n],
+            wait: vec![None; n],
+            stuck_in: vec![0; n],
+            stopped: vec![false; n],
+            reserved: vec![None; snap.hosts.len()],
+            reservations: Vec::new(),
+            out: Vec::new(),
+            ranged: Vec::new(),
+        }
+    }
+
+    fn demand(&self, d: u32) -> &'a Demand {
+        &self.snap.demands[d as usize]
+    }
+
+    fn sub_index(&self, show: u32, alloc: u32) -> Option<usize> {
+        self.snap.shows[show as usize]
+            .subs
+            .iter()
+            .position(|s| s.alloc == alloc)
+    }
+
+    /// The show's place in the queue of `alloc`: below its size first,
+    /// then by used/size.
+    fn show_key(&self, show: u32, k: usize) -> (bool, u64, u32) {
+        let sub = &self.snap.shows[show as usize].subs[k];
+        let used = self.sub_used[show as usize][k];
+        let ratio = used as u64 * SCALE / sub.size.max(100) as u64;
+        (used >= sub.size, ratio, show)
+    }
+
+    /// The job's place in its show's queue: cores held per unit of
+    /// priority, then first come first served.
+    fn job_key(&self, j: u32) -> (u64, Millis, JobId) {
+        let job = &self.snap.jobs[j as usize];
+        let weight = job.priority.max(1) as u64;
+        (
+            self.job_used[j as usize] as u64 * SCALE / weight,
+            job.submitted_at,
+            job.id,
+        )
+    }
+
+    /// Fills `alloc` frame by frame, always serving the show and job
+    /// furthest below their shares.
+    fn fill(&mut self, alloc: u32) {
+        let facility = &self.snap.allocations[alloc as usize].facility;
+        let mut shows = BinaryHeap::new();
+        let mut queues: HashMap<u32, JobQueue> = HashMap::new();
+        for s in 0..self.snap.shows.len() as u32 {
+            let Some(k) = self.sub_index(s, alloc) else {
+                continue;
+            };
+            let jobs: BinaryHeap<_> = self.show_jobs[s as usize]
+                .iter()
+                .filter(|&&j| self.snap.jobs[j as usize].facility == *facility)
+                .map(|&j| Reverse((self.job_key(j), j)))
+                .collect();
+            if !jobs.is_empty() {
+                queues.insert(s, jobs);
+                shows.push(Reverse((self.show_key(s, k), k)));
+            }
+        }
+        while let Some(Reverse(((_, _, s), k))) = shows.pop() {
+            let burst = self.snap.shows[s as usize].subs[k].burst;
+            let queue = queues.get_mut(&s).expect("queued with its show");
+            if self.sub_used[s as usize][k] >= burst {
+                for Reverse((_, j)) in std::mem::take(queue) {
+                    self.mark_job(j, alloc, Wait::Share);
+                }
+                continue;
+            }
+            let Some(Reverse((_, j))) = queue.pop() else {
+                continue;
+            };
+            match self.place_for_job(j, alloc, s, k) {
+                Tried::Placed => {
+                    let key = self.job_key(j);
+                    let queue = queues.get_mut(&s).expect("queued with its show");
+                    queue.push(Reverse((key, j)));
+                }
+                Tried::Stuck => {}
+            }
+            if !queues[&s].is_empty() {
+                shows.push(Reverse((self.show_key(s, k), k)));
+            }
+        }
+    }
+
+    /// Gives every demand of job `j` not yet stuck in `alloc` a reason.
+    fn mark_job(&mut self, j: u32, alloc: u32, why: Wait) {
+        for i in 0..self.job_demands[j as usize].len() {
+            let d = self.job_demands[j as usize][i] as usize;
+            if self.stuck_in[d] != alloc + 1 && !self.stopped[d] {
+                self.stuck_in[d] = alloc + 1;
+                self.note(d, why.clone());
+            }
+        }
+    }
+
+    /// Starts one frame of the job's first layer that can start one.
+    fn place_for_job(&mut self, j: u32, alloc: u32, s: u32, k: usize) -> Tried {
+        for i in 0..self.job_demands[j as usize].len() {
+            let d = self.job_demands[j as usize][i];
+            if self.stopped[d as usize]
+                || self.stuck_in[d as usize] == alloc + 1
+                || self.placed[d as usize] >= self.demand(d).ready
+            {
+                continue;
+            }
+            if let Err(why) = self.admissible(d, s, k, self.demand(d).needs.cores) {
+                self.block(d, alloc, why);
+                continue;
+            }
+            let demand = self.demand(d);
+            let whole = demand.cores == CoreRequest::WholeHost;
+            let [first, then] = self
+                .index
+                .classes_for(alloc, &demand.tags, demand.needs.gpus > 0);
+            let found = [first.as_slice(), then.as_slice()]
+                .into_iter()
+                .find_map(|classes| {
+                    let ok = |h: u32| self.host_ok(d, h);
+                    if whole {
+                        self.index.whole(classes, &demand.needs, ok)
+                    } else {
+                        self.local_host(d, classes)
+                            .or_else(|| self.index.best(classes, &demand.needs, ok))
+                    }
+                });
+            match found {
+                Some(h) => {
+                    // A whole host is granted whole: check its real size.
+                    if whole {
+                        let cores = self.index.total[h as usize].cores;
+                        if let Err(why) = self.admissible(d, s, k, cores) {
+                            self.block(d, alloc, why);
+                            continue;
+                        }
+                    }
+                    self.start(d, h, s, k);
+                    return Tried::Placed;
+                }
+                None => self.block(d, alloc, (Wait::Busy, false)),
+            }
+        }
+        Tried::Stuck
+    }
+
+    /// Share, limit and cap checks for one more frame of `d`.
+    fn admissible(&self, d: u32, s: u32, k: usize, cores: Centicores) -> Result<(), (Wait, bool)> {
+        let demand = self.demand(d);
+        let job = &self.snap.jobs[demand.job as usize];
+        for &l in &demand.limits {
+            let limit = &self.snap.limits[l as usize];
+            if self.limit_used[l as usize] >= limit.max {
+                return Err((Wait::Limit(limit.name.clone()), true));
+            }
+        }
+        if job
+            .max_cores
+            .is_some_and(|m| self.job_used[demand.job as usize] + cores > m)
+        {
+            return Err((Wait::JobCap, true));
+        }
+        let sub = &self.snap.shows[s as usize].subs[k];
+        if self.sub_used[s as usize][k].saturating_add(cores) > sub.burst {
+            return Err((Wait::Share, false));
+        }
+        Ok(())
+    }
+
+    fn block(&mut self, d: u32, alloc: u32, (why, everywhere): (Wait, bool)) {
+        let d = d as usize;
+        self.stuck_in[d] = alloc + 1;
+        self.stopped[d] |= everywhere;
+        self.note(d, why);
+    }
+
+    /// Keeps the reason that says most about a demand stuck in several
+    /// allocations: a cap that held it back where hosts had room tells the
+    /// user more than "busy" elsewhere. NoFit is derived from Busy at the
+    /// end: it says no such host exists.
+    fn note(&mut self, d: usize, why: Wait) {
+        let rank = |w: &Wait| match w {
+            Wait::Busy | Wait::NoFit | Wait::Reserved(_) => 0,
+            Wait::Share => 1,
+            Wait::JobCap | Wait::Limit(_) => 2,
+        };
+        if self.wait[d]
+            .as_ref()
+            .is_none_or(|old| rank(&why) >= rank(old))
+        {
+            self.wait[d] = Some(why);
+        }
+    }
+
+    /// A host that just ran this layer, if it has room: warm caches.
+    fn local_host(&self, d: u32, classes: &[u32]) -> Option<u32> {
+        let demand = self.demand(d);
+        demand.recent_hosts.iter().find_map(|id| {
+            let h = *self.host_of.get(id)?;
+            (classes.contains(&self.index.class_of(h))
+                && self.index.fits(h, &demand.needs)
+                && self.host_ok(d, h))
+            .then_some(h)
+        })
+    }
+
+    /// Whether demand `d` may use host `h`: not avoided by its job, and
+    /// not reserved for another frame, unless it backfills: expected to
+    /// end before the reserved host frees.
+    fn host_ok(&self, d: u32, h: u32) -> bool {
+        let demand = self.demand(d);
+        let host = &self.snap.hosts[h as usize];
+        if self.snap.jobs[demand.job as usize].avoid.contains(&host.id) {
+            return false;
+        }
+        match self.reserved[h as usize] {
+            None => true,
+            Some(r) if r == d => true,
+            Some(_) => match (demand.runtime_ms, host.busy_until) {
+                (Some(rt), Some(until)) => self.snap.now + rt <= until,
+                _ => false,
+            },
+        }
+    }
+
+    fn start(&mut self, d: u32, h: u32, s: u32, k: usize) {
+        let demand = self.demand(d);
+        let grant = match demand.cores {
+            CoreRequest::WholeHost => self.index.total[h as usize],
+            _ => demand.needs,
+        };
+        self.index.take(h, &grant);
+        self.job_used[demand.job as usize] += grant.cores;
+        self.sub_used[s as usize][k] += grant.cores;
+        for &l in &demand.limits {
+            self.limit_used[l as usize] += 1;
+        }
+        self.placed[d as usize] += 1;
+        if self.reserved[h as usize] == Some(d) {
+            self.reserved[h as usize] = None;
+        }
+        let host = self.snap.hosts[h as usize].id;
+        let ranged = matches!(
+            demand.cores,
+            CoreRequest::AtLeast(_) | CoreRequest::Between(..)
+        );
+        if !ranged {
+            if let Some(last) = self.out.last_mut() {
+                if last.layer == demand.layer && last.host == host && last.grant == grant {
+                    last.count += 1;
+                    return;
+                }
+            }
+        }
+        self.out.push(Assignment {
+            layer: demand.layer,
+            host,
+            grant,
+            count: 1,
+        });
+        if ranged {
+            self.ranged.push((self.out.len() - 1, d));
+        }
+    }
+
+    /// Keeps last pass's reservations whose frame still waits and whose
+    /// host is still here.
+    fn keep_reservations(&mut self) {
+        let by_layer: HashMap<LayerId, u32> = self
+            .snap
+            .demands
+            .iter()
+            .enumerate()
+            .map(|(d, x)| (x.layer, d as u32))
+            .collect();
+        for r in &self.snap.reservations {
+            let (Some(&d), Some(&h)) = (by_layer.get(&r.layer), self.host_of.get(&r.host)) else {
+                continue;
+            };
+            if self.reserved[h as usize].is_none()
+                && self.reservations.len() < self.snap.config.max_reservations
+            {
+                self.reserved[h as usize] = Some(d);
+                self.reservations.push(*r);
+            }
+        }
+    }
+
+    /// Starts reserved frames on their hosts once the hosts have room.
+    fn serve_reserved(&mut self, alloc: u32) {
+        for h in 0..self.reserved.len() as u32 {
+            let Some(d) = self.reserved[h as usize] else {
+                continue;
+            };
+            if self.snap.hosts[h as usize].alloc != alloc {
+                continue;
+            }
+            let demand = self.demand(d);
+            let job = &self.snap.jobs[demand.job as usize];
+            let Some(k) = self.sub_index(job.show, alloc) else {
+                continue;
+            };
+            let room = match demand.cores {
+                CoreRequest::WholeHost => self.index.idle(h),
+                _ => self.index.fits(h, &demand.needs),
+            };
+            let cores = match demand.cores {
+                CoreRequest::WholeHost => self.index.total[h as usize].cores,
+                _ => demand.needs.cores,
+            };
+            if room
+                && self.placed[d as usize] < demand.ready
+                && self.admissible(d, job.show, k, cores).is_ok()
+            {
+                self.start(d, h, job.show, k);
+                let layer = demand.layer;
+                self.reservations.retain(|r| r.layer != layer);
+            }
+        }
+    }
+
+    /// Gives cores left idle on a host to the ranged frames placed there.
+    fn grow_ranges(&mut self) {
+        for i in 0..self.ranged.len() {
+            let (a, d) = self.ranged[i];
+            let demand = self.demand(d);
+            let h = self.host_of[&self.out[a].host];
+            let job = &self.snap.jobs[demand.job as usize];
+            let Some(k) = self.sub_index(job.show, self.snap.hosts[h as usize].alloc) else {
+                continue;
+            };
+            let s = job.show as usize;
+            let mut extra = self.index.free[h as usize]
+                .cores
+                .min(demand.cores.max() - self.out[a].grant.cores);
+            extra = extra.min(
+                self.snap.shows[s].subs[k]
+                    .burst
+                    .saturating_sub(self.sub_used[s][k]),
+            );
+            if let Some(m) = job.max_cores {
+                extra = extra.min(m.saturating_sub(self.job_used[demand.job as usize]));
+            }
+            if extra == 0 {
+                continue;
+            }
+            let more = Resources {
+                cores: extra,
+                ..Default::default()
+            };
+            self.index.take(h, &more);
+            self.out[a].grant.cores += extra;
+            self.sub_used[s][k] += extra;
+            self.job_used[demand.job as usize] += extra;
+        }
+    }
+
+    /// Reserves a host for each wide frame that has waited too long: the
+    /// fitting host expected to free first.
+    fn reserve_for_wide(&mut self) {
+        let snap = self.snap;
+        for d in 0..snap.demands.len() as u32 {
+            if self.reservations.len() >= snap.config.max_reservations {
+                break;
+            }
+            let demand = self.demand(d);
+            let waited = demand
+                .starved_since
+                .is_some_and(|t| snap.now - t >= snap.config.reserve_after_ms);
+            if self.placed[d as usize] > 0
+                || !waited
+                || self.reserved.contains(&Some(d))
+                || self.stopped[d as usize]
+            {
+                continue;
+            }
+            let job = &snap.jobs[demand.job as usize];
+            let avoid = &job.avoid;
+            let fitting: Vec<u32> = (0..snap.hosts.len() as u32)
+                .filter(|&h| {
+                    let host = &snap.hosts[h as usize];
+                    snap.allocations[host.alloc as usize].facility == job.facility
+                        && self.sub_index(job.show, host.alloc).is_some()
+                        && demand.tags.iter().all(|t| t.satisfied_by(&host.tags))
+                        && demand.needs.fits_in(&host.total)
+                        && !avoid.contains(&host.id)
+                })
+                .collect();
+            let widest = fitting
+                .iter()
+                .map(|&h| snap.hosts[h as usize].total.cores)
+                .max()
+                .unwrap_or(0);
+            let wide = demand.cores == CoreRequest::WholeHost || demand.needs.cores * 2 > widest;
+            let taken = fitting
+                .iter()
+                .filter(|&&h| self.reserved[h as usize].is_some())
+                .count();
+            if !wide || fitting.is_empty() || (taken + 1) * 2 > fitting.len().max(2) {
+                continue;
+            }
+            let best = fitting
+                .iter()
+                .copied()
+                .filter(|&h| self.reserved[h as usize].is_none())
+                .min_by_key(|&h| {
+                    let host = &snap.hosts[h as usize];
+                    (
+                        host.busy_until.unwrap_or(Millis::MAX),
+                        Reverse(self.index.free[h as usize].cores),
+                        h,
+                    )
+                });
+            if let Some(h) = best {
+                self.reserved[h as usize] = Some(d);
+                let host = snap.hosts[h as usize].id;
+                self.reservations.push(Reservation {
+                    layer: demand.layer,
+                    host,
+                    since: snap.now,
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        let reserved_for: HashMap<LayerId, HostId> = self
+            .reservations
+            .iter()
+            .map(|r| (r.layer, r.host))
+            .collect();
+        let mut waits = Vec::new();
+        for (d, demand) in self.snap.demands.iter().enumerate() {
+            if self.placed[d] >= demand.ready {
+                continue;
+            }
+            let why = match reserved_for.get(&demand.layer) {
+                Some(&h) => Wait::Reserved(h),
+                None => match self.wait[d].take() {
+                    Some(Wait::Busy) | None if !self.could_ever_fit(d as u32) => Wait::NoFit,
+                    Some(w) => w,
+                    None => Wait::Share,
+                },
+            };
+            waits.push((demand.layer, why));
+        }
+        Plan {
+            assignments: self.out,
+            reservations: self.reservations,
+            waits,
+        }
+    }
+
+    /// Whether any host in the snapshot the demand may use could run it
+    /// once idle: tells "busy" from "no such host".
+    fn could_ever_fit(&self, d: u32) -> bool {
+        let demand = self.demand(d);
+        let job = &self.snap.jobs[demand.job as usize];
+        self.snap.shows[job.show as usize].subs.iter().any(|sub| {
+            self.snap.allocations[sub.alloc as usize].facility == job.facility
+                && self
+                    .index
+                    .classes_for(sub.alloc, &demand.tags, true)
+                    .iter()
+                    .flatten()
+                    .any(|&c| self.index.class_could_fit(c, &demand.needs))
+        })
+    }
+}
