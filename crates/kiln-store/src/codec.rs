@@ -3,7 +3,9 @@
 //! and a host report split between columns and a JSON remainder.
 
 use crate::{Error, Result};
-use kiln_core::model::{FrameState, HostReport, HostState, JobState, LockState, Outcome};
+use kiln_core::model::{
+    Centicores, CoreRequest, FrameState, HostReport, HostState, JobState, LockState, Outcome,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Value};
 
@@ -40,17 +42,46 @@ enum_text!(Outcome, outcome, parse_outcome {
     TimedOut = "TIMEDOUT",
     Killed = "KILLED",
     Lost = "LOST",
+    OutOfMemory = "OOM",
 });
 
 enum_text!(HostState, host_state, parse_host_state {
     Up = "UP",
     Down = "DOWN",
+    Repair = "REPAIR",
 });
 
 enum_text!(LockState, lock_state, parse_lock_state {
     Open = "OPEN",
     Locked = "LOCKED",
 });
+
+/// A core request as a spec writes it (`4`, `0.5`, `4+`, `2-8`, `all`), so
+/// a DBA reads the column as a user wrote it.
+pub(crate) fn core_request(c: CoreRequest) -> String {
+    c.to_string()
+}
+
+/// Reads [`core_request`] back. Unlike a spec, any value the type holds is
+/// accepted (0 cores included): the store keeps what it was given.
+pub(crate) fn parse_core_request(s: &str) -> Option<CoreRequest> {
+    fn cores(t: &str) -> Option<Centicores> {
+        let v: f64 = t.parse().ok()?;
+        let c = (v * 100.0).round();
+        (v.is_finite() && (0.0..=f64::from(Centicores::MAX)).contains(&c))
+            .then_some(c as Centicores)
+    }
+    if s == "all" {
+        return Some(CoreRequest::WholeHost);
+    }
+    if let Some(min) = s.strip_suffix('+') {
+        return cores(min).map(CoreRequest::AtLeast);
+    }
+    if let Some((a, b)) = s.split_once('-') {
+        return Some(CoreRequest::Between(cores(a)?, cores(b)?));
+    }
+    cores(s).map(CoreRequest::Exact)
+}
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(what: &'static str, v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|source| Error::Encode { what, source })
@@ -152,7 +183,10 @@ mod tests {
             assert_eq!(outcome(v), serde_name(v));
             assert_eq!(parse_outcome(outcome(v)), Some(v));
         }
-        for v in [HostState::Up, HostState::Down] {
+        // Stored as the short name users see (`Outcome::as_str`).
+        assert_eq!(outcome(Outcome::OutOfMemory), Outcome::OutOfMemory.as_str());
+        assert_eq!(parse_outcome("OOM"), Some(Outcome::OutOfMemory));
+        for v in [HostState::Up, HostState::Down, HostState::Repair] {
             assert_eq!(host_state(v), serde_name(v));
             assert_eq!(parse_host_state(host_state(v)), Some(v));
         }
@@ -161,6 +195,26 @@ mod tests {
             assert_eq!(parse_lock_state(lock_state(v)), Some(v));
         }
         assert_eq!(parse_outcome("succeeded"), None);
+    }
+
+    #[test]
+    fn core_requests_round_trip_whatever_their_value() {
+        for c in [
+            CoreRequest::Exact(400),
+            CoreRequest::Exact(0),
+            CoreRequest::Exact(1),
+            CoreRequest::Exact(125),
+            CoreRequest::Exact(Centicores::MAX),
+            CoreRequest::AtLeast(50),
+            CoreRequest::Between(200, 800),
+            CoreRequest::Between(0, Centicores::MAX),
+            CoreRequest::WholeHost,
+        ] {
+            assert_eq!(parse_core_request(&core_request(c)), Some(c), "{c}");
+        }
+        for bad in ["", "x", "4++", "-1", "1-", "nan", "inf"] {
+            assert_eq!(parse_core_request(bad), None, "{bad}");
+        }
     }
 
     #[test]

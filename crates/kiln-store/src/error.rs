@@ -49,4 +49,13 @@ pub enum Error {
         column: String,
         detail: String,
     },
+
+    /// A stored structure record (facility, allocation, show, ...) that
+    /// does not read back, e.g. JSON edited by hand.
+    #[error("structure row {kind} {key:?}: {detail}")]
+    CorruptStructure {
+        kind: String,
+        key: String,
+        detail: String,
+    },
 }

@@ -16,6 +16,7 @@ pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
 
 use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, Layer};
+use kiln_core::structure::{Change, Record};
 
 /// What the server needs from durable storage.
 #[async_trait::async_trait]
@@ -30,6 +31,7 @@ pub trait Store: Send + Sync + 'static {
     /// ends as the later copy. A record naming another (a layer its job; a
     /// frame its job, layer, attempt or host; an attempt its frame, job or
     /// host) that is neither stored nor in the batch fails the batch.
+    /// Structure changes apply in their order, after the records.
     async fn commit(&self, batch: &Batch) -> Result<()>;
 
     /// Every attempt of a frame, oldest first; empty for an unknown frame.
@@ -48,6 +50,9 @@ pub struct Batch {
     pub frames: Vec<Frame>,
     pub attempts: Vec<Attempt>,
     pub hosts: Vec<Host>,
+    /// Structure records to put (insert or replace by kind and key) or
+    /// remove, in the order made.
+    pub structure: Vec<Change>,
 }
 
 impl Batch {
@@ -62,6 +67,7 @@ impl Batch {
             + self.frames.len()
             + self.attempts.len()
             + self.hosts.len()
+            + self.structure.len()
     }
 }
 
@@ -74,6 +80,8 @@ pub struct Image {
     pub hosts: Vec<Host>,
     /// Attempts still running (no outcome yet); finished ones stay on disk.
     pub running_attempts: Vec<Attempt>,
+    /// Every structure record, by kind then key.
+    pub structure: Vec<Record>,
     pub max_ids: MaxIds,
 }
 

@@ -2,6 +2,7 @@
 //! for commits and a small pool of read-only connections for everything else.
 
 mod read;
+mod structure;
 mod tables;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,8 @@ use super::tables::{Table, ATTEMPTS, FRAMES, HOSTS, JOBS, LAYERS};
 use crate::codec::{self, ReportColumns};
 use crate::{Error, Image, MaxIds, Result};
 use kiln_core::model::{
-    Attempt, AttemptId, Frame, FrameId, Host, HostId, Job, JobId, Layer, LayerId, Resources,
+    Attempt, AttemptId, CoreRequest, Frame, FrameId, Host, HostId, Job, JobId, Layer, LayerId,
+    Resources,
 };
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
@@ -29,6 +30,7 @@ pub(super) async fn image(conn: &mut SqliteConnection) -> Result<Image> {
             attempt_row,
         )
         .await?,
+        structure: super::structure::load(conn).await?,
         max_ids: max_ids(conn).await?,
     })
 }
@@ -85,7 +87,7 @@ async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
 
 fn job(row: &SqliteRow) -> Result<Job> {
     let mut c = Cols::new(row, JOBS.name);
-    Ok(Job {
+    let mut job = Job {
         id: JobId(c.get()?),
         name: c.get()?,
         facility: c.get()?,
@@ -97,14 +99,20 @@ fn job(row: &SqliteRow) -> Result<Job> {
         paused: c.get()?,
         env: c.json()?,
         depends: c.json()?,
+        max_cores: None,
+        avoid_hosts: Vec::new(),
         submitted_at: c.get()?,
         finished_at: c.get()?,
-    })
+    };
+    // Columns added by 0002 come last.
+    job.max_cores = c.opt_int()?;
+    job.avoid_hosts = c.json()?;
+    Ok(job)
 }
 
 fn layer(row: &SqliteRow) -> Result<Layer> {
     let mut c = Cols::new(row, LAYERS.name);
-    Ok(Layer {
+    let mut layer = Layer {
         id: LayerId(c.get()?),
         job: JobId(c.get()?),
         index: c.int()?,
@@ -116,15 +124,34 @@ fn layer(row: &SqliteRow) -> Result<Layer> {
             cores: c.int()?,
             memory_kb: c.int()?,
             gpus: c.int()?,
+            gpu_memory_kb: 0,
+            scratch_kb: 0,
         },
+        cores: CoreRequest::Exact(0),
         tags: c.json()?,
+        limits: Vec::new(),
+        service: None,
         env: c.json()?,
         retries: c.int()?,
         timeout_s: c.opt_int()?,
         depends: c.json()?,
         cwd: c.get()?,
         paused: c.get()?,
-    })
+    };
+    // Columns added by 0002 come last. An empty request is a row the
+    // migration could not convert; it asked for exactly its cores.
+    let request: &str = c.get()?;
+    layer.cores = if request.is_empty() {
+        CoreRequest::Exact(layer.resources.cores)
+    } else {
+        codec::parse_core_request(request)
+            .ok_or_else(|| c.corrupt(format_args!("{request:?} is not a core request")))?
+    };
+    layer.resources.gpu_memory_kb = c.int()?;
+    layer.resources.scratch_kb = c.int()?;
+    layer.limits = c.json()?;
+    layer.service = c.get()?;
+    Ok(layer)
 }
 
 /// Frames per round trip when loading. Each chunk is built as one JSON text
@@ -285,6 +312,7 @@ fn attempt_row(row: &SqliteRow) -> Result<Attempt> {
         max_rss_kb: c.int()?,
         cpu_ms: c.int()?,
         reason: c.get()?,
+        memory_kb: c.int()?,
     })
 }
 
@@ -312,6 +340,8 @@ fn host(row: &SqliteRow) -> Result<Host> {
         lock,
         registered_at: c.get()?,
         last_seen: c.get()?,
+        allocation: c.get()?,
+        tags: c.json()?,
     })
 }
 

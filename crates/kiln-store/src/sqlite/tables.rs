@@ -30,6 +30,8 @@ pub(super) const JOBS: Table = Table {
         "depends",
         "submitted_at",
         "finished_at",
+        "max_cores",
+        "avoid_hosts",
     ],
 };
 
@@ -53,6 +55,11 @@ pub(super) const LAYERS: Table = Table {
         "depends",
         "cwd",
         "paused",
+        "cores_request",
+        "gpu_memory_kb",
+        "scratch_kb",
+        "limits",
+        "service",
     ],
 };
 
@@ -99,6 +106,7 @@ pub(super) const ATTEMPTS: Table = Table {
         "max_rss_kb",
         "cpu_ms",
         "reason",
+        "memory_kb",
     ],
 };
 
@@ -118,5 +126,7 @@ pub(super) const HOSTS: Table = Table {
         "report",
         "registered_at",
         "last_seen",
+        "allocation",
+        "manual_tags",
     ],
 };

@@ -59,6 +59,8 @@ fn tiny_farm() -> Batch {
         paused: false,
         state: JobState::Active,
         depends: vec![],
+        max_cores: None,
+        avoid_hosts: vec![],
         submitted_at: 0,
         finished_at: None,
     };
@@ -74,8 +76,13 @@ fn tiny_farm() -> Batch {
             cores: 100,
             memory_kb: 1 << 20,
             gpus: 0,
+            gpu_memory_kb: 0,
+            scratch_kb: 0,
         },
+        cores: CoreRequest::Exact(100),
         tags: vec![],
+        limits: vec![],
+        service: None,
         env: BTreeMap::new(),
         retries: 0,
         timeout_s: None,
@@ -185,4 +192,98 @@ async fn values_beyond_i64_are_refused() {
         "{err}"
     );
     assert!(store.load().await.unwrap().jobs.is_empty());
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_scheduler_migrates_with_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kiln.db");
+    // A database as the first release left it: 0001 only, with rows.
+    let first = dir.path().join("first");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_init.sql"
+        ),
+        first.join("0001_init.sql"),
+    )
+    .unwrap();
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(first.as_path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        // One transaction: frames and attempts name each other.
+        for sql in [
+            "BEGIN",
+            "INSERT INTO jobs VALUES (1, 'j', 'local', 's', 'sh', 'u', 100, 'ACTIVE', 0, '{}', '[]', 5, NULL)",
+            "INSERT INTO layers VALUES (1, 1, 0, 'a', '\"true\"', '1-3', 1, 150, 1024, 0, '[]', '{}', 3, NULL, '[]', NULL, 0)",
+            "INSERT INTO layers VALUES (2, 1, 1, 'b', '\"true\"', '1', 1, 400, 1024, 0, '[]', '{}', 3, NULL, '[]', NULL, 0)",
+            "INSERT INTO layers VALUES (3, 1, 2, 'c', '\"true\"', '1', 1, 125, 1024, 0, '[]', '{}', 3, NULL, '[]', NULL, 0)",
+            "INSERT INTO hosts VALUES (1, 'r1', 'UP', 'OPEN', 'linux', 800, 1024, 0, 0.5, '[\"linux\"]', '{}', 1, 2)",
+            "INSERT INTO frames VALUES (1, 1, 1, 0, 1, '1', 'RUNNING', 1, 0, 1, 1, 150, 3, NULL, NULL, NULL, NULL, 0, 0)",
+            "INSERT INTO attempts VALUES (1, 1, 1, 1, 1, 'r1', 150, 3, NULL, NULL, NULL, NULL, 0, 0, NULL)",
+            "COMMIT",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let image = store.load().await.unwrap();
+    let j = &image.jobs[0];
+    assert_eq!((j.max_cores, j.avoid_hosts.len()), (None, 0));
+    let cores: Vec<CoreRequest> = image.layers.iter().map(|l| l.cores).collect();
+    assert_eq!(
+        cores,
+        [
+            CoreRequest::Exact(150),
+            CoreRequest::Exact(400),
+            CoreRequest::Exact(125)
+        ]
+    );
+    let l = &image.layers[0];
+    assert_eq!((l.resources.gpu_memory_kb, l.resources.scratch_kb), (0, 0));
+    assert!(l.limits.is_empty() && l.service.is_none());
+    let h = &image.hosts[0];
+    assert_eq!(h.allocation, kiln_core::structure::DEFAULT_ALLOCATION);
+    assert!(h.tags.is_empty());
+    assert_eq!(image.running_attempts[0].memory_kb, 0);
+    assert!(image.structure.is_empty());
+}
+
+#[tokio::test]
+async fn unreadable_structure_rows_are_named() {
+    let (_dir, store) = store().await;
+    exec(
+        &store,
+        r#"INSERT INTO structure VALUES ('limit', 'lic', '{"Limit": {"name": "lic", "max": -1}}')"#,
+    )
+    .await;
+    match store.load().await {
+        Err(Error::CorruptStructure { kind, key, .. }) => {
+            assert_eq!((kind.as_str(), key.as_str()), ("limit", "lic"))
+        }
+        other => panic!("{other:?}"),
+    }
+    exec(
+        &store,
+        r#"UPDATE structure SET body = '{"Limit": {"name": "other", "max": 1}}'"#,
+    )
+    .await;
+    match store.load().await {
+        Err(Error::CorruptStructure { detail, .. }) => {
+            assert!(detail.contains("other"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

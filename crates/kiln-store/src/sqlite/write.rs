@@ -31,6 +31,7 @@ pub(super) async fn batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<
     upsert(conn, &LAYERS, &batch.layers, bind_layer).await?;
     upsert(conn, &ATTEMPTS, &batch.attempts, bind_attempt).await?;
     upsert(conn, &FRAMES, &batch.frames, bind_frame).await?;
+    super::structure::apply(conn, &batch.structure).await?;
     Ok(())
 }
 
@@ -100,7 +101,9 @@ fn bind_job<'q>(q: Query<'q>, j: &'q Job) -> Result<Query<'q>> {
         .bind(to_json("job env", &j.env)?)
         .bind(to_json("job depends", &j.depends)?)
         .bind(j.submitted_at)
-        .bind(j.finished_at))
+        .bind(j.finished_at)
+        .bind(j.max_cores.map(i64::from))
+        .bind(to_json("job avoid_hosts", &j.avoid_hosts)?))
 }
 
 fn bind_layer<'q>(q: Query<'q>, l: &'q Layer) -> Result<Query<'q>> {
@@ -124,7 +127,12 @@ fn bind_layer<'q>(q: Query<'q>, l: &'q Layer) -> Result<Query<'q>> {
         .bind(timeout_s)
         .bind(to_json("layer depends", &l.depends)?)
         .bind(l.cwd.as_deref())
-        .bind(l.paused))
+        .bind(l.paused)
+        .bind(codec::core_request(l.cores))
+        .bind(to_i64("layer gpu_memory_kb", l.resources.gpu_memory_kb)?)
+        .bind(to_i64("layer scratch_kb", l.resources.scratch_kb)?)
+        .bind(to_json("layer limits", &l.limits)?)
+        .bind(l.service.as_deref()))
 }
 
 fn bind_frame<'q>(q: Query<'q>, f: &'q Frame) -> Result<Query<'q>> {
@@ -164,7 +172,8 @@ fn bind_attempt<'q>(q: Query<'q>, a: &'q Attempt) -> Result<Query<'q>> {
         .bind(a.exit_signal)
         .bind(to_i64("attempt max_rss_kb", a.max_rss_kb)?)
         .bind(to_i64("attempt cpu_ms", a.cpu_ms)?)
-        .bind(a.reason.as_deref()))
+        .bind(a.reason.as_deref())
+        .bind(to_i64("attempt memory_kb", a.memory_kb)?))
 }
 
 fn bind_host<'q>(q: Query<'q>, h: &'q Host) -> Result<Query<'q>> {
@@ -183,7 +192,9 @@ fn bind_host<'q>(q: Query<'q>, h: &'q Host) -> Result<Query<'q>> {
         .bind(to_json("host tags", &r.tags)?)
         .bind(codec::report_rest(r)?)
         .bind(h.registered_at)
-        .bind(h.last_seen))
+        .bind(h.last_seen)
+        .bind(h.allocation.as_str())
+        .bind(to_json("host manual tags", &h.tags)?))
 }
 
 #[cfg(test)]

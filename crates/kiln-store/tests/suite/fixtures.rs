@@ -2,6 +2,7 @@
 //! every optional field both ways, and generators for bulk records.
 
 use kiln_core::model::*;
+use kiln_core::structure::*;
 use kiln_store::Batch;
 use std::collections::BTreeMap;
 
@@ -29,6 +30,8 @@ pub fn host(id: i64, name: &str) -> Host {
             tags: vec!["linux".into(), "gpu".into()],
             version: "0.1.0".into(),
         },
+        allocation: DEFAULT_ALLOCATION.into(),
+        tags: vec![],
         state: HostState::Up,
         lock: LockState::Open,
         registered_at: 1_700_000_000_000,
@@ -49,6 +52,8 @@ pub fn job(id: i64, name: &str) -> Job {
         paused: false,
         state: JobState::Active,
         depends: vec![],
+        max_cores: None,
+        avoid_hosts: vec![],
         submitted_at: 1_700_000_000_000,
         finished_at: None,
     }
@@ -67,7 +72,10 @@ pub fn layer(id: i64, job: i64, name: &str) -> Layer {
             cores: 150,
             memory_kb: 4 << 20,
             gpus: 0,
+            gpu_memory_kb: 0,
+            scratch_kb: 0,
         },
+        cores: CoreRequest::Exact(150),
         tags: vec![
             TagReq {
                 any_of: vec!["linux".into()],
@@ -76,6 +84,8 @@ pub fn layer(id: i64, job: i64, name: &str) -> Layer {
                 any_of: vec!["gpu".into(), "cuda".into()],
             },
         ],
+        limits: vec![],
+        service: None,
         env: env(&[("LAYER", "yes")]),
         retries: 3,
         timeout_s: Some(3600),
@@ -105,6 +115,7 @@ pub fn attempt(id: i64, frame: &Frame, number: u32, host: &Host) -> Attempt {
         host: host.id,
         host_name: host.report.name.clone(),
         cores: 150,
+        memory_kb: 4 << 20,
         started_at: 1_700_000_100_000 + i64::from(number),
         ended_at: None,
         outcome: None,
@@ -130,6 +141,10 @@ pub fn finish(frame: &mut Frame, attempt: &mut Attempt, outcome: Outcome, state:
             attempt.reason = Some(format!("{outcome:?}: ran past its timeout or was killed"));
         }
         Outcome::Lost => attempt.reason = Some("host r2 stopped answering".into()),
+        Outcome::OutOfMemory => {
+            attempt.exit_signal = Some(9);
+            attempt.reason = Some("used 5G of memory, more than the 4G it reserved".into());
+        }
     }
     frame.state = state;
     frame.attempts = frame.attempts.max(attempt.number);
@@ -157,6 +172,10 @@ pub fn farm() -> Batch {
     r2.report.gpus = 0;
     r2.report.load = 0.0;
     r2.report.os = String::new();
+    r2.allocation = "paris.gpu".into();
+    r2.tags = vec!["fast".into(), "nuke".into()];
+    let mut r3 = host(3, "r3");
+    r3.state = HostState::Repair;
 
     let j1 = job(1, "show-sh010-comp");
     let mut j2 = job(2, "show-sh020-fx");
@@ -166,6 +185,8 @@ pub fn farm() -> Batch {
     j2.env = BTreeMap::new();
     j2.depends = vec![JobId(1), JobId(7)];
     j2.finished_at = Some(1_700_000_900_000);
+    j2.max_cores = Some(2450);
+    j2.avoid_hosts = vec![HostId(1), HostId(2)];
 
     let l1 = layer(1, 1, "sim");
     let mut l2 = layer(2, 1, "render");
@@ -185,6 +206,10 @@ pub fn farm() -> Batch {
     l2.tags = vec![];
     l2.env = BTreeMap::new();
     l2.paused = true;
+    l2.cores = CoreRequest::AtLeast(200);
+    l2.resources.cores = 200;
+    l2.limits = vec!["nuke".into(), "arnold".into()];
+    l2.service = Some("comp".into());
     let mut l3 = layer(3, 2, "fx");
     l3.depends = vec![LayerDep {
         layer: "sim".into(),
@@ -194,12 +219,20 @@ pub fn farm() -> Batch {
         cores: 0,
         memory_kb: u64::MAX >> 1,
         gpus: 4,
+        gpu_memory_kb: 96 << 20,
+        scratch_kb: 1 << 30,
     };
+    l3.cores = CoreRequest::Between(0, 1600);
+    let mut l4 = layer(4, 2, "whole");
+    l4.index = 1;
+    l4.cores = CoreRequest::WholeHost;
+    l4.resources.cores = 100;
 
     let mut frames: Vec<Frame> = (0..7)
         .map(|i| frame(i + 1, 1, 1 + i % 2, i as u32))
         .collect();
     frames.push(frame(8, 2, 3, 0));
+    frames.push(frame(9, 2, 4, 0));
     let mut attempts = vec![];
     let ends = [
         (Outcome::Succeeded, FrameState::Succeeded),
@@ -207,6 +240,7 @@ pub fn farm() -> Batch {
         (Outcome::TimedOut, FrameState::Waiting),
         (Outcome::Killed, FrameState::Eaten),
         (Outcome::Lost, FrameState::Waiting),
+        (Outcome::OutOfMemory, FrameState::Waiting),
     ];
     for (i, (outcome, state)) in ends.into_iter().enumerate() {
         let mut a = attempt(
@@ -218,9 +252,9 @@ pub fn farm() -> Batch {
         finish(&mut frames[i], &mut a, outcome, state);
         attempts.push(a);
     }
-    // Frame 6 is running its first attempt: no outcome anywhere yet.
-    let running = attempt(6, &frames[5], 1, &r1);
-    let f = &mut frames[5];
+    // Frame 7 is running its first attempt: no outcome anywhere yet.
+    let running = attempt(7, &frames[6], 1, &r1);
+    let f = &mut frames[6];
     f.state = FrameState::Running;
     f.attempts = 1;
     f.attempt = Some(running.id);
@@ -233,9 +267,66 @@ pub fn farm() -> Batch {
 
     Batch {
         jobs: vec![j1, j2],
-        layers: vec![l1, l2, l3],
+        layers: vec![l1, l2, l3, l4],
         frames,
         attempts,
-        hosts: vec![r1, r2],
+        hosts: vec![r1, r2, r3],
+        structure: structure().into_iter().map(Change::Put).collect(),
     }
+}
+
+/// One structure record of each kind, and each optional field both ways.
+pub fn structure() -> Vec<Record> {
+    vec![
+        Record::Facility(Facility {
+            name: "local".into(),
+        }),
+        Record::Facility(Facility {
+            name: "paris".into(),
+        }),
+        Record::Allocation(Allocation {
+            name: DEFAULT_ALLOCATION.into(),
+            facility: "local".into(),
+            tags: vec![],
+        }),
+        Record::Allocation(Allocation {
+            name: "paris.gpu".into(),
+            facility: "paris".into(),
+            tags: vec!["gpu".into(), "cuda".into()],
+        }),
+        Record::Show(Show::new("show")),
+        Record::Show(Show {
+            name: "film".into(),
+            enabled: false,
+            default_priority: 7,
+            default_max_cores: Some(12_345),
+        }),
+        Record::Subscription(Subscription {
+            show: "film".into(),
+            allocation: "paris.gpu".into(),
+            size: 1000,
+            burst: UNLIMITED,
+        }),
+        Record::Limit(Limit {
+            name: "nuke".into(),
+            max: 0,
+        }),
+        Record::Service(Service {
+            name: "arnold".into(),
+            ..Service::default()
+        }),
+        Record::Service(Service {
+            name: "arnold".into(),
+            show: Some("film".into()),
+            cores: Some(CoreRequest::Between(200, 800)),
+            memory_kb: Some(8 << 20),
+            gpus: Some(1),
+            gpu_memory_kb: Some(8 << 20),
+            tags: Some(vec![TagReq {
+                any_of: vec!["gpu".into(), "cuda".into()],
+            }]),
+            timeout_s: Some(7200),
+            limits: Some(vec!["arnold".into()]),
+        }),
+    ]
 }

@@ -3,11 +3,16 @@
 //! checks with [`contract_tests!`].
 
 pub mod fixtures;
+mod structure;
 pub mod timings;
+
+pub use structure::structure_changes_apply_in_order;
 
 use fixtures::*;
 use kiln_core::model::*;
+use kiln_core::structure::*;
 use kiln_store::{Batch, Image, MaxIds, Store};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -43,6 +48,27 @@ fn assert_image(image: &Image, batch: &Batch) {
         .cloned()
         .collect();
     assert_eq!(image.running_attempts, running);
+    assert_eq!(image.structure, applied(&[], &batch.structure));
+}
+
+/// The records left after `changes` are applied in order to `start`, by
+/// kind then key: what a load must return.
+pub(crate) fn applied(start: &[Record], changes: &[Change]) -> Vec<Record> {
+    let mut map: BTreeMap<(String, String), Record> = start
+        .iter()
+        .map(|r| ((r.kind().to_owned(), r.key()), r.clone()))
+        .collect();
+    for c in changes {
+        match c {
+            Change::Put(r) => {
+                map.insert((r.kind().to_owned(), r.key()), r.clone());
+            }
+            Change::Remove { kind, key } => {
+                map.remove(&(kind.to_string(), key.clone()));
+            }
+        }
+    }
+    map.into_values().collect()
 }
 
 async fn assert_attempts_stored(store: &impl Store, batch: &Batch) {
@@ -56,6 +82,7 @@ pub async fn empty_load(b: &impl Backend) {
     let image = store.load().await.unwrap();
     assert!(image.jobs.is_empty() && image.layers.is_empty() && image.frames.is_empty());
     assert!(image.hosts.is_empty() && image.running_attempts.is_empty());
+    assert!(image.structure.is_empty());
     assert_eq!(image.max_ids, MaxIds::default());
     store.commit(&Batch::default()).await.unwrap();
 }
@@ -98,14 +125,30 @@ pub async fn upsert_updates_in_place(b: &impl Backend) {
     f.outcome = None;
     f.exit_status = None;
     f.started_at = None;
-    let a = &mut farm.attempts[5];
+    let a = &mut farm.attempts[6];
     fixtures::finish(
-        &mut farm.frames[5],
+        &mut farm.frames[6],
         a,
         Outcome::Succeeded,
         FrameState::Succeeded,
     );
+    let l = &mut farm.layers[1];
+    l.cores = CoreRequest::Exact(300);
+    l.limits.clear();
+    l.service = None;
+    l.resources.scratch_kb = 5;
+    let j = &mut farm.jobs[1];
+    j.max_cores = None;
+    j.avoid_hosts.clear();
+    farm.jobs[0].max_cores = Some(100);
+    farm.jobs[0].avoid_hosts = vec![HostId(3)];
+    let h = &mut farm.hosts[2];
+    h.state = HostState::Up;
+    h.allocation = "paris.gpu".into();
+    h.tags = vec!["manual".into()];
     let h = &mut farm.hosts[1];
+    h.allocation = kiln_core::structure::DEFAULT_ALLOCATION.into();
+    h.tags.clear();
     h.report.name = "r2-renamed".into();
     h.report.version = "0.2.0".into();
     h.report.tags = vec!["new".into()];
@@ -115,9 +158,10 @@ pub async fn upsert_updates_in_place(b: &impl Backend) {
     let changed = Batch {
         jobs: farm.jobs.clone(),
         layers: farm.layers[..2].to_vec(),
-        frames: vec![farm.frames[0].clone(), farm.frames[5].clone()],
-        attempts: vec![farm.attempts[5].clone()],
-        hosts: vec![farm.hosts[1].clone()],
+        frames: vec![farm.frames[0].clone(), farm.frames[6].clone()],
+        attempts: vec![farm.attempts[6].clone()],
+        hosts: vec![farm.hosts[1].clone(), farm.hosts[2].clone()],
+        structure: vec![],
     };
     store.commit(&changed).await.unwrap();
     assert_image(&store.load().await.unwrap(), &farm);
@@ -176,6 +220,16 @@ pub async fn batch_is_atomic(b: &impl Backend) {
     // batch whatever order a backend writes tables in.
     bad.hosts = (0..600).map(|i| host(100 + i, &format!("h{i}"))).collect();
     bad.hosts.extend([host(10, "twin"), host(11, "twin")]);
+    bad.structure = vec![
+        Change::Put(Record::Limit(Limit {
+            name: "new".into(),
+            max: 1,
+        })),
+        Change::Remove {
+            kind: "show",
+            key: "film".into(),
+        },
+    ];
     store.commit(&bad).await.expect_err("two hosts named twin");
 
     // A new host taking an existing host's name.
@@ -207,7 +261,7 @@ pub async fn batch_is_atomic(b: &impl Backend) {
         ..Batch::default()
     };
     store.commit(&good).await.unwrap();
-    assert_eq!(store.load().await.unwrap().hosts.len(), 3);
+    assert_eq!(store.load().await.unwrap().hosts.len(), 4);
 }
 
 pub async fn reopen_keeps_everything(b: &impl Backend) {
@@ -237,10 +291,10 @@ pub async fn reopen_keeps_everything(b: &impl Backend) {
         image.max_ids,
         MaxIds {
             job: 2,
-            layer: 3,
-            frame: 8,
-            attempt: 6,
-            host: 2
+            layer: 4,
+            frame: 9,
+            attempt: 7,
+            host: 3
         }
     );
 }
@@ -249,7 +303,8 @@ pub async fn attempt_history(b: &impl Backend) {
     let store = b.open().await;
     let farm = farm();
     store.commit(&farm).await.unwrap();
-    let (r1, f) = (&farm.hosts[0], &farm.frames[6]);
+    // A frame that has no attempts yet.
+    let (r1, f) = (&farm.hosts[0], &farm.frames[7]);
     // Ids out of step with attempt numbers: history is ordered by number.
     let mut history = vec![
         attempt(30, f, 2, r1),
@@ -290,7 +345,7 @@ pub async fn running_attempts_only(b: &impl Backend) {
     store.commit(&farm).await.unwrap();
     let image = store.load().await.unwrap();
     let ids: Vec<AttemptId> = image.running_attempts.iter().map(|a| a.id).collect();
-    assert_eq!(ids, [AttemptId(6), AttemptId(9)]);
+    assert_eq!(ids, [AttemptId(7), AttemptId(9)]);
     assert!(image.running_attempts.iter().all(|a| a.outcome.is_none()));
 
     let mut done = farm.attempts[0].clone();
@@ -315,7 +370,7 @@ pub async fn running_attempts_only(b: &impl Backend) {
         .iter()
         .map(|a| a.id)
         .collect();
-    assert_eq!(ids, [AttemptId(6)]);
+    assert_eq!(ids, [AttemptId(7)]);
 }
 
 pub async fn max_ids(b: &impl Backend) {
@@ -327,10 +382,10 @@ pub async fn max_ids(b: &impl Backend) {
         image.max_ids,
         MaxIds {
             job: 2,
-            layer: 3,
-            frame: 8,
-            attempt: 6,
-            host: 2
+            layer: 4,
+            frame: 9,
+            attempt: 7,
+            host: 3
         }
     );
 
@@ -347,9 +402,9 @@ pub async fn max_ids(b: &impl Backend) {
         image.max_ids,
         MaxIds {
             job: 500,
-            layer: 3,
+            layer: 4,
             frame: 1 << 40,
-            attempt: 6,
+            attempt: 7,
             host: 77
         }
     );
@@ -385,6 +440,13 @@ pub async fn odd_values(b: &impl Backend) {
     farm.jobs[0].env = env(&[("", ""), ("EMPTY", ""), ("NL", "a\nb")]);
     farm.layers[0].command = Command::Argv(vec![]);
     farm.layers[1].command = Command::Shell(String::new());
+    farm.layers[1].limits = vec!["".into(), "a\"b'c; --".into()];
+    farm.layers[1].service = Some(String::new());
+    farm.hosts[1].allocation = String::new();
+    farm.structure.push(Change::Put(Record::Limit(Limit {
+        name: "ünïcødé 'q' \"d\"; DROP TABLE structure; --".into(),
+        max: u32::MAX,
+    })));
     store.commit(&farm).await.unwrap();
     let mut image = store.load().await.unwrap();
     // NaN is the one value that cannot compare equal to itself.
@@ -421,5 +483,5 @@ pub async fn concurrent_use(b: &impl Backend) {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(store.load().await.unwrap().frames.len(), 8 + 8 * 10 * 50);
+    assert_eq!(store.load().await.unwrap().frames.len(), 9 + 8 * 10 * 50);
 }
