@@ -1,11 +1,12 @@
 //! The client side of the wire: a typed client for the farm API, and the
 //! worker's end of the link.
 
-use crate::convert::{frame_info, host_info, job_detail, job_summary, server_msg};
+use crate::convert::{frame_info, host_info, job_detail, job_summary, server_msg, structure_view};
 use crate::pb;
 use crate::pb::farm_client::FarmClient;
 use crate::{Error, Result};
 use futures::{Stream, StreamExt};
+use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
 use std::time::Duration;
@@ -178,6 +179,29 @@ impl Client {
             })
             .await?;
         host_info(r.into_inner())
+    }
+
+    /// Applies a wrangler's change; returns the line saying what changed,
+    /// once it is durable.
+    pub async fn admin(&self, cmd: Admin) -> Result<String> {
+        let r = self
+            .inner
+            .clone()
+            .admin(pb::AdminRequest::from(cmd))
+            .await?
+            .into_inner();
+        Ok(r.message)
+    }
+
+    /// Facilities, allocations, shows, subscriptions, limits and services.
+    pub async fn structure(&self) -> Result<StructureView> {
+        let r = self
+            .inner
+            .clone()
+            .get_structure(pb::StructureRequest {})
+            .await?
+            .into_inner();
+        Ok(structure_view(r))
     }
 
     pub async fn server_info(&self) -> Result<ServerInfo> {

@@ -1,10 +1,17 @@
 //! Conversions between protobuf messages and domain types. Zero stands for
 //! "none" on the wire where proto3 has no optional scalar.
 
+mod admin;
+mod link;
+mod structure;
+
+pub(crate) use admin::admin_command;
+pub(crate) use link::{server_msg, worker_msg};
+pub(crate) use structure::structure_view;
+
 use crate::pb;
 use crate::{Error, Result};
-use kiln_core::link::{self, Exit, FrameEnded, RunningFrame, ServerMsg, WorkerMsg};
-use kiln_core::model::*;
+use kiln_core::model::Outcome;
 use kiln_core::view::*;
 
 fn opt(v: i64) -> Option<i64> {
@@ -106,30 +113,61 @@ impl From<LayerSummary> for pb::LayerSummary {
             paused: l.paused,
             counts: Some(l.counts.into()),
             total: l.total,
+            cores_request: l.cores_request,
+            gpu_memory_kb: l.gpu_memory_kb,
+            scratch_kb: l.scratch_kb,
+            limits: l.limits,
+            service: l.service.unwrap_or_default(),
+            why: l.why.map(Into::into),
         }
     }
 }
 
-impl From<pb::LayerSummary> for LayerSummary {
-    fn from(l: pb::LayerSummary) -> Self {
-        LayerSummary {
-            id: l.id,
-            name: l.name,
-            command: l.command,
-            frames: l.frames,
-            chunk: l.chunk,
-            cores: l.cores,
-            memory_kb: l.memory_kb,
-            gpus: l.gpus,
-            tags: l.tags,
-            retries: l.retries,
-            timeout_s: (l.timeout_s != 0).then_some(l.timeout_s),
-            depends: l.depends,
-            paused: l.paused,
-            counts: l.counts.unwrap_or_default().into(),
-            total: l.total,
+fn layer_summary(l: pb::LayerSummary) -> Result<LayerSummary> {
+    Ok(LayerSummary {
+        id: l.id,
+        name: l.name,
+        command: l.command,
+        frames: l.frames,
+        chunk: l.chunk,
+        cores: l.cores,
+        cores_request: l.cores_request,
+        memory_kb: l.memory_kb,
+        gpus: l.gpus,
+        gpu_memory_kb: l.gpu_memory_kb,
+        scratch_kb: l.scratch_kb,
+        tags: l.tags,
+        limits: l.limits,
+        service: some(l.service),
+        why: l.why.map(why).transpose()?,
+        retries: l.retries,
+        timeout_s: (l.timeout_s != 0).then_some(l.timeout_s),
+        depends: l.depends,
+        paused: l.paused,
+        counts: l.counts.unwrap_or_default().into(),
+        total: l.total,
+    })
+}
+
+fn some(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+impl From<Why> for pb::Why {
+    fn from(w: Why) -> Self {
+        pb::Why {
+            kind: w.kind.as_str().to_owned(),
+            name: w.name.unwrap_or_default(),
         }
     }
+}
+
+/// The reason's words are made again here, so every client prints the
+/// same text for the same reason.
+fn why(w: pb::Why) -> Result<Why> {
+    let kind = WhyKind::parse(&w.kind)
+        .ok_or_else(|| Error::Malformed(format!("unknown waiting reason {:?}", w.kind)))?;
+    Ok(Why::new(kind, some(w.name)))
 }
 
 impl From<JobDetail> for pb::JobDetail {
@@ -139,6 +177,9 @@ impl From<JobDetail> for pb::JobDetail {
             layers: d.layers.into_iter().map(Into::into).collect(),
             depends_on_jobs: d.depends_on_jobs,
             env: d.env.into_iter().collect(),
+            max_cores: d.max_cores,
+            cores_used: d.cores_used,
+            avoid_hosts: d.avoid_hosts,
         }
     }
 }
@@ -149,9 +190,16 @@ pub(crate) fn job_detail(d: pb::JobDetail) -> Result<JobDetail> {
             d.job
                 .ok_or_else(|| Error::Malformed("job detail without a job".into()))?,
         )?,
-        layers: d.layers.into_iter().map(Into::into).collect(),
+        layers: d
+            .layers
+            .into_iter()
+            .map(layer_summary)
+            .collect::<Result<_>>()?,
         depends_on_jobs: d.depends_on_jobs,
         env: d.env.into_iter().collect(),
+        max_cores: d.max_cores,
+        cores_used: d.cores_used,
+        avoid_hosts: d.avoid_hosts,
     })
 }
 
@@ -179,6 +227,8 @@ impl From<FrameInfo> for pb::FrameInfo {
             exit_signal: f.exit_signal.unwrap_or(0),
             attempt_id: f.attempt_id.unwrap_or(0),
             cores: f.cores,
+            memory_kb: f.memory_kb,
+            why: f.why.map(Into::into),
         }
     }
 }
@@ -195,6 +245,7 @@ pub(crate) fn frame_info(f: pb::FrameInfo) -> Result<FrameInfo> {
         failures: f.failures,
         host: (!f.host.is_empty()).then_some(f.host),
         cores: f.cores,
+        memory_kb: f.memory_kb,
         started_at: opt(f.started_at),
         ended_at: opt(f.ended_at),
         max_rss_kb: f.max_rss_kb,
@@ -203,6 +254,7 @@ pub(crate) fn frame_info(f: pb::FrameInfo) -> Result<FrameInfo> {
         exit_status: f.has_exit_status.then_some(f.exit_status),
         exit_signal: (f.exit_signal != 0).then_some(f.exit_signal),
         attempt_id: opt(f.attempt_id),
+        why: f.why.map(why).transpose()?,
     })
 }
 
@@ -229,6 +281,8 @@ impl From<HostInfo> for pb::HostInfo {
             running: h.running,
             last_seen: h.last_seen,
             total_memory_kb: h.total_memory_kb,
+            allocation: h.allocation,
+            manual_tags: h.manual_tags,
         }
     }
 }
@@ -237,6 +291,7 @@ pub(crate) fn host_info(h: pb::HostInfo) -> Result<HostInfo> {
     Ok(HostInfo {
         id: h.id,
         name: h.name,
+        allocation: h.allocation,
         state: parse_enum("host state", &h.state)?,
         lock: parse_enum("lock state", &h.lock)?,
         os: h.os,
@@ -252,337 +307,9 @@ pub(crate) fn host_info(h: pb::HostInfo) -> Result<HostInfo> {
         scratch_free_kb: h.scratch_free_kb,
         load: h.load,
         tags: h.tags,
+        manual_tags: h.manual_tags,
         version: h.version,
         running: h.running,
         last_seen: h.last_seen,
     })
-}
-
-impl From<HostReport> for pb::HostReport {
-    fn from(r: HostReport) -> Self {
-        pb::HostReport {
-            name: r.name,
-            os: r.os,
-            cores: r.cores,
-            memory_kb: r.memory_kb,
-            total_memory_kb: r.total_memory_kb,
-            swap_kb: r.swap_kb,
-            gpus: r.gpus,
-            gpu_memory_kb: r.gpu_memory_kb,
-            scratch_free_kb: r.scratch_free_kb,
-            load: r.load,
-            tags: r.tags,
-            version: r.version,
-        }
-    }
-}
-
-impl From<pb::HostReport> for HostReport {
-    fn from(r: pb::HostReport) -> Self {
-        HostReport {
-            name: r.name,
-            os: r.os,
-            cores: r.cores,
-            memory_kb: r.memory_kb,
-            total_memory_kb: r.total_memory_kb,
-            swap_kb: r.swap_kb,
-            gpus: r.gpus,
-            gpu_memory_kb: r.gpu_memory_kb,
-            scratch_free_kb: r.scratch_free_kb,
-            load: r.load,
-            tags: r.tags,
-            version: r.version,
-        }
-    }
-}
-
-impl From<RunningFrame> for pb::RunningFrame {
-    fn from(r: RunningFrame) -> Self {
-        pb::RunningFrame {
-            attempt_id: r.attempt.0,
-            rss_kb: r.rss_kb,
-            max_rss_kb: r.max_rss_kb,
-            cpu_ms: r.cpu_ms,
-            log_size: r.log_size,
-        }
-    }
-}
-
-impl From<pb::RunningFrame> for RunningFrame {
-    fn from(r: pb::RunningFrame) -> Self {
-        RunningFrame {
-            attempt: AttemptId(r.attempt_id),
-            rss_kb: r.rss_kb,
-            max_rss_kb: r.max_rss_kb,
-            cpu_ms: r.cpu_ms,
-            log_size: r.log_size,
-        }
-    }
-}
-
-impl From<FrameEnded> for pb::FrameEnded {
-    fn from(e: FrameEnded) -> Self {
-        let (exit, code, reason) = match e.exit {
-            Exit::Exited(c) => ("exited", c, String::new()),
-            Exit::Signaled(s) => ("signaled", s, String::new()),
-            Exit::TimedOut => ("timed_out", 0, String::new()),
-            Exit::Killed(r) => ("killed", 0, r),
-            Exit::FailedToStart(r) => ("failed_to_start", 0, r),
-        };
-        pb::FrameEnded {
-            attempt_id: e.attempt.0,
-            exit: exit.to_string(),
-            code,
-            reason,
-            started_at: e.started_at,
-            ended_at: e.ended_at,
-            max_rss_kb: e.max_rss_kb,
-            cpu_ms: e.cpu_ms,
-            log_size: e.log_size,
-        }
-    }
-}
-
-fn frame_ended(e: pb::FrameEnded) -> Result<FrameEnded> {
-    let exit = match e.exit.as_str() {
-        "exited" => Exit::Exited(e.code),
-        "signaled" => Exit::Signaled(e.code),
-        "timed_out" => Exit::TimedOut,
-        "killed" => Exit::Killed(e.reason),
-        "failed_to_start" => Exit::FailedToStart(e.reason),
-        other => return Err(Error::Malformed(format!("unknown exit kind {other:?}"))),
-    };
-    Ok(FrameEnded {
-        attempt: AttemptId(e.attempt_id),
-        exit,
-        started_at: e.started_at,
-        ended_at: e.ended_at,
-        max_rss_kb: e.max_rss_kb,
-        cpu_ms: e.cpu_ms,
-        log_size: e.log_size,
-    })
-}
-
-impl From<WorkerMsg> for pb::WorkerMessage {
-    fn from(m: WorkerMsg) -> Self {
-        use pb::worker_message::Msg;
-        let msg = match m {
-            WorkerMsg::Register { host, running } => Msg::Register(pb::Register {
-                host: Some(host.into()),
-                running: running.into_iter().map(Into::into).collect(),
-            }),
-            WorkerMsg::Heartbeat {
-                load,
-                free_memory_kb,
-                running,
-                seq,
-            } => Msg::Heartbeat(pb::Heartbeat {
-                load,
-                free_memory_kb,
-                running: running.into_iter().map(Into::into).collect(),
-                seq,
-            }),
-            WorkerMsg::Log {
-                attempt,
-                offset,
-                data,
-            } => Msg::Log(pb::LogChunk {
-                attempt_id: attempt.0,
-                offset,
-                data,
-            }),
-            WorkerMsg::Ended(e) => Msg::Ended(e.into()),
-            WorkerMsg::Goodbye => Msg::Goodbye(pb::Goodbye {}),
-        };
-        pb::WorkerMessage { msg: Some(msg) }
-    }
-}
-
-pub(crate) fn worker_msg(m: pb::WorkerMessage) -> Result<WorkerMsg> {
-    use pb::worker_message::Msg;
-    Ok(
-        match m
-            .msg
-            .ok_or_else(|| Error::Malformed("empty worker message".into()))?
-        {
-            Msg::Register(r) => WorkerMsg::Register {
-                host: r
-                    .host
-                    .ok_or_else(|| Error::Malformed("register without a host report".into()))?
-                    .into(),
-                running: r.running.into_iter().map(Into::into).collect(),
-            },
-            Msg::Heartbeat(h) => WorkerMsg::Heartbeat {
-                load: h.load,
-                free_memory_kb: h.free_memory_kb,
-                running: h.running.into_iter().map(Into::into).collect(),
-                seq: h.seq,
-            },
-            Msg::Log(l) => WorkerMsg::Log {
-                attempt: AttemptId(l.attempt_id),
-                offset: l.offset,
-                data: l.data,
-            },
-            Msg::Ended(e) => WorkerMsg::Ended(frame_ended(e)?),
-            Msg::Goodbye(_) => WorkerMsg::Goodbye,
-        },
-    )
-}
-
-impl From<ServerMsg> for pb::ServerMessage {
-    fn from(m: ServerMsg) -> Self {
-        use pb::server_message::Msg;
-        let msg = match m {
-            ServerMsg::Registered {
-                host,
-                heartbeat_ms,
-                lease_ms,
-                log_sizes,
-            } => Msg::Registered(pb::Registered {
-                host_id: host.0,
-                heartbeat_ms,
-                lease_ms,
-                log_sizes: log_sizes.into_iter().map(|(k, v)| (k.0, v)).collect(),
-            }),
-            ServerMsg::Launch(l) => {
-                let (shell, argv) = match l.command {
-                    Command::Shell(s) => (s, Vec::new()),
-                    Command::Argv(v) => (String::new(), v),
-                };
-                Msg::Launch(pb::Launch {
-                    attempt_id: l.attempt.0,
-                    job: l.job,
-                    frame_label: l.frame_label,
-                    shell,
-                    argv,
-                    env: l.env.into_iter().collect(),
-                    cwd: l.cwd.unwrap_or_default(),
-                    user: l.user,
-                    timeout_s: l.timeout_s.unwrap_or(0),
-                    gpus: l.gpus,
-                    cores: l.cores,
-                })
-            }
-            ServerMsg::Kill { attempt, reason } => Msg::Kill(pb::Kill {
-                attempt_id: attempt.0,
-                reason,
-            }),
-            ServerMsg::Acked(ids) => Msg::Acked(pb::Acked {
-                attempt_ids: ids.into_iter().map(|a| a.0).collect(),
-            }),
-            ServerMsg::HeartbeatAck { seq } => Msg::HeartbeatAck(pb::HeartbeatAck { seq }),
-        };
-        pb::ServerMessage { msg: Some(msg) }
-    }
-}
-
-pub(crate) fn server_msg(m: pb::ServerMessage) -> Result<ServerMsg> {
-    use pb::server_message::Msg;
-    Ok(
-        match m
-            .msg
-            .ok_or_else(|| Error::Malformed("empty server message".into()))?
-        {
-            Msg::Registered(r) => ServerMsg::Registered {
-                host: HostId(r.host_id),
-                heartbeat_ms: r.heartbeat_ms,
-                lease_ms: r.lease_ms,
-                log_sizes: r
-                    .log_sizes
-                    .into_iter()
-                    .map(|(k, v)| (AttemptId(k), v))
-                    .collect(),
-            },
-            Msg::Launch(l) => {
-                let command = if l.argv.is_empty() {
-                    Command::Shell(l.shell)
-                } else {
-                    Command::Argv(l.argv)
-                };
-                ServerMsg::Launch(link::Launch {
-                    attempt: AttemptId(l.attempt_id),
-                    job: l.job,
-                    frame_label: l.frame_label,
-                    command,
-                    env: l.env.into_iter().collect(),
-                    cwd: (!l.cwd.is_empty()).then_some(l.cwd),
-                    user: l.user,
-                    timeout_s: (l.timeout_s != 0).then_some(l.timeout_s),
-                    gpus: l.gpus,
-                    cores: l.cores,
-                })
-            }
-            Msg::Kill(k) => ServerMsg::Kill {
-                attempt: AttemptId(k.attempt_id),
-                reason: k.reason,
-            },
-            Msg::Acked(a) => ServerMsg::Acked(a.attempt_ids.into_iter().map(AttemptId).collect()),
-            Msg::HeartbeatAck(h) => ServerMsg::HeartbeatAck { seq: h.seq },
-        },
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn worker_messages_round_trip() {
-        let msgs = vec![
-            WorkerMsg::Register {
-                host: HostReport {
-                    name: "h1".into(),
-                    cores: 1600,
-                    tags: vec!["a".into()],
-                    ..Default::default()
-                },
-                running: vec![RunningFrame {
-                    attempt: AttemptId(3),
-                    rss_kb: 10,
-                    max_rss_kb: 20,
-                    cpu_ms: 5,
-                    log_size: 7,
-                }],
-            },
-            WorkerMsg::Log {
-                attempt: AttemptId(1),
-                offset: 9,
-                data: b"hi".to_vec(),
-            },
-            WorkerMsg::Ended(FrameEnded {
-                attempt: AttemptId(1),
-                exit: Exit::Signaled(9),
-                started_at: 1,
-                ended_at: 2,
-                max_rss_kb: 0,
-                cpu_ms: 0,
-                log_size: 0,
-            }),
-        ];
-        for m in msgs {
-            assert_eq!(worker_msg(m.clone().into()).unwrap(), m);
-        }
-    }
-
-    #[test]
-    fn launch_round_trips_both_command_forms() {
-        for command in [
-            Command::Shell("echo #FRAME#".into()),
-            Command::Argv(vec!["a".into(), "b c".into()]),
-        ] {
-            let m = ServerMsg::Launch(link::Launch {
-                attempt: AttemptId(1),
-                job: "j".into(),
-                frame_label: "l/1".into(),
-                command,
-                env: [("A".to_string(), "1".to_string())].into(),
-                cwd: Some("/tmp".into()),
-                user: "u".into(),
-                timeout_s: Some(5),
-                gpus: 1,
-                cores: 100,
-            });
-            assert_eq!(server_msg(m.clone().into()).unwrap(), m);
-        }
-    }
 }

@@ -1,10 +1,11 @@
 //! The server side of the wire: domain-level traits the server implements,
 //! adapted to tonic's generated services and served on one port.
 
-use crate::convert::worker_msg;
+use crate::convert::{admin_command, worker_msg};
 use crate::pb;
 use crate::{Error, Result};
 use futures::{Stream, StreamExt};
+use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
 use std::future::Future;
@@ -36,6 +37,9 @@ pub trait FarmApi: Send + Sync + 'static {
     async fn hosts(&self) -> Result<Vec<HostInfo>>;
     async fn set_host_lock(&self, host: String, locked: bool) -> Result<HostInfo>;
     async fn server_info(&self) -> Result<ServerInfo>;
+    /// Applies a wrangler's change; returns a line saying what changed.
+    async fn admin(&self, cmd: Admin) -> Result<String>;
+    async fn structure(&self) -> Result<StructureView>;
 }
 
 /// The worker link in domain terms: one call per worker connection.
@@ -148,6 +152,22 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         Ok(Response::new(
             self.0.set_host_lock(r.host, r.locked).await?.into(),
         ))
+    }
+
+    async fn admin(
+        &self,
+        r: Request<pb::AdminRequest>,
+    ) -> Result<Response<pb::AdminReply>, Status> {
+        let cmd = admin_command(r.into_inner())?;
+        let message = self.0.admin(cmd).await?;
+        Ok(Response::new(pb::AdminReply { message }))
+    }
+
+    async fn get_structure(
+        &self,
+        _: Request<pb::StructureRequest>,
+    ) -> Result<Response<pb::Structure>, Status> {
+        Ok(Response::new(self.0.structure().await?.into()))
     }
 
     async fn server_info(

@@ -3,7 +3,7 @@
 
 use crate::applier::Request;
 use crate::logs::LogStore;
-use kiln_core::farm::Action;
+use kiln_core::farm::{Action, Admin};
 use kiln_core::spec::{self, Format, SubmitContext};
 use kiln_core::view::*;
 use kiln_proto::server::FarmApi;
@@ -179,6 +179,14 @@ impl<S: Store> FarmApi for Api<S> {
 
     async fn set_host_lock(&self, host: String, locked: bool) -> Result<HostInfo> {
         self.ask(|tx| Request::Lock(host, locked, tx)).await
+    }
+
+    async fn admin(&self, cmd: Admin) -> Result<String> {
+        self.ask(|tx| Request::Admin(cmd, tx)).await
+    }
+
+    async fn structure(&self) -> Result<StructureView> {
+        self.ask(Request::Structure).await
     }
 
     async fn server_info(&self) -> Result<ServerInfo> {

@@ -6,7 +6,7 @@
 
 use crate::logs::LogStore;
 use crate::{now_ms, Error};
-use kiln_core::farm::{Action, Dirty, Farm, WorkerEvent};
+use kiln_core::farm::{Action, Admin, Dirty, Farm, WorkerEvent};
 use kiln_core::link::ServerMsg;
 use kiln_core::model::{AttemptId, FrameId, FrameState};
 use kiln_core::spec::NewJob;
@@ -52,6 +52,9 @@ pub enum Request {
     Hosts(Reply<Vec<HostInfo>>),
     Lock(String, bool, Reply<HostInfo>),
     Counts(oneshot::Sender<(usize, usize)>),
+    /// A wrangler's change; the reply is the line saying what changed.
+    Admin(Admin, Reply<String>),
+    Structure(Reply<StructureView>),
     /// A worker connection opened; messages for it go to the sender.
     Attach(u64, mpsc::UnboundedSender<ServerMsg>),
     /// The server is stopping: end every worker stream so the transport can
@@ -121,7 +124,17 @@ impl<S: Store> Applier<S> {
         let snapshot = self.farm.snapshot(now);
         if !snapshot.demands.is_empty() {
             let plan = sched::plan(&snapshot);
-            self.farm.apply_plan(&plan, now);
+            let started = self.farm.apply_plan(&plan, now);
+            tracing::debug!(
+                demands = snapshot.demands.len(),
+                hosts = snapshot.hosts.len(),
+                assignments = plan.assignments.len(),
+                frames = plan.frames(),
+                started,
+                waiting_layers = plan.waits.len(),
+                reservations = plan.reservations.len(),
+                "scheduling pass"
+            );
         }
         let dirty = self.farm.take_dirty();
         let outgoing = self.farm.take_outgoing();
@@ -217,6 +230,10 @@ impl<S: Store> Applier<S> {
                     let _ = tx.send(counts);
                 }));
             }
+            // Like every write, the reply waits for the commit of the batch
+            // holding the change (see `step`).
+            Request::Admin(cmd, tx) => later(replies, tx, farm.admin(cmd, now)),
+            Request::Structure(tx) => later(replies, tx, Ok(farm.structure())),
             Request::Attach(session, tx) => {
                 self.sessions.insert(session, tx);
             }
@@ -238,5 +255,6 @@ fn to_batch(d: Dirty) -> Batch {
         frames: d.frames,
         attempts: d.attempts,
         hosts: d.hosts,
+        structure: d.structure,
     }
 }

@@ -78,6 +78,7 @@ pub async fn serve(
             frames: image.frames,
             hosts: image.hosts,
             running_attempts: image.running_attempts,
+            structure: image.structure,
             max_ids: [ids.job, ids.layer, ids.frame, ids.attempt, ids.host],
         },
         now_ms(),
