@@ -108,6 +108,7 @@ impl Daemon {
             runner::Exit::TimedOut => Exit::TimedOut,
             runner::Exit::Killed(r) => Exit::Killed(r),
             runner::Exit::FailedToStart(r) => Exit::FailedToStart(r),
+            runner::Exit::OutOfMemory { rss_kb } => Exit::OutOfMemory { rss_kb },
         };
         let ended = FrameEnded {
             attempt: f.attempt,
@@ -163,16 +164,18 @@ impl Daemon {
             return;
         }
         let log_path = self.local_log(l.attempt);
+        let env = l.env().into_iter().collect();
         self.runner.launch(Launch {
             attempt: l.attempt,
             job_name: l.job,
             frame_label: l.frame_label,
             command: l.command,
-            env: l.env.into_iter().collect(),
+            env,
             cwd: l.cwd.map(PathBuf::from),
             user: l.user,
             timeout: l.timeout_s.map(Duration::from_secs),
             gpus: l.gpus,
+            memory_limit_kb: (l.memory_kb > 0).then_some(l.memory_kb),
             log_path,
         });
     }

@@ -64,6 +64,7 @@ impl Rig {
             user: "alice".into(),
             timeout: None,
             gpus: 0,
+            memory_limit_kb: None,
             log_path: self.dir.path().join("logs").join(format!("{attempt}.log")),
         }
     }
@@ -359,13 +360,15 @@ async fn kill_ends_a_frame() {
 #[tokio::test]
 async fn reports_memory_and_cpu() {
     let mut r = rig(|_| {});
-    let l = r.frame(
+    let mut l = r.frame(
         1,
         sh(
             "python3 -c \"b=bytearray(50*1024*1024); import time; time.sleep(1.5)\"; \
             i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
         ),
     );
+    // A limit it stays under changes nothing.
+    l.memory_limit_kb = Some(1 << 20);
     r.runner.launch(l);
     // The sampler runs once a second; look after its first pass.
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -379,6 +382,40 @@ async fn reports_memory_and_cpu() {
     assert_eq!(f.exit, Exit::Exited(0));
     assert!(f.max_rss_kb >= 50 * 1024, "{f:?}");
     assert!(f.cpu_ms > 0, "{f:?}");
+}
+
+#[tokio::test]
+async fn a_frame_past_its_memory_reservation_is_killed_as_out_of_memory() {
+    let mut r = rig(|_| {});
+    // The memory is in a child of the frame's shell, so the limit holds for
+    // the whole group, not just the main process.
+    let mut l = r.frame(
+        1,
+        sh("echo pgid=$$; python3 -c \"b=bytearray(120*1024*1024); import time; time.sleep(30)\"; echo survived"),
+    );
+    l.memory_limit_kb = Some(40 << 10);
+    let log_path = l.log_path.clone();
+    let start = Instant::now();
+    r.runner.launch(l);
+    let f = r.next().await;
+    match f.exit {
+        Exit::OutOfMemory { rss_kb } => assert!(rss_kb > 40 << 10, "{rss_kb}"),
+        ref other => panic!("{other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(f.max_rss_kb >= 100 << 10, "{f:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("memory limit: 40M"), "{log}");
+    assert!(
+        log.contains("killed: out of memory: used ") && log.contains("more than the 40M"),
+        "{log}"
+    );
+    assert!(!log.contains("\nsurvived\n"), "{log}");
+    assert!(group_gone(pgid_in(&log)).await);
 }
 
 #[tokio::test]
@@ -536,6 +573,7 @@ fn worker_to_be_killed() {
             user: "alice".into(),
             timeout: None,
             gpus: 0,
+            memory_limit_kb: None,
             log_path: dir.join("1.log"),
         });
         tokio::time::sleep(Duration::from_secs(100)).await;

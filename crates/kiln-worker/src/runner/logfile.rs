@@ -50,12 +50,19 @@ pub(super) fn header(
     if let Some(t) = l.timeout {
         let _ = writeln!(h, "timeout: {}", secs(t));
     }
+    if let Some(m) = l.memory_limit_kb {
+        let _ = writeln!(h, "memory limit: {}", human_kb(m));
+    }
     let _ = writeln!(h, "started: {}", rfc3339(started));
     h.push_str("===\n");
     h
 }
 
-pub(super) fn footer(f: &Finished, timeout: Option<Duration>) -> String {
+pub(super) fn footer(
+    f: &Finished,
+    timeout: Option<Duration>,
+    memory_limit_kb: Option<u64>,
+) -> String {
     let mut s = String::with_capacity(160);
     s.push_str("=== kiln frame ended\n");
     let _ = match &f.exit {
@@ -67,6 +74,12 @@ pub(super) fn footer(f: &Finished, timeout: Option<Duration>) -> String {
         },
         Exit::Killed(reason) => writeln!(s, "killed: {reason}"),
         Exit::FailedToStart(reason) => writeln!(s, "failed to start: {reason}"),
+        Exit::OutOfMemory { rss_kb } => writeln!(
+            s,
+            "killed: out of memory: used {}, more than the {} the frame reserved",
+            human_kb(*rss_kb),
+            memory_limit_kb.map_or_else(|| "memory".to_owned(), human_kb)
+        ),
     };
     let runtime = Duration::from_millis((f.ended_at - f.started_at).max(0) as u64);
     let _ = writeln!(

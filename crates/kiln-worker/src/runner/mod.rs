@@ -1,7 +1,8 @@
 //! Runs frames as real processes on this host: one process group per frame,
 //! output straight into a local log file, the job's user when the worker is
 //! root, timeouts and kills that take the whole group down, and the frame's
-//! memory and CPU sampled from `/proc` while it runs.
+//! memory and CPU sampled from `/proc` while it runs (a frame whose group
+//! goes past its memory reservation is killed like a timed-out one).
 //!
 //! Threads and tasks, kept few because the daemon must stay small:
 //! - one long-lived spawner thread prepares and starts every frame (see
@@ -90,6 +91,10 @@ pub struct Launch {
     pub timeout: Option<Duration>,
     /// GPUs granted; the runner picks which.
     pub gpus: u32,
+    /// The frame's memory reservation: when its process group's resident
+    /// memory, sampled once a second, goes past it, the frame is killed and
+    /// ends as [`Exit::OutOfMemory`]. `None`: no limit.
+    pub memory_limit_kb: Option<u64>,
     /// The local log file to create.
     pub log_path: PathBuf,
 }
@@ -102,6 +107,11 @@ pub enum Exit {
     TimedOut,
     Killed(String),
     FailedToStart(String),
+    /// Killed for using more memory than it reserved: `rss_kb` is the
+    /// sample that went past the limit.
+    OutOfMemory {
+        rss_kb: u64,
+    },
 }
 
 impl Exit {
@@ -172,6 +182,7 @@ struct Slot {
     finishing: bool,
     wake: Arc<Notify>,
     gpus: Vec<u32>,
+    memory_limit_kb: Option<u64>,
 }
 
 struct Job {
@@ -236,6 +247,7 @@ impl Runner {
                     finishing: false,
                     wake: Arc::new(Notify::new()),
                     gpus: Vec::new(),
+                    memory_limit_kb: l.memory_limit_kb,
                 },
             );
             if !st.sampling {

@@ -148,6 +148,7 @@ fn start(job: Job) {
         started,
         spawned_at,
         timeout: l.timeout,
+        memory_limit_kb: l.memory_limit_kb,
     };
     rt.spawn(supervise(inner, run));
 }
@@ -174,7 +175,7 @@ fn end_unstarted(
         cpu_ms: 0,
     };
     if let Some(mut log) = log {
-        let _ = log.write_all(footer(&f, l.timeout).as_bytes());
+        let _ = log.write_all(footer(&f, l.timeout, l.memory_limit_kb).as_bytes());
     }
     if let Some(dir) = scratch {
         remove_scratch(&dir);

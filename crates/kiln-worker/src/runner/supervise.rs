@@ -1,7 +1,8 @@
 //! Watching frames once they run: the per-frame task that enforces the
 //! timeout and kills (SIGTERM, then SIGKILL after the grace period), waits
 //! for the exit on a pidfd, reaps with `wait4` and reports; and the single
-//! task that samples every running frame's memory and CPU from `/proc`.
+//! task that samples every running frame's memory and CPU from `/proc`,
+//! and asks for the kill of a frame past its memory reservation.
 
 use super::logfile::{footer, ms};
 use super::{Exit, Finished, Inner, Usage};
@@ -31,6 +32,7 @@ pub(super) struct Running {
     pub(super) started: SystemTime,
     pub(super) spawned_at: Instant,
     pub(super) timeout: Option<Duration>,
+    pub(super) memory_limit_kb: Option<u64>,
 }
 
 enum Phase {
@@ -111,7 +113,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
         cpu_ms: ru_cpu.max(sampled.cpu_ms),
     };
     let mut log = r.log;
-    if let Err(e) = log.write_all(footer(&finished, r.timeout).as_bytes()) {
+    if let Err(e) = log.write_all(footer(&finished, r.timeout, r.memory_limit_kb).as_bytes()) {
         tracing::warn!(attempt = %r.attempt, "cannot write log footer: {e}");
     }
     drop(log);
@@ -246,6 +248,12 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
                 s.usage.max_rss_kb = s.usage.max_rss_kb.max(g.rss_kb);
                 // Reaped children leave the sum; never report CPU going back.
                 s.usage.cpu_ms = s.usage.cpu_ms.max(g.cpu_ms);
+                // The server reserved this much for it on this host; more
+                // would take memory other frames were promised. The same
+                // path as a kill: SIGTERM, then SIGKILL after the grace.
+                if s.memory_limit_kb.is_some_and(|m| g.rss_kb > m) {
+                    s.request_stop(Exit::OutOfMemory { rss_kb: g.rss_kb });
+                }
             }
         }
     }
