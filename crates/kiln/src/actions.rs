@@ -1,7 +1,9 @@
-//! Commands that change things: kill, pause, resume, retry, eat, host locks.
+//! Commands that change things: kill, pause, resume, retry, eat, and hosts
+//! (locks, allocation, tags, repair).
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use kiln_core::farm::Admin;
 use kiln_core::view::ActQuery;
 use kiln_proto::client::Client;
 use std::process::ExitCode;
@@ -24,6 +26,31 @@ pub enum HostCmd {
     Lock { host: String },
     /// Let a locked host take frames again.
     Unlock { host: String },
+    /// Move a host to another allocation (pool); running frames finish
+    /// where they are.
+    Move {
+        host: String,
+        /// FACILITY.POOL; `kiln allocs` lists them.
+        alloc: String,
+    },
+    /// Give a host tags layers can ask for, on top of its worker's.
+    Tag {
+        host: String,
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Take tags given with `kiln host tag` off a host.
+    Untag {
+        host: String,
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Put a host in REPAIR: nothing new starts on it until `kiln host
+    /// fixed`; running frames finish.
+    Repair { host: String },
+    /// Take a host out of REPAIR (Kiln also puts hosts there when frames of
+    /// several jobs kept failing on them).
+    Fixed { host: String },
 }
 
 pub async fn act(action: &str, a: ActArgs, server: &str) -> Result<ExitCode> {
@@ -42,11 +69,37 @@ pub async fn act(action: &str, a: ActArgs, server: &str) -> Result<ExitCode> {
 }
 
 pub async fn host(cmd: HostCmd, server: &str) -> Result<ExitCode> {
-    let client = Client::connect(server).await?;
+    let admin = |cmd| crate::wrangle::send(server, cmd);
     let (name, locked) = match cmd {
         HostCmd::Lock { host } => (host, true),
         HostCmd::Unlock { host } => (host, false),
+        HostCmd::Move { host, alloc } => {
+            return admin(Admin::MoveHost {
+                host,
+                allocation: alloc,
+            })
+            .await
+        }
+        HostCmd::Tag { host, tags } => {
+            return admin(Admin::TagHost {
+                host,
+                add: tags,
+                remove: vec![],
+            })
+            .await
+        }
+        HostCmd::Untag { host, tags } => {
+            return admin(Admin::TagHost {
+                host,
+                add: vec![],
+                remove: tags,
+            })
+            .await
+        }
+        HostCmd::Repair { host } => return admin(Admin::Repair { host, on: true }).await,
+        HostCmd::Fixed { host } => return admin(Admin::Repair { host, on: false }).await,
     };
+    let client = Client::connect(server).await?;
     let h = client.set_host_lock(&name, locked).await?;
     println!(
         "host {} is {}",

@@ -78,6 +78,7 @@ fn farm_config(down_after: &str) -> Result<FarmConfig> {
         down_after_ms,
         // Several heartbeats fit in the silence window before a host is DOWN.
         heartbeat_ms: (down_after_ms / 6).clamp(200, 5_000) as u32,
+        ..FarmConfig::default()
     })
 }
 

@@ -4,9 +4,14 @@
 
 mod actions;
 mod fmt;
+mod job;
 mod local;
+mod parse;
+mod service;
 mod show;
+mod structure;
 mod submit;
+mod wrangle;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,8 +48,9 @@ enum Cmd {
     Submit(submit::SubmitArgs),
     /// List jobs (unfinished ones unless --all).
     Jobs(show::JobsArgs),
-    /// Show a job: its layers and their frames by state.
-    Job(show::JobArgs),
+    /// Show a job: its layers, their frames by state and why frames wait.
+    /// `kiln job set|unavoid` change a job.
+    Job(job::JobArgs),
     /// List a job's frames.
     Frames(show::FramesArgs),
     /// Print a frame's log (--follow to keep reading while it runs).
@@ -61,10 +67,52 @@ enum Cmd {
     Eat(actions::ActArgs),
     /// List render hosts.
     Hosts(show::HostsArgs),
-    /// Lock or unlock a host.
+    /// Change a host: lock, unlock, move, tag, untag, repair, fixed.
     Host {
         #[command(subcommand)]
         command: actions::HostCmd,
+    },
+    /// List facilities (sites).
+    Facilities(structure::ListArgs),
+    /// Create or remove a facility.
+    Facility {
+        #[command(subcommand)]
+        command: wrangle::FacilityCmd,
+    },
+    /// List allocations (pools of hosts) with their hosts and cores.
+    Allocs(structure::ListArgs),
+    /// Create, retag or remove an allocation.
+    Alloc {
+        #[command(subcommand)]
+        command: wrangle::AllocCmd,
+    },
+    /// List shows with their defaults, cores in use and subscriptions.
+    Shows(structure::ListArgs),
+    /// Create a show, or enable, disable or change one.
+    Show {
+        #[command(subcommand)]
+        command: wrangle::ShowCmd,
+    },
+    /// List subscriptions: each show's share of each allocation.
+    Subs(structure::SubsArgs),
+    /// Set or remove a show's subscription to an allocation.
+    Sub {
+        #[command(subcommand)]
+        command: wrangle::SubCmd,
+    },
+    /// List limits (license counters) with how many are in use.
+    Limits(structure::ListArgs),
+    /// Set or remove a limit.
+    Limit {
+        #[command(subcommand)]
+        command: wrangle::LimitCmd,
+    },
+    /// List services (named layer defaults).
+    Services(structure::ListArgs),
+    /// Set or remove a service.
+    Service {
+        #[command(subcommand)]
+        command: service::ServiceCmd,
     },
 }
 
@@ -120,7 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Worker(a) => local::worker(a, &server).await,
         Cmd::Submit(a) => submit::submit(a, &server).await,
         Cmd::Jobs(a) => show::jobs(a, &server).await,
-        Cmd::Job(a) => show::job(a, &server).await,
+        Cmd::Job(a) => job::job(a, &server).await,
         Cmd::Frames(a) => show::frames(a, &server).await,
         Cmd::Log(a) => show::log(a, &server).await,
         Cmd::Kill(a) => actions::act("kill", a, &server).await,
@@ -130,6 +178,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Eat(a) => actions::act("eat", a, &server).await,
         Cmd::Hosts(a) => show::hosts(a, &server).await,
         Cmd::Host { command } => actions::host(command, &server).await,
+        Cmd::Facilities(a) => structure::facilities(a, &server).await,
+        Cmd::Facility { command } => wrangle::facility(command, &server).await,
+        Cmd::Allocs(a) => structure::allocations(a, &server).await,
+        Cmd::Alloc { command } => wrangle::alloc(command, &server).await,
+        Cmd::Shows(a) => structure::shows(a, &server).await,
+        Cmd::Show { command } => wrangle::show(command, &server).await,
+        Cmd::Subs(a) => structure::subscriptions(a, &server).await,
+        Cmd::Sub { command } => wrangle::sub(command, &server).await,
+        Cmd::Limits(a) => structure::limits(a, &server).await,
+        Cmd::Limit { command } => wrangle::limit(command, &server).await,
+        Cmd::Services(a) => structure::services(a, &server).await,
+        Cmd::Service { command } => service::service(command, &server).await,
     }
 }
 

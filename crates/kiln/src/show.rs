@@ -1,4 +1,4 @@
-//! Listing commands: jobs, job, frames, log, hosts.
+//! Listing commands: jobs, frames, log, hosts (`kiln job` is in `job.rs`).
 
 use crate::fmt::{self, print_table, table};
 use anyhow::Result;
@@ -15,14 +15,6 @@ pub struct JobsArgs {
     #[arg(long, short)]
     all: bool,
     /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-pub struct JobArgs {
-    /// Job id or name.
-    job: String,
     #[arg(long)]
     json: bool,
 }
@@ -123,58 +115,6 @@ pub async fn jobs(a: JobsArgs, server: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn job(a: JobArgs, server: &str) -> Result<ExitCode> {
-    let d = Client::connect(server).await?.job(&a.job).await?;
-    if a.json {
-        fmt::json(&d)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let j = &d.job;
-    println!("Job {} ({})  {}", j.name, j.id, j.status);
-    println!(
-        "  show {}  shot {}  user {}  priority {}{}",
-        j.show,
-        j.shot,
-        j.user,
-        j.priority,
-        if j.paused { "  PAUSED" } else { "" }
-    );
-    println!(
-        "  frames {} done of {}, {} running, {} dead  submitted {}",
-        j.counts.done(),
-        j.total,
-        j.counts.running,
-        j.counts.dead,
-        fmt::ago(j.submitted_at)
-    );
-    if !d.depends_on_jobs.is_empty() {
-        let ids: Vec<String> = d.depends_on_jobs.iter().map(|i| i.to_string()).collect();
-        println!("  waits for job(s) {}", ids.join(", "));
-    }
-    println!();
-    let mut t = table(&[
-        "LAYER", "FRAMES", "CORES", "MEM", "WAIT", "DEP", "RUN", "DONE", "DEAD", "EATEN", "DEPENDS",
-    ]);
-    for l in &d.layers {
-        let c = &l.counts;
-        t.add_row(vec![
-            format!("{}{}", l.name, if l.paused { " (paused)" } else { "" }),
-            l.frames.clone(),
-            fmt::cores(l.cores),
-            fmt::kb(l.memory_kb),
-            c.waiting.to_string(),
-            c.depend.to_string(),
-            c.running.to_string(),
-            c.succeeded.to_string(),
-            c.dead.to_string(),
-            c.eaten.to_string(),
-            l.depends.join(", "),
-        ]);
-    }
-    print_table(&t);
-    Ok(ExitCode::SUCCESS)
-}
-
 fn exit_cell(f: &FrameInfo) -> String {
     match (f.exit_status, f.exit_signal, f.outcome) {
         (Some(c), _, _) => c.to_string(),
@@ -194,11 +134,17 @@ pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = fmt::now_ms();
-    let mut t = table(&[
+    // Why waiting frames wait, only when some are listed.
+    let why = frames.iter().any(|f| f.why.is_some());
+    let mut head = vec![
         "ID", "FRAME", "STATE", "TRIES", "HOST", "CORES", "RUNTIME", "MAX RSS", "CPU", "EXIT",
-    ]);
+    ];
+    if why {
+        head.push("WHY");
+    }
+    let mut t = table(&head);
     for f in &frames {
-        t.add_row(vec![
+        let mut row = vec![
             f.id.to_string(),
             format!("{}/{}", f.layer, f.chunk),
             f.state.to_string(),
@@ -217,7 +163,15 @@ pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
                 fmt::opt_duration(Some(f.cpu_ms))
             },
             exit_cell(f),
-        ]);
+        ];
+        if why {
+            row.push(
+                f.why
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |w| w.text.clone()),
+            );
+        }
+        t.add_row(row);
     }
     print_table(&t);
     if frames.is_empty() {
@@ -281,12 +235,28 @@ pub async fn hosts(a: HostsArgs, server: &str) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = table(&[
-        "ID", "NAME", "STATE", "LOCK", "CORES", "MEMORY", "GPUS", "FRAMES", "LOAD", "TAGS", "SEEN",
+        "ID", "NAME", "ALLOC", "STATE", "LOCK", "CORES", "MEMORY", "GPUS", "FRAMES", "LOAD",
+        "TAGS", "SEEN",
     ]);
+    let mut manual = false;
     for h in &hosts {
+        // Tags a wrangler gave are starred: `kiln host untag` takes them off.
+        let tags: Vec<String> = h
+            .tags
+            .iter()
+            .map(|t| {
+                if h.manual_tags.contains(t) {
+                    manual = true;
+                    format!("{t}*")
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
         t.add_row(vec![
             h.id.to_string(),
             h.name.clone(),
+            h.allocation.clone(),
             format!("{:?}", h.state).to_uppercase(),
             format!("{:?}", h.lock).to_uppercase(),
             format!("{}/{}", fmt::cores(h.cores_used), fmt::cores(h.cores)),
@@ -294,10 +264,13 @@ pub async fn hosts(a: HostsArgs, server: &str) -> Result<ExitCode> {
             format!("{}/{}", h.gpus_used, h.gpus),
             h.running.to_string(),
             format!("{:.2}", h.load),
-            h.tags.join(","),
+            tags.join(","),
             fmt::ago(h.last_seen),
         ]);
     }
     print_table(&t);
+    if manual {
+        println!("(* a tag given with `kiln host tag`)");
+    }
     Ok(ExitCode::SUCCESS)
 }
