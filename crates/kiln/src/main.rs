@@ -3,6 +3,7 @@
 //! lives in its own module.
 
 mod actions;
+mod fleet;
 mod fmt;
 mod local;
 mod show;
@@ -66,6 +67,8 @@ enum Cmd {
         #[command(subcommand)]
         command: actions::HostCmd,
     },
+    /// Load test: simulate N workers that run frames by waiting.
+    Fleet(fleet::FleetArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Eat(a) => actions::act("eat", a, &server).await,
         Cmd::Hosts(a) => show::hosts(a, &server).await,
         Cmd::Host { command } => actions::host(command, &server).await,
+        Cmd::Fleet(a) => fleet::fleet(a, &server).await,
     }
 }
 
