@@ -14,6 +14,7 @@ use kiln_core::size::{parse_duration_s, parse_memory_kb};
 use kiln_proto::client::{Client, LinkChannel};
 use stats::{Progress, Stats};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,7 +189,7 @@ pub async fn fleet(a: FleetArgs, server: &str) -> Result<ExitCode> {
         }
     };
     eprintln!("{}", progress.line(&stats, p.hosts as u64));
-    let connected = stats.connected.load(std::sync::atomic::Ordering::Relaxed);
+    let connected = stats.connected.load(Ordering::Relaxed);
 
     // Leave as workers do: goodbye, kill the frames, wait for their ends to
     // be acknowledged, so the server requeues them now rather than after

@@ -157,6 +157,32 @@ fn a_killed_fleet_goes_down_and_a_restarted_one_finishes_the_job() {
 }
 
 #[test]
+fn the_fleet_reconnects_to_a_restarted_server_and_keeps_its_frames() {
+    let mut farm = Farm::start(0, 0);
+    let fleet = Fleet::start(&farm, &["--hosts", "5", "--cores", "4", "--json"]);
+    farm.wait_hosts(5);
+    let job = farm.submit("restart", &sim_job("restart", 60, "1s"));
+    wait_until(Duration::from_secs(20), || {
+        let f = farm.frames(&job);
+        count(&f, "SUCCEEDED") > 0 && count(&f, "RUNNING") > 0
+    });
+    farm.kill_server();
+    // Frames end while the server is away; their ends wait for it.
+    std::thread::sleep(Duration::from_millis(1200));
+    farm.start_server();
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    let frames = farm.frames(&job);
+    assert_eq!(count(&frames, "SUCCEEDED"), 60);
+    assert!(
+        frames.iter().all(|f| f["attempts"] == 1),
+        "running frames were kept and held ends delivered, nothing ran twice"
+    );
+    let s = summary(&fleet.term(Duration::from_secs(20)));
+    assert!(s["reconnects"].as_u64().unwrap() >= 5, "{s}");
+    assert_eq!(s["frames_started"], 60, "{s}");
+}
+
+#[test]
 fn scenario_variables_make_frames_fail_and_time_out() {
     let farm = Farm::start(0, 0);
     let _fleet = Fleet::start(&farm, &["--hosts", "2", "--cores", "4", "--speed", "100"]);

@@ -14,6 +14,7 @@ use kiln_proto::client::{attach_worker, LinkChannel};
 use kiln_worker::session::{Action, Ms, Session};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -110,9 +111,7 @@ impl SimHost {
         }
         let stats = &self.shared.stats;
         if self.used_cores + l.cores > self.report.cores {
-            stats
-                .overcommits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.overcommits.fetch_add(1, Relaxed);
         }
         self.used_cores += l.cores;
         stats.launched(l.cores);
@@ -286,10 +285,7 @@ pub async fn run(mut h: SimHost, link: LinkChannel) {
             return;
         }
         let wait = Duration::from_millis(h.session.disconnected());
-        h.shared
-            .stats
-            .reconnects
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        h.shared.stats.reconnects.fetch_add(1, Relaxed);
         // Frames keep ending while away; their ends wait for the next link.
         let until = Instant::now() + wait;
         let mut tick = h.ticker();
@@ -336,7 +332,7 @@ async fn connected(
                     let actions = h.session.on_server(msg, now);
                     if registering && h.session.is_registered() {
                         was_registered = true;
-                        stats.connected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        stats.connected.fetch_add(1, Relaxed);
                         // What the server is missing: ends (after their logs).
                         for e in h.session.unacked() {
                             send_end(&h.report.name, WorkerMsg::Ended(e), out);
@@ -378,9 +374,7 @@ async fn connected(
         }
     };
     if was_registered {
-        stats
-            .connected
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        stats.connected.fetch_sub(1, Relaxed);
     }
     result
 }

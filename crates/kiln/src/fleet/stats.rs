@@ -12,6 +12,8 @@ use tokio::sync::Notify;
 
 pub struct Stats {
     start: Instant,
+    /// `start` on the wall clock, to line fleet events up with others.
+    start_unix_ms: i64,
     /// Centicores offered by the whole fleet.
     pub total_cores: u64,
     /// Busy centicores at which --until-busy (else 99 %) is reached.
@@ -41,6 +43,9 @@ pub struct Summary {
     pub connected_hosts: u64,
     /// Milliseconds from the fleet's start to the first launch.
     pub first_launch_ms: Option<u64>,
+    /// The first launch in milliseconds since the Unix epoch, to compare
+    /// with when a job was submitted.
+    pub first_launch_unix_ms: Option<i64>,
     /// From the first launch until 99 % of the cores were busy.
     pub fill_99_ms: Option<u64>,
     pub until_busy_pct: Option<f64>,
@@ -63,6 +68,7 @@ impl Stats {
     pub fn new(total_cores: u64, until_busy_pct: Option<f64>) -> Stats {
         Stats {
             start: Instant::now(),
+            start_unix_ms: kiln_server::now_ms(),
             total_cores,
             until_busy: until_busy_pct.map_or(u64::MAX, |p| threshold(total_cores, p)),
             full: threshold(total_cores, 99.0),
@@ -126,6 +132,7 @@ impl Stats {
             total_cores: self.total_cores as f64 / 100.0,
             connected_hosts: self.connected.load(Relaxed),
             first_launch_ms: (first > 0).then(|| first - 1),
+            first_launch_unix_ms: (first > 0).then(|| self.start_unix_ms + first as i64 - 1),
             fill_99_ms: self.since_first(&self.full_at),
             until_busy_pct,
             fill_until_busy_ms: until_busy_pct.and(self.since_first(&self.until_busy_at)),
