@@ -253,15 +253,15 @@ pub fn validate(spec: JobSpec, ctx: &SubmitContext) -> Result<NewJob> {
     let max_cores = match &spec.max_cores {
         None => None,
         Some(t) => match t.trim().parse::<f64>() {
-            Ok(v) if (0.01..=10_000_000.0).contains(&v) => {
-                Some((v * 100.0).round() as Centicores)
-            }
-            _ => return Err(Error::spec(
-                "max_cores",
-                format!(
+            Ok(v) if (0.01..=10_000_000.0).contains(&v) => Some((v * 100.0).round() as Centicores),
+            _ => {
+                return Err(Error::spec(
+                    "max_cores",
+                    format!(
                     "{t:?} is not a number of cores; give one number of at least 0.01, like 100"
                 ),
-            )),
+                ))
+            }
         },
     };
     check_env("env", &spec.env)?;

@@ -22,15 +22,9 @@ pub fn normalize_url(url: &str) -> String {
     }
 }
 
-async fn channel(url: &str) -> Result<Channel> {
+fn endpoint(url: &str) -> Result<Endpoint> {
     let url = normalize_url(url);
-    let unreachable = |e: &dyn std::fmt::Display| {
-        Error::Unavailable(format!(
-            "cannot reach the server at {url} ({e}): is `kiln server` (or `kiln up`) running? \
-             Point --server or KILN_SERVER at it"
-        ))
-    };
-    let endpoint = Endpoint::from_shared(url.clone())
+    Ok(Endpoint::from_shared(url.clone())
         .map_err(|e| {
             Error::Invalid(format!(
                 "{url:?} is not a server address ({e}): write it like http://farm:7676"
@@ -39,8 +33,18 @@ async fn channel(url: &str) -> Result<Channel> {
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20));
-    endpoint.connect().await.map_err(|e| unreachable(&e))
+        .keep_alive_timeout(Duration::from_secs(20)))
+}
+
+async fn channel(url: &str) -> Result<Channel> {
+    let endpoint = endpoint(url)?;
+    endpoint.connect().await.map_err(|e| {
+        Error::Unavailable(format!(
+            "cannot reach the server at {} ({e}): is `kiln server` (or `kiln up`) running? \
+             Point --server or KILN_SERVER at it",
+            normalize_url(url)
+        ))
+    })
 }
 
 /// A connection to a Kiln server's farm API.
@@ -226,7 +230,28 @@ pub async fn connect_worker(
     url: &str,
     outgoing: impl Stream<Item = WorkerMsg> + Send + 'static,
 ) -> Result<impl Stream<Item = Result<ServerMsg>>> {
-    let mut client = pb::worker_link_client::WorkerLinkClient::new(channel(url).await?);
+    attach_worker(&LinkChannel(channel(url).await?), outgoing).await
+}
+
+/// One connection to a server that many worker links share, each link an
+/// HTTP/2 stream on it: a simulated fleet needs thousands of links, not
+/// thousands of sockets.
+#[derive(Clone)]
+pub struct LinkChannel(Channel);
+
+impl LinkChannel {
+    /// Connects on first use, and again on the next use after a failure.
+    pub fn lazy(url: &str) -> Result<LinkChannel> {
+        Ok(LinkChannel(endpoint(url)?.connect_lazy()))
+    }
+}
+
+/// [`connect_worker`] over a shared connection.
+pub async fn attach_worker(
+    channel: &LinkChannel,
+    outgoing: impl Stream<Item = WorkerMsg> + Send + 'static,
+) -> Result<impl Stream<Item = Result<ServerMsg>>> {
+    let mut client = pb::worker_link_client::WorkerLinkClient::new(channel.0.clone());
     let out = outgoing.map(pb::WorkerMessage::from);
     let incoming = client.attach(out).await?.into_inner();
     Ok(incoming.map(|m| match m {

@@ -88,7 +88,7 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     tokio::select! {
@@ -260,7 +260,7 @@ async fn drive(url: &str, specs: &[PathBuf], exit_when_done: bool) -> Result<Exi
 }
 
 /// Logs to stderr; `KILN_LOG` (e.g. `debug`, `kiln_server=debug`) overrides.
-fn init_logging(default: &str) {
+pub(crate) fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

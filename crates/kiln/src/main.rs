@@ -3,6 +3,7 @@
 //! lives in its own module.
 
 mod actions;
+mod fleet;
 mod fmt;
 mod job;
 mod local;
@@ -114,6 +115,8 @@ enum Cmd {
         #[command(subcommand)]
         command: service::ServiceCmd,
     },
+    /// Load test: simulate N workers that run frames by waiting.
+    Fleet(fleet::FleetArgs),
 }
 
 fn main() -> ExitCode {
@@ -190,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Limit { command } => wrangle::limit(command, &server).await,
         Cmd::Services(a) => structure::services(a, &server).await,
         Cmd::Service { command } => service::service(command, &server).await,
+        Cmd::Fleet(a) => fleet::fleet(a, &server).await,
     }
 }
 

@@ -388,7 +388,9 @@ fn the_runnable_examples_run_to_completion() {
         "--json",
     ]);
     let job = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].to_string();
-    wait_until(Duration::from_secs(60), || farm.job_status(&job) == "FAILED");
+    wait_until(Duration::from_secs(60), || {
+        farm.job_status(&job) == "FAILED"
+    });
     let detail = farm.json(&["job", &job]);
     assert_eq!(detail["avoid_hosts"], serde_json::json!([]), "{detail}");
     let frames = farm.frames(&job);

@@ -248,3 +248,62 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
+
+/// A `kiln fleet` process: simulated hosts of the farm. Its stdout (the
+/// summary) is captured; its stderr goes to `fleet-<prefix>.log`.
+pub struct Fleet {
+    child: Option<Child>,
+}
+
+impl Fleet {
+    pub fn start(farm: &Farm, args: &[&str]) -> Fleet {
+        let log = std::fs::File::create(farm.path(&format!("fleet-{}.log", now_ms()))).unwrap();
+        let child = Command::new(kiln_bin())
+            .arg("fleet")
+            .args(args)
+            .env("KILN_SERVER", farm.url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kiln fleet");
+        Fleet { child: Some(child) }
+    }
+
+    /// Waits for the fleet to exit on its own.
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                panic!("kiln fleet still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// SIGTERM: the fleet says goodbye, prints its summary and exits.
+    pub fn term(self, timeout: Duration) -> Output {
+        let id = self.child.as_ref().unwrap().id();
+        unsafe { libc::kill(id as i32, libc::SIGTERM) };
+        self.wait(timeout)
+    }
+
+    /// SIGKILL: the hosts vanish without a word.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

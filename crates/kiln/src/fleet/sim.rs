@@ -1,0 +1,267 @@
+//! What a simulated frame does, read from its launch: how long it "runs",
+//! how it ends and how much memory it claims to use. Every random draw is
+//! keyed by the attempt id, so a scenario plays out the same way twice.
+
+use kiln_core::link::{Exit, Launch};
+use kiln_core::model::{AttemptId, Command};
+use kiln_core::size::{parse_duration_s, parse_memory_kb};
+use std::time::Duration;
+
+pub const RUNTIME_VAR: &str = "KILN_SIM_RUNTIME";
+pub const EXIT_VAR: &str = "KILN_SIM_EXIT";
+pub const FAIL_RATE_VAR: &str = "KILN_SIM_FAIL_RATE";
+pub const RSS_VAR: &str = "KILN_SIM_RSS";
+
+/// How one attempt will go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FramePlan {
+    /// Wall time to wait: the virtual runtime divided by the speed.
+    pub wait: Duration,
+    /// The runtime the frame stands for, before the speed-up.
+    pub virtual_ms: u64,
+    pub exit: Exit,
+    pub max_rss_kb: u64,
+}
+
+/// Reads the launch's `KILN_SIM_*` variables (or a `sleep N` command). A
+/// variable that does not parse fails the frame at once, saying why, as a
+/// real worker fails a command it cannot start.
+pub fn plan(l: &Launch, speed: f64, seed: u64) -> FramePlan {
+    match try_plan(l, seed) {
+        Ok((virtual_ms, exit, max_rss_kb)) => FramePlan {
+            wait: Duration::from_secs_f64(virtual_ms as f64 / 1000.0 / speed),
+            virtual_ms,
+            exit,
+            max_rss_kb,
+        },
+        Err(why) => FramePlan {
+            wait: Duration::ZERO,
+            virtual_ms: 0,
+            exit: Exit::FailedToStart(format!("kiln fleet: {why}")),
+            max_rss_kb: 0,
+        },
+    }
+}
+
+fn try_plan(l: &Launch, seed: u64) -> Result<(u64, Exit, u64), String> {
+    let var = |k: &str| {
+        l.base_env
+            .get(k)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let mut runtime_ms = match var(RUNTIME_VAR) {
+        Some(v) => runtime_ms(v, seed, l.attempt).map_err(|e| format!("{RUNTIME_VAR}: {e}"))?,
+        None => sleep_ms(&l.command).unwrap_or(0),
+    };
+    let code: i32 = match var(EXIT_VAR) {
+        Some(v) => v.parse().map_err(|_| {
+            format!("{EXIT_VAR}: {v:?} is not an exit code (write an integer such as 0 or 3)")
+        })?,
+        None => 0,
+    };
+    let fail_rate: f64 = match var(FAIL_RATE_VAR) {
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .ok_or_else(|| {
+                format!(
+                    "{FAIL_RATE_VAR}: {v:?} is not a rate (write a number from 0 to 1, like 0.05)"
+                )
+            })?,
+        None => 0.0,
+    };
+    let max_rss_kb = match var(RSS_VAR) {
+        Some(v) => parse_memory_kb(v).map_err(|e| format!("{RSS_VAR}: {e}"))?,
+        None => 0,
+    };
+    let mut exit = if code == 0 && fail_rate > 0.0 && draw(seed, l.attempt, 2) < fail_rate {
+        Exit::Exited(1)
+    } else {
+        Exit::Exited(code)
+    };
+    if let Some(limit) = l.timeout_s.map(|s| s.saturating_mul(1000)) {
+        if runtime_ms > limit {
+            runtime_ms = limit;
+            exit = Exit::TimedOut;
+        }
+    }
+    Ok((runtime_ms, exit, max_rss_kb))
+}
+
+/// A duration (`30s`, `1500ms`, `2m`, `1h30m`, `0.5s`) or a range
+/// `LO..HI` drawn uniformly, to the millisecond.
+pub fn runtime_ms(text: &str, seed: u64, attempt: AttemptId) -> Result<u64, String> {
+    let Some((lo, hi)) = text.split_once("..") else {
+        return parse_ms(text);
+    };
+    let (lo, hi) = (parse_ms(lo)?, parse_ms(hi)?);
+    if lo > hi {
+        return Err(format!(
+            "{text:?} is an empty range (write the shorter duration first, like 10s..60s)"
+        ));
+    }
+    let span = (hi - lo) as f64 + 1.0;
+    Ok(lo + ((draw(seed, attempt, 1) * span) as u64).min(hi - lo))
+}
+
+/// Milliseconds in a duration: what `parse_duration_s` reads, plus `ms`
+/// and fractions (`1.5s`), which simulated runtimes need.
+pub fn parse_ms(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let bad = || format!("{t:?} is not a duration (write it like 30s, 1500ms, 2m or 10s..60s)");
+    let (number, per_ms) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1e3)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60e3)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600e3)
+    } else {
+        (t, 1e3)
+    };
+    let simple = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if simple {
+        let n: f64 = number.parse().map_err(|_| bad())?;
+        let ms = n * per_ms;
+        return if ms < 1e15 {
+            Ok(ms.round() as u64)
+        } else {
+            Err(bad())
+        };
+    }
+    // Compound forms such as 1h30m, as the rest of Kiln writes them.
+    parse_duration_s(t)
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .ok_or_else(bad)
+}
+
+/// The seconds of a `sleep N` command, as a string or an argument list.
+fn sleep_ms(c: &Command) -> Option<u64> {
+    let words: Vec<&str> = match c {
+        Command::Shell(s) => s.split_whitespace().collect(),
+        Command::Argv(v) => v.iter().map(String::as_str).collect(),
+    };
+    match words[..] {
+        [prog, n] if prog.rsplit('/').next() == Some("sleep") => parse_ms(n).ok(),
+        _ => None,
+    }
+}
+
+/// A number in [0, 1) fixed by the seed, the attempt and what it is for.
+fn draw(seed: u64, attempt: AttemptId, purpose: u64) -> f64 {
+    let x = mix(mix(seed ^ mix(attempt.0 as u64)) ^ purpose);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// SplitMix64's finaliser: a bijection that scatters nearby inputs.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(attempt: i64, command: &str, env: &[(&str, &str)]) -> Launch {
+        Launch {
+            attempt: AttemptId(attempt),
+            job: "j".into(),
+            frame_label: "a/1".into(),
+            command: Command::Shell(command.into()),
+            base_env: std::sync::Arc::new(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            cwd: None,
+            user: "u".into(),
+            timeout_s: None,
+            gpus: 0,
+            cores: 100,
+            memory_kb: 0,
+            frame: kiln_core::model::FrameId(1),
+            number: 1,
+            last: 1,
+            chunk: "1".into(),
+            attempt_number: 1,
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_ms("1500ms"), Ok(1500));
+        assert_eq!(parse_ms("30s"), Ok(30_000));
+        assert_eq!(parse_ms("0.5s"), Ok(500));
+        assert_eq!(parse_ms("2m"), Ok(120_000));
+        assert_eq!(parse_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_ms("7"), Ok(7_000));
+        for bad in ["", "s", "-1s", "1x", "1.2.3s", "1e30s"] {
+            assert!(parse_ms(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_uniform_reproducible_and_bounded() {
+        let draws: Vec<u64> = (0..2000)
+            .map(|a| runtime_ms("10s..20s", 7, AttemptId(a)).unwrap())
+            .collect();
+        assert!(draws.iter().all(|&d| (10_000..=20_000).contains(&d)));
+        let mean = draws.iter().sum::<u64>() as f64 / draws.len() as f64;
+        assert!((mean - 15_000.0).abs() < 300.0, "{mean}");
+        assert_eq!(runtime_ms("10s..20s", 7, AttemptId(3)), Ok(draws[3]));
+        assert_ne!(runtime_ms("10s..20s", 8, AttemptId(3)), Ok(draws[3]));
+        assert_eq!(runtime_ms("5s..5s", 0, AttemptId(1)), Ok(5_000));
+        assert!(runtime_ms("20s..10s", 0, AttemptId(1)).is_err());
+    }
+
+    #[test]
+    fn runtime_from_env_then_sleep_then_zero() {
+        let p = plan(&launch(1, "render", &[(RUNTIME_VAR, "2s")]), 4.0, 0);
+        assert_eq!((p.wait, p.virtual_ms), (Duration::from_millis(500), 2_000));
+        assert_eq!(plan(&launch(1, "sleep 3", &[]), 1.0, 0).virtual_ms, 3_000);
+        let mut argv = launch(1, "", &[]);
+        argv.command = Command::Argv(vec!["/bin/sleep".into(), "0.25".into()]);
+        assert_eq!(plan(&argv, 1.0, 0).virtual_ms, 250);
+        assert_eq!(plan(&launch(1, "sleep 3; true", &[]), 1.0, 0).virtual_ms, 0);
+    }
+
+    #[test]
+    fn exits_failures_rss_and_timeouts() {
+        let p = plan(&launch(1, "x", &[(EXIT_VAR, "3"), (RSS_VAR, "2G")]), 1.0, 0);
+        assert_eq!((p.exit, p.max_rss_kb), (Exit::Exited(3), 2 << 20));
+        let failed = (0..1000)
+            .filter(|&a| {
+                let l = launch(a, "x", &[(FAIL_RATE_VAR, "0.25")]);
+                plan(&l, 1.0, 0).exit == Exit::Exited(1)
+            })
+            .count();
+        assert!((200..300).contains(&failed), "{failed}");
+        let mut l = launch(1, "x", &[(RUNTIME_VAR, "10m")]);
+        l.timeout_s = Some(60);
+        let p = plan(&l, 1.0, 0);
+        assert_eq!((p.exit, p.virtual_ms), (Exit::TimedOut, 60_000));
+    }
+
+    #[test]
+    fn bad_variables_fail_the_frame_naming_the_variable() {
+        for (k, v) in [
+            (RUNTIME_VAR, "soon"),
+            (EXIT_VAR, "ok"),
+            (FAIL_RATE_VAR, "2"),
+            (RSS_VAR, "12"),
+        ] {
+            let p = plan(&launch(1, "x", &[(k, v)]), 1.0, 0);
+            let Exit::FailedToStart(why) = p.exit else {
+                panic!("{k}={v} accepted")
+            };
+            assert!(why.contains(k), "{why}");
+        }
+    }
+}

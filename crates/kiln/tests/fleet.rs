@@ -1,0 +1,233 @@
+//! `kiln fleet` end to end: a real server, simulated hosts from the real
+//! binary, jobs submitted and watched through the CLI.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A job of `frames` one-core frames that each "run" for `runtime`.
+fn sim_job(name: &str, frames: u32, runtime: &str) -> String {
+    format!(
+        "name: {name}\nenv:\n  KILN_SIM_RUNTIME: {runtime}\nlayers:\n  - name: sim\n    command: 'render #FRAME#'\n    frames: 1-{frames}\n    memory: 256M\n"
+    )
+}
+
+fn summary(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "fleet summary is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn count(frames: &[Value], state: &str) -> usize {
+    frames.iter().filter(|f| f["state"] == state).count()
+}
+
+/// Most frames any host ran at once, from the frames' hosts and times.
+fn peak_per_host(frames: &[Value]) -> usize {
+    let mut events: HashMap<&str, Vec<(i64, i32)>> = HashMap::new();
+    for f in frames {
+        let host = f["host"].as_str().expect("frame ran on a host");
+        let e = events.entry(host).or_default();
+        e.push((f["started_at"].as_i64().unwrap(), 1));
+        e.push((f["ended_at"].as_i64().unwrap(), -1));
+    }
+    let mut peak = 0;
+    for mut e in events.into_values() {
+        // An end and a start at the same millisecond: the end came first.
+        e.sort();
+        let mut now = 0;
+        for (_, d) in e {
+            now += d;
+            peak = peak.max(now as usize);
+        }
+    }
+    peak
+}
+
+#[test]
+fn a_fleet_runs_every_frame_within_its_hosts_cores() {
+    let farm = Farm::start(0, 0);
+    let fleet = Fleet::start(&farm, &["--hosts", "20", "--cores", "4", "--json"]);
+    farm.wait_hosts(20);
+    let hosts = farm.json(&["hosts"]);
+    let h = &hosts.as_array().unwrap()[0];
+    assert!(h["name"].as_str().unwrap().starts_with("fleet-000"), "{h}");
+    assert_eq!(
+        (h["cores"].as_u64(), h["os"].as_str()),
+        (Some(400), Some("linux"))
+    );
+
+    let job = farm.submit("sim", &sim_job("sim", 400, "200ms"));
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+    let frames = farm.frames(&job);
+    assert_eq!(count(&frames, "SUCCEEDED"), 400);
+    let peak = peak_per_host(&frames);
+    assert!(
+        peak <= 4,
+        "a 4-core host ran {peak} one-core frames at once"
+    );
+    let log = farm.kiln(&["log", &job, "sim/1"]);
+    assert!(log.contains("simulated on fleet-"), "{log}");
+
+    let s = summary(&fleet.term(Duration::from_secs(20)));
+    assert_eq!(s["frames_started"], 400, "{s}");
+    assert_eq!(s["frames_ended"], 400, "{s}");
+    assert_eq!(s["overcommits"], 0, "{s}");
+    assert_eq!(s["reconnects"], 0, "{s}");
+    assert!(s["fill_99_ms"].is_u64(), "400 frames fill 80 cores: {s}");
+}
+
+#[test]
+fn until_busy_stops_the_fleet_once_full_and_reports_the_fill_time() {
+    let farm = Farm::start(0, 0);
+    let fleet = Fleet::start(
+        &farm,
+        &[
+            "--hosts",
+            "20",
+            "--cores",
+            "4",
+            "--until-busy",
+            "99",
+            "--json",
+        ],
+    );
+    farm.wait_hosts(20);
+    let job = farm.submit("long", &sim_job("long", 400, "10m"));
+    let out = fleet.wait(Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let s = summary(&out);
+    assert!(s["fill_until_busy_ms"].is_u64(), "{s}");
+    assert!(s["fill_99_ms"].is_u64(), "{s}");
+    assert_eq!(s["until_busy_pct"], 99.0);
+    assert!(s["frames_started"].as_u64().unwrap() >= 80, "{s}");
+    assert_eq!(s["overcommits"], 0, "{s}");
+
+    // It left as workers leave: its hosts are DOWN at once, its frames
+    // requeued without waiting for --down-after (60s here).
+    wait_until(Duration::from_secs(10), || {
+        let hosts = farm.json(&["hosts"]);
+        let hosts = hosts.as_array().cloned().unwrap_or_default();
+        hosts.len() == 20 && hosts.iter().all(|h| h["state"] == "DOWN")
+    });
+    let frames = farm.frames(&job);
+    assert_eq!(count(&frames, "RUNNING"), 0);
+    assert_eq!(count(&frames, "WAITING"), 400);
+}
+
+#[test]
+fn a_killed_fleet_goes_down_and_a_restarted_one_finishes_the_job() {
+    let farm = Farm::start_with(0, 0, "2s");
+    let fleet = Fleet::start(&farm, &["--hosts", "10", "--cores", "4"]);
+    farm.wait_hosts(10);
+    let job = farm.submit("crash", &sim_job("crash", 120, "1s"));
+    wait_until(Duration::from_secs(20), || {
+        let f = farm.frames(&job);
+        count(&f, "SUCCEEDED") > 0 && count(&f, "RUNNING") > 0
+    });
+    fleet.kill();
+
+    wait_until(Duration::from_secs(10), || {
+        let hosts = farm.json(&["hosts"]);
+        hosts
+            .as_array()
+            .is_some_and(|h| h.iter().all(|h| h["state"] == "DOWN"))
+    });
+    let frames = farm.frames(&job);
+    assert_eq!(count(&frames, "RUNNING"), 0);
+    let requeued = frames
+        .iter()
+        .filter(|f| f["state"] == "WAITING" && f["attempts"] == 1)
+        .count();
+    assert!(requeued > 0, "frames of the dead hosts are requeued");
+
+    let fleet = Fleet::start(&farm, &["--hosts", "10", "--cores", "4", "--json"]);
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    assert_eq!(count(&farm.frames(&job), "SUCCEEDED"), 120);
+    assert_eq!(
+        summary(&fleet.term(Duration::from_secs(20)))["overcommits"],
+        0
+    );
+}
+
+#[test]
+fn the_fleet_reconnects_to_a_restarted_server_and_keeps_its_frames() {
+    let mut farm = Farm::start(0, 0);
+    let fleet = Fleet::start(&farm, &["--hosts", "5", "--cores", "4", "--json"]);
+    farm.wait_hosts(5);
+    let job = farm.submit("restart", &sim_job("restart", 60, "1s"));
+    wait_until(Duration::from_secs(20), || {
+        let f = farm.frames(&job);
+        count(&f, "SUCCEEDED") > 0 && count(&f, "RUNNING") > 0
+    });
+    farm.kill_server();
+    // Frames end while the server is away; their ends wait for it.
+    std::thread::sleep(Duration::from_millis(1200));
+    farm.start_server();
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    let frames = farm.frames(&job);
+    assert_eq!(count(&frames, "SUCCEEDED"), 60);
+    assert!(
+        frames.iter().all(|f| f["attempts"] == 1),
+        "running frames were kept and held ends delivered, nothing ran twice"
+    );
+    let s = summary(&fleet.term(Duration::from_secs(20)));
+    assert!(s["reconnects"].as_u64().unwrap() >= 5, "{s}");
+    assert_eq!(s["frames_started"], 60, "{s}");
+}
+
+#[test]
+fn scenario_variables_make_frames_fail_and_time_out() {
+    let farm = Farm::start(0, 0);
+    let _fleet = Fleet::start(&farm, &["--hosts", "2", "--cores", "4", "--speed", "100"]);
+    farm.wait_hosts(2);
+    let spec = "name: scen\nlayers:\n  - name: exit\n    command: 'true'\n    frames: 1-2\n    retries: 0\n    env: {KILN_SIM_EXIT: 3}\n  - name: slow\n    command: sleep 600\n    frames: 1\n    retries: 0\n    timeout: 60\n  - name: bad\n    command: 'true'\n    frames: 1\n    retries: 0\n    env: {KILN_SIM_RUNTIME: soon}\n  - name: rss\n    command: 'true'\n    frames: 1\n    env: {KILN_SIM_RSS: 3G}\n";
+    let job = farm.submit("scen", spec);
+    farm.wait_status(&job, "FAILED", Duration::from_secs(30));
+    let frames = farm.frames(&job);
+    let by =
+        |layer: &str| -> Vec<&Value> { frames.iter().filter(|f| f["layer"] == layer).collect() };
+    assert!(by("exit")
+        .iter()
+        .all(|f| f["state"] == "DEAD" && f["exit_status"] == 3));
+    assert_eq!(by("slow")[0]["outcome"], "TIMEDOUT");
+    assert_eq!(by("bad")[0]["state"], "DEAD");
+    let log = farm.kiln(&["log", &job, "bad/1"]);
+    assert!(
+        log.contains("KILN_SIM_RUNTIME"),
+        "the failure says why: {log}"
+    );
+    assert_eq!(by("rss")[0]["state"], "SUCCEEDED");
+    assert_eq!(by("rss")[0]["max_rss_kb"], 3 << 20);
+}
+
+#[test]
+fn bad_flags_are_refused_naming_the_flag() {
+    for (args, flag) in [
+        (&["--hosts", "0"][..], "--hosts"),
+        (&["--hosts", "2", "--memory", "12"], "--memory"),
+        (&["--hosts", "2", "--cores", "0"], "--cores"),
+        (&["--hosts", "2", "--speed", "0"], "--speed"),
+        (&["--hosts", "2", "--until-busy", "150"], "--until-busy"),
+        (&["--hosts", "2", "--duration", "soon"], "--duration"),
+        (
+            &["--hosts", "2", "--server", "http://127.0.0.1:1"],
+            "cannot reach the server",
+        ),
+    ] {
+        let out = std::process::Command::new(kiln_bin())
+            .arg("fleet")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
