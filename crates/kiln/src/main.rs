@@ -10,6 +10,7 @@ mod local;
 mod parse;
 mod service;
 mod show;
+mod simulate;
 mod structure;
 mod submit;
 mod wrangle;
@@ -117,6 +118,9 @@ enum Cmd {
     },
     /// Load test: simulate N workers that run frames by waiting.
     Fleet(fleet::FleetArgs),
+    /// Run the scheduler in virtual time over a scenario (sim/*.yaml) and
+    /// report utilisation, shares, waits and planning times.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -194,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Services(a) => structure::services(a, &server).await,
         Cmd::Service { command } => service::service(command, &server).await,
         Cmd::Fleet(a) => fleet::fleet(a, &server).await,
+        Cmd::Simulate(a) => simulate::simulate(a).map(|()| ExitCode::SUCCESS),
     }
 }
 
