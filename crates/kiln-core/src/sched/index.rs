@@ -104,6 +104,11 @@ impl Index {
         need.fits_in(&self.classes[c as usize].max_total)
     }
 
+    /// The most of each resource any host of class `c` offers.
+    pub fn class_max(&self, c: u32) -> Resources {
+        self.classes[c as usize].max_total
+    }
+
     pub fn class_of(&self, host: u32) -> u32 {
         self.class_of[host as usize]
     }

@@ -6,6 +6,7 @@ use super::index::Index;
 use super::*;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::rc::Rc;
 
 /// Fixed-point scale of the share ratios compared in the heaps.
 const SCALE: u64 = 1 << 20;
@@ -23,6 +24,9 @@ pub fn plan(snap: &Snapshot) -> Plan {
     p.reserve_for_wide();
     p.finish()
 }
+
+/// Host classes to try first, then to fall back on (see `Index::classes_for`).
+type Classes = Rc<[Vec<u32>; 2]>;
 
 /// A show's jobs, lowest share first: (job key, job index).
 type JobQueue = BinaryHeap<Reverse<((u64, Millis, JobId), u32)>>;
@@ -51,6 +55,8 @@ struct Pass<'a> {
     out: Vec<Assignment>,
     /// Assignments of core ranges, one frame each, to grow at the end.
     ranged: Vec<(usize, u32)>,
+    /// Per demand: the classes it may use in the allocation being filled.
+    classes: Vec<Option<(u32, Classes)>>,
 }
 
 enum Tried {
@@ -104,6 +110,7 @@ impl<'a> Pass<'a> {
             reservations: Vec::new(),
             out: Vec::new(),
             ranged: Vec::new(),
+            classes: vec![None; n],
         }
     }
 
@@ -210,11 +217,10 @@ impl<'a> Pass<'a> {
                 self.block(d, alloc, why);
                 continue;
             }
+            let classes = self.classes(d, alloc);
             let demand = self.demand(d);
             let whole = demand.cores == CoreRequest::WholeHost;
-            let [first, then] = self
-                .index
-                .classes_for(alloc, &demand.tags, demand.needs.gpus > 0);
+            let [first, then] = &*classes;
             let found = [first.as_slice(), then.as_slice()]
                 .into_iter()
                 .find_map(|classes| {
@@ -243,6 +249,23 @@ impl<'a> Pass<'a> {
             }
         }
         Tried::Stuck
+    }
+
+    /// The host classes of `alloc` demand `d` may use, worked out once per
+    /// demand and allocation rather than once per frame placed.
+    fn classes(&mut self, d: u32, alloc: u32) -> Classes {
+        if let Some((a, c)) = &self.classes[d as usize] {
+            if *a == alloc {
+                return c.clone();
+            }
+        }
+        let demand = self.demand(d);
+        let c = Rc::new(
+            self.index
+                .classes_for(alloc, &demand.tags, demand.needs.gpus > 0),
+        );
+        self.classes[d as usize] = Some((alloc, c.clone()));
+        c
     }
 
     /// Share, limit and cap checks for one more frame of `d`.
@@ -470,8 +493,15 @@ impl<'a> Pass<'a> {
                 .is_some_and(|t| snap.now - t >= snap.config.reserve_after_ms);
             if self.placed[d as usize] > 0
                 || !waited
-                || self.reserved.contains(&Some(d))
                 || self.stopped[d as usize]
+                || self.reservations.iter().any(|r| r.layer == demand.layer)
+            {
+                continue;
+            }
+            // Wide or not is decided from the host classes it may use, so
+            // the walk over every host below is paid only by wide frames.
+            if demand.cores != CoreRequest::WholeHost
+                && demand.needs.cores * 2 <= self.widest_for(d)
             {
                 continue;
             }
@@ -487,17 +517,11 @@ impl<'a> Pass<'a> {
                         && !avoid.contains(&host.id)
                 })
                 .collect();
-            let widest = fitting
-                .iter()
-                .map(|&h| snap.hosts[h as usize].total.cores)
-                .max()
-                .unwrap_or(0);
-            let wide = demand.cores == CoreRequest::WholeHost || demand.needs.cores * 2 > widest;
             let taken = fitting
                 .iter()
                 .filter(|&&h| self.reserved[h as usize].is_some())
                 .count();
-            if !wide || fitting.is_empty() || (taken + 1) * 2 > fitting.len().max(2) {
+            if fitting.is_empty() || (taken + 1) * 2 > fitting.len().max(2) {
                 continue;
             }
             let best = fitting
@@ -552,19 +576,33 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// The classes of hosts, over every allocation the demand may use,
+    /// that could run it once idle.
+    fn usable_classes(&self, d: u32) -> impl Iterator<Item = u32> + '_ {
+        let demand = self.demand(d);
+        let job = &self.snap.jobs[demand.job as usize];
+        self.snap.shows[job.show as usize]
+            .subs
+            .iter()
+            .filter(move |sub| self.snap.allocations[sub.alloc as usize].facility == job.facility)
+            .flat_map(move |sub| {
+                let [a, b] = self.index.classes_for(sub.alloc, &demand.tags, true);
+                a.into_iter().chain(b)
+            })
+            .filter(move |&c| self.index.class_could_fit(c, &demand.needs))
+    }
+
     /// Whether any host in the snapshot the demand may use could run it
     /// once idle: tells "busy" from "no such host".
     fn could_ever_fit(&self, d: u32) -> bool {
-        let demand = self.demand(d);
-        let job = &self.snap.jobs[demand.job as usize];
-        self.snap.shows[job.show as usize].subs.iter().any(|sub| {
-            self.snap.allocations[sub.alloc as usize].facility == job.facility
-                && self
-                    .index
-                    .classes_for(sub.alloc, &demand.tags, true)
-                    .iter()
-                    .flatten()
-                    .any(|&c| self.index.class_could_fit(c, &demand.needs))
-        })
+        self.usable_classes(d).next().is_some()
+    }
+
+    /// The most cores any host the demand may use offers.
+    fn widest_for(&self, d: u32) -> Centicores {
+        self.usable_classes(d)
+            .map(|c| self.index.class_max(c).cores)
+            .max()
+            .unwrap_or(0)
     }
 }
