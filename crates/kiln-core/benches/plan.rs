@@ -5,7 +5,7 @@
 //! (the whole idle farm filled) and steady-state passes (about 1 % of the
 //! slots just freed). Each pass is timed as snapshot + plan (what the
 //! applier waits on before it can commit), with apply shown apart.
-//! Arguments: `[HOSTS] [JOBS] [FRAMES_PER_JOB]`.
+//! Arguments: `[HOSTS] [JOBS] [FRAMES_PER_JOB] [STEADY_PASSES]`.
 
 use kiln_core::farm::{Admin, Farm, FarmConfig, WorkerEvent};
 use kiln_core::link::{Exit, FrameEnded, WorkerMsg};
@@ -13,6 +13,10 @@ use kiln_core::model::{AttemptId, HostReport};
 use kiln_core::sched;
 use kiln_core::spec::{parse_and_validate, Format, SubmitContext};
 use std::time::{Duration, Instant};
+
+// What the `kiln` binary runs with, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -22,6 +26,7 @@ fn main() {
     let hosts = args.first().copied().unwrap_or(10_000);
     let jobs = args.get(1).copied().unwrap_or(5_000);
     let per_job = args.get(2).copied().unwrap_or(200);
+    let rounds = args.get(3).copied().unwrap_or(20).max(1);
     let mut farm = Farm::new(FarmConfig::default());
     let t = Instant::now();
     let mut cores_total = 0u64;
@@ -92,7 +97,7 @@ fn main() {
     // Steady state: about 1 % of the running frames end, then one pass.
     let mut times = Vec::new();
     let mut rng = 0x9e3779b97f4a7c15u64;
-    for round in 0..20 {
+    for round in 0..rounds {
         now += 1_000;
         let ending = launches.len() / 100;
         for _ in 0..ending {

@@ -111,7 +111,7 @@ pub struct LayerDep {
 
 /// A host tag requirement: the host must carry at least one of `any_of`.
 /// A layer's requirements are all required (`[linux, "gpu|cuda"]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TagReq {
     pub any_of: Vec<String>,
 }

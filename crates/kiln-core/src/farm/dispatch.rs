@@ -38,6 +38,7 @@ impl Farm {
             reservations: self.reservations.clone(),
             ..Snapshot::default()
         };
+        snap.hosts.reserve(self.hosts.len());
         let mut free_cores: u64 = 0;
         let mut widest: Centicores = 0;
         for h in self.hosts.values() {
@@ -99,6 +100,8 @@ impl Farm {
             });
         }
         let mut wide_waiting = false;
+        snap.jobs.reserve(self.jobs.len());
+        snap.demands.reserve(self.jobs.len());
         for entry in self.jobs.values() {
             if !self.job_runnable(entry) {
                 continue;
@@ -146,7 +149,7 @@ impl Farm {
                     ready,
                     starved_since: l.starved_since,
                     runtime_ms: l.runtime.mean(),
-                    recent_hosts: l.recent_hosts.iter().copied().collect(),
+                    recent_hosts: l.recent_hosts,
                 });
                 any = true;
             }

@@ -131,8 +131,11 @@ struct LayerEntry {
     /// memory), newest last: what the layer learns its reservation from.
     peaks: std::collections::VecDeque<u64>,
     runtime: usage::Runtime,
+    /// Memory learned from `peaks` (their largest plus a fifth), once
+    /// there are enough of them: what `needs` reserves.
+    learned_kb: Option<u64>,
     /// Hosts that last ran its frames, most recent first.
-    recent_hosts: std::collections::VecDeque<HostId>,
+    recent_hosts: crate::sched::RecentHosts,
     /// Since when it has had ready frames and got none started.
     starved_since: Option<Millis>,
     /// Why its ready frames wait, as of the last scheduling pass.
@@ -498,6 +501,7 @@ impl LayerEntry {
             by_number: HashMap::default(),
             peaks: Default::default(),
             runtime: Default::default(),
+            learned_kb: None,
             recent_hosts: Default::default(),
             starved_since: None,
             why: None,
@@ -507,10 +511,7 @@ impl LayerEntry {
 
     /// Remembers that `host` just ran one of the layer's frames.
     fn ran_on(&mut self, host: HostId) {
-        const RECENT: usize = 4;
-        self.recent_hosts.retain(|&h| h != host);
-        self.recent_hosts.push_front(host);
-        self.recent_hosts.truncate(RECENT);
+        self.recent_hosts.push(host);
     }
 
     const PEAKS: usize = 16;
@@ -525,6 +526,10 @@ impl LayerEntry {
             self.peaks.pop_front();
         }
         self.peaks.push_back(rss_kb);
+        if self.peaks.len() >= Self::LEARN_AFTER {
+            let peak = self.peaks.iter().copied().max().unwrap_or(0);
+            self.learned_kb = Some(workers::round_up_mb(peak + peak / 5).max(64 << 10));
+        }
     }
 
     /// What one frame reserves: the spec's figure until a few frames have
@@ -533,9 +538,8 @@ impl LayerEntry {
     /// that need more stop being killed for it.
     fn needs(&self) -> Resources {
         let mut r = self.layer.resources;
-        if self.peaks.len() >= Self::LEARN_AFTER {
-            let peak = self.peaks.iter().copied().max().unwrap_or(0);
-            r.memory_kb = workers::round_up_mb(peak + peak / 5).max(64 << 10);
+        if let Some(kb) = self.learned_kb {
+            r.memory_kb = kb;
         }
         r
     }

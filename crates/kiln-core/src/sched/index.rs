@@ -4,10 +4,12 @@
 
 use super::Snapshot;
 use crate::model::{Centicores, Resources, TagReq};
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
 
 /// Hosts of one allocation with the same tags and GPU-ness.
 struct Class {
+    alloc: u32,
     tags: Vec<String>,
     gpu: bool,
     /// The most of each resource any host of the class offers.
@@ -21,6 +23,9 @@ pub(super) struct Index {
     /// Allocation → its classes.
     by_alloc: Vec<Vec<u32>>,
     class_of: Vec<u32>,
+    /// Per allocation: hosts with any core free. At 0 nothing more can
+    /// start there this pass.
+    open: Vec<u32>,
     pub free: Vec<Resources>,
     pub total: Vec<Resources>,
 }
@@ -35,16 +40,25 @@ impl Index {
         let mut by_alloc: Vec<Vec<u32>> = vec![Vec::new(); snap.allocations.len()];
         // Hosts come with their tags sorted (see HostSlot), so equal tag
         // sets compare equal without copying them.
-        let mut keys: HashMap<(u32, &[String], bool), u32> = HashMap::new();
+        type Key<'s> = (u32, &'s [String], bool);
+        let mut keys: HashMap<Key, u32> = HashMap::default();
         let mut class_of = Vec::with_capacity(snap.hosts.len());
+        let mut open = vec![0; snap.allocations.len()];
+        // Hosts of a class tend to come together: skip the hash then.
+        let mut last: Option<(Key, u32)> = None;
         for (i, h) in snap.hosts.iter().enumerate() {
             let gpu = h.total.gpus > 0;
             let key = (h.alloc, &h.tags[..], gpu);
-            let c = match keys.get(&key) {
-                Some(&c) => c,
+            let known = match last {
+                Some((k, c)) if k == key => Some(c),
+                _ => keys.get(&key).copied(),
+            };
+            let c = match known {
+                Some(c) => c,
                 None => {
                     let c = classes.len() as u32;
                     classes.push(Class {
+                        alloc: h.alloc,
                         tags: h.tags.to_vec(),
                         gpu,
                         max_total: Resources::default(),
@@ -57,6 +71,7 @@ impl Index {
                     c
                 }
             };
+            last = Some((key, c));
             class_of.push(c);
             let m = &mut classes[c as usize].max_total;
             let t = &h.total;
@@ -67,12 +82,16 @@ impl Index {
             m.scratch_kb = m.scratch_kb.max(t.scratch_kb);
             if h.free.cores > 0 {
                 classes[c as usize].hosts.insert((h.free.cores, i as u32));
+                if let Some(n) = open.get_mut(h.alloc as usize) {
+                    *n += 1;
+                }
             }
         }
         Index {
             classes,
             by_alloc,
             class_of,
+            open,
             free: snap.hosts.iter().map(|h| h.free).collect(),
             total: snap.hosts.iter().map(|h| h.total).collect(),
         }
@@ -84,18 +103,33 @@ impl Index {
     pub fn classes_for(&self, alloc: u32, tags: &[TagReq], needs_gpu: bool) -> [Vec<u32>; 2] {
         let mut first = Vec::new();
         let mut then = Vec::new();
-        for &c in self.by_alloc.get(alloc as usize).map_or(&[][..], |v| v) {
-            let class = &self.classes[c as usize];
-            if !tags.iter().all(|t| t.satisfied_by(&class.tags)) {
+        for &c in self.alloc_classes(alloc) {
+            if !self.class_tags_ok(c, tags) {
                 continue;
             }
-            if class.gpu && !needs_gpu {
+            if self.classes[c as usize].gpu && !needs_gpu {
                 then.push(c);
             } else {
                 first.push(c);
             }
         }
         [first, then]
+    }
+
+    /// Whether any host of `alloc` has a core free.
+    pub fn open(&self, alloc: u32) -> bool {
+        self.open.get(alloc as usize).is_some_and(|&n| n > 0)
+    }
+
+    /// The classes of `alloc` (all of them, tags not considered).
+    pub fn alloc_classes(&self, alloc: u32) -> &[u32] {
+        self.by_alloc.get(alloc as usize).map_or(&[], |v| v)
+    }
+
+    /// Whether class `c`'s tags satisfy `tags`.
+    pub fn class_tags_ok(&self, c: u32, tags: &[TagReq]) -> bool {
+        let class = &self.classes[c as usize];
+        tags.iter().all(|t| t.satisfied_by(&class.tags))
     }
 
     /// Whether some host of class `c` might run `need` once idle (each
@@ -185,10 +219,18 @@ impl Index {
         let before = self.free[h as usize].cores;
         self.free[h as usize].sub(grant);
         let after = self.free[h as usize].cores;
+        if before == after {
+            return;
+        }
         let set = &mut self.classes[c].hosts;
         set.remove(&(before, h));
         if after > 0 {
             set.insert((after, h));
+        } else {
+            let alloc = self.classes[c].alloc as usize;
+            if let Some(n) = self.open.get_mut(alloc) {
+                *n -= 1;
+            }
         }
     }
 }

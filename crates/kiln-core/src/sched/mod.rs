@@ -126,7 +126,48 @@ pub struct Demand {
     /// Typical runtime of its frames, once some have finished.
     pub runtime_ms: Option<i64>,
     /// Hosts that recently ran this layer (warm caches), most recent first.
-    pub recent_hosts: Vec<HostId>,
+    pub recent_hosts: RecentHosts,
+}
+
+/// The few hosts that last ran a layer, most recent first. Kept inline so
+/// a snapshot copies them without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecentHosts {
+    hosts: [HostId; RecentHosts::MAX],
+    len: u8,
+}
+
+impl RecentHosts {
+    pub const MAX: usize = 4;
+
+    /// Puts `host` first, dropping it from further back and the oldest
+    /// beyond [`RecentHosts::MAX`].
+    pub fn push(&mut self, host: HostId) {
+        let len = self.len as usize;
+        let at = self.hosts[..len]
+            .iter()
+            .position(|&h| h == host)
+            .unwrap_or(len.min(Self::MAX - 1));
+        self.hosts.copy_within(0..at, 1);
+        self.hosts[0] = host;
+        self.len = self.len.max(at as u8 + 1);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = HostId> + '_ {
+        self.hosts[..self.len as usize].iter().copied()
+    }
+}
+
+impl FromIterator<HostId> for RecentHosts {
+    /// Most recent first, as [`RecentHosts::iter`] gives them back.
+    fn from_iter<I: IntoIterator<Item = HostId>>(iter: I) -> Self {
+        let all: Vec<HostId> = iter.into_iter().collect();
+        let mut r = RecentHosts::default();
+        for h in all.into_iter().take(Self::MAX).rev() {
+            r.push(h);
+        }
+        r
+    }
 }
 
 /// A host held for a wide frame until enough of it frees.

@@ -4,8 +4,9 @@
 
 use super::index::Index;
 use super::*;
+use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 
 /// Fixed-point scale of the share ratios compared in the heaps.
@@ -27,6 +28,10 @@ pub fn plan(snap: &Snapshot) -> Plan {
 
 /// Host classes to try first, then to fall back on (see `Index::classes_for`).
 type Classes = Rc<[Vec<u32>; 2]>;
+
+/// Shows of an allocation, furthest below their share first:
+/// (show key, subscription index).
+type ShowQueue = BinaryHeap<Reverse<((bool, u64, u32), usize)>>;
 
 /// A show's jobs, lowest share first: (job key, job index).
 type JobQueue = BinaryHeap<Reverse<((u64, Millis, JobId), u32)>>;
@@ -57,6 +62,8 @@ struct Pass<'a> {
     ranged: Vec<(usize, u32)>,
     /// Per demand: the classes it may use in the allocation being filled.
     classes: Vec<Option<(u32, Classes)>>,
+    /// The same, shared by demands asking for the same tags and GPU-ness.
+    class_sets: HashMap<(u32, bool, &'a [TagReq]), Classes>,
 }
 
 enum Tried {
@@ -111,6 +118,7 @@ impl<'a> Pass<'a> {
             out: Vec::new(),
             ranged: Vec::new(),
             classes: vec![None; n],
+            class_sets: HashMap::default(),
         }
     }
 
@@ -150,8 +158,8 @@ impl<'a> Pass<'a> {
     /// furthest below their shares.
     fn fill(&mut self, alloc: u32) {
         let facility = &self.snap.allocations[alloc as usize].facility;
-        let mut shows = BinaryHeap::new();
-        let mut queues: HashMap<u32, JobQueue> = HashMap::new();
+        let mut shows = ShowQueue::new();
+        let mut queues: Vec<JobQueue> = vec![JobQueue::new(); self.snap.shows.len()];
         for s in 0..self.snap.shows.len() as u32 {
             let Some(k) = self.sub_index(s, alloc) else {
                 continue;
@@ -162,13 +170,20 @@ impl<'a> Pass<'a> {
                 .map(|&j| Reverse((self.job_key(j), j)))
                 .collect();
             if !jobs.is_empty() {
-                queues.insert(s, jobs);
+                queues[s as usize] = jobs;
                 shows.push(Reverse((self.show_key(s, k), k)));
             }
         }
         while let Some(Reverse(((_, _, s), k))) = shows.pop() {
+            if !self.index.open(alloc) {
+                // Every host is full: what is still queued waits, each
+                // for its own reason, without a host search per job.
+                shows.push(Reverse((self.show_key(s, k), k)));
+                self.give_up(alloc, shows, queues);
+                return;
+            }
             let burst = self.snap.shows[s as usize].subs[k].burst;
-            let queue = queues.get_mut(&s).expect("queued with its show");
+            let queue = &mut queues[s as usize];
             if self.sub_used[s as usize][k] >= burst {
                 for Reverse((_, j)) in std::mem::take(queue) {
                     self.mark_job(j, alloc, Wait::Share);
@@ -181,13 +196,36 @@ impl<'a> Pass<'a> {
             match self.place_for_job(j, alloc, s, k) {
                 Tried::Placed => {
                     let key = self.job_key(j);
-                    let queue = queues.get_mut(&s).expect("queued with its show");
-                    queue.push(Reverse((key, j)));
+                    queues[s as usize].push(Reverse((key, j)));
                 }
                 Tried::Stuck => {}
             }
-            if !queues[&s].is_empty() {
+            if !queues[s as usize].is_empty() {
                 shows.push(Reverse((self.show_key(s, k), k)));
+            }
+        }
+    }
+
+    /// Gives every demand still queued for a full allocation its reason:
+    /// a limit, cap or share that stops it anyway, else busy.
+    fn give_up(&mut self, alloc: u32, shows: ShowQueue, mut queues: Vec<JobQueue>) {
+        for Reverse(((_, _, s), k)) in shows {
+            for Reverse((_, j)) in std::mem::take(&mut queues[s as usize]) {
+                for i in 0..self.job_demands[j as usize].len() {
+                    let d = self.job_demands[j as usize][i];
+                    let du = d as usize;
+                    if self.stopped[du]
+                        || self.stuck_in[du] == alloc + 1
+                        || self.placed[du] >= self.demand(d).ready
+                    {
+                        continue;
+                    }
+                    let why = self
+                        .admissible(d, s, k, self.demand(d).needs.cores)
+                        .err()
+                        .unwrap_or((Wait::Busy, false));
+                    self.block(d, alloc, why);
+                }
             }
         }
     }
@@ -260,10 +298,15 @@ impl<'a> Pass<'a> {
             }
         }
         let demand = self.demand(d);
-        let c = Rc::new(
-            self.index
-                .classes_for(alloc, &demand.tags, demand.needs.gpus > 0),
-        );
+        let key = (alloc, demand.needs.gpus > 0, &demand.tags[..]);
+        let c = match self.class_sets.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Rc::new(self.index.classes_for(alloc, key.2, key.1));
+                self.class_sets.insert(key, c.clone());
+                c
+            }
+        };
         self.classes[d as usize] = Some((alloc, c.clone()));
         c
     }
@@ -320,7 +363,7 @@ impl<'a> Pass<'a> {
     fn local_host(&self, d: u32, classes: &[u32]) -> Option<u32> {
         let demand = self.demand(d);
         demand.recent_hosts.iter().find_map(|id| {
-            let h = *self.host_of.get(id)?;
+            let h = *self.host_of.get(&id)?;
             (classes.contains(&self.index.class_of(h))
                 && self.index.fits(h, &demand.needs)
                 && self.host_ok(d, h))
@@ -585,11 +628,11 @@ impl<'a> Pass<'a> {
             .subs
             .iter()
             .filter(move |sub| self.snap.allocations[sub.alloc as usize].facility == job.facility)
-            .flat_map(move |sub| {
-                let [a, b] = self.index.classes_for(sub.alloc, &demand.tags, true);
-                a.into_iter().chain(b)
+            .flat_map(move |sub| self.index.alloc_classes(sub.alloc).iter().copied())
+            .filter(move |&c| {
+                self.index.class_tags_ok(c, &demand.tags)
+                    && self.index.class_could_fit(c, &demand.needs)
             })
-            .filter(move |&c| self.index.class_could_fit(c, &demand.needs))
     }
 
     /// Whether any host in the snapshot the demand may use could run it

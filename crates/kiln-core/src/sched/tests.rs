@@ -108,7 +108,7 @@ impl Farm {
             ready,
             starved_since: None,
             runtime_ms: None,
-            recent_hosts: vec![],
+            recent_hosts: Default::default(),
         });
         self.snap.demands.last_mut().unwrap()
     }
@@ -335,7 +335,7 @@ fn a_host_that_just_ran_the_layer_is_preferred() {
     }
     let s = f.show("s", 32, 32, 0);
     let j = f.job(1, s, 100);
-    f.demand(j, 1, one(1), 1, 1).recent_hosts = vec![HostId(3)];
+    f.demand(j, 1, one(1), 1, 1).recent_hosts = [HostId(3)].into_iter().collect();
     assert_eq!(f.plan().hosts_of_layer(1), vec![3]);
 }
 
@@ -717,7 +717,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                 ready,
                 starved_since: (starved > 1).then_some(snap.now - 1_000_000),
                 runtime_ms: (starved > 0).then_some(60_000 * starved as i64),
-                recent_hosts: vec![HostId(starved as i64 + 1)],
+                recent_hosts: [HostId(starved as i64 + 1)].into_iter().collect(),
             });
         }
         snap
@@ -737,4 +737,18 @@ proptest! {
         next.reservations = first.reservations.clone();
         check_invariants(&next, &plan(&next));
     }
+}
+
+#[test]
+fn recent_hosts_keep_the_latest_first_once_each() {
+    let mut r = RecentHosts::default();
+    for h in [1, 2, 3, 2, 4, 5, 6] {
+        r.push(HostId(h));
+    }
+    assert_eq!(
+        r.iter().collect::<Vec<_>>(),
+        [6, 5, 4, 2].map(HostId).to_vec()
+    );
+    let back: RecentHosts = r.iter().collect();
+    assert_eq!(back, r);
 }
