@@ -258,16 +258,28 @@ impl Farm {
                 started_layers.push(a.layer);
             }
         }
+        // A layer stays starved while any of its frames still finds no
+        // host, even if others started (on a reserved host, say): its
+        // next frame then needs no fresh wait before it may reserve.
+        let hungry = |w: &Wait| matches!(w, Wait::Busy | Wait::Reserved(_) | Wait::NoFit);
+        let still: HashMap<LayerId, &Wait> = plan
+            .waits
+            .iter()
+            .filter(|(_, w)| hungry(w))
+            .map(|(l, w)| (*l, w))
+            .collect();
         for id in started_layers {
             if let Some(l) = self.layers.get_mut(&id) {
-                l.starved_since = None;
+                if !still.contains_key(&id) {
+                    l.starved_since = None;
+                }
                 l.why = None;
             }
         }
         for (id, why) in &plan.waits {
             if let Some(l) = self.layers.get_mut(id) {
                 l.why = Some(why.clone());
-                if matches!(why, Wait::Busy | Wait::Reserved(_) | Wait::NoFit) {
+                if hungry(why) {
                     l.starved_since.get_or_insert(now);
                 }
             }

@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 pub struct SchedConfig {
     /// A wide frame waiting this long gets a host reserved for it.
     pub reserve_after_ms: i64,
-    /// At most this many reservations at once, farm-wide.
+    /// At most this many reservations at once, farm-wide (and never more
+    /// than half the hosts a frame could use).
     pub max_reservations: usize,
 }
 
@@ -39,7 +40,7 @@ impl Default for SchedConfig {
     fn default() -> Self {
         SchedConfig {
             reserve_after_ms: 120_000,
-            max_reservations: 8,
+            max_reservations: 64,
         }
     }
 }

@@ -12,6 +12,13 @@ use std::rc::Rc;
 /// Fixed-point scale of the share ratios compared in the heaps.
 const SCALE: u64 = 1 << 20;
 
+/// Reservations a wide layer holds at once.
+const WIDE_RESERVATIONS: usize = 2;
+
+/// Layers that may walk the hosts for new reservations in one pass: the
+/// walk is O(hosts), and reservations last from pass to pass.
+const MAX_WALKS: usize = 8;
+
 /// Plans one pass over `snap`. Deterministic: every tie is broken by an id
 /// or an index of the snapshot.
 pub fn plan(snap: &Snapshot) -> Plan {
@@ -22,7 +29,7 @@ pub fn plan(snap: &Snapshot) -> Plan {
         p.fill(alloc);
     }
     p.grow_ranges();
-    p.reserve_for_wide();
+    p.reserve();
     p.finish()
 }
 
@@ -56,6 +63,9 @@ struct Pass<'a> {
     stopped: Vec<bool>,
     /// Per host: the demand it is reserved for.
     reserved: Vec<Option<u32>>,
+    /// Per reserved host: whether frames that end before it frees may use
+    /// it meanwhile (wide reservations only).
+    backfill: Vec<bool>,
     reservations: Vec<Reservation>,
     out: Vec<Assignment>,
     /// Assignments of core ranges, one frame each, to grow at the end.
@@ -114,6 +124,7 @@ impl<'a> Pass<'a> {
             stuck_in: vec![0; n],
             stopped: vec![false; n],
             reserved: vec![None; snap.hosts.len()],
+            backfill: vec![false; snap.hosts.len()],
             reservations: Vec::new(),
             out: Vec::new(),
             ranged: Vec::new(),
@@ -383,6 +394,9 @@ impl<'a> Pass<'a> {
         match self.reserved[h as usize] {
             None => true,
             Some(r) if r == d => true,
+            // A narrow frame's host frees a few cores at a time; any
+            // backfill would take exactly those cores.
+            Some(_) if !self.backfill[h as usize] => false,
             Some(_) => match (demand.runtime_ms, host.busy_until) {
                 (Some(rt), Some(until)) => self.snap.now + rt <= until,
                 _ => false,
@@ -444,13 +458,54 @@ impl<'a> Pass<'a> {
             let (Some(&d), Some(&h)) = (by_layer.get(&r.layer), self.host_of.get(&r.host)) else {
                 continue;
             };
+            // A narrow frame's reservations last while its show is below
+            // its size; a wide frame's while it waits.
+            let wide = self.is_wide(d);
+            let held = self
+                .reservations
+                .iter()
+                .filter(|x| x.layer == r.layer)
+                .count();
             if self.reserved[h as usize].is_none()
                 && self.reservations.len() < self.snap.config.max_reservations
+                && held < self.wanted(d, wide)
             {
                 self.reserved[h as usize] = Some(d);
+                self.backfill[h as usize] = wide;
                 self.reservations.push(*r);
             }
         }
+    }
+
+    /// Reservations demand `d` may hold at once: a wide layer a couple, so
+    /// the next frame's host is already draining while one starts; a layer
+    /// of a show below its size as many frames as fill the gap.
+    fn wanted(&self, d: u32, wide: bool) -> usize {
+        let demand = self.demand(d);
+        let left = demand.ready.saturating_sub(self.placed[d as usize]) as usize;
+        let want = if wide {
+            WIDE_RESERVATIONS
+        } else {
+            let job = &self.snap.jobs[demand.job as usize];
+            let gap: u64 = self.snap.shows[job.show as usize]
+                .subs
+                .iter()
+                .enumerate()
+                .filter(|(_, sub)| {
+                    self.snap.allocations[sub.alloc as usize].facility == job.facility
+                })
+                .map(|(k, sub)| sub.size.saturating_sub(self.sub_used[job.show as usize][k]) as u64)
+                .sum();
+            gap.div_ceil(demand.needs.cores.max(1) as u64) as usize
+        };
+        want.min(left)
+    }
+
+    /// A frame that needs most of the largest host it may use, or a whole
+    /// host: narrow frames leaving and arriving would never let it in.
+    fn is_wide(&self, d: u32) -> bool {
+        let demand = self.demand(d);
+        demand.cores == CoreRequest::WholeHost || demand.needs.cores * 2 > self.widest_for(d)
     }
 
     /// Starts reserved frames on their hosts once the hosts have room.
@@ -480,8 +535,9 @@ impl<'a> Pass<'a> {
                 && self.admissible(d, job.show, k, cores).is_ok()
             {
                 self.start(d, h, job.show, k);
-                let layer = demand.layer;
-                self.reservations.retain(|r| r.layer != layer);
+                let (layer, host) = (demand.layer, self.snap.hosts[h as usize].id);
+                self.reservations
+                    .retain(|r| !(r.layer == layer && r.host == host));
             }
         }
     }
@@ -522,34 +578,40 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Reserves a host for each wide frame that has waited too long: the
-    /// fitting host expected to free first.
-    fn reserve_for_wide(&mut self) {
+    /// Holds hosts for frames that have waited `reserve_after` and still
+    /// find every host busy: wide frames, which narrow frames coming and
+    /// going would never let in, and frames of a show below its size,
+    /// whose cores the narrow frames of shows above theirs would take as
+    /// fast as they free. Each gets the hosts closest to fitting it.
+    fn reserve(&mut self) {
         let snap = self.snap;
+        let mut walks = 0;
         for d in 0..snap.demands.len() as u32 {
-            if self.reservations.len() >= snap.config.max_reservations {
+            if self.reservations.len() >= snap.config.max_reservations || walks == MAX_WALKS {
                 break;
             }
             let demand = self.demand(d);
             let waited = demand
                 .starved_since
                 .is_some_and(|t| snap.now - t >= snap.config.reserve_after_ms);
-            if self.placed[d as usize] > 0
-                || !waited
-                || self.stopped[d as usize]
-                || self.reservations.iter().any(|r| r.layer == demand.layer)
-            {
+            if !waited || self.stopped[d as usize] || self.wait[d as usize] != Some(Wait::Busy) {
                 continue;
             }
-            // Wide or not is decided from the host classes it may use, so
-            // the walk over every host below is paid only by wide frames.
-            if demand.cores != CoreRequest::WholeHost
-                && demand.needs.cores * 2 <= self.widest_for(d)
-            {
+            let held = self
+                .reservations
+                .iter()
+                .filter(|r| r.layer == demand.layer)
+                .count();
+            // Wideness and the share gap come from the host classes and
+            // the shows, so the walk over every host below is paid only by
+            // frames that will reserve.
+            let wide = self.is_wide(d);
+            let want = self.wanted(d, wide);
+            if held >= want {
                 continue;
             }
+            walks += 1;
             let job = &snap.jobs[demand.job as usize];
-            let avoid = &job.avoid;
             let fitting: Vec<u32> = (0..snap.hosts.len() as u32)
                 .filter(|&h| {
                     let host = &snap.hosts[h as usize];
@@ -557,34 +619,39 @@ impl<'a> Pass<'a> {
                         && self.sub_index(job.show, host.alloc).is_some()
                         && demand.tags.iter().all(|t| t.satisfied_by(&host.tags))
                         && demand.needs.fits_in(&host.total)
-                        && !avoid.contains(&host.id)
+                        && !job.avoid.contains(&host.id)
                 })
                 .collect();
+            // Never more than half the hosts it could use.
             let taken = fitting
                 .iter()
                 .filter(|&&h| self.reserved[h as usize].is_some())
                 .count();
-            if fitting.is_empty() || (taken + 1) * 2 > fitting.len().max(2) {
-                continue;
-            }
-            let best = fitting
-                .iter()
-                .copied()
+            let room = (fitting.len().max(2) / 2).saturating_sub(taken);
+            let mut open: Vec<u32> = fitting
+                .into_iter()
                 .filter(|&h| self.reserved[h as usize].is_none())
-                .min_by_key(|&h| {
-                    let host = &snap.hosts[h as usize];
-                    (
-                        host.busy_until.unwrap_or(Millis::MAX),
-                        Reverse(self.index.free[h as usize].cores),
-                        h,
-                    )
-                });
-            if let Some(h) = best {
+                .collect();
+            // Wide: the host expected to empty first. Narrow: the host
+            // missing the fewest cores, then the one expected to free first.
+            open.sort_by_key(|&h| {
+                let until = snap.hosts[h as usize].busy_until.unwrap_or(Millis::MAX);
+                let free = self.index.free[h as usize].cores as i64;
+                if wide {
+                    (until, -free, h)
+                } else {
+                    (demand.needs.cores as i64 - free, until, h)
+                }
+            });
+            let n = (want - held)
+                .min(room)
+                .min(snap.config.max_reservations - self.reservations.len());
+            for h in open.into_iter().take(n) {
                 self.reserved[h as usize] = Some(d);
-                let host = snap.hosts[h as usize].id;
+                self.backfill[h as usize] = wide;
                 self.reservations.push(Reservation {
                     layer: demand.layer,
-                    host,
+                    host: snap.hosts[h as usize].id,
                     since: snap.now,
                 });
             }

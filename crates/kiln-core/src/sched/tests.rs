@@ -440,6 +440,65 @@ fn a_wide_frame_gets_a_reservation_and_small_frames_backfill_only_if_they_end_fi
 }
 
 #[test]
+fn a_show_below_its_size_reserves_hosts_narrow_frames_would_refill() {
+    let now = 1_000_000;
+    let mut f = farm();
+    f.snap.config.reserve_after_ms = 60_000;
+    // Four full hosts of one-core frames from a show far above its size;
+    // one core free on two of them.
+    for h in 1..=4 {
+        f.host(h, 16, 64, 0, &[]).busy(16, 16, Some(now + 600_000));
+    }
+    f.snap.hosts[1].free.cores = 100;
+    f.snap.hosts[2].free.cores = 200;
+    let small = f.show("small", 32, 64, 62);
+    let large = f.show("large", 32, 64, 0);
+    let comp = f.job(1, small, 100);
+    let sim = f.job(2, large, 100);
+    f.demand(comp, 1, one(1), 1, 1000).runtime_ms = Some(60_000);
+    f.demand(sim, 2, one(4), 4, 100).starved_since = Some(now - 120_000);
+    let first = f.plan();
+    // The one-core show takes the free cores (the 4-core frame fits
+    // nowhere); then the large show, eight 4-core frames short of its
+    // size, reserves half of the four hosts, those missing the fewest
+    // cores first.
+    assert_eq!(first.cores_of_layer(1), 2);
+    let held: Vec<HostId> = first.plan.reservations.iter().map(|r| r.host).collect();
+    assert_eq!(held.len(), 2);
+    assert!(matches!(first.why(2), Some(Wait::Reserved(_))));
+
+    // Next pass: cores free on every host. The one-core show may not
+    // backfill the reserved ones, though its frames would end long before
+    // those hosts empty: they would take exactly the cores freed there.
+    f.snap.reservations = first.plan.reservations.clone();
+    for h in &mut f.snap.hosts {
+        h.free.cores = 200;
+    }
+    f.snap.shows[0].subs[0].used = 6000;
+    let next = f.plan();
+    let used: Vec<i64> = next.hosts_of_layer(1);
+    assert!(!used.is_empty());
+    assert!(
+        used.iter().all(|&h| !held.contains(&HostId(h))),
+        "{used:?} {held:?}"
+    );
+
+    // Once a reserved host has four cores free the frame starts there, and
+    // the other reservation stays.
+    let i = f.snap.hosts.iter().position(|h| h.id == held[0]).unwrap();
+    f.snap.hosts[i].free.cores = 400;
+    let third = f.plan();
+    assert_eq!(third.hosts_of_layer(2), vec![held[0].0]);
+    let kept: Vec<HostId> = third.plan.reservations.iter().map(|r| r.host).collect();
+    assert!(kept.contains(&held[1]), "{kept:?}");
+
+    // At its size, the show holds no more reservations.
+    f.snap.shows[1].subs[0].used = 3200;
+    let done = f.plan();
+    assert!(done.plan.reservations.is_empty());
+}
+
+#[test]
 fn avoided_hosts_are_not_used() {
     let mut f = farm();
     f.host(1, 8, 64, 0, &[]);
