@@ -1,6 +1,7 @@
 //! What a simulated frame does, read from its launch: how long it "runs",
-//! how it ends and how much memory it claims to use. Every random draw is
-//! keyed by the attempt id, so a scenario plays out the same way twice.
+//! how it ends and how much memory it claims to use, and so whether the
+//! worker's memory rule kills it. Every random draw is keyed by the attempt
+//! id, so a scenario plays out the same way twice.
 
 use kiln_core::link::{Exit, Launch};
 use kiln_core::model::{AttemptId, Command};
@@ -26,6 +27,13 @@ pub struct FramePlan {
 /// Reads the launch's `KILN_SIM_*` variables (or a `sleep N` command). A
 /// variable that does not parse fails the frame at once, saying why, as a
 /// real worker fails a command it cannot start.
+///
+/// A frame whose memory passes its reservation (`memory_kb`, when set) is
+/// killed as the worker kills it: it ends `OutOfMemory` halfway through its
+/// runtime, reporting its peak. A simulated frame's memory is one figure,
+/// taken to be reached by mid-run; kiln-sim kills at the same point, so the
+/// two simulators agree, and the server, raising the reservation past the
+/// reported peak, gets the retry through.
 pub fn plan(l: &Launch, speed: f64, seed: u64) -> FramePlan {
     match try_plan(l, seed) {
         Ok((virtual_ms, exit, max_rss_kb)) => FramePlan {
@@ -81,6 +89,11 @@ fn try_plan(l: &Launch, seed: u64) -> Result<(u64, Exit, u64), String> {
     } else {
         Exit::Exited(code)
     };
+    // Before the timeout: a frame killed for memory halfway may never reach it.
+    if l.memory_kb > 0 && max_rss_kb > l.memory_kb {
+        runtime_ms /= 2;
+        exit = Exit::OutOfMemory { rss_kb: max_rss_kb };
+    }
     if let Some(limit) = l.timeout_s.map(|s| s.saturating_mul(1000)) {
         if runtime_ms > limit {
             runtime_ms = limit;
@@ -247,6 +260,37 @@ mod tests {
         l.timeout_s = Some(60);
         let p = plan(&l, 1.0, 0);
         assert_eq!((p.exit, p.virtual_ms), (Exit::TimedOut, 60_000));
+    }
+
+    #[test]
+    fn memory_past_the_reservation_is_killed_halfway_reporting_the_peak() {
+        let mut l = launch(1, "x", &[(RUNTIME_VAR, "10s"), (RSS_VAR, "3G")]);
+        l.memory_kb = 1 << 20;
+        let p = plan(&l, 2.0, 0);
+        assert_eq!(p.exit, Exit::OutOfMemory { rss_kb: 3 << 20 });
+        assert_eq!(
+            (p.virtual_ms, p.wait),
+            (5_000, Duration::from_millis(2_500))
+        );
+        assert_eq!(p.max_rss_kb, 3 << 20);
+        // Up to the reservation is allowed; 0 reserves nothing and limits nothing.
+        l.memory_kb = 3 << 20;
+        assert_eq!(plan(&l, 1.0, 0).exit, Exit::Exited(0));
+        l.memory_kb = 0;
+        assert_eq!(plan(&l, 1.0, 0).exit, Exit::Exited(0));
+        // Killed for memory before it could exit badly or time out...
+        let mut l = launch(
+            1,
+            "x",
+            &[(RUNTIME_VAR, "10m"), (RSS_VAR, "2G"), (EXIT_VAR, "3")],
+        );
+        l.memory_kb = 1 << 20;
+        l.timeout_s = Some(400);
+        assert_eq!(plan(&l, 1.0, 0).exit, Exit::OutOfMemory { rss_kb: 2 << 20 });
+        // ...unless the timeout comes first.
+        l.timeout_s = Some(200);
+        let p = plan(&l, 1.0, 0);
+        assert_eq!((p.exit, p.virtual_ms), (Exit::TimedOut, 200_000));
     }
 
     #[test]
