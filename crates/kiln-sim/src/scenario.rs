@@ -260,18 +260,20 @@ impl Scenario {
         // Reading untyped first tells a broken document from a wrong field.
         serde_norway::from_str::<serde_norway::Value>(text)
             .map_err(|e| Error::Syntax(e.to_string()))?;
-        let de = serde_norway::Deserializer::from_str(text);
-        let s: Scenario = serde_path_to_error::deserialize(de)
-            .map_err(|e| read_error(e.path(), e.inner().to_string()))?;
-        s.check()?;
-        Ok(s)
+        Scenario::read(serde_norway::Deserializer::from_str(text))
     }
 
     pub fn from_json(text: &str) -> Result<Scenario> {
         serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| Error::Syntax(e.to_string()))?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let s: Scenario = serde_path_to_error::deserialize(&mut de)
+        Scenario::read(&mut serde_json::Deserializer::from_str(text))
+    }
+
+    /// The typed read both formats share, once the text is known to be a
+    /// well-formed document: an error names its field, then the scenario is
+    /// checked whole.
+    fn read<'de>(de: impl serde::Deserializer<'de>) -> Result<Scenario> {
+        let s: Scenario = serde_path_to_error::deserialize(de)
             .map_err(|e| read_error(e.path(), e.inner().to_string()))?;
         s.check()?;
         Ok(s)

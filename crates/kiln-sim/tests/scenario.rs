@@ -73,6 +73,17 @@ fn json_reads_as_yaml_does() {
     let yaml = Scenario::parse(SMALL).unwrap();
     let json = serde_json::to_string(&yaml).unwrap();
     assert_eq!(Scenario::parse(&json).unwrap(), yaml);
+    // Its errors name the field as the YAML reader's do.
+    let mut v = serde_json::to_value(&yaml).unwrap();
+    v["hosts"][1]["cores"] = (-2).into();
+    assert_eq!(field_error(&v.to_string()).0, "hosts[1].cores");
+    v["hosts"][1]["cores"] = 8.into();
+    v.as_object_mut().unwrap().remove("duration");
+    assert_eq!(field_error(&v.to_string()).0, "duration");
+    assert!(matches!(
+        Scenario::parse("{\"name\":"),
+        Err(Error::Syntax(_))
+    ));
 }
 
 #[test]

@@ -187,7 +187,7 @@ fn scenario_variables_make_frames_fail_and_time_out() {
     let farm = Farm::start(0, 0);
     let _fleet = Fleet::start(&farm, &["--hosts", "2", "--cores", "4", "--speed", "100"]);
     farm.wait_hosts(2);
-    let spec = "name: scen\nlayers:\n  - name: exit\n    command: 'true'\n    frames: 1-2\n    retries: 0\n    env: {KILN_SIM_EXIT: 3}\n  - name: slow\n    command: sleep 600\n    frames: 1\n    retries: 0\n    timeout: 60\n  - name: bad\n    command: 'true'\n    frames: 1\n    retries: 0\n    env: {KILN_SIM_RUNTIME: soon}\n  - name: rss\n    command: 'true'\n    frames: 1\n    env: {KILN_SIM_RSS: 3G}\n";
+    let spec = "name: scen\nlayers:\n  - name: exit\n    command: 'true'\n    frames: 1-2\n    retries: 0\n    env: {KILN_SIM_EXIT: 3}\n  - name: slow\n    command: sleep 600\n    frames: 1\n    retries: 0\n    timeout: 60\n  - name: bad\n    command: 'true'\n    frames: 1\n    retries: 0\n    env: {KILN_SIM_RUNTIME: soon}\n  - name: rss\n    command: 'true'\n    frames: 1\n    memory: 4G\n    env: {KILN_SIM_RSS: 3G}\n";
     let job = farm.submit("scen", spec);
     farm.wait_status(&job, "FAILED", Duration::from_secs(30));
     let frames = farm.frames(&job);
@@ -204,7 +204,54 @@ fn scenario_variables_make_frames_fail_and_time_out() {
         "the failure says why: {log}"
     );
     assert_eq!(by("rss")[0]["state"], "SUCCEEDED");
+    assert_eq!(by("rss")[0]["attempts"], 1, "3G fits in the 4G it reserved");
     assert_eq!(by("rss")[0]["max_rss_kb"], 3 << 20);
+}
+
+#[test]
+fn frames_past_their_memory_are_killed_and_retried_with_more() {
+    let farm = Farm::start(0, 0);
+    let fleet = Fleet::start(&farm, &["--hosts", "4", "--cores", "8", "--json"]);
+    farm.wait_hosts(4);
+    // 3G used against 1G reserved; every frame fits at once (4 x 8 cores,
+    // 256G each), so all first attempts run with 1G, before the server
+    // learns. `retries: 0`: an OOM must not use up a retry.
+    let spec = "name: oom\nlayers:\n  - name: big\n    command: render\n    frames: 1-20\n    memory: 1G\n    retries: 0\n    env: {KILN_SIM_RUNTIME: 2s, KILN_SIM_RSS: 3G}\n";
+    let job = farm.submit("oom", spec);
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+
+    let frames = farm.frames(&job);
+    assert_eq!(count(&frames, "SUCCEEDED"), 20);
+    for f in &frames {
+        assert_eq!(
+            (f["attempts"].as_u64(), f["failures"].as_u64()),
+            (Some(2), Some(0)),
+            "one OOM, then a success, no failure counted: {f}"
+        );
+        assert_eq!(f["max_rss_kb"], 3 << 20, "{f}");
+    }
+    let log = farm.kiln(&["log", &job, "big/1", "--attempt", "1"]);
+    assert!(log.contains("out of memory: used 3G"), "{log}");
+    // Killed halfway through the 2s it would run.
+    let ran: u64 = log
+        .split("ran ")
+        .nth(1)
+        .and_then(|r| r.split(" ms").next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no runtime in {log:?}"));
+    assert!((900..1900).contains(&ran), "{log}");
+    // The server raised the reservation past what the frames used.
+    let layer = &farm.json(&["job", &job])["layers"][0];
+    assert!(
+        layer["memory_kb"].as_u64().unwrap() > 3 << 20,
+        "reservation not raised: {layer}"
+    );
+
+    let s = summary(&fleet.term(Duration::from_secs(20)));
+    assert_eq!(s["oom_kills"], 20, "{s}");
+    assert_eq!(s["frames_started"], 40, "{s}");
+    assert_eq!(s["frames_ended"], 40, "{s}");
+    assert_eq!(s["overcommits"], 0, "{s}");
 }
 
 #[test]

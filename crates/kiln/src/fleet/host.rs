@@ -148,10 +148,11 @@ impl SimHost {
             return;
         };
         self.used_cores -= f.cores;
-        self.shared.stats.ended(f.cores);
+        let exit = exit.unwrap_or(f.exit);
+        self.shared.stats.ended(f.cores, &exit);
         let mut ended = FrameEnded {
             attempt,
-            exit: exit.unwrap_or(f.exit),
+            exit,
             started_at: f.started_at,
             ended_at: wall_ms(),
             max_rss_kb: f.max_rss_kb,
@@ -244,11 +245,20 @@ fn cpu_ms(wall: Duration, centicores: u32) -> u64 {
 }
 
 /// The one line a simulated frame logs; the end's `log_size` is its length.
+/// Made from the end alone, so that an end resent after a reconnect comes
+/// with the same bytes.
 fn log_text(host: &str, e: &FrameEnded) -> Vec<u8> {
+    let how = match &e.exit {
+        // In the worker's words, for whoever reads why the frame was retried.
+        Exit::OutOfMemory { rss_kb } => format!(
+            "killed: out of memory: used {}, more than the frame reserved",
+            kiln_core::size::format_kb(*rss_kb)
+        ),
+        exit => format!("{exit:?}"),
+    };
     format!(
-        "kiln fleet: simulated on {host}, ran {} ms, {:?}\n",
-        e.ended_at - e.started_at,
-        e.exit
+        "kiln fleet: simulated on {host}, ran {} ms, {how}\n",
+        e.ended_at - e.started_at
     )
     .into_bytes()
 }

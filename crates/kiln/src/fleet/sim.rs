@@ -1,9 +1,11 @@
 //! What a simulated frame does, read from its launch: how long it "runs",
-//! how it ends and how much memory it claims to use. Every random draw is
-//! keyed by the attempt id, so a scenario plays out the same way twice.
+//! how it ends and how much memory it claims to use, and so whether the
+//! worker's memory rule kills it. Every random draw is keyed by the seed and
+//! the attempt (the frame, for memory), so a scenario plays out the same way
+//! twice.
 
 use kiln_core::link::{Exit, Launch};
-use kiln_core::model::{AttemptId, Command};
+use kiln_core::model::{AttemptId, Command, FrameId};
 use kiln_core::size::{parse_duration_s, parse_memory_kb};
 use std::time::Duration;
 
@@ -26,6 +28,13 @@ pub struct FramePlan {
 /// Reads the launch's `KILN_SIM_*` variables (or a `sleep N` command). A
 /// variable that does not parse fails the frame at once, saying why, as a
 /// real worker fails a command it cannot start.
+///
+/// A frame whose memory passes its reservation (`memory_kb`, when set) is
+/// killed as the worker kills it: it ends `OutOfMemory` halfway through its
+/// runtime, reporting its peak. A simulated frame's memory is one figure,
+/// taken to be reached by mid-run; kiln-sim kills at the same point, so the
+/// two simulators agree, and the server, raising the reservation past the
+/// reported peak, gets the retry through.
 pub fn plan(l: &Launch, speed: f64, seed: u64) -> FramePlan {
     match try_plan(l, seed) {
         Ok((virtual_ms, exit, max_rss_kb)) => FramePlan {
@@ -73,14 +82,20 @@ fn try_plan(l: &Launch, seed: u64) -> Result<(u64, Exit, u64), String> {
         None => 0.0,
     };
     let max_rss_kb = match var(RSS_VAR) {
-        Some(v) => parse_memory_kb(v).map_err(|e| format!("{RSS_VAR}: {e}"))?,
+        Some(v) => rss_kb(v, seed, l.frame).map_err(|e| format!("{RSS_VAR}: {e}"))?,
         None => 0,
     };
-    let mut exit = if code == 0 && fail_rate > 0.0 && draw(seed, l.attempt, 2) < fail_rate {
+    let mut exit = if code == 0 && fail_rate > 0.0 && draw(seed, l.attempt.0 as u64, 2) < fail_rate
+    {
         Exit::Exited(1)
     } else {
         Exit::Exited(code)
     };
+    // Before the timeout: a frame killed for memory halfway may never reach it.
+    if l.memory_kb > 0 && max_rss_kb > l.memory_kb {
+        runtime_ms /= 2;
+        exit = Exit::OutOfMemory { rss_kb: max_rss_kb };
+    }
     if let Some(limit) = l.timeout_s.map(|s| s.saturating_mul(1000)) {
         if runtime_ms > limit {
             runtime_ms = limit;
@@ -93,17 +108,43 @@ fn try_plan(l: &Launch, seed: u64) -> Result<(u64, Exit, u64), String> {
 /// A duration (`30s`, `1500ms`, `2m`, `1h30m`, `0.5s`) or a range
 /// `LO..HI` drawn uniformly, to the millisecond.
 pub fn runtime_ms(text: &str, seed: u64, attempt: AttemptId) -> Result<u64, String> {
+    one_or_range(
+        text,
+        draw(seed, attempt.0 as u64, 1),
+        parse_ms,
+        "write the shorter duration first, like 10s..60s",
+    )
+}
+
+/// A memory size (`4G`) or a range `LO..HI` drawn uniformly, to the KiB.
+/// Drawn per frame, not per attempt: a frame needs the same memory each
+/// time it runs, so a retry with a larger reservation gets through.
+pub fn rss_kb(text: &str, seed: u64, frame: FrameId) -> Result<u64, String> {
+    one_or_range(
+        text,
+        draw(seed, frame.0 as u64, 3),
+        parse_memory_kb,
+        "write the smaller size first, like 1G..3G",
+    )
+}
+
+/// `parse(text)`, or for `LO..HI` the point `u` (in [0, 1)) of the way
+/// from LO to HI, both included.
+fn one_or_range(
+    text: &str,
+    u: f64,
+    parse: impl Fn(&str) -> Result<u64, String>,
+    hint: &str,
+) -> Result<u64, String> {
     let Some((lo, hi)) = text.split_once("..") else {
-        return parse_ms(text);
+        return parse(text);
     };
-    let (lo, hi) = (parse_ms(lo)?, parse_ms(hi)?);
+    let (lo, hi) = (parse(lo)?, parse(hi)?);
     if lo > hi {
-        return Err(format!(
-            "{text:?} is an empty range (write the shorter duration first, like 10s..60s)"
-        ));
+        return Err(format!("{text:?} is an empty range ({hint})"));
     }
     let span = (hi - lo) as f64 + 1.0;
-    Ok(lo + ((draw(seed, attempt, 1) * span) as u64).min(hi - lo))
+    Ok(lo + ((u * span) as u64).min(hi - lo))
 }
 
 /// Milliseconds in a duration: what `parse_duration_s` reads, plus `ms`
@@ -151,9 +192,10 @@ fn sleep_ms(c: &Command) -> Option<u64> {
     }
 }
 
-/// A number in [0, 1) fixed by the seed, the attempt and what it is for.
-fn draw(seed: u64, attempt: AttemptId, purpose: u64) -> f64 {
-    let x = mix(mix(seed ^ mix(attempt.0 as u64)) ^ purpose);
+/// A number in [0, 1) fixed by the seed, a key (the attempt or the frame)
+/// and what it is for.
+fn draw(seed: u64, key: u64, purpose: u64) -> f64 {
+    let x = mix(mix(seed ^ mix(key)) ^ purpose);
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -186,7 +228,7 @@ mod tests {
             gpus: 0,
             cores: 100,
             memory_kb: 0,
-            frame: kiln_core::model::FrameId(1),
+            frame: FrameId(1),
             number: 1,
             last: 1,
             chunk: "1".into(),
@@ -250,12 +292,67 @@ mod tests {
     }
 
     #[test]
+    fn memory_past_the_reservation_is_killed_halfway_reporting_the_peak() {
+        let mut l = launch(1, "x", &[(RUNTIME_VAR, "10s"), (RSS_VAR, "3G")]);
+        l.memory_kb = 1 << 20;
+        let p = plan(&l, 2.0, 0);
+        assert_eq!(p.exit, Exit::OutOfMemory { rss_kb: 3 << 20 });
+        assert_eq!(
+            (p.virtual_ms, p.wait),
+            (5_000, Duration::from_millis(2_500))
+        );
+        assert_eq!(p.max_rss_kb, 3 << 20);
+        // Up to the reservation is allowed; 0 reserves nothing and limits nothing.
+        l.memory_kb = 3 << 20;
+        assert_eq!(plan(&l, 1.0, 0).exit, Exit::Exited(0));
+        l.memory_kb = 0;
+        assert_eq!(plan(&l, 1.0, 0).exit, Exit::Exited(0));
+        // Killed for memory before it could exit badly or time out...
+        let mut l = launch(
+            1,
+            "x",
+            &[(RUNTIME_VAR, "10m"), (RSS_VAR, "2G"), (EXIT_VAR, "3")],
+        );
+        l.memory_kb = 1 << 20;
+        l.timeout_s = Some(400);
+        assert_eq!(plan(&l, 1.0, 0).exit, Exit::OutOfMemory { rss_kb: 2 << 20 });
+        // ...unless the timeout comes first.
+        l.timeout_s = Some(200);
+        let p = plan(&l, 1.0, 0);
+        assert_eq!((p.exit, p.virtual_ms), (Exit::TimedOut, 200_000));
+    }
+
+    #[test]
+    fn memory_ranges_are_drawn_per_frame_not_per_attempt() {
+        let rss = |attempt: i64, frame: i64| {
+            let mut l = launch(attempt, "x", &[(RSS_VAR, "1G..3G")]);
+            l.frame = FrameId(frame);
+            plan(&l, 1.0, 0).max_rss_kb
+        };
+        let frames: Vec<u64> = (0..500).map(|f| rss(1, f)).collect();
+        assert!(frames.iter().all(|&k| (1 << 20..=3 << 20).contains(&k)));
+        let mean = frames.iter().sum::<u64>() as f64 / frames.len() as f64;
+        assert!(
+            (mean - (2 << 20) as f64).abs() < (1 << 20) as f64 * 0.1,
+            "{mean}"
+        );
+        assert_eq!(
+            rss(2, 7),
+            frames[7],
+            "a retry needs what the first attempt needed"
+        );
+        assert_eq!(rss_kb("2G..2G", 0, FrameId(1)), Ok(2 << 20));
+        assert!(rss_kb("3G..1G", 0, FrameId(1)).is_err());
+    }
+
+    #[test]
     fn bad_variables_fail_the_frame_naming_the_variable() {
         for (k, v) in [
             (RUNTIME_VAR, "soon"),
             (EXIT_VAR, "ok"),
             (FAIL_RATE_VAR, "2"),
             (RSS_VAR, "12"),
+            (RSS_VAR, "1G..x"),
         ] {
             let p = plan(&launch(1, "x", &[(k, v)]), 1.0, 0);
             let Exit::FailedToStart(why) = p.exit else {

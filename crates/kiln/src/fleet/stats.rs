@@ -5,6 +5,7 @@
 //! the moment a fill threshold is crossed is stamped by the launch that
 //! crosses it, so fill times do not depend on the progress tick.
 
+use kiln_core::link::Exit;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     /// Launches that did not fit in what their host had left.
     pub overcommits: AtomicU64,
+    /// Frames killed for passing their memory reservation.
+    pub oom_kills: AtomicU64,
     peak_busy: AtomicU64,
     // Milliseconds since `start`, plus one so that 0 means "not yet".
     first_launch: AtomicU64,
@@ -57,6 +60,9 @@ pub struct Summary {
     pub frames_ended: u64,
     pub reconnects: u64,
     pub overcommits: u64,
+    /// Frames killed for using more memory than they reserved (counted in
+    /// `frames_ended`); the server retries them with more.
+    pub oom_kills: u64,
     pub elapsed_ms: u64,
 }
 
@@ -78,6 +84,7 @@ impl Stats {
             ended: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             overcommits: AtomicU64::new(0),
+            oom_kills: AtomicU64::new(0),
             peak_busy: AtomicU64::new(0),
             first_launch: AtomicU64::new(0),
             full_at: AtomicU64::new(0),
@@ -115,8 +122,11 @@ impl Stats {
         }
     }
 
-    pub fn ended(&self, cores: u32) {
+    pub fn ended(&self, cores: u32, exit: &Exit) {
         self.ended.fetch_add(1, Relaxed);
+        if matches!(exit, Exit::OutOfMemory { .. }) {
+            self.oom_kills.fetch_add(1, Relaxed);
+        }
         self.busy.fetch_sub(cores as u64, Relaxed);
     }
 
@@ -142,6 +152,7 @@ impl Stats {
             frames_ended: self.ended.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             overcommits: self.overcommits.load(Relaxed),
+            oom_kills: self.oom_kills.load(Relaxed),
             elapsed_ms: self.start.elapsed().as_millis() as u64,
         }
     }
@@ -226,8 +237,8 @@ impl Summary {
             self.peak_busy_pct, self.peak_launches_per_s
         );
         s += &format!(
-            "  frames:              {} started, {} ended\n  reconnects:          {}\n",
-            self.frames_started, self.frames_ended, self.reconnects
+            "  frames:              {} started, {} ended ({} killed out of memory)\n  reconnects:          {}\n",
+            self.frames_started, self.frames_ended, self.oom_kills, self.reconnects
         );
         if self.overcommits > 0 {
             s += &format!(
