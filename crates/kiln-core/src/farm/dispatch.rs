@@ -99,6 +99,7 @@ impl Farm {
                 used: self.usage.limit(&l.name),
             });
         }
+        let suspect = self.suspect_hosts();
         let mut wide_waiting = false;
         snap.jobs.reserve(self.jobs.len());
         snap.demands.reserve(self.jobs.len());
@@ -162,7 +163,16 @@ impl Farm {
                     submitted_at: entry.job.submitted_at,
                     used: entry.used,
                     max_cores: entry.job.max_cores,
-                    avoid: entry.job.avoid_hosts.clone(),
+                    avoid: match suspect.get(&entry.job.id) {
+                        Some(more) => {
+                            let mut avoid = entry.job.avoid_hosts.clone();
+                            avoid.extend(more);
+                            avoid.sort();
+                            avoid.dedup();
+                            avoid
+                        }
+                        None => entry.job.avoid_hosts.clone(),
+                    },
                 });
             }
         }
@@ -170,6 +180,26 @@ impl Farm {
             self.estimate_busy_until(&mut snap);
         }
         snap
+    }
+
+    /// Hosts each job keeps off for now: where one of its frames just
+    /// failed (a streak not yet long enough to avoid the host) while other
+    /// frames of it still run there. Their outcome settles it: a success
+    /// clears the streak, more failures make the job avoid the host. Until
+    /// then a requeued frame would only go back to fail there again.
+    fn suspect_hosts(&self) -> HashMap<JobId, Vec<HostId>> {
+        let mut out: HashMap<JobId, Vec<HostId>> = HashMap::default();
+        for &(job, host) in self.fail_streaks.keys() {
+            let still_running = self.hosts.get(&host).is_some_and(|h| {
+                h.running
+                    .iter()
+                    .any(|a| self.in_flight.get(a).is_some_and(|f| f.attempt.job == job))
+            });
+            if still_running {
+                out.entry(job).or_default().push(host);
+            }
+        }
+        out
     }
 
     /// How many of a layer's waiting frames could start now, counting no

@@ -485,3 +485,43 @@ fn actions_validate_before_changing_and_killed_jobs_can_be_retried() {
     assert_ne!(farm.list_jobs(true)[0].status, JobStatus::Killed);
     assert_eq!(schedule(&mut farm, 7).len(), 1);
 }
+
+#[test]
+fn a_failed_frame_does_not_go_back_to_its_host_while_the_verdict_is_open() {
+    let mut farm = farm_with_host(2);
+    register(&mut farm, 2, "h2", 1, vec![], 0);
+    let job = submit(
+        &mut farm,
+        "name: flaky\nlayers: [{name: a, command: x, frames: 1-4, retries: 5}]",
+        0,
+    );
+    // Two frames on h1, one on h2.
+    let first = schedule(&mut farm, 1);
+    assert_eq!(first.len(), 3);
+    let on = |farm: &Farm, a: AttemptId| farm.live_attempt(a).unwrap().host_name.clone();
+    let h1: Vec<AttemptId> = first
+        .iter()
+        .map(|x| x.0)
+        .filter(|&a| on(&farm, a) == "h1")
+        .collect();
+    let h2: Vec<AttemptId> = first
+        .iter()
+        .map(|x| x.0)
+        .filter(|&a| on(&farm, a) == "h2")
+        .collect();
+    assert_eq!((h1.len(), h2.len()), (2, 1));
+    // One fails on h1 while its sibling still runs there: h1 is suspect
+    // for the job, so the requeued frames wait for h2 rather than return.
+    end(&mut farm, SESSION, h1[0], Exit::Exited(1), 2);
+    assert!(schedule(&mut farm, 3).is_empty(), "h1 is suspect");
+    end(&mut farm, 2, h2[0], Exit::Exited(0), 4);
+    let next = schedule(&mut farm, 5);
+    assert_eq!(next.len(), 1);
+    assert_eq!(on(&farm, next[0].0), "h2");
+    // The sibling succeeds on h1: the streak is cleared and h1 is used again.
+    end(&mut farm, SESSION, h1[1], Exit::Exited(0), 6);
+    let again = schedule(&mut farm, 7);
+    assert_eq!(again.len(), 1);
+    assert_eq!(on(&farm, again[0].0), "h1");
+    assert!(farm.job_detail(&job.to_string()).is_ok());
+}
