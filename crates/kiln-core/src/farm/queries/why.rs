@@ -3,9 +3,10 @@
 //! allow now, then the reason the last scheduling pass gave.
 //!
 //! A pass runs only while some host has free cores, so its reason can be
-//! stale (a limit freed, a cap lifted, every host locked since). Each
-//! reason is checked against the farm as it is now, and one that no
-//! longer holds falls back to what the hosts say.
+//! stale (a limit freed or reached, a cap lifted, every host locked
+//! since). Limits, caps and shares are read from the farm as it is now;
+//! only what needs the scheduler (a reservation, no fitting host left)
+//! comes from the last pass, and only while it still holds.
 
 use super::*;
 use crate::sched::Wait;
@@ -43,16 +44,19 @@ impl Farm {
                 Why::new(WhyKind::NoFit, None)
             };
         }
+        // Holds that the farm knows now come first, whatever the last pass
+        // said: no pass runs while every host is full, so a limit reached
+        // or a cap hit since then would otherwise read as "busy".
+        if let Some(name) = le.layer.limits.iter().find(|n| self.limit_full(n)) {
+            return Why::new(WhyKind::Limit, Some(name.clone()));
+        }
+        if job.max_cores.is_some_and(|m| entry.used + needs.cores > m) {
+            return Why::new(WhyKind::JobCap, None);
+        }
+        if self.share_full(job, needs.cores) {
+            return Why::new(WhyKind::Share, Some(job.show.clone()));
+        }
         match &le.why {
-            Some(Wait::Limit(name)) if self.limit_full(name) => {
-                Why::new(WhyKind::Limit, Some(name.clone()))
-            }
-            Some(Wait::JobCap) if job.max_cores.is_some_and(|m| entry.used + needs.cores > m) => {
-                Why::new(WhyKind::JobCap, None)
-            }
-            Some(Wait::Share) if self.share_full(job, needs.cores) => {
-                Why::new(WhyKind::Share, Some(job.show.clone()))
-            }
             Some(Wait::Reserved(h))
                 if self
                     .reservations
@@ -196,6 +200,33 @@ mod tests {
 
     fn admin(farm: &mut Farm, cmd: Admin) {
         farm.admin(cmd, 0).unwrap();
+    }
+
+    #[test]
+    fn a_limit_reached_while_the_farm_is_full_shows_without_a_pass() {
+        let mut farm = Farm::new(FarmConfig::default());
+        host(&mut farm, 1, "h1", 1);
+        admin(
+            &mut farm,
+            Admin::PutLimit {
+                name: "lic".into(),
+                max: 5,
+            },
+        );
+        let job = submit(&mut farm, "limits: [lic]");
+        pass(&mut farm);
+        assert_eq!(whys(&farm, &job), [(WhyKind::Busy, None)]);
+        // The farm is full, so no pass runs; the limit is lowered under
+        // what runs: the frame now waits for the limit, not for a host.
+        assert!(farm.snapshot(2).demands.is_empty());
+        admin(
+            &mut farm,
+            Admin::PutLimit {
+                name: "lic".into(),
+                max: 1,
+            },
+        );
+        assert_eq!(whys(&farm, &job), [(WhyKind::Limit, Some("lic".into()))]);
     }
 
     #[test]
