@@ -11,14 +11,7 @@ KILN=${1:-target/release/kiln}
 HOSTS=${2:-1553}
 CORES=${3:-37}
 FRAMES=${4:-120000}
-[ -x "$KILN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-KILN=$(realpath "$KILN")
-dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export KILN_SERVER=http://127.0.0.1:$port
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-ms() { date +%s%3N; }
+. "$(dirname "$0")/common.sh"
 
 "$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>"$dir/server.log" &
 for _ in $(seq 100); do "$KILN" jobs >/dev/null 2>&1 && break; sleep 0.1; done

@@ -6,20 +6,12 @@
 # Usage: bench/targets.sh [path/to/kiln]   (default: target/release/kiln)
 set -euo pipefail
 KILN=${1:-target/release/kiln}
-[ -x "$KILN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-KILN=$(realpath "$KILN")
-dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export KILN_SERVER=http://127.0.0.1:$port
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
 
 "$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>"$dir/server.log" &
 "$KILN" worker --name bench --cores 16 --work-dir "$dir/work" --allow-root 2>"$dir/worker.log" &
 wpid=$!
 for _ in $(seq 100); do "$KILN" hosts --json 2>/dev/null | grep -q '"UP"' && break; sleep 0.1; done
-
-ms() { date +%s%3N; }
 
 # 1. Throughput.
 cat > "$dir/thousand.yaml" <<YAML

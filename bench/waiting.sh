@@ -8,14 +8,7 @@ set -euo pipefail
 KILN=${1:-target/release/kiln}
 JOBS=${2:-50}
 FRAMES=${3:-20000}
-[ -x "$KILN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-KILN=$(realpath "$KILN")
-dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export KILN_SERVER=http://127.0.0.1:$port
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-ms() { date +%s%3N; }
+. "$(dirname "$0")/common.sh"
 mem() { awk '/^(VmRSS|VmHWM)/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$1/status"; echo; }
 serve() {
   "$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>>"$dir/server.log" &

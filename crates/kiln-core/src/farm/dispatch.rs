@@ -292,17 +292,8 @@ impl Farm {
         // host, even if others started (on a reserved host, say): its
         // next frame then needs no fresh wait before it may reserve.
         let hungry = |w: &Wait| matches!(w, Wait::Busy | Wait::Reserved(_) | Wait::NoFit);
-        let still: HashMap<LayerId, &Wait> = plan
-            .waits
-            .iter()
-            .filter(|(_, w)| hungry(w))
-            .map(|(l, w)| (*l, w))
-            .collect();
-        for id in started_layers {
-            if let Some(l) = self.layers.get_mut(&id) {
-                if !still.contains_key(&id) {
-                    l.starved_since = None;
-                }
+        for id in &started_layers {
+            if let Some(l) = self.layers.get_mut(id) {
                 l.why = None;
             }
         }
@@ -311,6 +302,13 @@ impl Farm {
                 l.why = Some(why.clone());
                 if hungry(why) {
                     l.starved_since.get_or_insert(now);
+                }
+            }
+        }
+        for id in started_layers {
+            if let Some(l) = self.layers.get_mut(&id) {
+                if !l.why.as_ref().is_some_and(hungry) {
+                    l.starved_since = None;
                 }
             }
         }

@@ -490,7 +490,7 @@ fn actions_validate_before_changing_and_killed_jobs_can_be_retried() {
 fn a_failed_frame_does_not_go_back_to_its_host_while_the_verdict_is_open() {
     let mut farm = farm_with_host(2);
     register(&mut farm, 2, "h2", 1, vec![], 0);
-    let job = submit(
+    submit(
         &mut farm,
         "name: flaky\nlayers: [{name: a, command: x, frames: 1-4, retries: 5}]",
         0,
@@ -523,5 +523,4 @@ fn a_failed_frame_does_not_go_back_to_its_host_while_the_verdict_is_open() {
     let again = schedule(&mut farm, 7);
     assert_eq!(again.len(), 1);
     assert_eq!(on(&farm, again[0].0), "h1");
-    assert!(farm.job_detail(&job.to_string()).is_ok());
 }
