@@ -120,7 +120,8 @@ pub struct Demand {
     pub tags: Vec<TagReq>,
     /// Indices into [`Snapshot::limits`].
     pub limits: Vec<u32>,
-    /// Frames that could start now; the applier takes them in order.
+    /// Frames that could start now; the applier takes them in order. A
+    /// demand with none is ignored (a kept snapshot leaves such rows).
     pub ready: u32,
     /// Since when the layer has had ready frames and got none started.
     pub starved_since: Option<Millis>,

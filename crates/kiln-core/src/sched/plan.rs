@@ -33,6 +33,43 @@ pub fn plan(snap: &Snapshot) -> Plan {
     p.finish()
 }
 
+/// Groups the demands with frames ready by job, in layer order: returns
+/// each job's start in the list (and the end), and the list.
+fn group_by_job(snap: &Snapshot) -> (Vec<u32>, Vec<u32>) {
+    let jobs = snap.jobs.len();
+    let mut start = vec![0u32; jobs + 1];
+    for d in &snap.demands {
+        if d.ready > 0 && (d.job as usize) < jobs {
+            start[d.job as usize + 1] += 1;
+        }
+    }
+    for j in 0..jobs {
+        start[j + 1] += start[j];
+    }
+    let mut next = start.clone();
+    let mut list = vec![0u32; start[jobs] as usize];
+    let mut sorted = true;
+    for (i, d) in snap.demands.iter().enumerate() {
+        if d.ready > 0 && (d.job as usize) < jobs {
+            let at = &mut next[d.job as usize];
+            if *at > start[d.job as usize] {
+                let prev = &snap.demands[list[*at as usize - 1] as usize];
+                sorted &= prev.layer_index <= d.layer_index;
+            }
+            list[*at as usize] = i as u32;
+            *at += 1;
+        }
+    }
+    // Snapshots list a job's layers in order; one built by hand may not.
+    if !sorted {
+        for j in 0..jobs {
+            list[start[j] as usize..start[j + 1] as usize]
+                .sort_by_key(|&d| snap.demands[d as usize].layer_index);
+        }
+    }
+    (start, list)
+}
+
 /// Host classes to try first, then to fall back on (see `Index::classes_for`).
 type Classes = Rc<[Vec<u32>; 2]>;
 
@@ -46,13 +83,17 @@ type JobQueue = BinaryHeap<Reverse<((u64, Millis, JobId), u32)>>;
 struct Pass<'a> {
     snap: &'a Snapshot,
     index: Index,
+    /// Host id → index: of hosts with a free core, or of all of them
+    /// when there are reservations to keep.
     host_of: HashMap<HostId, u32>,
     job_used: Vec<Centicores>,
     /// Per show, per subscription (same order as the snapshot's).
     sub_used: Vec<Vec<Centicores>>,
     limit_used: Vec<u32>,
-    /// Per job, its demands in layer order.
-    job_demands: Vec<Vec<u32>>,
+    /// Job `j`'s demands with frames ready, in layer order, are
+    /// `job_list[job_start[j]..job_start[j + 1]]`.
+    job_start: Vec<u32>,
+    job_list: Vec<u32>,
     /// Per show, its jobs.
     show_jobs: Vec<Vec<u32>>,
     placed: Vec<u32>,
@@ -68,8 +109,9 @@ struct Pass<'a> {
     backfill: Vec<bool>,
     reservations: Vec<Reservation>,
     out: Vec<Assignment>,
-    /// Assignments of core ranges, one frame each, to grow at the end.
-    ranged: Vec<(usize, u32)>,
+    /// Assignments of core ranges, one frame each, to grow at the end:
+    /// (assignment, demand, host index).
+    ranged: Vec<(usize, u32, u32)>,
     /// Per demand: the classes it may use in the allocation being filled.
     classes: Vec<Option<(u32, Classes)>>,
     /// The same, shared by demands asking for the same tags and GPU-ness.
@@ -83,33 +125,35 @@ enum Tried {
 
 impl<'a> Pass<'a> {
     fn new(snap: &'a Snapshot) -> Pass<'a> {
-        let mut job_demands = vec![Vec::new(); snap.jobs.len()];
-        for (d, demand) in snap.demands.iter().enumerate() {
-            if let Some(list) = job_demands.get_mut(demand.job as usize) {
-                list.push(d as u32);
-            }
-        }
-        for list in &mut job_demands {
-            list.sort_by_key(|&d| snap.demands[d as usize].layer_index);
-        }
+        let (job_start, job_list) = group_by_job(snap);
         let mut show_jobs = vec![Vec::new(); snap.shows.len()];
         for (j, job) in snap.jobs.iter().enumerate() {
-            if !job_demands[j].is_empty() {
+            if job_start[j] < job_start[j + 1] {
                 if let Some(list) = show_jobs.get_mut(job.show as usize) {
                     list.push(j as u32);
                 }
             }
         }
         let n = snap.demands.len();
-        Pass {
-            snap,
-            index: Index::new(snap),
-            host_of: snap
-                .hosts
+        let index = Index::new(snap);
+        // Placement looks hosts up by id only for warm caches, and only a
+        // host with a free core can be one; reservations need them all.
+        let host_of: HashMap<HostId, u32> = if snap.reservations.is_empty() {
+            (0..snap.hosts.len() as u32)
+                .filter(|&h| index.free[h as usize].cores > 0)
+                .map(|h| (snap.hosts[h as usize].id, h))
+                .collect()
+        } else {
+            snap.hosts
                 .iter()
                 .enumerate()
                 .map(|(i, h)| (h.id, i as u32))
-                .collect(),
+                .collect()
+        };
+        Pass {
+            snap,
+            index,
+            host_of,
             job_used: snap.jobs.iter().map(|j| j.used).collect(),
             sub_used: snap
                 .shows
@@ -117,7 +161,8 @@ impl<'a> Pass<'a> {
                 .map(|s| s.subs.iter().map(|x| x.used).collect())
                 .collect(),
             limit_used: snap.limits.iter().map(|l| l.used).collect(),
-            job_demands,
+            job_start,
+            job_list,
             show_jobs,
             placed: vec![0; n],
             wait: vec![None; n],
@@ -131,6 +176,12 @@ impl<'a> Pass<'a> {
             classes: vec![None; n],
             class_sets: HashMap::default(),
         }
+    }
+
+    /// Demand `i` of job `j`'s, in layer order, if it has that many.
+    fn job_demand(&self, j: u32, i: usize) -> Option<u32> {
+        let (start, end) = (self.job_start[j as usize], self.job_start[j as usize + 1]);
+        (i < (end - start) as usize).then(|| self.job_list[start as usize + i])
     }
 
     fn demand(&self, d: u32) -> &'a Demand {
@@ -222,8 +273,9 @@ impl<'a> Pass<'a> {
     fn give_up(&mut self, alloc: u32, shows: ShowQueue, mut queues: Vec<JobQueue>) {
         for Reverse(((_, _, s), k)) in shows {
             for Reverse((_, j)) in std::mem::take(&mut queues[s as usize]) {
-                for i in 0..self.job_demands[j as usize].len() {
-                    let d = self.job_demands[j as usize][i];
+                let mut i = 0;
+                while let Some(d) = self.job_demand(j, i) {
+                    i += 1;
                     let du = d as usize;
                     if self.stopped[du]
                         || self.stuck_in[du] == alloc + 1
@@ -243,8 +295,10 @@ impl<'a> Pass<'a> {
 
     /// Gives every demand of job `j` not yet stuck in `alloc` a reason.
     fn mark_job(&mut self, j: u32, alloc: u32, why: Wait) {
-        for i in 0..self.job_demands[j as usize].len() {
-            let d = self.job_demands[j as usize][i] as usize;
+        let mut i = 0;
+        while let Some(d) = self.job_demand(j, i) {
+            i += 1;
+            let d = d as usize;
             if self.stuck_in[d] != alloc + 1 && !self.stopped[d] {
                 self.stuck_in[d] = alloc + 1;
                 self.note(d, why.clone());
@@ -254,8 +308,9 @@ impl<'a> Pass<'a> {
 
     /// Starts one frame of the job's first layer that can start one.
     fn place_for_job(&mut self, j: u32, alloc: u32, s: u32, k: usize) -> Tried {
-        for i in 0..self.job_demands[j as usize].len() {
-            let d = self.job_demands[j as usize][i];
+        let mut i = 0;
+        while let Some(d) = self.job_demand(j, i) {
+            i += 1;
             if self.stopped[d as usize]
                 || self.stuck_in[d as usize] == alloc + 1
                 || self.placed[d as usize] >= self.demand(d).ready
@@ -386,9 +441,11 @@ impl<'a> Pass<'a> {
     /// not reserved for another frame, unless it backfills: expected to
     /// end before the reserved host frees.
     fn host_ok(&self, d: u32, h: u32) -> bool {
+        // The host's row is read only when needed: this runs for every
+        // candidate host, and the rows are mostly out of cache.
         let demand = self.demand(d);
-        let host = &self.snap.hosts[h as usize];
-        if self.snap.jobs[demand.job as usize].avoid.contains(&host.id) {
+        let avoid = &self.snap.jobs[demand.job as usize].avoid;
+        if !avoid.is_empty() && avoid.contains(&self.snap.hosts[h as usize].id) {
             return false;
         }
         match self.reserved[h as usize] {
@@ -397,7 +454,7 @@ impl<'a> Pass<'a> {
             // A narrow frame's host frees a few cores at a time; any
             // backfill would take exactly those cores.
             Some(_) if !self.backfill[h as usize] => false,
-            Some(_) => match (demand.runtime_ms, host.busy_until) {
+            Some(_) => match (demand.runtime_ms, self.snap.hosts[h as usize].busy_until) {
                 (Some(rt), Some(until)) => self.snap.now + rt <= until,
                 _ => false,
             },
@@ -440,7 +497,7 @@ impl<'a> Pass<'a> {
             count: 1,
         });
         if ranged {
-            self.ranged.push((self.out.len() - 1, d));
+            self.ranged.push((self.out.len() - 1, d, h));
         }
     }
 
@@ -545,9 +602,8 @@ impl<'a> Pass<'a> {
     /// Gives cores left idle on a host to the ranged frames placed there.
     fn grow_ranges(&mut self) {
         for i in 0..self.ranged.len() {
-            let (a, d) = self.ranged[i];
+            let (a, d, h) = self.ranged[i];
             let demand = self.demand(d);
-            let h = self.host_of[&self.out[a].host];
             let job = &self.snap.jobs[demand.job as usize];
             let Some(k) = self.sub_index(job.show, self.snap.hosts[h as usize].alloc) else {
                 continue;
