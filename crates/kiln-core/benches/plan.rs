@@ -137,10 +137,12 @@ fn main() {
 
 fn pass(farm: &mut Farm, now: i64) -> (Duration, Duration, Duration, usize) {
     let t = Instant::now();
-    let snap = farm.snapshot(now);
+    let Some(snap) = farm.snapshot(now) else {
+        return (t.elapsed(), Duration::ZERO, Duration::ZERO, 0);
+    };
     let t_snap = t.elapsed();
     let t = Instant::now();
-    let plan = sched::plan(&snap);
+    let plan = sched::plan(snap);
     let t_plan = t.elapsed();
     let t = Instant::now();
     let n = farm.apply_plan(&plan, now);

@@ -198,18 +198,18 @@ impl<S: Store> Applier<S> {
             return self.finish(replies).await.map(|()| true);
         }
         let t0 = std::time::Instant::now();
-        let snapshot = self.farm.snapshot(now);
         let mut more = false;
-        if !snapshot.demands.is_empty() {
-            let mut plan = sched::plan(&snapshot);
+        if let Some(snapshot) = self.farm.snapshot(now) {
+            let mut plan = sched::plan(snapshot);
             let planned = plan.frames();
             let capped = cap(&mut plan, budget, &snapshot.reservations);
+            let (demands, hosts) = (snapshot.demands.len(), snapshot.hosts.len());
             let t1 = std::time::Instant::now();
             let started = self.farm.apply_plan(&plan, now);
             more = capped && started > 0;
             tracing::debug!(
-                demands = snapshot.demands.len(),
-                hosts = snapshot.hosts.len(),
+                demands,
+                hosts,
                 assignments = plan.assignments.len(),
                 planned,
                 frames = plan.frames(),

@@ -249,13 +249,13 @@ impl<'s> Sim<'s> {
         self.changed = false;
         self.last_pass = Some(self.now);
         let t = Instant::now();
-        let snap = self.farm.snapshot(self.now);
-        if snap.demands.is_empty() {
-            // The server skips planning then; so does the simulator.
+        let Some(snap) = self.farm.snapshot(self.now) else {
+            // Nothing could start: the server skips planning then; so does
+            // the simulator.
             self.stats.idle_passes += 1;
             return;
-        }
-        let plan = sched::plan(&snap);
+        };
+        let plan = sched::plan(snap);
         let planned = t.elapsed();
         let t = Instant::now();
         let started = self.farm.apply_plan(&plan, self.now);

@@ -441,11 +441,13 @@ impl Farm {
     }
 
     fn put(&mut self, r: Record) {
+        self.mirror.stale();
         self.structure.put(r.clone());
         self.dirty.structure.push(Change::Put(r));
     }
 
     fn remove(&mut self, kind: &'static str, key: &str) {
+        self.mirror.stale();
         let s = &mut self.structure;
         match kind {
             "facility" => drop(s.facilities.remove(key)),

@@ -1,185 +1,29 @@
 //! From farm to scheduler and back: the snapshot of what can run where, and
 //! the application of a plan (attempts created, launches queued).
 
+use super::mirror;
 use super::*;
-use crate::sched::{
-    AllocSlot, Demand, HostSlot, JobSlot, LimitSlot, Plan, SchedConfig, ShowSlot, Snapshot,
-    SubSlot, Wait,
-};
+use crate::sched::{Plan, Snapshot, Wait};
 use crate::tokens::{substitute_command, TokenContext};
 
 impl Farm {
     /// What the scheduler needs to see now: every connected, open, UP host
     /// with what it has left, the structure with what each show and limit
     /// holds, and each runnable layer with how many frames could start.
-    /// Costs O(hosts + jobs + layers), never O(frames).
-    pub fn snapshot(&self, now: Millis) -> Snapshot {
-        let s = &self.structure;
-        let alloc_index: HashMap<&str, u32> = s
-            .allocations
-            .keys()
-            .enumerate()
-            .map(|(i, a)| (a.as_str(), i as u32))
-            .collect();
-        let mut snap = Snapshot {
-            now,
-            config: SchedConfig {
-                reserve_after_ms: self.config.reserve_after_ms,
-                ..SchedConfig::default()
-            },
-            allocations: s
-                .allocations
-                .values()
-                .map(|a| AllocSlot {
-                    name: a.name.clone(),
-                    facility: a.facility.clone(),
-                })
-                .collect(),
-            reservations: self.reservations.clone(),
-            ..Snapshot::default()
+    /// `None` when nothing could start (no free core, or no frame ready).
+    /// Costs O(what changed since the last call); see `mirror.rs`.
+    pub fn snapshot(&mut self, now: Millis) -> Option<&Snapshot> {
+        let changes = mirror::Changes {
+            hosts: self.hosts.take_touched(),
+            jobs: self.jobs.take_touched(),
+            layers: self.layers.take_touched(),
         };
-        snap.hosts.reserve(self.hosts.len());
-        let mut free_cores: u64 = 0;
-        let mut widest: Centicores = 0;
-        for h in self.hosts.values() {
-            if h.session.is_none()
-                || h.draining
-                || h.host.state != HostState::Up
-                || h.host.lock != LockState::Open
-            {
-                continue;
-            }
-            let Some(&alloc) = alloc_index.get(h.host.allocation.as_str()) else {
-                continue;
-            };
-            let total = h.host.offers();
-            let mut free = total;
-            free.sub(&h.used);
-            free_cores += free.cores as u64;
-            widest = widest.max(total.cores);
-            snap.hosts.push(HostSlot {
-                id: h.host.id,
-                alloc,
-                total,
-                free,
-                tags: h.tags.clone(),
-                busy_until: None,
-            });
-        }
-        if free_cores == 0 {
-            return snap;
-        }
-        let mut show_index: HashMap<&str, u32> = HashMap::default();
-        for (i, show) in s.shows.values().enumerate() {
-            show_index.insert(show.name.as_str(), i as u32);
-            let subs = s
-                .subs
-                .range((show.name.clone(), String::new())..)
-                .take_while(|((sh, _), _)| *sh == show.name)
-                .filter_map(|((_, al), sub)| {
-                    Some(SubSlot {
-                        alloc: *alloc_index.get(al.as_str())?,
-                        size: sub.size,
-                        burst: sub.burst,
-                        used: self.usage.sub(&show.name, al),
-                    })
-                })
-                .collect();
-            snap.shows.push(ShowSlot {
-                name: show.name.clone(),
-                subs: if show.enabled { subs } else { Vec::new() },
-            });
-        }
-        let mut limit_index: HashMap<&str, u32> = HashMap::default();
-        for (i, l) in s.limits.values().enumerate() {
-            limit_index.insert(l.name.as_str(), i as u32);
-            snap.limits.push(LimitSlot {
-                name: l.name.clone(),
-                max: l.max,
-                used: self.usage.limit(&l.name),
-            });
-        }
-        let suspect = self.suspect_hosts();
-        let mut wide_waiting = false;
-        snap.jobs.reserve(self.jobs.len());
-        snap.demands.reserve(self.jobs.len());
-        for entry in self.jobs.values() {
-            if !self.job_runnable(entry) {
-                continue;
-            }
-            let Some(&show) = show_index.get(entry.job.show.as_str()) else {
-                continue;
-            };
-            let job = snap.jobs.len() as u32;
-            let mut any = false;
-            for lid in &entry.layers {
-                let l = &self.layers[lid];
-                if l.waiting.is_empty() || !self.layer_runnable(l) {
-                    continue;
-                }
-                let needs = l.needs();
-                let ready = self.ready_count(l, free_cores / needs.cores.max(1) as u64 + 1);
-                if ready == 0 {
-                    continue;
-                }
-                let Some(limits) = l
-                    .layer
-                    .limits
-                    .iter()
-                    .map(|n| limit_index.get(n.as_str()).copied())
-                    .collect::<Option<Vec<u32>>>()
-                else {
-                    continue;
-                };
-                // Reservations need to know when hosts free; that costs a
-                // walk of the running frames, so only when a wide frame
-                // has waited long enough to get one.
-                wide_waiting |= l
-                    .starved_since
-                    .is_some_and(|t| now - t >= self.config.reserve_after_ms)
-                    && (l.layer.cores == crate::structure::CoreRequest::WholeHost
-                        || needs.cores * 2 > widest);
-                snap.demands.push(Demand {
-                    job,
-                    layer: l.layer.id,
-                    layer_index: l.layer.index,
-                    needs,
-                    cores: l.layer.cores,
-                    tags: l.layer.tags.clone(),
-                    limits,
-                    ready,
-                    starved_since: l.starved_since,
-                    runtime_ms: l.runtime.mean(),
-                    recent_hosts: l.recent_hosts,
-                });
-                any = true;
-            }
-            if any {
-                snap.jobs.push(JobSlot {
-                    id: entry.job.id,
-                    show,
-                    facility: entry.job.facility.clone(),
-                    priority: entry.job.priority,
-                    submitted_at: entry.job.submitted_at,
-                    used: entry.used,
-                    max_cores: entry.job.max_cores,
-                    avoid: match suspect.get(&entry.job.id) {
-                        Some(more) => {
-                            let mut avoid = entry.job.avoid_hosts.clone();
-                            avoid.extend(more);
-                            avoid.sort();
-                            avoid.dedup();
-                            avoid
-                        }
-                        None => entry.job.avoid_hosts.clone(),
-                    },
-                });
-            }
-        }
-        if wide_waiting || !snap.reservations.is_empty() {
-            self.estimate_busy_until(&mut snap);
-        }
-        snap
+        let mut m = std::mem::take(&mut self.mirror);
+        m.refresh(self, changes, now);
+        #[cfg(debug_assertions)]
+        m.check(self, now);
+        self.mirror = m;
+        self.mirror.view()
     }
 
     /// Hosts each job keeps off for now: where one of its frames just
@@ -187,7 +31,7 @@ impl Farm {
     /// frames of it still run there. Their outcome settles it: a success
     /// clears the streak, more failures make the job avoid the host. Until
     /// then a requeued frame would only go back to fail there again.
-    fn suspect_hosts(&self) -> HashMap<JobId, Vec<HostId>> {
+    pub(super) fn suspect_hosts(&self) -> HashMap<JobId, Vec<HostId>> {
         let mut out: HashMap<JobId, Vec<HostId>> = HashMap::default();
         for &(job, host) in self.fail_streaks.keys() {
             let still_running = self.hosts.get(&host).is_some_and(|h| {
@@ -205,7 +49,7 @@ impl Farm {
     /// How many of a layer's waiting frames could start now, counting no
     /// further than `cap`. Without per-frame dependencies that is all of
     /// them; the applier skips any still winding down from a kill.
-    fn ready_count(&self, l: &LayerEntry, cap: u64) -> u32 {
+    pub(super) fn ready_count(&self, l: &LayerEntry, cap: u64) -> u32 {
         if !l.layer.depends.iter().any(|d| d.per_frame) {
             return l.waiting.len() as u32;
         }
@@ -219,7 +63,7 @@ impl Farm {
 
     /// When each host's running frames should be done, from their layers'
     /// typical runtimes; unknown if any of them has none yet.
-    fn estimate_busy_until(&self, snap: &mut Snapshot) {
+    pub(super) fn estimate_busy_until(&self, snap: &mut Snapshot) {
         for slot in &mut snap.hosts {
             let h = &self.hosts[&slot.id];
             let mut until = Some(snap.now);
@@ -275,10 +119,7 @@ impl Farm {
                 picked.push(id);
             }
             for frame in picked {
-                let h = &self.hosts[&a.host];
-                let mut free = h.host.offers();
-                free.sub(&h.used);
-                if !a.grant.fits_in(&free) {
+                if !a.grant.fits_in(&self.hosts[&a.host].free()) {
                     break;
                 }
                 self.start_attempt(frame, a.host, a.grant, now);
@@ -292,23 +133,27 @@ impl Farm {
         // host, even if others started (on a reserved host, say): its
         // next frame then needs no fresh wait before it may reserve.
         let hungry = |w: &Wait| matches!(w, Wait::Busy | Wait::Reserved(_) | Wait::NoFit);
+        // The reason is not something the scheduler reads; the wait is,
+        // and its row follows in place.
         for id in &started_layers {
-            if let Some(l) = self.layers.get_mut(id) {
+            if let Some(l) = self.layers.quiet_mut(id) {
                 l.why = None;
             }
         }
         for (id, why) in &plan.waits {
-            if let Some(l) = self.layers.get_mut(id) {
+            if let Some(l) = self.layers.quiet_mut(id) {
                 l.why = Some(why.clone());
-                if hungry(why) {
-                    l.starved_since.get_or_insert(now);
+                if hungry(why) && l.starved_since.is_none() {
+                    l.starved_since = Some(now);
+                    self.mirror.layer_starved(*id, l.starved_since);
                 }
             }
         }
         for id in started_layers {
-            if let Some(l) = self.layers.get_mut(&id) {
-                if !l.why.as_ref().is_some_and(hungry) {
+            if let Some(l) = self.layers.quiet_mut(&id) {
+                if !l.why.as_ref().is_some_and(hungry) && l.starved_since.is_some() {
                     l.starved_since = None;
+                    self.mirror.layer_starved(id, None);
                 }
             }
         }
@@ -318,9 +163,10 @@ impl Farm {
 
     fn start_attempt(&mut self, frame: FrameId, host: HostId, grant: Resources, now: Millis) {
         let id = AttemptId(Self::next_id(&mut self.ids.attempt));
-        let h = self.hosts.get_mut(&host).expect("checked");
+        let h = self.hosts.quiet_mut(&host).expect("checked");
         h.used.add(&grant);
         h.running.insert(id);
+        self.mirror.host_free(host, h.free());
         let host_name = h.host.report.name.clone();
         let alloc = h.host.allocation.clone();
         let f = self.frames.get_mut(&frame).expect("checked");
@@ -437,7 +283,8 @@ impl Farm {
             env.insert(k.to_string(), v);
         }
         let env = std::sync::Arc::new(env);
-        self.layers.get_mut(&layer).expect("present").base_env = Some(env.clone());
+        // Not something the scheduler reads.
+        self.layers.quiet_mut(&layer).expect("present").base_env = Some(env.clone());
         env
     }
 

@@ -6,10 +6,14 @@
 mod admin;
 mod dispatch;
 mod jobs;
+mod mirror;
 mod queries;
+mod tracked;
 mod usage;
 mod workers;
 
+#[cfg(test)]
+mod mirror_tests;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +27,7 @@ use crate::structure::{Change, Record};
 use std::collections::{BTreeMap, BTreeSet};
 // Ids are small integers and the maps are hot: a fast hash, not SipHash.
 use rustc_hash::FxHashMap as HashMap;
+use tracked::Tracked;
 
 /// Tunables of the farm's state machine.
 #[derive(Debug, Clone)]
@@ -208,10 +213,10 @@ struct Ids {
 
 pub struct Farm {
     config: FarmConfig,
-    jobs: BTreeMap<JobId, JobEntry>,
-    layers: HashMap<LayerId, LayerEntry>,
+    jobs: Tracked<BTreeMap<JobId, JobEntry>, JobId>,
+    layers: Tracked<HashMap<LayerId, LayerEntry>, LayerId>,
     frames: HashMap<FrameId, Frame>,
-    hosts: BTreeMap<HostId, HostEntry>,
+    hosts: Tracked<BTreeMap<HostId, HostEntry>, HostId>,
     host_by_name: HashMap<String, HostId>,
     /// Live connection → its host.
     sessions: HashMap<u64, HostId>,
@@ -226,6 +231,8 @@ pub struct Farm {
     fail_streaks: HashMap<(JobId, HostId), u32>,
     usage: usage::Usage,
     reservations: Vec<crate::sched::Reservation>,
+    /// The scheduler's snapshot, kept from pass to pass.
+    mirror: mirror::Mirror,
 }
 
 impl Farm {
@@ -240,10 +247,10 @@ impl Farm {
         let [job, layer, frame, attempt, host] = image.max_ids;
         let mut farm = Farm {
             config,
-            jobs: BTreeMap::new(),
-            layers: HashMap::default(),
+            jobs: Tracked::default(),
+            layers: Tracked::default(),
             frames: HashMap::with_capacity_and_hasher(image.frames.len(), Default::default()),
-            hosts: BTreeMap::new(),
+            hosts: Tracked::default(),
             host_by_name: HashMap::default(),
             sessions: HashMap::default(),
             in_flight: HashMap::default(),
@@ -261,6 +268,7 @@ impl Farm {
             fail_streaks: HashMap::default(),
             usage: usage::Usage::default(),
             reservations: Vec::new(),
+            mirror: mirror::Mirror::default(),
         };
         for r in image.structure {
             farm.structure.put(r);
@@ -432,13 +440,21 @@ impl Farm {
         f.state = to;
         let (layer, index, job) = (f.layer, f.index, f.job);
         self.dirty.frames.insert(id);
-        if let Some(l) = self.layers.get_mut(&layer) {
+        if let Some(l) = self.layers.quiet_mut(&layer) {
+            let complete = l.counts.done() == l.counts.total();
             *l.counts.slot(from) -= 1;
             *l.counts.slot(to) += 1;
             if to == FrameState::Waiting {
                 l.waiting.insert(index);
             } else if from == FrameState::Waiting {
                 l.waiting.remove(&index);
+            }
+            // The scheduler's row follows in place, unless the layer has
+            // none yet or just completed or reopened: layers waiting on
+            // it may start or stop, so its job is read again.
+            let flipped = complete != (l.counts.done() == l.counts.total());
+            if !self.mirror.layer_ready(layer, l.waiting.len() as u32) || flipped {
+                self.layers.touch(layer);
             }
         }
         // A start neither finishes a job nor reopens one (it had a
@@ -451,7 +467,7 @@ impl Farm {
     /// Keeps `finished_at` true: set when a job's last frame is done.
     fn update_finished(&mut self, job: JobId, now: Millis) {
         let done = self.job_all_done(job);
-        let Some(j) = self.jobs.get_mut(&job) else {
+        let Some(j) = self.jobs.get(&job) else {
             return;
         };
         let finished_at = if done || j.job.state == JobState::Killed {
@@ -460,7 +476,7 @@ impl Farm {
             None
         };
         if finished_at != j.job.finished_at {
-            j.job.finished_at = finished_at;
+            self.jobs.get_mut(&job).expect("checked").job.finished_at = finished_at;
             self.dirty.jobs.insert(job);
         }
     }
@@ -488,6 +504,15 @@ impl Farm {
     fn next_id(counter: &mut i64) -> i64 {
         *counter += 1;
         *counter
+    }
+}
+
+impl HostEntry {
+    /// What the host has left.
+    fn free(&self) -> Resources {
+        let mut free = self.host.offers();
+        free.sub(&self.used);
+        free
     }
 }
 

@@ -57,8 +57,11 @@ fn submit(farm: &mut Farm, yaml: &str, now: Millis) -> JobId {
 
 /// One scheduling pass; returns the launches it produced as (attempt, label).
 fn schedule(farm: &mut Farm, now: Millis) -> Vec<(AttemptId, String)> {
-    let plan = sched::plan(&farm.snapshot(now));
-    farm.apply_plan(&plan, now);
+    // As the server does: no pass when nothing could start.
+    if let Some(snap) = farm.snapshot(now) {
+        let plan = sched::plan(snap);
+        farm.apply_plan(&plan, now);
+    }
     farm.take_outgoing()
         .into_iter()
         .filter_map(|o| match o.msg {

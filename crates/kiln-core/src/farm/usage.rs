@@ -58,12 +58,13 @@ impl Farm {
             return;
         };
         let cores = inf.grant.cores;
-        if let Some(j) = self.jobs.get_mut(&job) {
+        if let Some(j) = self.jobs.quiet_mut(&job) {
             j.used = if add {
                 j.used + cores
             } else {
                 j.used.saturating_sub(cores)
             };
+            self.mirror.job_used(job, j.used);
             self.usage.add_sub(&j.job.show, &inf.alloc, cores, add);
         }
         if let Some(l) = self.layers.get(&layer) {

@@ -34,7 +34,8 @@ impl Farm {
                         running,
                         seq,
                     } => {
-                        if let Some(h) = self.hosts.get_mut(&host) {
+                        // Not something the scheduler reads.
+                        if let Some(h) = self.hosts.quiet_mut(&host) {
                             h.host.report.load = load;
                         }
                         self.update_usage(&running);
@@ -75,7 +76,8 @@ impl Farm {
     }
 
     fn touch(&mut self, host: HostId, now: Millis) {
-        if let Some(h) = self.hosts.get_mut(&host) {
+        // Not something the scheduler reads.
+        if let Some(h) = self.hosts.quiet_mut(&host) {
             h.host.last_seen = now;
         }
     }
@@ -270,9 +272,10 @@ impl Farm {
             self.charge(attempt, job, layer, false);
         }
         let inf = self.in_flight.remove(&attempt).expect("caller checked");
-        if let Some(h) = self.hosts.get_mut(&inf.attempt.host) {
+        if let Some(h) = self.hosts.quiet_mut(&inf.attempt.host) {
             h.used.sub(&inf.grant);
             h.running.remove(&attempt);
+            self.mirror.host_free(h.host.id, h.free());
         }
         self.dirty.attempts.remove(&attempt);
         let mut a = inf.attempt;
@@ -305,12 +308,13 @@ impl Farm {
         match outcome {
             Outcome::Succeeded => {
                 self.fail_streaks.remove(&(job, a.host));
-                if let Some(l) = self.layers.get_mut(&layer) {
+                if let Some(l) = self.layers.quiet_mut(&layer) {
                     l.learn_peak(rss);
                     l.ran_on(a.host);
                     if let Some(end) = a.ended_at {
                         l.runtime.add(end - a.started_at);
                     }
+                    self.mirror.layer_learned(l);
                 }
             }
             o if o.counts_as_failure() => self.count_host_failure(job, a.host),
