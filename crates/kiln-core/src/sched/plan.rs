@@ -668,11 +668,18 @@ impl<'a> Pass<'a> {
             }
             walks += 1;
             let job = &snap.jobs[demand.job as usize];
+            // A share's reservations go only where the show is below its
+            // size: the gap they are sized by is counted there.
             let fitting: Vec<u32> = (0..snap.hosts.len() as u32)
                 .filter(|&h| {
                     let host = &snap.hosts[h as usize];
                     snap.allocations[host.alloc as usize].facility == job.facility
-                        && self.sub_index(job.show, host.alloc).is_some()
+                        && self.sub_index(job.show, host.alloc).is_some_and(|k| {
+                            wide || {
+                                let sub = &snap.shows[job.show as usize].subs[k];
+                                self.sub_used[job.show as usize][k] < sub.size
+                            }
+                        })
                         && demand.tags.iter().all(|t| t.satisfied_by(&host.tags))
                         && demand.needs.fits_in(&host.total)
                         && !job.avoid.contains(&host.id)

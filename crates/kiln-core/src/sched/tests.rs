@@ -499,6 +499,40 @@ fn a_show_below_its_size_reserves_hosts_narrow_frames_would_refill() {
 }
 
 #[test]
+fn a_show_reserves_only_where_it_is_below_its_size() {
+    let now = 1_000_000;
+    let mut f = farm();
+    f.snap.config.reserve_after_ms = 60_000;
+    f.snap.allocations.push(AllocSlot {
+        name: "site.other".into(),
+        facility: "site".into(),
+    });
+    // Two busy hosts in each allocation, those of the second closer to
+    // fitting the frame; the show is at its size in the second allocation
+    // and short of it in the first.
+    for h in 1..=4 {
+        f.host(h, 16, 64, 0, &[]).busy(16, 16, Some(now + 600_000));
+    }
+    for h in 2..4 {
+        f.snap.hosts[h].alloc = 1;
+        f.snap.hosts[h].free.cores = 300;
+    }
+    let s = f.show("s", 32, 64, 0);
+    f.snap.shows[s as usize].subs.push(SubSlot {
+        alloc: 1,
+        size: 3200,
+        burst: 6400,
+        used: 3200,
+    });
+    let j = f.job(1, s, 100);
+    f.demand(j, 1, one(4), 4, 100).starved_since = Some(now - 120_000);
+    let out = f.plan();
+    let held: Vec<i64> = out.plan.reservations.iter().map(|r| r.host.0).collect();
+    assert!(!held.is_empty());
+    assert!(held.iter().all(|&h| h <= 2), "{held:?}");
+}
+
+#[test]
 fn avoided_hosts_are_not_used() {
     let mut f = farm();
     f.host(1, 8, 64, 0, &[]);
