@@ -13,8 +13,6 @@ mod usage;
 mod workers;
 
 #[cfg(test)]
-mod mirror_tests;
-#[cfg(test)]
 mod tests;
 
 pub use admin::Admin;
