@@ -68,8 +68,12 @@ impl Mirror {
         };
         let old = std::mem::take(&mut self.job_demands[j as usize]);
         let Some((slot, demands)) = rows else {
-            self.orphan(&old);
-            self.dead += 1;
+            // Counted once, when it loses its demands: a job read again
+            // every pass (volatile) must not count again each time.
+            if !old.is_empty() {
+                self.orphan(&old);
+                self.dead += 1;
+            }
             return;
         };
         self.snap.jobs[j as usize] = slot;

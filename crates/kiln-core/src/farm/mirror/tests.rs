@@ -328,3 +328,24 @@ proptest! {
         }
     }
 }
+
+/// A job read again every pass (a frame-by-frame dependency) that has
+/// nothing to run counts as one dead row, not one more per pass: else the
+/// rows would be swept and rebuilt every few hundred passes.
+#[test]
+fn a_paused_volatile_job_is_not_counted_dead_every_pass() {
+    let mut w = World::new();
+    w.run(Op::Submit {
+        layers: 2,
+        frames: 3,
+        link: 2,
+        limit: false,
+        priority: 1,
+    });
+    w.run(Op::Pass);
+    w.run(Op::Act { job: 0, action: 1 });
+    for _ in 0..50 {
+        w.run(Op::Pass);
+    }
+    assert!(w.farm.mirror.dead <= 3, "dead rows: {}", w.farm.mirror.dead);
+}
