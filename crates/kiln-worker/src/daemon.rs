@@ -9,6 +9,8 @@ use kiln_core::link::{Exit, FrameEnded, RunningFrame, WorkerMsg};
 use kiln_core::model::{AttemptId, HostReport};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -236,10 +238,19 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         report.load = host::load_average();
         let now = d.now();
         let reg = d.session.register(report, d.running(), now);
-        let _ = out_tx.send(reg);
+        // The registration is stamped when the transport first asks for it:
+        // that is when it leaves, however long connecting took.
+        let sent_at = Arc::new(AtomicU64::new(0));
+        let (mark, start) = (sent_at.clone(), d.start);
+        let first = futures::stream::once(async move {
+            mark.store(1_000 + start.elapsed().as_millis() as Ms, Ordering::Relaxed);
+            reg
+        });
         let server = d.cfg.server.clone();
-        let connect =
-            kiln_proto::client::connect_worker(&server, UnboundedReceiverStream::new(out_rx));
+        let connect = kiln_proto::client::connect_worker(
+            &server,
+            first.chain(UnboundedReceiverStream::new(out_rx)),
+        );
         tokio::pin!(connect);
         let mut lease = tokio::time::interval(Duration::from_millis(LOG_SHIP_MS));
         let mut incoming = loop {
@@ -266,6 +277,9 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                     m = stream.next() => match m {
                         Some(Ok(msg)) => {
                             let registering = !d.session.is_registered();
+                            if registering {
+                                d.session.register_sent(sent_at.load(Ordering::Relaxed));
+                            }
                             let now = d.now();
                             let actions = d.session.on_server(msg, now);
                             if registering && d.session.is_registered() {

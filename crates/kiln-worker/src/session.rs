@@ -88,6 +88,17 @@ impl Session {
         }
     }
 
+    /// The registration written by [`Session::register`] left at `now`: the
+    /// lease it renews counts from here. Connecting can take long (a server
+    /// short of file descriptors accepts late), and counting from before it
+    /// would expire the lease at the first tick after `Registered`, killing
+    /// the frames launched with it.
+    pub fn register_sent(&mut self, now: Ms) {
+        if let Some(first) = self.sent.front_mut().filter(|s| s.0 == 0) {
+            first.1 = first.1.max(now);
+        }
+    }
+
     /// The connection failed or ended; returns how long to wait before the
     /// next try (doubling, capped, reset by a successful registration).
     pub fn disconnected(&mut self) -> Ms {
@@ -275,6 +286,32 @@ mod tests {
         assert_eq!(held, vec![7, 8]);
         s.on_server(ServerMsg::Acked(vec![AttemptId(7)]), 20);
         assert_eq!(s.unacked().len(), 1);
+    }
+
+    #[test]
+    fn a_slow_connect_does_not_expire_the_lease_of_frames_launched_after_it() {
+        let mut s = Session::new(0);
+        registered(&mut s, 1_000);
+        s.disconnected();
+        // The next connection takes 20 s to open, longer than the lease.
+        s.register(HostReport::default(), vec![], 2_000);
+        s.register_sent(22_000);
+        s.on_server(
+            ServerMsg::Registered {
+                host: HostId(1),
+                heartbeat_ms: 1_000,
+                lease_ms: 10_000,
+                log_sizes: Default::default(),
+            },
+            22_050,
+        );
+        // A frame launched with the registration runs: nothing is killed.
+        let out = s.tick(22_300, true, || (0.0, 0, vec![]));
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::KillAll(_) | Action::Reconnect)),
+            "{out:?}"
+        );
     }
 
     #[test]
