@@ -29,6 +29,9 @@ pub enum WhyKind {
     /// Its show is at its burst, or its subscriptions are used up
     /// (`name`: the show).
     Share,
+    /// Its show has no subscription to the allocation whose hosts could run
+    /// it (`name`: "show/allocation"; neither name can hold a '/').
+    NotSubscribed,
     /// A limit is at its maximum (`name`: the limit).
     Limit,
     /// Its job holds its max cores.
@@ -51,6 +54,7 @@ impl WhyKind {
             WhyKind::HostsUnavailable => "hosts_unavailable",
             WhyKind::Avoided => "avoided",
             WhyKind::Share => "share",
+            WhyKind::NotSubscribed => "not_subscribed",
             WhyKind::Limit => "limit",
             WhyKind::JobCap => "job_cap",
             WhyKind::Reserved => "reserved",
@@ -71,6 +75,7 @@ impl WhyKind {
             HostsUnavailable,
             Avoided,
             Share,
+            NotSubscribed,
             Limit,
             JobCap,
             Reserved,
@@ -108,6 +113,13 @@ impl Why {
                 "its job avoids the hosts that fit, after failures there".to_owned()
             }
             WhyKind::Share => format!("show {n} at its burst/subscription exhausted"),
+            WhyKind::NotSubscribed => {
+                let (show, alloc) = n.split_once('/').unwrap_or((n, "ALLOC"));
+                format!(
+                    "show {show} is not subscribed to allocation {alloc}, where the hosts that fit are: \
+                     kiln sub set {show} {alloc} --size N --burst N"
+                )
+            }
             WhyKind::Limit => format!("limit {n} at its maximum"),
             WhyKind::JobCap => "job at its max cores".to_owned(),
             WhyKind::Reserved => format!("host {n} reserved for it"),

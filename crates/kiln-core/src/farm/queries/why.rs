@@ -53,6 +53,23 @@ impl Farm {
         if job.max_cores.is_some_and(|m| entry.used + needs.cores > m) {
             return Why::new(WhyKind::JobCap, None);
         }
+        if let Some(alloc) = hosts
+            .fit_allocations
+            .iter()
+            .all(|a| {
+                !self
+                    .structure
+                    .subs
+                    .contains_key(&(job.show.clone(), a.clone()))
+            })
+            .then(|| hosts.fit_allocations.first())
+            .flatten()
+        {
+            return Why::new(
+                WhyKind::NotSubscribed,
+                Some(format!("{}/{alloc}", job.show)),
+            );
+        }
         if self.share_full(job, needs.cores) {
             return Why::new(WhyKind::Share, Some(job.show.clone()));
         }
@@ -116,7 +133,12 @@ impl Farm {
                 continue;
             }
             match (usable, job.avoid_hosts.contains(&h.host.id)) {
-                (true, false) => c.usable_fit += 1,
+                (true, false) => {
+                    c.usable_fit += 1;
+                    if !c.fit_allocations.contains(&h.host.allocation) {
+                        c.fit_allocations.push(h.host.allocation.clone());
+                    }
+                }
                 (true, true) => c.avoided_fit += 1,
                 (false, _) => c.unavailable_fit += 1,
             }
@@ -148,6 +170,8 @@ impl Farm {
 
 #[derive(Default)]
 struct HostCounts {
+    /// The allocations of the usable hosts that fit, in the order found.
+    fit_allocations: Vec<String>,
     usable: usize,
     usable_fit: usize,
     unavailable_fit: usize,
@@ -291,6 +315,34 @@ mod tests {
         pass(&mut farm);
         assert!(whys(&farm, &job).is_empty());
         assert_eq!(whys(&farm, &wide), vec![(WhyKind::NoFit, None); 2]);
+    }
+
+    #[test]
+    fn a_show_without_a_subscription_says_so_and_how_to_subscribe() {
+        let mut farm = Farm::new(FarmConfig::default());
+        host(&mut farm, 1, "h1", 4);
+        let alloc = crate::structure::DEFAULT_ALLOCATION;
+        // The show's first job subscribes it everywhere; a wrangler undoes it.
+        let job = submit(&mut farm, "cores: 1");
+        admin(
+            &mut farm,
+            Admin::RemoveSubscription {
+                show: "default".into(),
+                allocation: alloc.into(),
+            },
+        );
+        pass(&mut farm);
+        let name = format!("default/{alloc}");
+        assert_eq!(
+            whys(&farm, &job)[0],
+            (WhyKind::NotSubscribed, Some(name.clone()))
+        );
+        let text = Why::new(WhyKind::NotSubscribed, Some(name)).text;
+        assert!(
+            text.contains(&format!("not subscribed to allocation {alloc}"))
+                && text.contains(&format!("kiln sub set default {alloc} --size")),
+            "{text}"
+        );
     }
 
     #[test]
