@@ -71,7 +71,7 @@ impl Client {
             .inner
             .clone()
             .submit(pb::SubmitRequest {
-                spec,
+                spec: spec.into_bytes(),
                 user,
                 base_dir: base_dir.unwrap_or_default(),
             })

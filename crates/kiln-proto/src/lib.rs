@@ -5,6 +5,7 @@
 //! and [`client::connect_worker`].
 
 pub mod client;
+pub mod conn;
 mod convert;
 pub mod server;
 
@@ -34,8 +35,34 @@ pub enum Error {
     Malformed(String),
 }
 
+/// The most bytes of message a status carries: it travels in an HTTP/2
+/// header, and one over the peer's limit turns into "h2 protocol error".
+const STATUS_MESSAGE_MAX: usize = 4096;
+
+/// A message fit for a status header: long echoed words clipped, the
+/// whole capped.
+fn edge(m: String) -> String {
+    let mut m = kiln_core::error::clip(&m);
+    if m.len() > STATUS_MESSAGE_MAX {
+        let mut end = STATUS_MESSAGE_MAX;
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        m.truncate(end);
+        m.push('…');
+    }
+    m
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
+        let e = match e {
+            Error::NotFound(m) => Error::NotFound(edge(m)),
+            Error::Invalid(m) => Error::Invalid(edge(m)),
+            Error::Unavailable(m) => Error::Unavailable(edge(m)),
+            Error::Internal(m) => Error::Internal(edge(m)),
+            Error::Malformed(m) => Error::Malformed(edge(m)),
+        };
         match e {
             Error::NotFound(m) => tonic::Status::not_found(m),
             Error::Invalid(m) => tonic::Status::invalid_argument(m),

@@ -1,6 +1,7 @@
 //! The server side of the wire: domain-level traits the server implements,
 //! adapted to tonic's generated services and served on one port.
 
+use crate::conn::{ConnInfo, ConnLimits};
 use crate::convert::{admin_command, worker_msg};
 use crate::pb;
 use crate::{Error, Result};
@@ -48,6 +49,14 @@ pub trait WorkerLinkApi: Send + Sync + 'static {
     async fn connect(&self, incoming: WorkerStream) -> Result<ServerStream>;
 }
 
+/// The answer to a spec that is not text: where it stops being UTF-8.
+pub fn not_utf8(e: std::str::Utf8Error) -> Error {
+    Error::Invalid(format!(
+        "spec: the spec is not UTF-8 text (byte {} starts an invalid sequence); save it as UTF-8",
+        e.valid_up_to()
+    ))
+}
+
 fn some(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -61,7 +70,8 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         r: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitReply>, Status> {
         let r = r.into_inner();
-        let s = self.0.submit(r.spec, r.user, some(r.base_dir)).await?;
+        let spec = String::from_utf8(r.spec).map_err(|e| not_utf8(e.utf8_error()))?;
+        let s = self.0.submit(spec, r.user, some(r.base_dir)).await?;
         Ok(Response::new(pb::SubmitReply {
             job_id: s.id,
             name: s.name,
@@ -196,19 +206,26 @@ impl<T: WorkerLinkApi> pb::worker_link_server::WorkerLink for LinkAdapter<T> {
         &self,
         r: Request<tonic::Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        // An open link is not an idle connection, however quiet.
+        let open = r.extensions().get::<ConnInfo>().map(|c| c.activity.open());
         let incoming = r.into_inner().map(|m| match m {
             Ok(m) => worker_msg(m),
             Err(s) => Err(Error::from(s)),
         });
         let out = self.0.connect(Box::pin(incoming)).await?;
-        let out: PbServerStream = Box::pin(out.map(|m| Ok(pb::ServerMessage::from(m))));
+        let out: PbServerStream = Box::pin(out.map(move |m| {
+            let _open = &open;
+            Ok(pb::ServerMessage::from(m))
+        }));
         Ok(Response::new(out))
     }
 }
 
-/// Serves both services on one listener until `shutdown` resolves.
+/// Serves both services on one listener until `shutdown` resolves, under
+/// `limits` (see [`crate::conn`]).
 pub async fn serve<F, W>(
     listener: tokio::net::TcpListener,
+    limits: ConnLimits,
     farm: F,
     link: W,
     shutdown: impl Future<Output = ()> + Send,
@@ -217,21 +234,21 @@ where
     F: FarmApi,
     W: WorkerLinkApi,
 {
-    // tonic applies its TCP options only to sockets it accepts itself; these
-    // come from our listener, so disable Nagle here: launches and replies
-    // are small messages that must not wait for a delayed ACK.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-        s.inspect(|s| {
-            let _ = s.set_nodelay(true);
-        })
-    });
+    // Every request keeps its connection from counting as idle.
+    let touch = |r: Request<()>| {
+        if let Some(c) = r.extensions().get::<ConnInfo>() {
+            c.activity.touch();
+        }
+        Ok(r)
+    };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .layer(tonic::service::InterceptorLayer::new(touch))
         .add_service(pb::farm_server::FarmServer::new(FarmAdapter(farm)))
         .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(
             link,
         )))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(crate::conn::incoming(listener, limits), shutdown)
         .await
 }

@@ -1,12 +1,13 @@
 //! Kiln's server: loads the farm from the store, runs the applier that owns
 //! it, and serves the client API and the worker link on one port.
 //!
-//! Data directory layout: `kiln.db` (the SQLite store) and `logs/` (one
-//! file per frame attempt).
+//! Data directory layout: `kiln.db` (the SQLite store), `logs/` (one
+//! file per frame attempt) and `kiln.lock` (held by the one server using it).
 
 mod api;
 mod applier;
 mod link;
+mod lock;
 mod logs;
 
 use kiln_core::farm::{Farm, FarmConfig, Restore};
@@ -27,6 +28,8 @@ pub enum Error {
         path: String,
         source: kiln_store::Error,
     },
+    #[error("data directory {dir} is in use by another kiln server (pid {pid}); stop it, or choose another directory with --data")]
+    DataDirInUse { dir: String, pid: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("serving: {0}")]
@@ -39,6 +42,7 @@ pub enum Error {
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub farm: FarmConfig,
+    pub connections: kiln_proto::conn::ConnLimits,
 }
 
 /// Milliseconds since the Unix epoch: the server's one clock.
@@ -49,6 +53,38 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Every connection is a file descriptor, and the usual soft limit (1,024)
+/// is far below what a farm's workers and clients need: raise it to the
+/// hard limit, which only the administrator can change.
+fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return;
+    }
+    let old = r.rlim_cur;
+    if old >= r.rlim_max {
+        tracing::info!(limit = old, "open-file limit");
+        return;
+    }
+    r.rlim_cur = r.rlim_max;
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } == 0 {
+        tracing::info!(
+            "raised the open-file limit from {old} to its hard limit {}",
+            r.rlim_max
+        );
+    } else {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(
+            "open-file limit stays at {old}: cannot raise it to {}: {e}",
+            r.rlim_max
+        );
+    }
+}
+
 /// Opens the data directory and serves on `listener` until `shutdown`
 /// resolves or the applier fails (a store error: the server stops rather
 /// than run on state it could not make durable).
@@ -57,7 +93,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    raise_fd_limit();
     std::fs::create_dir_all(&config.data_dir)?;
+    // Held until this function returns: the server's whole life.
+    let _lock = lock::lock(&config.data_dir)?;
     let db = config.data_dir.join("kiln.db");
     let store = SqliteStore::open(&db)
         .await
@@ -110,7 +149,8 @@ pub async fn serve(
         let _ = tx.send(applier::Request::CloseSessions);
         stopping2.notify_one();
     };
-    let server = kiln_proto::server::serve(listener, api, link, shutdown);
+    let server =
+        kiln_proto::server::serve(listener, config.connections.clone(), api, link, shutdown);
     tokio::select! {
         r = server => r?,
         r = &mut applier => return match r {

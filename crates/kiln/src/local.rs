@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_core::farm::FarmConfig;
 use kiln_core::size::{parse_duration_s, parse_memory_kb};
+use kiln_proto::conn::ConnLimits;
 use kiln_server::ServerConfig;
 use kiln_worker::WorkerConfig;
 use std::path::PathBuf;
@@ -21,6 +22,14 @@ pub struct ServerArgs {
     /// Mark a host DOWN and requeue its frames after this much silence.
     #[arg(long, default_value = "60s")]
     down_after: String,
+    /// Close a client connection with no request and no open stream for
+    /// this long (0: never).
+    #[arg(long, default_value = "5m")]
+    idle_timeout: String,
+    /// Connections at once from one IP address (0: no cap). `kiln fleet`
+    /// opens one per 64 simulated hosts.
+    #[arg(long, default_value = "256")]
+    max_connections_per_address: usize,
 }
 
 #[derive(Args)]
@@ -101,6 +110,13 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
     let data = a.data.unwrap_or_else(crate::default_data_dir);
     let farm = farm_config(&a.down_after)?;
+    let idle =
+        parse_duration_s(&a.idle_timeout).map_err(|e| anyhow::anyhow!("--idle-timeout: {e}"))?;
+    let connections = ConnLimits {
+        idle_timeout: (idle > 0).then(|| std::time::Duration::from_secs(idle)),
+        per_address: a.max_connections_per_address,
+        ..ConnLimits::default()
+    };
     let listener = bind(&a.listen).await?;
     let addr = listener.local_addr()?;
     eprintln!(
@@ -111,6 +127,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
         ServerConfig {
             data_dir: data,
             farm,
+            connections,
         },
         listener,
         shutdown_signal(),
@@ -174,6 +191,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
         ServerConfig {
             data_dir: data.clone(),
             farm: farm_config("60s")?,
+            connections: ConnLimits::default(),
         },
         listener,
         stopped(stop_rx.clone()),

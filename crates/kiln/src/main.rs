@@ -129,8 +129,19 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A command whose reader went away (`kiln frames 1 | head`) ends
+    // quietly, as Unix tools do, instead of panicking in println!. Daemons
+    // keep ignoring the signal: a closed socket or frame pipe is an error
+    // they handle. SAFETY: no other thread exists yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let is_worker = matches!(cli.command, Cmd::Worker(_));
+    if matches!(
+        cli.command,
+        Cmd::Up(_) | Cmd::Server(_) | Cmd::Worker(_) | Cmd::Fleet(_)
+    ) {
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    }
     // The worker is a small daemon: one thread keeps its memory low. The
     // server and the CLI use the multi-threaded runtime.
     let rt = if is_worker {

@@ -24,16 +24,19 @@ pub struct SubmitArgs {
 
 /// Reads a spec file and submits it as the current OS user.
 pub async fn submit_file(client: &Client, path: &Path) -> Result<Submitted> {
-    let (text, base) = if path == Path::new("-") {
-        let text =
-            std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?;
-        (text, std::env::current_dir().ok())
+    let (bytes, base) = if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("reading the spec from stdin")?;
+        (bytes, std::env::current_dir().ok())
     } else {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the spec {}", path.display()))?;
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        (text, abs.parent().map(Path::to_path_buf))
+        (bytes, abs.parent().map(Path::to_path_buf))
     };
+    let text =
+        String::from_utf8(bytes).map_err(|e| kiln_proto::server::not_utf8(e.utf8_error()))?;
     let base = base.map(|b| b.display().to_string());
     Ok(client.submit(text, crate::os_user(), base).await?)
 }

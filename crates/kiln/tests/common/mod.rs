@@ -60,8 +60,31 @@ impl Farm {
     }
 
     pub fn start_server(&mut self) {
+        self.start_server_with(&[], None);
+    }
+
+    /// The server with `extra` arguments and, if given, a hard and soft
+    /// limit on its open files.
+    pub fn start_server_with(&mut self, extra: &[&str], nofile: Option<u64>) {
         let log = std::fs::File::create(self.path(&format!("server-{}.log", now_ms()))).unwrap();
-        let child = Command::new(kiln_bin())
+        let mut cmd = Command::new(kiln_bin());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let r = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args([
                 "server",
                 "--listen",
@@ -71,6 +94,7 @@ impl Farm {
             .arg(&self.down_after)
             .arg("--data")
             .arg(self.path("data"))
+            .args(extra)
             .env("KILN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,0 +1,430 @@
+//! The server's own accept loop, so no client can stall it: when file
+//! descriptors run out it backs off instead of spinning on a listener that
+//! stays readable; it caps connections per client address; and each
+//! connection closes itself when it sends no HTTP/2 preface in time or
+//! stays idle (no request, no open stream) too long.
+
+use futures::Stream;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
+
+/// What every HTTP/2 client sends first: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
+const PREFACE_LEN: u64 = 24;
+/// How often a refusal or an out-of-descriptors condition is logged.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Silent connections closed per failed accept.
+const EVICT_BATCH: usize = 8;
+
+/// Limits on client connections.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// A connection must send the HTTP/2 preface within this.
+    pub preface_timeout: Duration,
+    /// A connection with no request in flight and no open stream for this
+    /// long is closed; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Connections at once from one IP address; 0: no cap.
+    pub per_address: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            preface_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(300)),
+            // A worker needs one connection, a CLI command one, `kiln fleet`
+            // one per 64 simulated hosts: 256 leaves room for 16,000 of them.
+            per_address: 256,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// What requests know of their connection, to keep it from looking idle.
+#[derive(Debug, Default)]
+pub struct Activity {
+    streams: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn touch(&self) {
+        self.last_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Marks a long-lived stream open until the returned guard drops.
+    pub(crate) fn open(self: &Arc<Self>) -> StreamGuard {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        StreamGuard(self.clone())
+    }
+}
+
+pub(crate) struct StreamGuard(Arc<Activity>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// What the accept loop knows of a connection it may have to close.
+#[derive(Default)]
+struct Shared {
+    spoke: AtomicBool,
+    evicted: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Shared {
+    /// Closes a connection that has not spoken yet, to free its descriptor.
+    fn evict(&self) -> bool {
+        if self.spoke.load(Ordering::Relaxed) || self.evicted.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
+        true
+    }
+}
+
+/// Connections not yet past their preface, oldest first: when descriptors
+/// run out, these are closed to let the ones waiting behind them in.
+#[derive(Default)]
+struct Silent(VecDeque<Weak<Shared>>);
+
+impl Silent {
+    fn push(&mut self, s: &Arc<Shared>) {
+        self.prune();
+        self.0.push_back(Arc::downgrade(s));
+    }
+
+    fn prune(&mut self) {
+        while let Some(front) = self.0.front() {
+            match front.upgrade() {
+                Some(s)
+                    if !s.spoke.load(Ordering::Relaxed) && !s.evicted.load(Ordering::Relaxed) =>
+                {
+                    return
+                }
+                _ => {
+                    self.0.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Closes up to `n` of the oldest; returns how many.
+    fn evict(&mut self, n: usize) -> usize {
+        let mut done = 0;
+        while done < n {
+            let Some(w) = self.0.pop_front() else { break };
+            if w.upgrade().is_some_and(|s| s.evict()) {
+                done += 1;
+            }
+        }
+        done
+    }
+}
+
+/// Put into every request's extensions by tonic.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: Option<SocketAddr>,
+    pub(crate) activity: Arc<Activity>,
+}
+
+type Table = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One of an address's connection slots, given back on drop.
+struct Slot {
+    table: Table,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn admit(table: &Table, ip: IpAddr, cap: usize) -> Option<Slot> {
+    let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+    let n = t.entry(ip).or_insert(0);
+    if cap > 0 && *n >= cap {
+        return None;
+    }
+    *n += 1;
+    Some(Slot {
+        table: table.clone(),
+        ip,
+    })
+}
+
+/// A condition worth one log line now and then, not one per event.
+struct Reporter {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Reporter {
+    /// Counts one event; returns how many happened since the last report
+    /// when it is time for the next.
+    fn note(&mut self) -> Option<u64> {
+        self.count += 1;
+        if self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Accepts connections on `listener` for as long as the returned stream is
+/// read, under `limits`.
+pub fn incoming(
+    listener: TcpListener,
+    limits: ConnLimits,
+) -> impl Stream<Item = Result<Conn, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let table: Table = Default::default();
+        let mut refused = Reporter {
+            last: None,
+            count: 0,
+        };
+        let mut starved = Reporter {
+            last: None,
+            count: 0,
+        };
+        let mut backoff = BACKOFF_MIN;
+        let mut silent = Silent::default();
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = tx.closed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) if out_of_descriptors(&e) => {
+                    // Make room: connections that have not sent a byte of
+                    // HTTP/2 yet are the likeliest to be a flood, and a
+                    // real client speaks at once.
+                    let evicted = silent.evict(EVICT_BATCH);
+                    if let Some(n) = starved.note() {
+                        tracing::error!(
+                            "out of file descriptors ({e}): {n} accept(s) deferred in the last {} s; \
+                             closing connections that have sent nothing yet. Raise the hard limit \
+                             (ulimit -Hn, LimitNOFILE=) or lower --max-connections-per-address",
+                            REPORT_EVERY.as_secs()
+                        );
+                    }
+                    // The pending connection stays queued and the listener
+                    // readable: accepting again at once would spin.
+                    if evicted > 0 {
+                        tokio::time::sleep(BACKOFF_MIN).await;
+                    } else {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    // A connection reset before it was accepted, and such.
+                    tracing::debug!("accept: {e}");
+                    tokio::time::sleep(BACKOFF_MIN).await;
+                    continue;
+                }
+            };
+            backoff = BACKOFF_MIN;
+            let Some(slot) = admit(&table, peer.ip(), limits.per_address) else {
+                if let Some(n) = refused.note() {
+                    tracing::warn!(
+                        "refused {n} connection(s) in the last {} s: {} already has {} open \
+                         (--max-connections-per-address)",
+                        REPORT_EVERY.as_secs(),
+                        peer.ip(),
+                        limits.per_address
+                    );
+                }
+                continue;
+            };
+            // Launches and replies are small messages that must not wait
+            // for a delayed ACK.
+            let _ = stream.set_nodelay(true);
+            let conn = Conn::new(stream, peer, slot, &limits);
+            silent.push(&conn.shared);
+            if tx.send(Ok(conn)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// An accepted connection that closes itself when it is silent too long.
+pub struct Conn {
+    io: TcpStream,
+    info: ConnInfo,
+    shared: Arc<Shared>,
+    _slot: Slot,
+    deadline: Pin<Box<Sleep>>,
+    read: u64,
+    preface_timeout: Duration,
+    idle_timeout: Option<Duration>,
+}
+
+impl Conn {
+    fn new(io: TcpStream, peer: SocketAddr, slot: Slot, limits: &ConnLimits) -> Conn {
+        let activity = Arc::new(Activity::default());
+        activity.touch();
+        Conn {
+            io,
+            info: ConnInfo {
+                remote: Some(peer),
+                activity,
+            },
+            shared: Arc::default(),
+            _slot: slot,
+            deadline: Box::pin(tokio::time::sleep(limits.preface_timeout)),
+            read: 0,
+            preface_timeout: limits.preface_timeout,
+            idle_timeout: limits.idle_timeout,
+        }
+    }
+
+    /// The deadline passed: why the connection must close, or `None` after
+    /// moving the deadline to the next moment it could.
+    fn expired(&mut self) -> Option<String> {
+        if self.read < PREFACE_LEN {
+            return Some(format!(
+                "no HTTP/2 preface within {} s",
+                self.preface_timeout.as_secs_f64()
+            ));
+        }
+        let now = tokio::time::Instant::now();
+        let Some(idle) = self.idle_timeout else {
+            self.deadline
+                .as_mut()
+                .reset(now + Duration::from_secs(86_400));
+            return None;
+        };
+        let a = &self.info.activity;
+        if a.streams.load(Ordering::Relaxed) > 0 {
+            self.deadline.as_mut().reset(now + idle);
+            return None;
+        }
+        let quiet =
+            Duration::from_millis(now_ms().saturating_sub(a.last_ms.load(Ordering::Relaxed)));
+        if quiet >= idle {
+            return Some(format!("idle for {} s", idle.as_secs()));
+        }
+        self.deadline.as_mut().reset(now + (idle - quiet));
+        None
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.read < PREFACE_LEN {
+            if this.shared.evicted.load(Ordering::Relaxed) {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "closed to free a file descriptor before it spoke",
+                )));
+            }
+            *this.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        }
+        // The transport always has a read pending, so this is polled (and
+        // the deadline's timer armed) for the connection's whole life.
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            if let Some(why) = this.expired() {
+                tracing::debug!(peer = ?this.info.remote, "closing a connection: {why}");
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why)));
+            }
+            let _ = this.deadline.as_mut().poll(cx);
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            this.read += (buf.filled().len() - before) as u64;
+            if this.read >= PREFACE_LEN {
+                this.shared.spoke.store(true, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

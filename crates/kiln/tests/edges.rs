@@ -1,0 +1,320 @@
+//! End to end: what happens at the farm's edges. A second server on the
+//! same data directory, a flood of idle connections, hostile input, a
+//! reader that closes its pipe early.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused_and_the_first_loses_nothing() {
+    let mut farm = Farm::start(1, 2);
+    let job = farm.submit(
+        "one",
+        "name: one\nlayers:\n  - {name: a, command: 'true', frames: 1-3}\n",
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    let pid = farm.server.as_ref().unwrap().id().to_string();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = farm.path("data");
+    for args in [
+        vec!["server", "--listen", &listen],
+        vec!["up", "--listen", &listen],
+    ] {
+        let mut child = Command::new(kiln_bin())
+            .args(&args)
+            .arg("--data")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kiln {args:?} on a data directory in use kept running");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "kiln {args:?} started: {err}");
+        assert!(
+            err.contains("is in use by another kiln server")
+                && err.contains(&format!("(pid {pid})")),
+            "kiln {args:?}: {err}"
+        );
+    }
+
+    // The first server goes on as if nothing happened, and keeps its ids.
+    let job2 = farm.submit(
+        "two",
+        "name: two\nlayers:\n  - {name: a, command: 'true', frames: 1}\n",
+    );
+    assert_eq!(job2, "2");
+    farm.wait_status(&job2, "FINISHED", Duration::from_secs(30));
+    farm.kill_server();
+    farm.start_server();
+    assert_eq!(farm.job_status(&job), "FINISHED");
+    assert_eq!(farm.job_status(&job2), "FINISHED");
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    let farm = Farm::start(1, 2);
+    let job = farm.submit(
+        "many",
+        "name: many\nlayers:\n  - {name: a, command: 'echo hello', frames: 1-300}\n",
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+    let commands: [&[&str]; 8] = [
+        &["frames", &job],
+        &["frames", &job, "--json"],
+        &["jobs", "--all"],
+        &["job", &job],
+        &["hosts"],
+        &["log", &job, "1"],
+        &["shows"],
+        &["--help"],
+    ];
+    for args in commands {
+        // The pipe's reader is gone before the command writes a byte.
+        let mut child = Command::new(kiln_bin())
+            .args(args)
+            .env("KILN_SERVER", farm.url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "kiln {args:?}: {:?} {err}",
+            out.status
+        );
+        assert!(err.is_empty(), "kiln {args:?} complained: {err}");
+    }
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `after` starts at field 3.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// How long until the server closes `s`, which sends nothing (at most `max`).
+fn closed_within(s: &mut TcpStream, max: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(max)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            // The server's half of the handshake: keep waiting for the close.
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return None
+            }
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_idle_connections_past_the_file_limit_stalls_nothing() {
+    let mut farm = Farm::start_with(0, 2, "60s");
+    farm.kill_server();
+    // A hard limit of 128 open files, and 300 connections that say nothing.
+    farm.start_server_with(&[], Some(128));
+    farm.add_worker("w0", 2);
+    farm.wait_hosts(1);
+    let marks = farm.path("marks");
+    let job = farm.submit(
+        "f",
+        &format!(
+            "name: f\nlayers:\n  - {{name: a, command: 'echo $KILN_FRAME >> {}; sleep 3', frames: 1-6}}\n",
+            marks.display()
+        ),
+    );
+    wait_until(Duration::from_secs(20), || {
+        read(&marks).lines().count() >= 2
+    });
+    let pid = farm.server.as_ref().unwrap().id();
+    let addr = format!("127.0.0.1:{}", farm.port);
+    let flood_start = Instant::now();
+    let mut flood: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (c0, t0) = (cpu_s(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu = (cpu_s(pid) - c0) / t0.elapsed().as_secs_f64();
+    eprintln!("server CPU under the flood: {:.1}% of a core", cpu * 100.0);
+
+    let t = Instant::now();
+    let out = farm.try_kiln(&["jobs"]);
+    let took = t.elapsed();
+    eprintln!("kiln jobs under the flood answered in {took:?}");
+    assert!(
+        out.status.success(),
+        "kiln jobs under the flood: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(5), "kiln jobs took {took:?}");
+    assert!(cpu < 0.25, "the server spins: {:.0}% CPU", cpu * 100.0);
+
+    // Every silent connection is closed within a few seconds of opening.
+    let mut worst = Duration::ZERO;
+    for s in &mut flood {
+        let left = Duration::from_secs(10).saturating_sub(flood_start.elapsed());
+        closed_within(s, left).expect("a silent connection stayed open 10 s");
+        worst = flood_start.elapsed();
+    }
+    eprintln!("all 300 silent connections closed {worst:?} after they opened");
+    drop(flood);
+
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+    let mut ran: Vec<u32> = read(&marks).lines().map(|l| l.parse().unwrap()).collect();
+    ran.sort();
+    assert_eq!(ran, vec![1, 2, 3, 4, 5, 6], "each frame ran exactly once");
+    let log = read(&farm.path("worker-w0.log"));
+    assert_eq!(
+        log.matches("connected").count(),
+        1,
+        "the worker's link dropped: {log}"
+    );
+}
+
+#[test]
+fn connections_per_address_are_capped_and_idle_ones_closed() {
+    let mut farm = Farm::start_with(0, 2, "60s");
+    farm.kill_server();
+    farm.start_server_with(
+        &["--max-connections-per-address", "6", "--idle-timeout", "2s"],
+        None,
+    );
+    farm.add_worker("w0", 2);
+    farm.wait_hosts(1);
+    let addr = format!("127.0.0.1:{}", farm.port);
+    // One that completes the HTTP/2 handshake, then idles.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    // The worker has one; these take the other five, then 20 more are refused.
+    let mut held: Vec<TcpStream> = (0..25)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let refused = held
+        .iter_mut()
+        .filter_map(|s| closed_within(s, Duration::from_millis(1500)))
+        .count();
+    assert!(refused >= 20, "only {refused} of 25 refused");
+    let t = Instant::now();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)).is_some(),
+        "an idle connection stayed open"
+    );
+    eprintln!(
+        "idle connection closed {:?} after the refusals",
+        t.elapsed()
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_secs(3));
+    // The worker's link, quiet but open, is not idle; the cap said so once.
+    assert!(farm.try_kiln(&["jobs"]).status.success());
+    let log = read(&farm.path("worker-w0.log"));
+    assert_eq!(
+        log.matches("connected").count(),
+        1,
+        "the worker's link dropped: {log}"
+    );
+    let server_log: String = std::fs::read_dir(farm.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
+        .map(|e| read(&e.path()))
+        .collect();
+    assert_eq!(
+        server_log.matches("--max-connections-per-address").count(),
+        1,
+        "{server_log}"
+    );
+}
+
+#[test]
+fn errors_that_echo_a_huge_field_or_bad_bytes_stay_clear() {
+    let farm = Farm::start(0, 2);
+    let long = "f".repeat(62 * 1024);
+    let path = farm.path("long.json");
+    std::fs::write(
+        &path,
+        format!(r#"{{"name": "x", "{long}": 1, "layers": []}}"#),
+    )
+    .unwrap();
+    let out = farm.try_kiln(&["submit", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("unknown field") && err.contains("…"), "{err}");
+    assert!(
+        !err.contains("h2 protocol error") && err.len() < 2_000,
+        "{err}"
+    );
+
+    // Bytes that are not UTF-8, through the CLI and straight to the server.
+    let path = farm.path("latin1.yaml");
+    std::fs::write(&path, b"name: caf\xe9\nlayers: []\n").unwrap();
+    let out = farm.try_kiln(&["submit", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not UTF-8"), "{err}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(raw_submit(&farm.url(), b"name: caf\xe9\n".to_vec()));
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("not UTF-8"), "{status:?}");
+}
+
+/// A submit whose spec is any bytes, as a client in another language may
+/// send it.
+async fn raw_submit(url: &str, spec: Vec<u8>) -> tonic::Status {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Raw {
+        #[prost(bytes = "vec", tag = "1")]
+        spec: Vec<u8>,
+    }
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/kiln.v1.Farm/Submit");
+    let codec = tonic_prost::ProstCodec::<Raw, kiln_proto::pb::SubmitReply>::default();
+    grpc.unary(tonic::Request::new(Raw { spec }), path, codec)
+        .await
+        .expect_err("a spec that is not UTF-8 was accepted")
+}
