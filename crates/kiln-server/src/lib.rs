@@ -30,6 +30,8 @@ pub enum Error {
     },
     #[error("data directory {dir} is in use by another kiln server (pid {pid}); stop it, or choose another directory with --data")]
     DataDirInUse { dir: String, pid: String },
+    #[error("the data directory {dir} cannot be written ({reason}); the server stops rather than acknowledge what is not on disk. Free space or fix its permissions, then start it again")]
+    DataDir { dir: String, reason: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("serving: {0}")]
@@ -134,10 +136,18 @@ pub async fn serve(
         logs: logs.clone(),
         data_dir: config.data_dir.display().to_string(),
     };
+    let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {
         tx: tx.clone(),
         logs,
         next_session: AtomicU64::new(1),
+        fatal,
+    };
+    let dir = config.data_dir.display().to_string();
+    // Said once, by whoever prints the error the server stops with.
+    let data_dir_failed = |reason: String| Error::DataDir {
+        dir: dir.clone(),
+        reason,
     };
     let mut applier = tokio::spawn(applier.run());
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -155,9 +165,12 @@ pub async fn serve(
         r = server => r?,
         r = &mut applier => return match r {
             Ok(Ok(())) => Err(Error::ApplierGone),
+            // A failed commit: the store is the truth, memory may be ahead.
+            Ok(Err(Error::Store(e))) => Err(data_dir_failed(e.to_string())),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::ApplierGone),
         },
+        Some(reason) = failed.recv() => return Err(data_dir_failed(reason)),
         _ = async {
             stopping.notified().await;
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;

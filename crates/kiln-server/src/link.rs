@@ -17,6 +17,18 @@ pub struct Link {
     pub(crate) tx: mpsc::UnboundedSender<Request>,
     pub(crate) logs: Arc<LogStore>,
     pub(crate) next_session: AtomicU64,
+    /// Where a failure of the data directory goes: it stops the server.
+    pub(crate) fatal: mpsc::UnboundedSender<String>,
+}
+
+/// Whether an error writing a log is the data directory's (full, read-only,
+/// failing, forbidden), not the worker's.
+fn disk_failed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        StorageFull | ReadOnlyFilesystem | PermissionDenied | QuotaExceeded
+    ) || e.raw_os_error() == Some(libc::EIO)
 }
 
 #[tonic::async_trait]
@@ -29,6 +41,7 @@ impl WorkerLinkApi for Link {
             .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
         let tx = self.tx.clone();
         let logs = self.logs.clone();
+        let fatal = self.fatal.clone();
         tokio::spawn(async move {
             while let Some(msg) = incoming.next().await {
                 let msg = match msg {
@@ -39,7 +52,12 @@ impl WorkerLinkApi for Link {
                     }
                 };
                 if let Err(e) = forward(&logs, &tx, session, msg).await {
-                    tracing::warn!(session, "dropping worker connection: {e}");
+                    if disk_failed(&e) {
+                        // Every worker would hit it again on reconnect: stop.
+                        let _ = fatal.send(e.to_string());
+                    } else {
+                        tracing::warn!(session, "dropping worker connection: {e}");
+                    }
                     break;
                 }
             }

@@ -326,6 +326,9 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         // Disconnected: wait out the backoff, still reaping frames and
         // watching the lease.
         let wait = d.session.disconnected();
+        if wait >= 1_000 {
+            tracing::info!("server unreachable; next try in {} s", wait / 1_000);
+        }
         let until = tokio::time::Instant::now() + Duration::from_millis(wait);
         let mut lease = tokio::time::interval(Duration::from_millis(LOG_SHIP_MS));
         loop {

@@ -15,6 +15,10 @@ pub type Ms = u64;
 
 const BACKOFF_START_MS: Ms = 100;
 const BACKOFF_MAX_MS: Ms = 5_000;
+/// A connection registered this long is sound: the next failure starts
+/// the backoff over. One that fails sooner (a server that drops every link
+/// after registering it) keeps doubling it.
+const STABLE_MS: Ms = 10_000;
 
 /// What the IO loop must do after feeding the session an input.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +39,7 @@ pub struct Session {
     connected: bool,
     registered: bool,
     backoff_ms: Ms,
+    registered_at: Ms,
     heartbeat_ms: Ms,
     lease_ms: Ms,
     kill_grace_ms: Ms,
@@ -100,7 +105,8 @@ impl Session {
     }
 
     /// The connection failed or ended; returns how long to wait before the
-    /// next try (doubling, capped, reset by a successful registration).
+    /// next try (doubling, capped, reset once a registration has held for
+    /// [`STABLE_MS`]).
     pub fn disconnected(&mut self) -> Ms {
         self.connected = false;
         self.registered = false;
@@ -118,7 +124,7 @@ impl Session {
                 ..
             } => {
                 self.registered = true;
-                self.backoff_ms = BACKOFF_START_MS;
+                self.registered_at = now;
                 self.heartbeat_ms = (heartbeat_ms as Ms).max(50);
                 // Frames must be gone, not just signalled, before the server
                 // can requeue them: leave room for the SIGTERM grace and a
@@ -179,6 +185,9 @@ impl Session {
         }
         if !self.registered {
             return out;
+        }
+        if now.saturating_sub(self.registered_at) >= STABLE_MS {
+            self.backoff_ms = BACKOFF_START_MS;
         }
         if now.saturating_sub(self.lease_from) > 3 * self.heartbeat_ms + 1_000 {
             out.push(Action::Reconnect);
@@ -256,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_resets_on_registration() {
+    fn backoff_doubles_and_resets_once_a_registration_holds() {
         let mut s = Session::new(0);
         assert_eq!(s.disconnected(), 100);
         assert_eq!(s.disconnected(), 200);
@@ -264,7 +273,13 @@ mod tests {
             s.disconnected();
         }
         assert_eq!(s.disconnected(), BACKOFF_MAX_MS);
+        // A link dropped right after its registration does not reset it...
         registered(&mut s, 0);
+        s.tick(1_000, false, || (0.0, 0, vec![]));
+        assert_eq!(s.disconnected(), BACKOFF_MAX_MS);
+        // ...one that held does.
+        registered(&mut s, 20_000);
+        s.tick(20_000 + STABLE_MS, false, || (0.0, 0, vec![]));
         assert_eq!(s.disconnected(), 100);
     }
 

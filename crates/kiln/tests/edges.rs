@@ -318,3 +318,64 @@ async fn raw_submit(url: &str, spec: Vec<u8>) -> tonic::Status {
         .await
         .expect_err("a spec that is not UTF-8 was accepted")
 }
+
+#[test]
+fn a_full_data_directory_stops_the_server_with_one_clear_error_and_workers_back_off() {
+    let mut farm = Farm::start_with(0, 2, "60s");
+    farm.kill_server();
+    // A data directory of 3 MB, on a file system of its own.
+    let data = farm.path("data");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(data);
+    farm.start_server();
+    farm.add_worker("w0", 2);
+    farm.wait_hosts(1);
+    // 8 MB of logs for 3 MB of room.
+    farm.submit(
+        "big",
+        "name: big\nlayers:\n  - {name: a, command: 'head -c 2000000 /dev/zero | tr \"\\\\0\" x; sleep 1', frames: 1-4}\n",
+    );
+    let mut server = farm.server.take().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the server runs on with a full data directory"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let log: String = std::fs::read_dir(farm.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
+        .map(|e| read(&e.path()))
+        .collect();
+    for l in log.lines().filter(|l| l.contains("error")) {
+        eprintln!("server: {l}");
+    }
+    assert_eq!(log.matches("cannot be written").count(), 1, "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    // The worker backs off to its longest wait instead of hammering.
+    wait_until(Duration::from_secs(30), || {
+        read(&farm.path("worker-w0.log")).contains("next try in 5 s")
+    });
+}
