@@ -294,6 +294,43 @@ mod tests {
         assert_eq!(human_bytes(1000), "1000 bytes");
     }
 
+    /// The server's copy of an ended log, as the shipper would send it.
+    fn shipped(s: &mut Shipper, a: AttemptId) -> Vec<u8> {
+        let size = s.finish(a);
+        let mut out = Vec::new();
+        while (out.len() as u64) < size {
+            let chunk = s.read(a, out.len() as u64, size).unwrap();
+            assert!(!chunk.is_empty());
+            out.extend(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn the_cap_cuts_the_output_and_keeps_the_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Shipper::new(dir.path().to_path_buf(), 10);
+        let footer = "=== kiln frame ended\nexit status: 0\n===\n";
+        let (a, b, c) = (AttemptId(1), AttemptId(2), AttemptId(3));
+        std::fs::write(s.local_log(a), format!("0123\n{footer}")).unwrap();
+        std::fs::write(s.local_log(b), format!("0123456789abc{footer}")).unwrap();
+        // Output within the cap, footer past it: the footer always fits.
+        std::fs::write(s.local_log(c), format!("012345678\n{footer}")).unwrap();
+
+        assert_eq!(shipped(&mut s, a), format!("0123\n{footer}").as_bytes());
+        let note =
+            "\n[kiln] log truncated at 10 bytes by the worker's --log-cap; the frame goes on\n";
+        assert_eq!(
+            String::from_utf8(shipped(&mut s, b)).unwrap(),
+            format!("0123456789{note}{footer}")
+        );
+        assert_eq!(std::fs::metadata(s.local_log(b)).unwrap().len(), 10);
+        assert_eq!(
+            shipped(&mut s, c),
+            format!("012345678\n{footer}").as_bytes()
+        );
+    }
+
     #[test]
     fn the_footer_is_the_last_mark() {
         assert_eq!(rfind(b"ab=== kiln frame ended\nx", FOOTER_MARK), Some(2));
