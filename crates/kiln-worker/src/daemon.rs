@@ -207,7 +207,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         while let Ok(f) = done_rx.try_recv() {
             d.ended(f, None);
         }
-        // Connect, feeding the server from an unbounded queue.
+        // Connect, feeding the server from a queue: unbounded, but the
+        // shipper puts at most its budget of log bytes in it.
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let budget = d.ship.connect();
         let mut report = d.report.clone();
