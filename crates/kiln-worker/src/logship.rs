@@ -33,7 +33,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
 /// Largest log chunk sent in one message.
-const LOG_CHUNK: usize = 256 * 1024;
+const LOG_CHUNK: usize = 64 * 1024;
 /// Log bytes queued for the transport at most, beyond which nothing more is
 /// read until it takes some (it holds a chunk or so more itself).
 const IN_FLIGHT: usize = 4 * LOG_CHUNK;
