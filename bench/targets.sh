@@ -2,7 +2,7 @@
 # Measures the foundation's targets on this machine with the release binary:
 #   1. 1,000 frames of `true` on one worker offering 16 cores: submit -> all done
 #   2. latency from `kiln submit` returning to a single frame starting (idle worker)
-#   3. idle RSS of `kiln worker`
+#   3. idle RSS of `kiln worker`, fresh and after the work above (3,005 frames)
 # Usage: bench/targets.sh [path/to/kiln]   (default: target/release/kiln)
 set -euo pipefail
 KILN=${1:-target/release/kiln}
@@ -12,6 +12,9 @@ KILN=${1:-target/release/kiln}
 "$KILN" worker --name bench --cores 16 --work-dir "$dir/work" --allow-root 2>"$dir/worker.log" &
 wpid=$!
 for _ in $(seq 100); do "$KILN" hosts --json 2>/dev/null | grep -q '"UP"' && break; sleep 0.1; done
+sleep 2
+rss_fresh=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
+anon_fresh=$(awk '/^Anonymous/ {print $2}' /proc/$wpid/smaps_rollup)
 
 # 1. Throughput.
 cat > "$dir/thousand.yaml" <<YAML
@@ -46,7 +49,10 @@ YAML
   echo "single frame, run $run: started $(( (t_start - t_sub) / 1000 )) us after submit returned"
 done
 
-# 3. Idle worker RSS (after the work above, the worker is idle again).
+# 3. Idle worker RSS, fresh (above) and after the work above (the worker is
+# idle again). Target: at most 8 MiB both.
 sleep 2
 rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
-echo "kiln worker idle RSS: $rss KiB ($((rss / 1024)) MiB); threads: $(ls /proc/$wpid/task | wc -l); $(grep -E "^Anonymous" /proc/$wpid/smaps_rollup)"
+anon=$(awk '/^Anonymous/ {print $2}' /proc/$wpid/smaps_rollup)
+echo "kiln worker idle RSS fresh: $rss_fresh KiB ($((rss_fresh / 1024)) MiB, anonymous $anon_fresh KiB)"
+echo "kiln worker idle RSS after 3005 frames: $rss KiB ($((rss / 1024)) MiB, anonymous $anon KiB); threads: $(ls /proc/$wpid/task | wc -l)"

@@ -1,6 +1,7 @@
 //! The worker's IO loop: connects out to the server, drives the session
 //! state machine, runs frames with the runner and ships their logs.
 
+use crate::logship::{self, Shipper};
 use crate::runner::{self, Finished, Launch, Runner, RunnerConfig};
 use crate::session::{Action, Ms, Session};
 use crate::{host, Error};
@@ -13,11 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
-/// Largest log chunk sent in one message.
-const LOG_CHUNK: usize = 256 * 1024;
-/// How often running frames' logs are shipped.
+/// How often running frames' logs are shipped (and more often while the
+/// transport takes chunks as fast as they come).
 const LOG_SHIP_MS: u64 = 250;
 /// SIGTERM to SIGKILL for frames the worker kills.
 const KILL_GRACE: Duration = runner::DEFAULT_KILL_GRACE;
@@ -34,12 +33,15 @@ pub struct WorkerConfig {
     /// Run frames as their job's user (the worker must be root).
     pub switch_user: bool,
     pub allow_root: bool,
+    /// The most bytes of a frame's log kept; the rest is dropped.
+    pub log_cap: u64,
 }
 
 struct Daemon {
     cfg: WorkerConfig,
     runner: Runner,
     session: Session,
+    ship: Shipper,
     start: Instant,
     report: HostReport,
     /// Shutting down: frames are being killed, nothing new starts.
@@ -68,42 +70,17 @@ impl Daemon {
     }
 
     fn local_log(&self, attempt: AttemptId) -> PathBuf {
-        self.cfg
-            .work_dir
-            .join("logs")
-            .join(format!("{attempt}.log"))
+        self.ship.local_log(attempt)
     }
 
-    /// Sends the log bytes the server does not have yet.
-    fn ship_log(&mut self, attempt: AttemptId, out: &mpsc::UnboundedSender<WorkerMsg>) -> u64 {
-        let path = self.local_log(attempt);
-        let mut offset = self.session.log_sent(attempt);
-        let Ok(file) = std::fs::File::open(&path) else {
-            return offset;
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        use std::os::unix::fs::FileExt;
-        while offset < len {
-            let n = ((len - offset) as usize).min(LOG_CHUNK);
-            let mut buf = vec![0; n];
-            if file.read_exact_at(&mut buf, offset).is_err() {
-                break;
-            }
-            let _ = out.send(WorkerMsg::Log {
-                attempt,
-                offset,
-                data: buf,
-            });
-            offset += n as u64;
-        }
-        self.session.set_log_sent(attempt, offset);
-        offset
+    /// Sends what the server lacks of the logs, as far as the budget
+    /// allows, and the ends whose logs are complete.
+    fn ship_logs(&mut self, out: &mpsc::UnboundedSender<WorkerMsg>) {
+        self.ship.pump(&mut self.session, out);
     }
 
     fn ended(&mut self, f: Finished, out: Option<&mpsc::UnboundedSender<WorkerMsg>>) {
-        let log_size = std::fs::metadata(self.local_log(f.attempt))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let log_size = self.ship.finish(f.attempt);
         let exit = match f.exit {
             runner::Exit::Exited(c) => Exit::Exited(c),
             runner::Exit::Signaled(s) => Exit::Signaled(s),
@@ -121,13 +98,11 @@ impl Daemon {
             cpu_ms: f.cpu_ms,
             log_size,
         };
-        if let Some(out) = out.filter(|_| self.session.is_registered()) {
-            self.ship_log(f.attempt, out);
-        }
-        if let Some(msg) = self.session.frame_ended(ended) {
-            if let Some(out) = out {
-                let _ = out.send(msg);
-            }
+        // Sent by the shipper once the log is: "every byte was sent before
+        // this report".
+        let _ = self.session.frame_ended(ended);
+        if let Some(out) = out {
+            self.ship_logs(out);
         }
     }
 
@@ -210,10 +185,12 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         report.gpus,
         done_tx,
     );
+    let ship = Shipper::new(cfg.work_dir.join("logs"), cfg.log_cap);
     let mut d = Daemon {
         cfg,
         runner,
         session: Session::new(KILL_GRACE.as_millis() as Ms),
+        ship,
         start: Instant::now(),
         report,
         stopping: false,
@@ -232,8 +209,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         while let Ok(f) = done_rx.try_recv() {
             d.ended(f, None);
         }
-        // Connect, feeding the server from an unbounded queue.
+        // Connect, feeding the server from a queue: unbounded, but the
+        // shipper puts at most its budget of log bytes in it.
         let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let budget = d.ship.connect();
         let mut report = d.report.clone();
         report.load = host::load_average();
         let now = d.now();
@@ -249,7 +228,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         let server = d.cfg.server.clone();
         let connect = kiln_proto::client::connect_worker(
             &server,
-            first.chain(UnboundedReceiverStream::new(out_rx)),
+            first.chain(logship::outgoing(out_rx, budget.clone())),
         );
         tokio::pin!(connect);
         let mut lease = tokio::time::interval(Duration::from_millis(LOG_SHIP_MS));
@@ -284,12 +263,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                             let actions = d.session.on_server(msg, now);
                             if registering && d.session.is_registered() {
                                 // Resend what the server is missing: logs, then ends.
-                                for a in d.session.held() {
-                                    d.ship_log(a, &out_tx);
-                                }
-                                for e in d.session.unacked() {
-                                    let _ = out_tx.send(WorkerMsg::Ended(e));
-                                }
+                                d.ship_logs(&out_tx);
                                 if d.stopping {
                                     let _ = out_tx.send(WorkerMsg::Goodbye);
                                 }
@@ -300,17 +274,14 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                         None => { tracing::warn!("the server closed the connection"); break; }
                     },
                     Some(f) = done_rx.recv() => d.ended(f, Some(&out_tx)),
+                    _ = budget.drained() => d.ship_logs(&out_tx),
                     _ = tick.tick() => {
                         let now = d.now();
                         let running = !d.runner.running().is_empty();
                         let frames = d.running();
                         let hb = move || (host::load_average(), host::free_memory_kb(), frames);
                         let actions = d.session.tick(now, running, hb);
-                        if d.session.is_registered() {
-                            for (a, _) in d.runner.running() {
-                                d.ship_log(a, &out_tx);
-                            }
-                        }
+                        d.ship_logs(&out_tx);
                         if apply(&mut d, actions, &out_tx) { break; }
                         if d.done_stopping() {
                             return Ok(());
@@ -371,7 +342,7 @@ fn apply(d: &mut Daemon, actions: Vec<Action>, out: &mpsc::UnboundedSender<Worke
             Action::Reconnect => reconnect = true,
             Action::Forget(ids) => {
                 for a in ids {
-                    let _ = std::fs::remove_file(d.local_log(a));
+                    d.ship.forget(a);
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! `runner` owns the frame processes; `host` and `procfs` read the machine.
 
 mod daemon;
+mod logship;
 pub mod session;
 
 pub mod host;

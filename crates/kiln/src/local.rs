@@ -52,6 +52,11 @@ pub struct WorkerArgs {
     /// Allow frames to run as root (uid 0).
     #[arg(long)]
     allow_root: bool,
+    /// The most log a frame may write, e.g. 1G or 500M: the server keeps the
+    /// first so many bytes and a note that the rest was dropped (the frame
+    /// goes on).
+    #[arg(long, default_value = "1G")]
+    log_cap: String,
 }
 
 #[derive(Args)]
@@ -150,6 +155,10 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         .memory
         .map(|m| parse_memory_kb(&m).map_err(|e| anyhow::anyhow!("--memory: {e}")))
         .transpose()?;
+    let log_cap_kb = parse_memory_kb(&a.log_cap).map_err(|e| anyhow::anyhow!("--log-cap: {e}"))?;
+    if log_cap_kb == 0 {
+        bail!("--log-cap: must be at least 1K");
+    }
     let is_root = unsafe { libc::geteuid() } == 0;
     let work_dir = a.work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("kiln-worker-{}", unsafe { libc::geteuid() }))
@@ -163,6 +172,7 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         work_dir,
         switch_user: is_root,
         allow_root: a.allow_root,
+        log_cap: log_cap_kb * 1024,
     })
 }
 
@@ -205,6 +215,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             memory: a.memory,
             work_dir: Some(data.join("worker")),
             allow_root: true,
+            log_cap: "1G".into(),
         },
         &url,
     )?;

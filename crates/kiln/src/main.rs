@@ -3,6 +3,7 @@
 //! lives in its own module.
 
 mod actions;
+mod alloc;
 mod fleet;
 mod fmt;
 mod job;
@@ -18,11 +19,6 @@ mod wrangle;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-// The server's hot paths (scheduling passes, batch commits) build and drop
-// many short-lived buffers; glibc's malloc made them several times slower.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7676";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7676";

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The worker's peak resident memory (VmHWM) while one frame writes a big log
+# to stdout, and whether the server's copy is byte-exact.
+# Usage: bench/logs.sh [path/to/kiln] [MB ...]   (default: target/release/kiln 200 1000)
+set -euo pipefail
+KILN=${1:-target/release/kiln}
+shift || true
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(200 1000)
+. "$(dirname "$0")/common.sh"
+
+"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>"$dir/server.log" &
+for mb in "${sizes[@]}"; do
+  # A fresh worker per size: VmHWM is the peak over a process's life.
+  "$KILN" worker --name "logs$mb" --cores 1 --work-dir "$dir/work$mb" --allow-root --log-cap 2G 2>"$dir/worker$mb.log" &
+  wpid=$!
+  for _ in $(seq 100); do "$KILN" hosts --json 2>/dev/null | grep -q "\"logs$mb\".*\"UP\"\|\"UP\".*\"logs$mb\"" && break; sleep 0.1; done
+  sleep 1
+  idle=$(awk '/VmHWM/ {print $2}' /proc/$wpid/status)
+  bytes=$((mb * 1000000))
+  cat > "$dir/log$mb.yaml" <<YAML
+name: log$mb
+layers:
+  - name: t
+    command: [sh, -c, "seq 1 1000000000 | head -c $bytes"]
+    frames: 1
+YAML
+  t0=$(ms)
+  "$KILN" submit "$dir/log$mb.yaml" --wait >/dev/null
+  t1=$(ms)
+  peak=$(awk '/VmHWM/ {print $2}' /proc/$wpid/status)
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
+  # The server's copy: header, then the frame's bytes, then the footer.
+  # (`head` ends the pipes early on purpose.)
+  set +o pipefail
+  log=$(ls "$dir"/data/logs/*/*.log | xargs ls -t | head -1)
+  got=$(awk 'f && /^=== kiln frame ended$/ {exit} f {print} /^===$/ && !f {f=1}' "$log" | head -c $bytes | sha256sum | cut -d' ' -f1)
+  want=$(seq 1 1000000000 | head -c $bytes | sha256sum | cut -d' ' -f1)
+  set -o pipefail
+  [ "$got" = "$want" ] && exact=byte-exact || exact="NOT byte-exact"
+  echo "${mb} MB log: worker VmHWM $peak KiB ($((peak / 1024)) MiB; $((idle / 1024)) MiB before the frame), VmRSS after $((rss / 1024)) MiB; $((t1 - t0)) ms; server copy $exact"
+  kill "$wpid"; wait "$wpid" 2>/dev/null || true
+done

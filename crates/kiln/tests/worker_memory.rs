@@ -1,0 +1,204 @@
+//! The worker's memory, with the real binary: it idles small, fresh and
+//! after work; a frame that writes hundreds of MB of log does not swell it,
+//! the log reaches the server byte for byte, and the per-frame cap cuts it
+//! with a note while the frame goes on.
+
+mod common;
+
+use common::*;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The worker's peak resident memory may not pass this, whatever the log.
+const PEAK_RSS_KB: u64 = 64 * 1024;
+
+/// `seq 1 N` as bytes, from the start, `len` of them at a time.
+struct Seq {
+    next: u64,
+    pending: Vec<u8>,
+}
+
+impl Seq {
+    fn new() -> Seq {
+        Seq {
+            next: 1,
+            pending: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, len: usize) -> Vec<u8> {
+        while self.pending.len() < len {
+            self.pending
+                .extend_from_slice(format!("{}\n", self.next).as_bytes());
+            self.next += 1;
+        }
+        let rest = self.pending.split_off(len);
+        std::mem::replace(&mut self.pending, rest)
+    }
+}
+
+/// Reads the header (through its closing `===` line) off a log.
+fn skip_header(r: &mut impl Read) -> usize {
+    let mut header = Vec::new();
+    let mut b = [0u8];
+    while !header.ends_with(b"\n===\n") {
+        r.read_exact(&mut b).expect("log header");
+        header.push(b[0]);
+    }
+    header.len()
+}
+
+/// Asserts the next `len` bytes of `r` are `seq`'s next `len`.
+fn assert_seq(r: &mut impl Read, seq: &mut Seq, len: usize) {
+    let mut done = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    while done < len {
+        let n = buf.len().min(len - done);
+        r.read_exact(&mut buf[..n]).expect("log as long as written");
+        assert!(
+            buf[..n] == seq.take(n)[..],
+            "log differs from what the frame wrote within bytes {done}..{}",
+            done + n
+        );
+        done += n;
+    }
+}
+
+/// The one log file under `dir` (a farm with one frame has one).
+fn only_log(dir: &Path) -> PathBuf {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                found.push(p);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "one log under {}: {found:?}", dir.display());
+    found.pop().unwrap()
+}
+
+/// A figure from `/proc/<pid>/status`, in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM")
+}
+
+/// The worker's own heap and stacks: what the allocator's settings decide.
+/// (Its code pages, the rest of its RSS, depend on the build: the 8 MB
+/// target for the whole is measured on the release binary by
+/// `bench/targets.sh`.)
+const IDLE_ANON_KB: u64 = 3 * 1024;
+
+#[test]
+fn an_idle_worker_keeps_little_memory_of_its_own_fresh_and_after_work() {
+    let farm = Farm::start(1, 4);
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = farm.workers[0].id();
+    let fresh = status_kb(pid, "RssAnon");
+    let job = farm.submit(
+        "many",
+        "name: many\nlayers:\n  - name: a\n    command: [/bin/true]\n    frames: 1-300\n    memory: 64M\n",
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+    let after = status_kb(pid, "RssAnon");
+    eprintln!("worker RssAnon: {fresh} kB fresh, {after} kB after 300 frames");
+    assert!(
+        fresh <= IDLE_ANON_KB,
+        "a fresh worker holds {fresh} kB of anonymous memory"
+    );
+    assert!(
+        after <= IDLE_ANON_KB,
+        "after 300 frames the worker holds {after} kB of anonymous memory"
+    );
+}
+
+#[test]
+fn a_200_mb_log_reaches_the_server_byte_exact_and_the_worker_stays_small() {
+    const SIZE: usize = 200_000_000;
+    let farm = Farm::start(1, 1);
+    let job = farm.submit(
+        "big",
+        &format!(
+            "name: big\nlayers:\n  - name: a\n    command: [sh, -c, 'seq 1 100000000 | head -c {SIZE}']\n    frames: 1\n"
+        ),
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(180));
+    let peak = peak_rss_kb(farm.workers[0].id());
+    eprintln!("worker VmHWM after a 200 MB log: {peak} kB");
+
+    let path = only_log(&farm.path("data/logs"));
+    let mut r = BufReader::new(File::open(&path).unwrap());
+    let header = skip_header(&mut r);
+    assert_seq(&mut r, &mut Seq::new(), SIZE);
+    let mut footer = String::new();
+    r.read_to_string(&mut footer).unwrap();
+    assert!(
+        footer.starts_with("=== kiln frame ended\nexit status: 0\n"),
+        "the footer follows the output at once: {footer}"
+    );
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
+    assert_eq!(size, header + SIZE + footer.len());
+    assert!(
+        peak <= PEAK_RSS_KB,
+        "the worker peaked at {peak} kB shipping a 200 MB log (bound {PEAK_RSS_KB} kB)"
+    );
+}
+
+#[test]
+fn a_log_past_the_cap_is_cut_with_a_note_and_the_frame_goes_on() {
+    const CAP: usize = 10 << 20;
+    let mut farm = Farm::start(0, 1);
+    farm.add_worker_with("w0", 1, &["--allow-root", "--log-cap", "10M"]);
+    farm.wait_hosts(1);
+    let written = farm.path("written");
+    let job = farm.submit(
+        "capped",
+        &format!(
+            "name: capped\nlayers:\n  - name: a\n    command: [sh, -c, 'seq 1 10000000 | head -c 40000000; touch {}; sleep 3; echo after-the-cap']\n    frames: 1\n",
+            written.display()
+        ),
+    );
+    // The frame wrote 4 times the cap and sleeps: its local log is cut back.
+    wait_until(Duration::from_secs(60), || written.exists());
+    let local = only_log(&farm.path("work-w0/logs"));
+    wait_until(Duration::from_secs(2), || {
+        std::fs::metadata(&local).map_or(0, |m| m.len()) <= CAP as u64
+    });
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+    let peak = peak_rss_kb(farm.workers[0].id());
+
+    let path = only_log(&farm.path("data/logs"));
+    let mut r = BufReader::new(File::open(&path).unwrap());
+    let header = skip_header(&mut r);
+    assert_seq(&mut r, &mut Seq::new(), CAP - header);
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    let note = "[kiln] log truncated at 10 MiB by the worker's --log-cap; the frame goes on\n";
+    assert!(
+        rest.starts_with(&format!("\n{note}")) || rest.starts_with(note),
+        "the note follows the cap: {rest}"
+    );
+    let footer = &rest[rest.find(note).unwrap() + note.len()..];
+    assert!(
+        footer.starts_with("=== kiln frame ended\nexit status: 0\n"),
+        "then the footer, nothing of what the frame wrote past the cap: {rest}"
+    );
+    assert!(!rest.contains("after-the-cap"), "{rest}");
+    assert!(peak <= PEAK_RSS_KB, "worker peaked at {peak} kB");
+}
