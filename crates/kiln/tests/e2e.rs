@@ -118,7 +118,7 @@ fn kill_pause_resume_and_timeouts() {
     let farm = Farm::start(1, 4);
     let job = farm.submit(
         "slow",
-        "name: slow\npaused: true\nlayers:\n  - name: a\n    command: 'sleep 30'\n    frames: 1-4\n",
+        "name: slow\npaused: true\nlayers:\n  - name: a\n    command: 'sleep 29.7531'\n    frames: 1-4\n",
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(farm.job_status(&job), "PAUSED");
@@ -141,7 +141,8 @@ fn kill_pause_resume_and_timeouts() {
         farm.json(&["hosts"])[0]["running"] == 0
     });
     let procs = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 30"])
+        // A number no other test sleeps for: tests run in parallel.
+        .args(["-f", "sleep 29[.]7531"])
         .output()
         .unwrap();
     assert!(
