@@ -160,6 +160,10 @@ pub struct Job {
     pub submitted_at: Millis,
     /// When the job last became finished or killed; `None` while it has work.
     pub finished_at: Option<Millis>,
+    /// The submitter's idempotency key: a repeat of the submit with the
+    /// same key returns this job instead of creating another.
+    #[serde(default)]
+    pub submit_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -165,6 +165,9 @@ pub struct NewJob {
     pub paused: bool,
     pub depends: Vec<String>,
     pub layers: Vec<NewLayer>,
+    /// The submitter's idempotency key (not part of the spec: the API sets
+    /// it from the request). See [`crate::model::Job::submit_key`].
+    pub submit_key: Option<String>,
 }
 
 /// A validated layer with its tasks already cut.
@@ -326,6 +329,7 @@ pub fn validate(spec: JobSpec, ctx: &SubmitContext) -> Result<NewJob> {
         paused: spec.paused,
         depends,
         layers,
+        submit_key: None,
     })
 }
 

@@ -18,11 +18,13 @@ pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
 /// The client API in domain terms.
 #[tonic::async_trait]
 pub trait FarmApi: Send + Sync + 'static {
+    /// `key`: the client's idempotency key, if it sent one.
     async fn submit(
         &self,
         spec: String,
         user: String,
         base_dir: Option<String>,
+        key: Option<String>,
     ) -> Result<Submitted>;
     async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>>;
     async fn job(&self, key: String) -> Result<JobDetail>;
@@ -61,7 +63,10 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         r: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitReply>, Status> {
         let r = r.into_inner();
-        let s = self.0.submit(r.spec, r.user, some(r.base_dir)).await?;
+        let s = self
+            .0
+            .submit(r.spec, r.user, some(r.base_dir), some(r.submit_key))
+            .await?;
         Ok(Response::new(pb::SubmitReply {
             job_id: s.id,
             name: s.name,

@@ -527,3 +527,48 @@ fn a_failed_frame_does_not_go_back_to_its_host_while_the_verdict_is_open() {
     assert_eq!(again.len(), 1);
     assert_eq!(on(&farm, again[0].0), "h1");
 }
+
+#[test]
+fn a_repeated_submit_key_returns_the_first_job_also_after_a_restart() {
+    let mut farm = farm_with_host(2);
+    let keyed = |name: &str, key: &str| {
+        let mut job = parse_and_validate(
+            &format!("name: {name}\nlayers: [{{name: a, command: x, frames: 1-5}}]"),
+            Format::Yaml,
+            &SubmitContext::default(),
+        )
+        .unwrap();
+        job.submit_key = Some(key.into());
+        job
+    };
+    let (first, frames) = farm.submit(keyed("j", "k1"), 0).unwrap();
+    assert_eq!(frames, 5);
+    // Twice in one batch (nothing committed in between), then later.
+    assert_eq!(farm.submit(keyed("j", "k1"), 1).unwrap(), (first, 5));
+    let dirty = farm.take_dirty();
+    assert_eq!(dirty.jobs.len(), 1, "one job written");
+    assert_eq!(dirty.frames.len(), 5, "its frames once");
+    // The job's later life changes nothing: a kill, then the repeat.
+    farm.act(Action::Kill, "j", &[], None, "u", 2).unwrap();
+    assert_eq!(farm.submit(keyed("j", "k1"), 3).unwrap(), (first, 5));
+    // A key reused for another job is refused, not answered with this one.
+    assert!(matches!(
+        farm.submit(keyed("other", "k1"), 4),
+        Err(crate::Error::Invalid(_))
+    ));
+    let (second, _) = farm.submit(keyed("j", "k2"), 5).unwrap();
+    assert_ne!(second, first);
+
+    // After a restart the keys come back with the jobs.
+    let mut jobs = dirty.jobs;
+    jobs.extend(farm.take_dirty().jobs);
+    let image = Restore {
+        jobs,
+        max_ids: [2, 0, 0, 0, 0],
+        ..Restore::default()
+    };
+    let mut farm = Farm::restore(farm.config().clone(), image, 10);
+    assert_eq!(farm.submit(keyed("j", "k2"), 11).unwrap().0, second);
+    assert_eq!(farm.submit(keyed("j", "k1"), 11).unwrap().0, first);
+    assert!(farm.take_dirty().jobs.is_empty(), "nothing new");
+}

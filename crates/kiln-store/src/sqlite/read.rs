@@ -103,10 +103,12 @@ fn job(row: &SqliteRow) -> Result<Job> {
         avoid_hosts: Vec::new(),
         submitted_at: c.get()?,
         finished_at: c.get()?,
+        submit_key: None,
     };
-    // Columns added by 0002 come last.
+    // Columns added by 0002 and 0003 come last.
     job.max_cores = c.opt_int()?;
     job.avoid_hosts = c.json()?;
+    job.submit_key = c.get()?;
     Ok(job)
 }
 

@@ -32,6 +32,7 @@ pub(super) const JOBS: Table = Table {
         "finished_at",
         "max_cores",
         "avoid_hosts",
+        "submit_key",
     ],
 };
 

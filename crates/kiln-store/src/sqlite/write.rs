@@ -103,7 +103,8 @@ fn bind_job<'q>(q: Query<'q>, j: &'q Job) -> Result<Query<'q>> {
         .bind(j.submitted_at)
         .bind(j.finished_at)
         .bind(j.max_cores.map(i64::from))
-        .bind(to_json("job avoid_hosts", &j.avoid_hosts)?))
+        .bind(to_json("job avoid_hosts", &j.avoid_hosts)?)
+        .bind(j.submit_key.as_deref()))
 }
 
 fn bind_layer<'q>(q: Query<'q>, l: &'q Layer) -> Result<Query<'q>> {
