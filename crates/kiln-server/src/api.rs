@@ -82,8 +82,14 @@ impl<S: Store> FarmApi for Api<S> {
             base_dir,
             ..SubmitContext::default()
         };
-        // Validation needs no farm state, so it runs here, off the applier.
-        let mut job = spec::parse_and_validate(&text, Format::Auto, &ctx)?;
+        // Validation needs no farm state, so it runs here, off the applier,
+        // and on a blocking thread: a big spec takes milliseconds of CPU
+        // that would otherwise stall every connection on this runtime thread.
+        let mut job = tokio::task::spawn_blocking(move || {
+            spec::parse_and_validate(&text, Format::Auto, &ctx)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading the spec failed: {e}")))??;
         job.submit_key = key;
         self.ask(|tx| Request::Submit(job, tx)).await
     }
