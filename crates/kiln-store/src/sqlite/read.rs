@@ -226,6 +226,7 @@ struct FrameRow(
     Option<i64>,
     i64,
     i64,
+    Option<String>,
 );
 
 impl FrameRow {
@@ -268,6 +269,7 @@ impl FrameRow {
                 .transpose()?,
             max_rss_kb: narrow(FRAMES.name, id, "max_rss_kb", self.17)?,
             cpu_ms: narrow(FRAMES.name, id, "cpu_ms", self.18)?,
+            reason: self.19,
         })
     }
 }

@@ -86,6 +86,7 @@ pub(super) const FRAMES: Table = Table {
         "exit_signal",
         "max_rss_kb",
         "cpu_ms",
+        "reason",
     ],
 };
 

@@ -155,7 +155,8 @@ fn bind_frame<'q>(q: Query<'q>, f: &'q Frame) -> Result<Query<'q>> {
         .bind(f.exit_status)
         .bind(f.exit_signal)
         .bind(to_i64("frame max_rss_kb", f.max_rss_kb)?)
-        .bind(to_i64("frame cpu_ms", f.cpu_ms)?))
+        .bind(to_i64("frame cpu_ms", f.cpu_ms)?)
+        .bind(f.reason.as_deref()))
 }
 
 fn bind_attempt<'q>(q: Query<'q>, a: &'q Attempt) -> Result<Query<'q>> {
