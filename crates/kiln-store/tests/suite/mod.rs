@@ -495,6 +495,9 @@ pub async fn odd_values(b: &impl Backend) {
     farm.layers[1].limits = vec!["".into(), "a\"b'c; --".into()];
     farm.layers[1].service = Some(String::new());
     farm.hosts[1].allocation = String::new();
+    farm.frames[0].reason = Some("user \"ü x\" does not exist on host h; -- \n".into());
+    farm.frames[1].reason = Some(String::new());
+    farm.jobs[0].submit_key = Some("k\"'; --".into());
     farm.structure.push(Change::Put(Record::Limit(Limit {
         name: "ünïcødé 'q' \"d\"; DROP TABLE structure; --".into(),
         max: u32::MAX,
