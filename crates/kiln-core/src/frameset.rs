@@ -72,7 +72,8 @@ impl Item {
         frame as i64
     }
 
-    fn expand(&self, out: &mut Vec<i64>, seen: &mut HashSet<i64>) {
+    /// Appends the item's frames that `seen` has not seen.
+    fn expand(&self, out: &mut Vec<i64>, seen: &mut Seen) {
         let span = self.span();
         let mut push = |offset: u128| {
             let f = self.frame(offset);
@@ -98,6 +99,49 @@ impl Item {
                     step /= 2;
                 }
             }
+        }
+    }
+}
+
+/// The frames a set has yielded so far, to drop repeats.
+enum Seen {
+    /// The items cannot repeat a frame.
+    Nothing,
+    /// One bit per number from `base`: for sets no wider than a few times
+    /// their frame count, far smaller and faster than a hash set.
+    Bits { base: i64, bits: Vec<u64> },
+    /// Sparse sets.
+    Hash(HashSet<i64>),
+}
+
+impl Seen {
+    fn for_items(items: &[Item], total: u128) -> Seen {
+        let lo = items.iter().map(|i| i.start.min(i.end)).min().unwrap_or(0);
+        let hi = items.iter().map(|i| i.start.max(i.end)).max().unwrap_or(0);
+        let width = (i128::from(hi) - i128::from(lo)) as u128 + 1;
+        // A bitmap no bigger than the frames' own vector.
+        if width <= 64 * total.max(1) {
+            Seen::Bits {
+                base: lo,
+                bits: vec![0; width.div_ceil(64) as usize],
+            }
+        } else {
+            Seen::Hash(HashSet::with_capacity(total as usize))
+        }
+    }
+
+    /// Notes a frame; false if it was seen before.
+    fn insert(&mut self, f: i64) -> bool {
+        match self {
+            Seen::Nothing => true,
+            Seen::Bits { base, bits } => {
+                let at = (i128::from(f) - i128::from(*base)) as usize;
+                let (word, bit) = (at / 64, 1u64 << (at % 64));
+                let new = bits[word] & bit == 0;
+                bits[word] |= bit;
+                new
+            }
+            Seen::Hash(h) => h.insert(f),
         }
     }
 }
@@ -164,48 +208,81 @@ fn parse_item(item: &str) -> Result<Item, String> {
     })
 }
 
+/// The items of a set and how many frames they yield together (repeats
+/// counted), refusing a set of more than `max` frames; nothing expanded.
+fn items(s: &str, max_frames: usize) -> Result<(Vec<Item>, u128), String> {
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(format!("the frame set is empty {HINT}"));
+    }
+    let max = max_frames as u128;
+    let mut items = Vec::new();
+    let mut total: u128 = 0;
+    for piece in text.split(',').map(str::trim) {
+        if piece.is_empty() {
+            return Err(format!(
+                "{text:?} has an empty item; remove the extra comma"
+            ));
+        }
+        let item = parse_item(piece)?;
+        let n = item.count();
+        if n > max {
+            return Err(format!(
+                "{piece:?} has {n} frames; a layer may have at most {max_frames}"
+            ));
+        }
+        total += n;
+        items.push(item);
+    }
+    if total > max {
+        return Err(format!(
+            "{text:?} has {total} frames; a layer may have at most {max_frames}"
+        ));
+    }
+    Ok((items, total))
+}
+
+/// Whether no frame can come twice: no item revisits its own frames (an
+/// interleave does) and no two items' ranges meet. Then a set expands
+/// without a hash set, which is most of its cost in time and memory.
+fn distinct(items: &[Item]) -> bool {
+    if items.iter().any(|i| i.mode == Mode::Interleave) {
+        return false;
+    }
+    let mut spans: Vec<(i64, i64)> = items
+        .iter()
+        .map(|i| (i.start.min(i.end), i.start.max(i.end)))
+        .collect();
+    spans.sort_unstable();
+    spans.windows(2).all(|w| w[0].1 < w[1].0)
+}
+
 impl FrameSet {
     /// Parses a frame set, refusing one of more than `max_frames` frames
     /// (repeats counted) before expanding it. Errors are user-facing and do
     /// not name the field.
     pub fn parse(s: &str, max_frames: usize) -> Result<FrameSet, String> {
-        let text = s.trim();
-        if text.is_empty() {
-            return Err(format!("the frame set is empty {HINT}"));
-        }
-        let max = max_frames as u128;
-        let mut items = Vec::new();
-        let mut total: u128 = 0;
-        for piece in text.split(',').map(str::trim) {
-            if piece.is_empty() {
-                return Err(format!(
-                    "{text:?} has an empty item; remove the extra comma"
-                ));
-            }
-            let item = parse_item(piece)?;
-            let n = item.count();
-            if n > max {
-                return Err(format!(
-                    "{piece:?} has {n} frames; a layer may have at most {max_frames}"
-                ));
-            }
-            total += n;
-            items.push(item);
-        }
-        if total > max {
-            return Err(format!(
-                "{text:?} has {total} frames; a layer may have at most {max_frames}"
-            ));
-        }
+        let (items, total) = items(s, max_frames)?;
         let mut frames = Vec::with_capacity(total as usize);
-        let mut seen = HashSet::with_capacity(total as usize);
+        let mut seen = if distinct(&items) {
+            Seen::Nothing
+        } else {
+            Seen::for_items(&items, total)
+        };
         for item in &items {
             item.expand(&mut frames, &mut seen);
         }
         if frames.is_empty() {
-            return Err(format!("{text:?} has no frames {HINT}"));
+            return Err(format!("{:?} has no frames {HINT}", s.trim()));
         }
         Ok(FrameSet { frames })
+    }
+
+    /// How many frames a set has, repeats counted, without expanding it:
+    /// what a job's limit is checked against before any set is expanded.
+    /// The errors are [`FrameSet::parse`]'s.
+    pub fn count(s: &str, max_frames: usize) -> Result<u64, String> {
+        items(s, max_frames).map(|(_, n)| n as u64)
     }
 
     pub fn frames(&self) -> &[i64] {
@@ -499,7 +576,41 @@ mod tests {
         assert_eq!(again, set.frames());
     }
 
+    /// Every item expanded against a hash set: the reading before sets
+    /// without repeats skipped it and dense ones used a bitmap.
+    fn with_hash_set(s: &str) -> Vec<i64> {
+        let (items, _) = items(s, MAX).unwrap();
+        let mut out = Vec::new();
+        let mut seen = Seen::Hash(HashSet::new());
+        for i in &items {
+            i.expand(&mut out, &mut seen);
+        }
+        out
+    }
+
     proptest! {
+        #[test]
+        fn every_way_to_drop_repeats_agrees(
+            items in proptest::collection::vec(
+                (-60i64..60, -60i64..60, 1u64..9, 0usize..4), 1..6)
+        ) {
+            let text: Vec<String> = items
+                .iter()
+                .map(|(a, b, step, kind)| match kind {
+                    0 => format!("{a}"),
+                    1 => format!("{a}-{b}x{step}"),
+                    2 => format!("{a}-{b}y{}", step + 1),
+                    _ => format!("{a}-{b}:{step}"),
+                })
+                .collect();
+            let text = text.join(",");
+            let expected = with_hash_set(&text);
+            match FrameSet::parse(&text, MAX) {
+                Ok(set) => prop_assert_eq!(set.frames(), &expected[..], "{}", text),
+                Err(_) => prop_assert!(expected.is_empty(), "{}", text),
+            }
+        }
+
         #[test]
         fn compact_round_trips_ascending(mut v in proptest::collection::vec(-1000i64..1000, 1..200)) {
             v.sort();

@@ -23,6 +23,10 @@ pub enum Exit {
     TimedOut,
     Killed(String),
     FailedToStart(String),
+    /// Could not start for a reason of the job's own, the same on any host
+    /// (its user unknown, its working directory missing, its program not
+    /// found or not executable): counted against the frame, never the host.
+    JobCannotStart(String),
     /// Killed by the worker for using more memory than the frame reserved.
     OutOfMemory {
         rss_kb: u64,

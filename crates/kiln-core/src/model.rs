@@ -160,6 +160,10 @@ pub struct Job {
     pub submitted_at: Millis,
     /// When the job last became finished or killed; `None` while it has work.
     pub finished_at: Option<Millis>,
+    /// The submitter's idempotency key: a repeat of the submit with the
+    /// same key returns this job instead of creating another.
+    #[serde(default)]
+    pub submit_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +274,10 @@ pub struct Frame {
     pub exit_signal: Option<i32>,
     pub max_rss_kb: u64,
     pub cpu_ms: u64,
+    /// Why the last attempt ended as it did, when there was more to say
+    /// than its exit status (the attempt's `reason`).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl Frame {
@@ -302,6 +310,7 @@ impl Frame {
             exit_signal: None,
             max_rss_kb: 0,
             cpu_ms: 0,
+            reason: None,
         }
     }
 }

@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 use crate::frameset::Task;
 use crate::model::{Centicores, Command, CoreRequest, LayerDep, Resources, TagReq};
 use crate::structure::Service;
-use check::{check_depends, check_env, check_name, check_range, resolve_cwd, validate_layer};
+use check::{
+    check_depends, check_env, check_job_frames, check_name, check_range, resolve_cwd,
+    validate_layer,
+};
 use read::read_error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +26,11 @@ const MAX_CHUNK: i64 = 1_000_000;
 const MAX_MEMORY_KB: u64 = 16 << 30;
 const MAX_GPUS: i64 = 64;
 const MAX_RETRIES: i64 = 100;
+/// What a YAML spec may expand to, aliases followed (one per value and one
+/// per byte of text): this many times its own length, plus a little for
+/// the smallest specs. Plain YAML stays under 1 times its length.
+const YAML_BUDGET_PER_BYTE: u64 = 4;
+const YAML_BUDGET_BASE: u64 = 64 << 10;
 const NAME_RULE: &str = "use 1-128 letters, digits, '.', '_' or '-'";
 
 /// The syntax of a spec's text.
@@ -45,6 +53,10 @@ pub struct SubmitContext {
     pub max_frames_per_layer: usize,
     /// The most tasks (chunks) one job may have over all its layers.
     pub max_frames_per_job: usize,
+    /// The most frames (repeats counted, however chunked) one job may have
+    /// over all its layers. Counted before any set is expanded, it bounds
+    /// the work of reading a spec.
+    pub max_job_frames: usize,
 }
 
 impl Default for SubmitContext {
@@ -54,6 +66,7 @@ impl Default for SubmitContext {
             base_dir: None,
             max_frames_per_layer: 1_000_000,
             max_frames_per_job: 1_000_000,
+            max_job_frames: 2_000_000,
         }
     }
 }
@@ -165,6 +178,9 @@ pub struct NewJob {
     pub paused: bool,
     pub depends: Vec<String>,
     pub layers: Vec<NewLayer>,
+    /// The submitter's idempotency key (not part of the spec: the API sets
+    /// it from the request). See [`crate::model::Job::submit_key`].
+    pub submit_key: Option<String>,
 }
 
 /// A validated layer with its tasks already cut.
@@ -209,10 +225,24 @@ pub fn parse(text: &str, format: Format) -> Result<JobSpec> {
         Ok(spec)
     } else {
         // The YAML reader finds some syntax errors only when it reaches them,
-        // mid-way into a field; reading the text once untyped first tells
-        // syntax errors apart from errors in the spec's content.
-        if let Err(e) = serde_norway::from_str::<serde_norway::Value>(text) {
-            return Err(Error::spec("spec", e.to_string()));
+        // mid-way into a field; reading the text once first, keeping
+        // nothing, tells syntax errors apart from errors in the spec's
+        // content. That read also bounds what aliases expand to, before
+        // anything is built from them.
+        let budget = YAML_BUDGET_PER_BYTE * text.len() as u64 + YAML_BUDGET_BASE;
+        match read::yaml_within(text, budget) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::spec(
+                    "spec",
+                    format!(
+                        "its YAML aliases (*name) expand to more than {budget} values and \
+                         characters, {YAML_BUDGET_PER_BYTE} times the text: write the \
+                         repeated parts out, or use fewer aliases"
+                    ),
+                ))
+            }
+            Err(e) => return Err(Error::spec("spec", e.to_string())),
         }
         let de = serde_norway::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de)
@@ -293,6 +323,7 @@ pub fn validate(spec: JobSpec, ctx: &SubmitContext) -> Result<NewJob> {
             format!("has {n} layers; a job may have at most {MAX_LAYERS}"),
         ));
     }
+    check_job_frames(&spec.layers, ctx)?;
     let mut layers: Vec<NewLayer> = Vec::with_capacity(spec.layers.len());
     let mut job_tasks = 0;
     for (i, layer) in spec.layers.into_iter().enumerate() {
@@ -326,6 +357,7 @@ pub fn validate(spec: JobSpec, ctx: &SubmitContext) -> Result<NewJob> {
         paused: spec.paused,
         depends,
         layers,
+        submit_key: None,
     })
 }
 

@@ -227,6 +227,10 @@ pub struct FrameInfo {
     pub attempt_id: Option<i64>,
     /// Why a WAITING or DEPEND frame is not running.
     pub why: Option<Why>,
+    /// Why its last attempt ended as it did, when there is more to say than
+    /// the exit status ("user \"x\" does not exist on host h").
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl FrameInfo {

@@ -251,6 +251,7 @@ fn defaults() {
     assert_eq!(defaults.base_dir, None);
     assert_eq!(defaults.max_frames_per_layer, 1_000_000);
     assert_eq!(defaults.max_frames_per_job, 1_000_000);
+    assert_eq!(defaults.max_job_frames, 2_000_000);
 }
 
 #[test]
@@ -355,6 +356,23 @@ fn too_many_frames() {
     // The job limit counts tasks, so a larger chunk fits.
     let chunked = two.replace("frames: 1-6", "frames: 1-6\n    chunk: 2");
     assert!(parse_and_validate(&chunked, Format::Yaml, &small).is_ok());
+    // Frames are counted too, repeats included, whatever the chunk, and
+    // before any layer's set is expanded: a bad set in a later layer does
+    // not hide that the job is too big.
+    let frames_capped = SubmitContext {
+        max_job_frames: 15,
+        ..small
+    };
+    let big_chunks = two
+        .replace("frames: 1-6", "frames: 1-3,3-5\n    chunk: 10")
+        .replace("frames: 1-10", "frames: 1-10\n    chunk: 10")
+        + "  - name: c\n    command: x\n    frames: 1-\n";
+    let (field, message) = reject_with(&big_chunks, &frames_capped);
+    assert_eq!(field, "layers[1].frames");
+    assert!(
+        message.contains("brings the job to 16 frames; a job may have at most 15"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -664,4 +682,29 @@ fn the_documented_examples_are_valid() {
     assert_eq!(job.layers[1].tasks.len(), 20);
     let job = parse_and_validate(block("```json\n"), Format::Auto, &ctx).unwrap();
     assert_eq!(job.layers[0].tasks.len(), 20);
+}
+
+#[test]
+fn yaml_aliases_are_read_within_a_bound() {
+    // Ordinary reuse is fine.
+    let shared = "name: j\nlayers:\n  - {name: a, command: x, frames: 1, env: &e {A: 1, B: 2}}\n  - {name: b, command: x, frames: 1, env: *e}\n";
+    let job = parse_and_validate(shared, Format::Yaml, &ctx()).unwrap();
+    assert_eq!(job.layers[1].env, job.layers[0].env);
+    // Aliases that multiply the text are refused before anything is built,
+    // with the fix named.
+    let mut s = format!("a0: &a0 [{}]\n", vec!["x"; 100].join(","));
+    for i in 1..5 {
+        s += &format!(
+            "a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(",")
+        );
+    }
+    s += "name: *a4\nlayers: []\n";
+    let (field, message) = reject(&s);
+    assert_eq!(field, "spec");
+    assert!(message.contains("YAML aliases"), "{message}");
+    assert!(
+        message.contains("write the repeated parts out"),
+        "{message}"
+    );
 }

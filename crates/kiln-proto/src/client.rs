@@ -39,7 +39,7 @@ fn endpoint(url: &str) -> Result<Endpoint> {
 async fn channel(url: &str) -> Result<Channel> {
     let endpoint = endpoint(url)?;
     endpoint.connect().await.map_err(|e| {
-        Error::Unavailable(format!(
+        Error::Unreached(format!(
             "cannot reach the server at {} ({e}): is `kiln server` (or `kiln up`) running? \
              Point --server or KILN_SERVER at it",
             normalize_url(url)
@@ -61,11 +61,15 @@ impl Client {
         Ok(Client { inner })
     }
 
+    /// Submits a spec. With a `key`, sending the same submit again (after
+    /// an [`Error::Unavailable`], whose outcome is unknown) is safe: the
+    /// server returns the job the first one made, if it made one.
     pub async fn submit(
         &self,
         spec: String,
         user: String,
         base_dir: Option<String>,
+        key: Option<String>,
     ) -> Result<Submitted> {
         let r = self
             .inner
@@ -74,6 +78,7 @@ impl Client {
                 spec: spec.into_bytes(),
                 user,
                 base_dir: base_dir.unwrap_or_default(),
+                submit_key: key.unwrap_or_default(),
             })
             .await?
             .into_inner();

@@ -229,6 +229,7 @@ impl From<FrameInfo> for pb::FrameInfo {
             cores: f.cores,
             memory_kb: f.memory_kb,
             why: f.why.map(Into::into),
+            reason: f.reason.unwrap_or_default(),
         }
     }
 }
@@ -255,6 +256,7 @@ pub(crate) fn frame_info(f: pb::FrameInfo) -> Result<FrameInfo> {
         exit_signal: (f.exit_signal != 0).then_some(f.exit_signal),
         attempt_id: opt(f.attempt_id),
         why: f.why.map(why).transpose()?,
+        reason: (!f.reason.is_empty()).then_some(f.reason),
     })
 }
 

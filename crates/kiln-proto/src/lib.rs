@@ -24,9 +24,13 @@ pub enum Error {
     /// The request was rejected; the message names the field and the fix.
     #[error("{0}")]
     Invalid(String),
-    /// The server could not be reached or went away.
+    /// The server went away or did not answer: the request may or may not
+    /// have been carried out.
     #[error("{0}")]
     Unavailable(String),
+    /// The server could not be reached: the request was never sent.
+    #[error("{0}")]
+    Unreached(String),
     /// The server failed; the message says how.
     #[error("{0}")]
     Internal(String),
@@ -60,13 +64,14 @@ impl From<Error> for tonic::Status {
             Error::NotFound(m) => Error::NotFound(edge(m)),
             Error::Invalid(m) => Error::Invalid(edge(m)),
             Error::Unavailable(m) => Error::Unavailable(edge(m)),
+            Error::Unreached(m) => Error::Unreached(edge(m)),
             Error::Internal(m) => Error::Internal(edge(m)),
             Error::Malformed(m) => Error::Malformed(edge(m)),
         };
         match e {
             Error::NotFound(m) => tonic::Status::not_found(m),
             Error::Invalid(m) => tonic::Status::invalid_argument(m),
-            Error::Unavailable(m) => tonic::Status::unavailable(m),
+            Error::Unavailable(m) | Error::Unreached(m) => tonic::Status::unavailable(m),
             Error::Internal(m) => tonic::Status::internal(m),
             Error::Malformed(m) => tonic::Status::invalid_argument(m),
         }
@@ -76,6 +81,16 @@ impl From<Error> for tonic::Status {
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
         let m = s.message().to_string();
+        // A status with a source was made on this side from a transport
+        // error, not sent by the server: whatever its code, the server's
+        // answer is unknown, unless the connection was refused outright.
+        if let Some(source) = std::error::Error::source(&s) {
+            return if refused(source) {
+                Error::Unreached(m)
+            } else {
+                Error::Unavailable(m)
+            };
+        }
         match s.code() {
             tonic::Code::NotFound => Error::NotFound(m),
             tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => Error::Invalid(m),
@@ -85,6 +100,21 @@ impl From<tonic::Status> for Error {
             _ => Error::Internal(m),
         }
     }
+}
+
+/// Whether a transport error is a refused connection, somewhere down its
+/// chain of causes: nothing was sent.
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut e = Some(e);
+    while let Some(err) = e {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        e = err.source();
+    }
+    false
 }
 
 impl From<kiln_core::Error> for Error {

@@ -19,11 +19,13 @@ pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
 /// The client API in domain terms.
 #[tonic::async_trait]
 pub trait FarmApi: Send + Sync + 'static {
+    /// `key`: the client's idempotency key, if it sent one.
     async fn submit(
         &self,
         spec: String,
         user: String,
         base_dir: Option<String>,
+        key: Option<String>,
     ) -> Result<Submitted>;
     async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>>;
     async fn job(&self, key: String) -> Result<JobDetail>;
@@ -71,7 +73,10 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
     ) -> Result<Response<pb::SubmitReply>, Status> {
         let r = r.into_inner();
         let spec = String::from_utf8(r.spec).map_err(|e| not_utf8(e.utf8_error()))?;
-        let s = self.0.submit(spec, r.user, some(r.base_dir)).await?;
+        let s = self
+            .0
+            .submit(spec, r.user, some(r.base_dir), some(r.submit_key))
+            .await?;
         Ok(Response::new(pb::SubmitReply {
             job_id: s.id,
             name: s.name,

@@ -37,6 +37,19 @@ impl<S: Store> Api<S> {
     }
 }
 
+/// Longest submit key accepted: room for any UUID or hash a client uses.
+const MAX_SUBMIT_KEY: usize = 128;
+
+fn check_key(k: &str) -> Result<()> {
+    if k.len() > MAX_SUBMIT_KEY || !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(format!(
+            "submit_key: give 1-{MAX_SUBMIT_KEY} printable ASCII characters without spaces \
+             (`kiln submit` makes 32 random hex digits)"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_state(s: Option<String>) -> Result<Option<DisplayState>> {
     s.map(|s| {
         DisplayState::parse(&s).ok_or_else(|| {
@@ -55,7 +68,11 @@ impl<S: Store> FarmApi for Api<S> {
         text: String,
         user: String,
         base_dir: Option<String>,
+        key: Option<String>,
     ) -> Result<Submitted> {
+        if let Some(k) = &key {
+            check_key(k)?;
+        }
         let ctx = SubmitContext {
             user: if user.is_empty() {
                 "unknown".into()
@@ -65,8 +82,15 @@ impl<S: Store> FarmApi for Api<S> {
             base_dir,
             ..SubmitContext::default()
         };
-        // Validation needs no farm state, so it runs here, off the applier.
-        let job = spec::parse_and_validate(&text, Format::Auto, &ctx)?;
+        // Validation needs no farm state, so it runs here, off the applier,
+        // and on a blocking thread: a big spec takes milliseconds of CPU
+        // that would otherwise stall every connection on this runtime thread.
+        let mut job = tokio::task::spawn_blocking(move || {
+            spec::parse_and_validate(&text, Format::Auto, &ctx)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading the spec failed: {e}")))??;
+        job.submit_key = key;
         self.ask(|tx| Request::Submit(job, tx)).await
     }
 

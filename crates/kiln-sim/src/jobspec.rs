@@ -69,6 +69,8 @@ pub(crate) fn job_spec(i: usize, s: &JobStream, n: u32) -> Result<NewJob> {
         user: "sim".into(),
         max_frames_per_layer: MAX_FRAMES as usize,
         max_frames_per_job: MAX_FRAMES as usize,
+        // Scenarios are trusted: only the per-layer and task limits apply.
+        max_job_frames: usize::MAX,
         ..SubmitContext::default()
     };
     parse_and_validate(&spec.to_string(), Format::Json, &ctx).map_err(|e| match e {

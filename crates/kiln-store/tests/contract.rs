@@ -40,6 +40,7 @@ contract_tests!(Sqlite::fresh();
     upsert_updates_in_place,
     later_copy_wins,
     batch_is_atomic,
+    submit_keys_are_unique,
     structure_changes_apply_in_order,
     reopen_keeps_everything,
     attempt_history,

@@ -87,6 +87,7 @@ impl Daemon {
             runner::Exit::TimedOut => Exit::TimedOut,
             runner::Exit::Killed(r) => Exit::Killed(r),
             runner::Exit::FailedToStart(r) => Exit::FailedToStart(r),
+            runner::Exit::JobCannotStart(r) => Exit::JobCannotStart(r),
             runner::Exit::OutOfMemory { rss_kb } => Exit::OutOfMemory { rss_kb },
         };
         let ended = FrameEnded {

@@ -132,7 +132,8 @@ async fn exit_codes_and_signals() {
     assert!(log.contains("killed by signal 11 (SIGSEGV)"), "{log}");
     let (f, log) = r.run(r.frame(4, argv(&["kiln-no-such-program"]))).await;
     match f.exit {
-        Exit::FailedToStart(m) => assert!(m.contains("kiln-no-such-program"), "{m}"),
+        // The job's own error, not the host's.
+        Exit::JobCannotStart(m) => assert!(m.contains("kiln-no-such-program"), "{m}"),
         e => panic!("{e:?}"),
     }
     assert!(log.contains("failed to start: cannot run"), "{log}");
@@ -429,9 +430,11 @@ async fn unknown_user_fails_to_start() {
     l.user = "kiln-no-such-user".into();
     let (f, log) = r.run(l).await;
     let want = "user \"kiln-no-such-user\" does not exist on host h1";
-    assert_eq!(f.exit, Exit::FailedToStart(want.into()));
+    assert_eq!(f.exit, Exit::JobCannotStart(want.into()));
     assert!(
-        log.contains(&format!("\nfailed to start: {want}\n")),
+        log.contains(&format!(
+            "\nfailed to start: {want} (an error of the job's, not the host's)\n"
+        )),
         "{log}"
     );
 }

@@ -3,7 +3,7 @@
 use crate::fmt::{self, print_table, table};
 use anyhow::Result;
 use clap::Args;
-use kiln_core::view::{FrameInfo, LogQuery, StateCounts};
+use kiln_core::view::{DisplayState, FrameInfo, LogQuery, StateCounts};
 use kiln_proto::client::Client;
 use std::io::Write;
 use std::process::ExitCode;
@@ -134,8 +134,16 @@ pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = fmt::now_ms();
-    // Why waiting frames wait, only when some are listed.
-    let why = frames.iter().any(|f| f.why.is_some());
+    // Why waiting frames wait, or why the last try of others ended so, only
+    // when some are listed.
+    let reason = |f: &FrameInfo| {
+        f.why.as_ref().map(|w| w.text.clone()).or_else(|| {
+            f.reason
+                .clone()
+                .filter(|_| f.state != DisplayState::Succeeded)
+        })
+    };
+    let why = frames.iter().any(|f| reason(f).is_some());
     let mut head = vec![
         "ID", "FRAME", "STATE", "TRIES", "HOST", "CORES", "RUNTIME", "MAX RSS", "CPU", "EXIT",
     ];
@@ -165,11 +173,7 @@ pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
             exit_cell(f),
         ];
         if why {
-            row.push(
-                f.why
-                    .as_ref()
-                    .map_or_else(|| "-".into(), |w| w.text.clone()),
-            );
+            row.push(reason(f).unwrap_or_else(|| "-".into()));
         }
         t.add_row(row);
     }

@@ -1,14 +1,15 @@
 //! `kiln submit`, and waiting on jobs with a live progress bar.
 
 use crate::fmt;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_core::view::{JobStatus, Submitted};
 use kiln_proto::client::Client;
+use kiln_proto::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct SubmitArgs {
@@ -20,10 +21,19 @@ pub struct SubmitArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// The submit's idempotency key (default: a new random one). Submitting
+    /// again with the key of a submit that made a job returns that job.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// How long to keep retrying, with the same key, a submit whose outcome
+    /// is unknown (the server unreachable or gone during the call).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    retry_for: u64,
 }
 
-/// Reads a spec file and submits it as the current OS user.
-pub async fn submit_file(client: &Client, path: &Path) -> Result<Submitted> {
+/// Reads a spec file (or stdin for `-`): its text, and the directory that
+/// relative paths in it resolve against.
+fn read_spec(path: &Path) -> Result<(String, Option<String>)> {
     let (bytes, base) = if path == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
@@ -37,15 +47,107 @@ pub async fn submit_file(client: &Client, path: &Path) -> Result<Submitted> {
     };
     let text =
         String::from_utf8(bytes).map_err(|e| kiln_proto::server::not_utf8(e.utf8_error()))?;
-    let base = base.map(|b| b.display().to_string());
-    Ok(client.submit(text, crate::os_user(), base).await?)
+    Ok((text, base.map(|b| b.display().to_string())))
+}
+
+/// A fresh idempotency key: 128 random bits as 32 hex digits.
+fn new_key() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if random.is_err() {
+        // No urandom (a strange chroot): time and pid still make a key no
+        // other invocation has.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (t ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads a spec file and submits it once, as the current OS user, with a
+/// fresh key (for `kiln up`, whose server is local).
+pub async fn submit_file(client: &Client, path: &Path) -> Result<Submitted> {
+    let (text, base) = read_spec(path)?;
+    Ok(client
+        .submit(text, crate::os_user(), base, Some(new_key()))
+        .await?)
+}
+
+/// Submits with one key until the server answers or `retry_for` has
+/// passed. A submit whose outcome is unknown is sent again: the key makes
+/// the server return the job the first one made, if it made one. The error
+/// says "nothing was submitted" only when that is certain.
+async fn submit_retrying(
+    server: &str,
+    text: String,
+    base: Option<String>,
+    key: &str,
+    retry_for: Duration,
+) -> Result<(Client, Submitted)> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(200);
+    // Whether any try may have reached the server.
+    let mut unsure = false;
+    let mut noted: Option<Instant> = None;
+    loop {
+        let e = match Client::connect(server).await {
+            Ok(c) => match c
+                .submit(
+                    text.clone(),
+                    crate::os_user(),
+                    base.clone(),
+                    Some(key.into()),
+                )
+                .await
+            {
+                Ok(s) => return Ok((c, s)),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        // The server answered a refusal: its validation is a function of
+        // the spec, and the key is looked up before anything else of the
+        // farm, so no earlier try made the job either.
+        let answered = matches!(
+            e,
+            Error::Invalid(_) | Error::NotFound(_) | Error::Internal(_)
+        );
+        // Whether this try may have reached the server.
+        unsure |= matches!(e, Error::Unavailable(_) | Error::Malformed(_));
+        let retry = matches!(e, Error::Unavailable(_) | Error::Unreached(_));
+        if !retry || started.elapsed() >= retry_for {
+            let outcome = if answered || !unsure {
+                "nothing was submitted".to_string()
+            } else {
+                format!(
+                    "the job may or may not have been submitted (no answer for {}s): run the \
+                     same submit with `--key {key}` to find out; a job already made with that \
+                     key is returned, not made again",
+                    started.elapsed().as_secs()
+                )
+            };
+            bail!("{e}\n{outcome}");
+        }
+        if noted.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            eprintln!(
+                "kiln submit: {e}\nretrying with the same key, for up to {}s in all ...",
+                retry_for.as_secs()
+            );
+            noted = Some(Instant::now());
+        }
+        tokio::time::sleep(pause.min(retry_for.saturating_sub(started.elapsed()))).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
 }
 
 pub async fn submit(a: SubmitArgs, server: &str) -> Result<ExitCode> {
-    let client = Client::connect(server).await?;
-    let s = submit_file(&client, &a.spec)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#}\nnothing was submitted"))?;
+    let (text, base) = read_spec(&a.spec).map_err(|e| anyhow!("{e:#}\nnothing was submitted"))?;
+    let key = a.key.unwrap_or_else(new_key);
+    let (client, s) =
+        submit_retrying(server, text, base, &key, Duration::from_secs(a.retry_for)).await?;
     if a.json && !a.wait {
         fmt::json(&s)?;
         return Ok(ExitCode::SUCCESS);

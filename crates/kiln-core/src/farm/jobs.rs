@@ -46,8 +46,17 @@ enum Target {
 
 impl Farm {
     /// Creates a validated job whole. Job dependencies name a job by id or
-    /// name (the most recent job of that name).
+    /// name (the most recent job of that name). A job whose submit key
+    /// already made a job is that job: the caller gets it back, unchanged,
+    /// whatever has happened to it since.
     pub fn submit(&mut self, new: NewJob, now: Millis) -> Result<(JobId, u32)> {
+        if let Some(&id) = new
+            .submit_key
+            .as_ref()
+            .and_then(|k| self.submit_keys.get(k))
+        {
+            return self.resubmitted(id, &new);
+        }
         // Everything that can refuse the job is checked before anything
         // changes, so a refused job leaves no trace.
         if !self.structure.facilities.contains_key(&new.facility) {
@@ -130,7 +139,11 @@ impl Farm {
             avoid_hosts: Vec::new(),
             submitted_at: now,
             finished_at: None,
+            submit_key: new.submit_key,
         };
+        if let Some(k) = &job.submit_key {
+            self.submit_keys.insert(k.clone(), job_id);
+        }
         self.jobs.insert(
             job_id,
             JobEntry {
@@ -180,6 +193,29 @@ impl Farm {
             }
         }
         Ok((job_id, total))
+    }
+
+    /// The answer to a repeated submit: the job the key made first. A key
+    /// reused for a different job (another name or user) is refused rather
+    /// than answered with a job the caller did not send.
+    fn resubmitted(&self, id: JobId, new: &NewJob) -> Result<(JobId, u32)> {
+        let entry = &self.jobs[&id];
+        if entry.job.name != new.name || entry.job.user != new.user {
+            return Err(Error::Invalid(format!(
+                "submit key {:?} already made job {} ({}) for {}: each submit needs its own key",
+                new.submit_key.as_deref().unwrap_or_default(),
+                entry.job.name,
+                id,
+                entry.job.user
+            )));
+        }
+        let frames = entry
+            .layers
+            .iter()
+            .filter_map(|l| self.layers.get(l))
+            .map(|l| l.counts.total())
+            .sum();
+        Ok((id, frames))
     }
 
     /// Finds a job by id or, failing that, the most recent job of that name.

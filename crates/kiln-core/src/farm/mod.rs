@@ -216,6 +216,8 @@ pub struct Farm {
     frames: HashMap<FrameId, Frame>,
     hosts: Tracked<BTreeMap<HostId, HostEntry>, HostId>,
     host_by_name: HashMap<String, HostId>,
+    /// Idempotency key → the job its first submit created.
+    submit_keys: HashMap<String, JobId>,
     /// Live connection → its host.
     sessions: HashMap<u64, HostId>,
     in_flight: HashMap<AttemptId, InFlight>,
@@ -250,6 +252,7 @@ impl Farm {
             frames: HashMap::with_capacity_and_hasher(image.frames.len(), Default::default()),
             hosts: Tracked::default(),
             host_by_name: HashMap::default(),
+            submit_keys: HashMap::default(),
             sessions: HashMap::default(),
             in_flight: HashMap::default(),
             ended: Vec::new(),
@@ -273,6 +276,9 @@ impl Farm {
         }
         farm.ensure_defaults();
         for job in image.jobs {
+            if let Some(k) = &job.submit_key {
+                farm.submit_keys.insert(k.clone(), job.id);
+            }
             farm.jobs.insert(
                 job.id,
                 JobEntry {

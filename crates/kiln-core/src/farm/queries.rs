@@ -283,6 +283,7 @@ impl Farm {
             exit_signal: f.exit_signal,
             attempt_id: f.attempt.map(|a| a.0),
             why,
+            reason: f.reason.clone(),
         }
     }
 

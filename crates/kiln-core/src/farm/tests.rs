@@ -1,5 +1,6 @@
 //! The farm's state machine, driven with explicit times and no IO.
 
+use super::workers::OWN_FAULT_TRIES;
 use super::*;
 use crate::link::{Exit, FrameEnded, WorkerMsg};
 use crate::sched;
@@ -526,4 +527,136 @@ fn a_failed_frame_does_not_go_back_to_its_host_while_the_verdict_is_open() {
     let again = schedule(&mut farm, 7);
     assert_eq!(again.len(), 1);
     assert_eq!(on(&farm, again[0].0), "h1");
+}
+
+#[test]
+fn a_repeated_submit_key_returns_the_first_job_also_after_a_restart() {
+    let mut farm = farm_with_host(2);
+    let keyed = |name: &str, key: &str| {
+        let mut job = parse_and_validate(
+            &format!("name: {name}\nlayers: [{{name: a, command: x, frames: 1-5}}]"),
+            Format::Yaml,
+            &SubmitContext::default(),
+        )
+        .unwrap();
+        job.submit_key = Some(key.into());
+        job
+    };
+    let (first, frames) = farm.submit(keyed("j", "k1"), 0).unwrap();
+    assert_eq!(frames, 5);
+    // Twice in one batch (nothing committed in between), then later.
+    assert_eq!(farm.submit(keyed("j", "k1"), 1).unwrap(), (first, 5));
+    let dirty = farm.take_dirty();
+    assert_eq!(dirty.jobs.len(), 1, "one job written");
+    assert_eq!(dirty.frames.len(), 5, "its frames once");
+    // The job's later life changes nothing: a kill, then the repeat.
+    farm.act(Action::Kill, "j", &[], None, "u", 2).unwrap();
+    assert_eq!(farm.submit(keyed("j", "k1"), 3).unwrap(), (first, 5));
+    // A key reused for another job is refused, not answered with this one.
+    assert!(matches!(
+        farm.submit(keyed("other", "k1"), 4),
+        Err(crate::Error::Invalid(_))
+    ));
+    let (second, _) = farm.submit(keyed("j", "k2"), 5).unwrap();
+    assert_ne!(second, first);
+
+    // After a restart the keys come back with the jobs.
+    let mut jobs = dirty.jobs;
+    jobs.extend(farm.take_dirty().jobs);
+    let image = Restore {
+        jobs,
+        max_ids: [2, 0, 0, 0, 0],
+        ..Restore::default()
+    };
+    let mut farm = Farm::restore(farm.config().clone(), image, 10);
+    assert_eq!(farm.submit(keyed("j", "k2"), 11).unwrap().0, second);
+    assert_eq!(farm.submit(keyed("j", "k1"), 11).unwrap().0, first);
+    assert!(farm.take_dirty().jobs.is_empty(), "nothing new");
+}
+
+/// Runs every launch to its end with `exit` until nothing more starts;
+/// returns the number of attempts.
+fn fail_all(farm: &mut Farm, exit: impl Fn(&str) -> Exit, mut now: Millis) -> u32 {
+    let mut n = 0;
+    loop {
+        if let Some(snap) = farm.snapshot(now) {
+            let plan = sched::plan(snap);
+            farm.apply_plan(&plan, now);
+        }
+        let launches: Vec<_> = farm
+            .take_outgoing()
+            .into_iter()
+            .filter_map(|o| match o.msg {
+                ServerMsg::Launch(l) => Some((o.session, l.attempt, l.job)),
+                _ => None,
+            })
+            .collect();
+        if launches.is_empty() {
+            return n;
+        }
+        for (session, attempt, job) in launches {
+            now += 1;
+            end(farm, session, attempt, exit(&job), now);
+            n += 1;
+        }
+        assert!(n < 10_000, "frames never stop trying");
+    }
+}
+
+#[test]
+fn a_jobs_own_errors_fail_its_frames_fast_and_never_the_hosts() {
+    let mut farm = farm_with_host(4);
+    register(&mut farm, 2, "h2", 4, vec![], 0);
+    register(&mut farm, 3, "h3", 4, vec![], 0);
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        let cmd = if i < 3 { "x" } else { "[render, x]" };
+        jobs.push(submit(
+            &mut farm,
+            &format!("name: j{i}\nlayers: [{{name: a, command: {cmd}, frames: 1-3, retries: 3}}]"),
+            0,
+        ));
+    }
+    // Half never start (say, an unknown user); the shell commands of the
+    // other half are not found (exit 127).
+    let attempts = fail_all(
+        &mut farm,
+        |job| match job {
+            "j0" | "j1" | "j2" => Exit::Exited(127),
+            _ => Exit::JobCannotStart("user \"nobody-here\" does not exist on host h".into()),
+        },
+        1,
+    );
+    assert!(farm.hosts().iter().all(|h| h.state == HostState::Up));
+    for &job in &jobs {
+        let d = farm.job_detail(&job.to_string()).unwrap();
+        assert_eq!(d.job.status, JobStatus::Failed);
+        assert!(d.avoid_hosts.is_empty(), "{:?}", d.avoid_hosts);
+        let frames = farm.list_frames(&job.to_string(), None, None).unwrap();
+        for f in frames {
+            assert_eq!(f.state, DisplayState::Dead);
+            assert_eq!(f.attempts, OWN_FAULT_TRIES, "not the layer's 4 tries");
+            let reason = f.reason.unwrap();
+            assert!(
+                reason.contains("does not exist") || reason.contains("command not found"),
+                "{reason}"
+            );
+        }
+    }
+    assert_eq!(attempts, 6 * 3 * OWN_FAULT_TRIES);
+
+    // The same failures as the host's (a plain failure to start) still
+    // lead to avoiding the host and to REPAIR: nothing else changed.
+    let mut farm = farm_with_host(4);
+    register(&mut farm, 2, "h2", 4, vec![], 0);
+    register(&mut farm, 3, "h3", 4, vec![], 0);
+    for i in 0..6 {
+        submit(
+            &mut farm,
+            &format!("name: k{i}\nlayers: [{{name: a, command: x, frames: 1-3, retries: 3}}]"),
+            0,
+        );
+    }
+    fail_all(&mut farm, |_| Exit::FailedToStart("no /dev/null".into()), 1);
+    assert!(farm.hosts().iter().any(|h| h.state == HostState::Repair));
 }

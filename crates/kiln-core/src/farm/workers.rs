@@ -11,6 +11,12 @@ pub enum WorkerEvent {
     Disconnected { session: u64 },
 }
 
+/// Tries of a frame that fails by its job's own doing: one more after the
+/// first, in case the first host was the odd one out (a working directory
+/// not mounted there), then it is DEAD with the reason, rather than going
+/// round the farm for all its retries.
+pub const OWN_FAULT_TRIES: u32 = 2;
+
 impl Farm {
     /// Handles one worker event. `Register` binds `session` to a host;
     /// other messages from a session that is no longer its host's current
@@ -222,7 +228,9 @@ impl Farm {
                 Some("ran past its timeout".to_string()),
             ),
             Exit::Killed(r) => (Outcome::Killed, None, None, Some(r.clone())),
-            Exit::FailedToStart(r) => (Outcome::Failed, None, None, Some(r.clone())),
+            Exit::FailedToStart(r) | Exit::JobCannotStart(r) => {
+                (Outcome::Failed, None, None, Some(r.clone()))
+            }
             Exit::OutOfMemory { rss_kb } => (
                 Outcome::OutOfMemory,
                 None,
@@ -233,6 +241,10 @@ impl Farm {
                     crate::size::format_kb(inf.attempt.memory_kb)
                 )),
             ),
+        };
+        let (reason, own) = match self.own_fault(inf.attempt.frame, &ended.exit) {
+            Some(why) => (Some(why), true),
+            None => (reason, false),
         };
         if let Exit::OutOfMemory { rss_kb } = ended.exit {
             let frame = inf.attempt.frame;
@@ -246,8 +258,31 @@ impl Farm {
         attempt.max_rss_kb = attempt.max_rss_kb.max(ended.max_rss_kb);
         attempt.cpu_ms = attempt.cpu_ms.max(ended.cpu_ms);
         attempt.reason = reason;
-        self.settle_frame(&attempt, now);
+        self.settle_frame(&attempt, own, now);
         self.ended.push(attempt);
+    }
+
+    /// Why an attempt failed by the job's own doing, the same on any host,
+    /// or `None` if it may be the host's: a start the worker found
+    /// impossible for the job's reasons, or a shell that could not find
+    /// (127) or execute (126) the command, by the shell's convention.
+    fn own_fault(&self, frame: FrameId, exit: &Exit) -> Option<String> {
+        let shell = || {
+            self.frames
+                .get(&frame)
+                .and_then(|f| self.layers.get(&f.layer))
+                .is_some_and(|l| matches!(l.layer.command, Command::Shell(_)))
+        };
+        match exit {
+            Exit::JobCannotStart(r) => Some(r.clone()),
+            Exit::Exited(127) if shell() => {
+                Some("command not found (the shell exited 127; its log says which)".into())
+            }
+            Exit::Exited(126) if shell() => {
+                Some("command not executable (the shell exited 126; its log says which)".into())
+            }
+            _ => None,
+        }
     }
 
     /// Gives up an attempt whose host no longer has it; the frame is
@@ -258,7 +293,7 @@ impl Farm {
         }
         let mut a = self.finish_attempt(attempt, Outcome::Lost, now);
         a.reason = Some(why.to_string());
-        self.settle_frame(&a, now);
+        self.settle_frame(&a, false, now);
         self.ended.push(a);
     }
 
@@ -284,8 +319,13 @@ impl Farm {
         a
     }
 
-    /// Moves the attempt's frame on, if the attempt is still its current one.
-    fn settle_frame(&mut self, a: &Attempt, now: Millis) {
+    /// Moves the attempt's frame on, if the attempt is still its current
+    /// one. `own`: it failed by the job's own doing (see [`Farm::own_fault`]):
+    /// a failure of the frame that says nothing of the host, so it never
+    /// counts toward the host's verdict; and as it would fail the same
+    /// anywhere, the frame is tried at most [`OWN_FAULT_TRIES`] times
+    /// however many retries its layer allows.
+    fn settle_frame(&mut self, a: &Attempt, own: bool, now: Millis) {
         let Some(f) = self.frames.get_mut(&a.frame) else {
             return;
         };
@@ -298,6 +338,7 @@ impl Farm {
         f.exit_signal = a.exit_signal;
         f.max_rss_kb = a.max_rss_kb;
         f.cpu_ms = a.cpu_ms;
+        f.reason = a.reason.clone();
         self.dirty.frames.insert(a.frame);
         if f.state != FrameState::Running {
             // A user already moved it on (kill, retry, eat).
@@ -317,7 +358,7 @@ impl Farm {
                     self.mirror.layer_learned(l);
                 }
             }
-            o if o.counts_as_failure() => self.count_host_failure(job, a.host),
+            o if o.counts_as_failure() && !own => self.count_host_failure(job, a.host),
             _ => {}
         }
         let f = self.frames.get_mut(&a.frame).expect("checked above");
@@ -325,7 +366,10 @@ impl Farm {
             Outcome::Succeeded => FrameState::Succeeded,
             o if o.counts_as_failure() => {
                 f.failures += 1;
-                let retries = self.layers.get(&f.layer).map_or(0, |l| l.layer.retries);
+                let mut retries = self.layers.get(&f.layer).map_or(0, |l| l.layer.retries);
+                if own {
+                    retries = retries.min(OWN_FAULT_TRIES - 1);
+                }
                 if f.failures > retries {
                     FrameState::Dead
                 } else {

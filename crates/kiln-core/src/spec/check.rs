@@ -208,6 +208,32 @@ fn check_asked(i: usize, layer: &LayerSpec, timeout_s: Option<u64>) -> Result<As
     })
 }
 
+/// Counts the frames of every layer against the job's limit before any
+/// set is expanded, so sixty layers of a million frames each cost no more
+/// than reading their text. A set that does not parse is left for its
+/// layer's own check to report.
+pub(super) fn check_job_frames(layers: &[LayerSpec], ctx: &SubmitContext) -> Result<()> {
+    let mut total: u64 = 0;
+    for (i, layer) in layers.iter().enumerate() {
+        let frames = layer.frames.trim();
+        let Ok(n) = FrameSet::count(frames, ctx.max_frames_per_layer) else {
+            continue;
+        };
+        total += n;
+        if total > ctx.max_job_frames as u64 {
+            return Err(Error::spec(
+                format!("layers[{i}].frames"),
+                format!(
+                    "{frames:?} brings the job to {total} frames; a job may have at most {} \
+                     over all its layers (split it into several jobs)",
+                    ctx.max_job_frames
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn validate_layer(
     i: usize,
     layer: LayerSpec,

@@ -201,3 +201,102 @@ pub(super) fn read_error(path: &serde_path_to_error::Path, message: String, synt
     }
     Error::spec(path, message)
 }
+
+/// Walks a value without keeping it, charging one to `left` per value and
+/// one per byte of text, and fails once it is spent.
+struct Weigh<'a>(&'a std::cell::Cell<u64>);
+
+impl Weigh<'_> {
+    fn charge<E: de::Error>(&self, n: usize) -> Result<(), E> {
+        match self.0.get().checked_sub(n as u64 + 1) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => {
+                self.0.set(0);
+                Err(E::custom("too much to read"))
+            }
+        }
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for Weigh<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Weigh<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.charge(v.len())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.charge(0)?;
+        while seq.next_element_seed(Weigh(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.charge(0)?;
+        while map.next_key_seed(Weigh(self.0))?.is_some() {
+            map.next_value_seed(Weigh(self.0))?;
+        }
+        Ok(())
+    }
+    // A tagged value (`!tag x`): the tag, then what it tags.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        use de::VariantAccess;
+        let ((), v) = data.variant_seed(Weigh(self.0))?;
+        v.newtype_variant_seed(Weigh(self.0))
+    }
+}
+
+/// Reads a whole YAML document, every alias followed, without keeping any
+/// of it. `Ok(false)` when it holds more than `budget` (one per value, one
+/// per byte of text): aliases that copy what they name can make a few KB
+/// of text into gigabytes of values, and every later read would follow
+/// them. Syntax errors come out as the YAML reader's.
+pub(super) fn yaml_within(text: &str, budget: u64) -> Result<bool, serde_norway::Error> {
+    let left = std::cell::Cell::new(budget);
+    match de::DeserializeSeed::deserialize(Weigh(&left), serde_norway::Deserializer::from_str(text))
+    {
+        Ok(()) => Ok(true),
+        Err(_) if left.get() == 0 => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -77,6 +77,7 @@ impl From<FrameEnded> for pb::FrameEnded {
             Exit::TimedOut => ("timed_out", 0, String::new()),
             Exit::Killed(r) => ("killed", 0, r),
             Exit::FailedToStart(r) => ("failed_to_start", 0, r),
+            Exit::JobCannotStart(r) => ("job_cannot_start", 0, r),
             Exit::OutOfMemory { rss_kb: r } => {
                 rss_kb = r;
                 ("out_of_memory", 0, String::new())
@@ -104,6 +105,7 @@ fn frame_ended(e: pb::FrameEnded) -> Result<FrameEnded> {
         "timed_out" => Exit::TimedOut,
         "killed" => Exit::Killed(e.reason),
         "failed_to_start" => Exit::FailedToStart(e.reason),
+        "job_cannot_start" => Exit::JobCannotStart(e.reason),
         "out_of_memory" => Exit::OutOfMemory { rss_kb: e.rss_kb },
         other => return Err(Error::Malformed(format!("unknown exit kind {other:?}"))),
     };

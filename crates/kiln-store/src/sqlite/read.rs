@@ -103,10 +103,12 @@ fn job(row: &SqliteRow) -> Result<Job> {
         avoid_hosts: Vec::new(),
         submitted_at: c.get()?,
         finished_at: c.get()?,
+        submit_key: None,
     };
-    // Columns added by 0002 come last.
+    // Columns added by 0002 and 0003 come last.
     job.max_cores = c.opt_int()?;
     job.avoid_hosts = c.json()?;
+    job.submit_key = c.get()?;
     Ok(job)
 }
 
@@ -224,6 +226,7 @@ struct FrameRow(
     Option<i64>,
     i64,
     i64,
+    Option<String>,
 );
 
 impl FrameRow {
@@ -266,6 +269,7 @@ impl FrameRow {
                 .transpose()?,
             max_rss_kb: narrow(FRAMES.name, id, "max_rss_kb", self.17)?,
             cpu_ms: narrow(FRAMES.name, id, "cpu_ms", self.18)?,
+            reason: self.19,
         })
     }
 }

@@ -32,6 +32,7 @@ pub(super) const JOBS: Table = Table {
         "finished_at",
         "max_cores",
         "avoid_hosts",
+        "submit_key",
     ],
 };
 
@@ -85,6 +86,7 @@ pub(super) const FRAMES: Table = Table {
         "exit_signal",
         "max_rss_kb",
         "cpu_ms",
+        "reason",
     ],
 };
 

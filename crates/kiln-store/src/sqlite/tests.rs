@@ -63,6 +63,7 @@ fn tiny_farm() -> Batch {
         avoid_hosts: vec![],
         submitted_at: 0,
         finished_at: None,
+        submit_key: None,
     };
     let layer = Layer {
         id: LayerId(1),

@@ -103,7 +103,8 @@ fn bind_job<'q>(q: Query<'q>, j: &'q Job) -> Result<Query<'q>> {
         .bind(j.submitted_at)
         .bind(j.finished_at)
         .bind(j.max_cores.map(i64::from))
-        .bind(to_json("job avoid_hosts", &j.avoid_hosts)?))
+        .bind(to_json("job avoid_hosts", &j.avoid_hosts)?)
+        .bind(j.submit_key.as_deref()))
 }
 
 fn bind_layer<'q>(q: Query<'q>, l: &'q Layer) -> Result<Query<'q>> {
@@ -154,7 +155,8 @@ fn bind_frame<'q>(q: Query<'q>, f: &'q Frame) -> Result<Query<'q>> {
         .bind(f.exit_status)
         .bind(f.exit_signal)
         .bind(to_i64("frame max_rss_kb", f.max_rss_kb)?)
-        .bind(to_i64("frame cpu_ms", f.cpu_ms)?))
+        .bind(to_i64("frame cpu_ms", f.cpu_ms)?)
+        .bind(f.reason.as_deref()))
 }
 
 fn bind_attempt<'q>(q: Query<'q>, a: &'q Attempt) -> Result<Query<'q>> {

@@ -56,6 +56,7 @@ pub fn job(id: i64, name: &str) -> Job {
         avoid_hosts: vec![],
         submitted_at: 1_700_000_000_000,
         finished_at: None,
+        submit_key: None,
     }
 }
 

@@ -264,6 +264,58 @@ pub async fn batch_is_atomic(b: &impl Backend) {
     assert_eq!(store.load().await.unwrap().hosts.len(), 4);
 }
 
+/// A job's submit key is kept with it, and no two jobs share one: a batch
+/// making a second job with a stored key fails whole. Jobs without a key
+/// are many.
+pub async fn submit_keys_are_unique(b: &impl Backend) {
+    let store = b.open().await;
+    let mut first = job(1, "a");
+    first.submit_key = Some("0123456789abcdef0123456789abcdef".into());
+    let batch = Batch {
+        jobs: vec![first.clone(), job(2, "b"), job(3, "c")],
+        ..Batch::default()
+    };
+    store.commit(&batch).await.unwrap();
+    // Rewriting the keyed job itself is an update, not a clash.
+    let mut again = first.clone();
+    again.paused = true;
+    store
+        .commit(&Batch {
+            jobs: vec![again.clone()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+
+    let mut twin = job(4, "twin");
+    twin.submit_key = first.submit_key.clone();
+    let clash = Batch {
+        jobs: vec![job(5, "fine"), twin],
+        ..Batch::default()
+    };
+    store
+        .commit(&clash)
+        .await
+        .expect_err("a second job with the same submit key");
+    // Two new jobs sharing a key in one batch fail too.
+    let (mut x, mut y) = (job(6, "x"), job(7, "y"));
+    x.submit_key = Some("k2".into());
+    y.submit_key = Some("k2".into());
+    store
+        .commit(&Batch {
+            jobs: vec![x, y],
+            ..Batch::default()
+        })
+        .await
+        .expect_err("two new jobs with one submit key");
+
+    b.close(store).await;
+    let store = b.open().await;
+    let image = store.load().await.unwrap();
+    assert_eq!(image.jobs, vec![again, job(2, "b"), job(3, "c")]);
+    assert_eq!(image.max_ids.job, 3);
+}
+
 pub async fn reopen_keeps_everything(b: &impl Backend) {
     let store = b.open().await;
     let mut farm = farm();
@@ -443,6 +495,9 @@ pub async fn odd_values(b: &impl Backend) {
     farm.layers[1].limits = vec!["".into(), "a\"b'c; --".into()];
     farm.layers[1].service = Some(String::new());
     farm.hosts[1].allocation = String::new();
+    farm.frames[0].reason = Some("user \"ü x\" does not exist on host h; -- \n".into());
+    farm.frames[1].reason = Some(String::new());
+    farm.jobs[0].submit_key = Some("k\"'; --".into());
     farm.structure.push(Change::Put(Record::Limit(Limit {
         name: "ünïcødé 'q' \"d\"; DROP TABLE structure; --".into(),
         max: u32::MAX,

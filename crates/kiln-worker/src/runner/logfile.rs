@@ -74,6 +74,12 @@ pub(super) fn footer(
         },
         Exit::Killed(reason) => writeln!(s, "killed: {reason}"),
         Exit::FailedToStart(reason) => writeln!(s, "failed to start: {reason}"),
+        Exit::JobCannotStart(reason) => {
+            writeln!(
+                s,
+                "failed to start: {reason} (an error of the job's, not the host's)"
+            )
+        }
         Exit::OutOfMemory { rss_kb } => writeln!(
             s,
             "killed: out of memory: used {}, more than the {} the frame reserved",

@@ -107,6 +107,10 @@ pub enum Exit {
     TimedOut,
     Killed(String),
     FailedToStart(String),
+    /// Could not start for a reason of the job's own, the same on any host
+    /// (its user unknown, its working directory missing, its program not
+    /// found or not executable): the frame's failure, not the host's.
+    JobCannotStart(String),
     /// Killed for using more memory than it reserved: `rss_kb` is the
     /// sample that went past the limit.
     OutOfMemory {

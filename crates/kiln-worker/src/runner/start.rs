@@ -8,6 +8,7 @@ use super::logfile::{footer, header, ms, now_ms};
 use super::prepare::{open_log, prepare, stdio_source};
 use super::supervise::{remove_scratch, supervise, Running};
 use super::{spawn, Exit, Finished, Inner, Job, Launch};
+use kiln_core::model::Command;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -72,14 +73,12 @@ fn start(job: Job) {
     let p = match prepared {
         Ok(p) => p,
         Err((reason, scratch)) => {
-            return end_unstarted(
-                &inner,
-                &l,
-                log,
-                scratch,
-                Exit::FailedToStart(reason),
-                started,
-            )
+            let exit = if own_fault_before_spawn(&inner, &l) {
+                Exit::JobCannotStart(reason)
+            } else {
+                Exit::FailedToStart(reason)
+            };
+            return end_unstarted(&inner, &l, log, scratch, exit, started);
         }
     };
     let (stop, wake) = {
@@ -93,42 +92,50 @@ fn start(job: Job) {
         return end_unstarted(&inner, &l, log, p.scratch, exit, started);
     }
     let log_file = log.expect("log opened above");
-    let spawned = build_exec(&inner, &l, &p).and_then(|exec| {
-        let stdin = inner.dev_null()?;
-        let low_copy;
-        let stdout = if log_file.as_raw_fd() > 2 {
-            log_file.as_raw_fd()
-        } else {
-            low_copy = stdio_source(&log_file).map_err(|e| format!("cannot share the log: {e}"))?;
-            low_copy.as_raw_fd()
-        };
-        spawn::spawn(&spawn::Child {
-            path: &exec.path,
-            argv: &exec.argv_ptrs,
-            envp: &exec.envp_ptrs,
-            cwd: &exec.cwd,
-            stdin,
-            stdout,
-            ids: p
-                .identity
-                .switch
-                .as_ref()
-                .map(|(u, g, groups)| (*u, *g, groups.as_slice())),
-        })
-        .map_err(|(step, e)| spawn_failure(&l.command, &exec, step, e))
-    });
+    // Errors carry whether they are the job's own (see own_fault_at_spawn).
+    let host_fault = |e: String| (e, false);
+    // What build_exec refuses is the launch's own content: an empty
+    // command, a NUL byte, a program in no directory of PATH.
+    let spawned = build_exec(&inner, &l, &p)
+        .map_err(|e| (e, true))
+        .and_then(|exec| {
+            let stdin = inner.dev_null().map_err(host_fault)?;
+            let low_copy;
+            let stdout = if log_file.as_raw_fd() > 2 {
+                log_file.as_raw_fd()
+            } else {
+                low_copy = stdio_source(&log_file)
+                    .map_err(|e| (format!("cannot share the log: {e}"), false))?;
+                low_copy.as_raw_fd()
+            };
+            spawn::spawn(&spawn::Child {
+                path: &exec.path,
+                argv: &exec.argv_ptrs,
+                envp: &exec.envp_ptrs,
+                cwd: &exec.cwd,
+                stdin,
+                stdout,
+                ids: p
+                    .identity
+                    .switch
+                    .as_ref()
+                    .map(|(u, g, groups)| (*u, *g, groups.as_slice())),
+            })
+            .map_err(|(step, e)| {
+                let own = own_fault_at_spawn(&l.command, step, &e);
+                (spawn_failure(&l.command, &exec, step, e), own)
+            })
+        });
     let started = SystemTime::now();
     let pid = match spawned {
         Ok(pid) => pid,
-        Err(reason) => {
-            return end_unstarted(
-                &inner,
-                &l,
-                Some(log_file),
-                p.scratch,
-                Exit::FailedToStart(reason),
-                started,
-            )
+        Err((reason, own)) => {
+            let exit = if own {
+                Exit::JobCannotStart(reason)
+            } else {
+                Exit::FailedToStart(reason)
+            };
+            return end_unstarted(&inner, &l, Some(log_file), p.scratch, exit, started);
         }
     };
     let spawned_at = Instant::now();
@@ -151,6 +158,35 @@ fn start(job: Job) {
         memory_limit_kb: l.memory_limit_kb,
     };
     rt.spawn(supervise(inner, run));
+}
+
+/// Whether a frame that could not be prepared failed for its job's own
+/// reason, the same on any host: a user no host knows, or a working
+/// directory that does not exist. Checked again here, as facts, rather
+/// than read from the message; a lookup that failed (NSS down) or a
+/// scratch directory that could not be made is the host's.
+fn own_fault_before_spawn(inner: &Inner, l: &Launch) -> bool {
+    let unknown_user = inner.cfg.switch_user && matches!(crate::users::lookup(&l.user), Ok(None));
+    let missing_cwd = l.cwd.as_ref().is_some_and(|d| !d.is_dir());
+    unknown_user || missing_cwd
+}
+
+/// Whether a failed spawn is the job's doing: its program not found or not
+/// executable (an argv command; `/bin/sh` missing is the host's), or its
+/// working directory missing or closed to its user.
+fn own_fault_at_spawn(command: &Command, step: spawn::Step, e: &std::io::Error) -> bool {
+    let errno = e.raw_os_error().unwrap_or(0);
+    match step {
+        spawn::Step::Exec => {
+            matches!(command, Command::Argv(_))
+                && matches!(
+                    errno,
+                    libc::ENOENT | libc::EACCES | libc::ENOEXEC | libc::ENOTDIR | libc::ELOOP
+                )
+        }
+        spawn::Step::Chdir => matches!(errno, libc::ENOENT | libc::ENOTDIR | libc::EACCES),
+        _ => false,
+    }
 }
 
 /// Reports a frame that never ran (or was killed before it could).
