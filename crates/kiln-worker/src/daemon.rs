@@ -32,6 +32,10 @@ pub struct WorkerConfig {
     /// Run frames as their job's user (the worker must be root).
     pub switch_user: bool,
     pub allow_root: bool,
+    /// The `kiln` binary, to run every frame under a supervisor process
+    /// that outlives this daemon and enforces its lease; `None`: frames are
+    /// this process's children (for tests and embedders).
+    pub shim: Option<PathBuf>,
 }
 
 struct Daemon {
@@ -43,6 +47,8 @@ struct Daemon {
     /// Shutting down: frames are being killed, nothing new starts.
     stopping: bool,
     stop_deadline: Option<Instant>,
+    /// The lease the frames' supervisors enforce, as last written.
+    lease_written: Option<(Ms, Ms)>,
 }
 
 impl Daemon {
@@ -63,6 +69,26 @@ impl Daemon {
                 log_size: 0,
             })
             .collect()
+    }
+
+    fn lease_file(&self) -> PathBuf {
+        self.cfg.work_dir.join("lease")
+    }
+
+    /// Hands a renewed lease on to the frames' supervisors.
+    fn publish_lease(&mut self) {
+        let Some(ends) = self.session.lease_ends() else {
+            return;
+        };
+        if self.cfg.shim.is_none() || self.lease_written == Some(ends) {
+            return;
+        }
+        let (now, boot) = (self.now(), runner::boot_ms());
+        let at = |t: Ms| (boot + t).saturating_sub(now);
+        match runner::write_lease(&self.lease_file(), at(ends.0), at(ends.1)) {
+            Ok(()) => self.lease_written = Some(ends),
+            Err(e) => tracing::warn!("cannot write the lease file: {e}"),
+        }
     }
 
     fn local_log(&self, attempt: AttemptId) -> PathBuf {
@@ -204,6 +230,9 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             allow_root: cfg.allow_root,
             host_name: report.name.clone(),
             kill_grace: KILL_GRACE,
+            cgroups: true,
+            shim: cfg.shim.clone(),
+            lease_file: cfg.shim.as_ref().map(|_| cfg.work_dir.join("lease")),
         },
         report.gpus,
         done_tx,
@@ -216,7 +245,12 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         report,
         stopping: false,
         stop_deadline: None,
+        lease_written: None,
     };
+    // A lease left by an earlier run is not this run's: its frames are
+    // killed below, and no new one starts before this run's lease.
+    let _ = std::fs::remove_file(d.lease_file());
+    runner::kill_leftovers(&d.cfg.work_dir);
     tokio::pin!(shutdown);
     loop {
         if d.done_stopping() {
@@ -268,6 +302,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                             let registering = !d.session.is_registered();
                             let now = d.now();
                             let actions = d.session.on_server(msg, now);
+                            d.publish_lease();
                             if registering && d.session.is_registered() {
                                 // Resend what the server is missing: logs, then ends.
                                 for a in d.session.held() {

@@ -38,6 +38,9 @@ fn rig_in(base: &Path, gpus: u32, tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
         allow_root: true,
         host_name: "h1".into(),
         kill_grace: Duration::from_millis(200),
+        cgroups: true,
+        shim: None,
+        lease_file: None,
     };
     tune(&mut cfg);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -407,14 +410,15 @@ async fn a_frame_past_its_memory_reservation_is_killed_as_out_of_memory() {
         "{:?}",
         start.elapsed()
     );
-    assert!(f.max_rss_kb >= 100 << 10, "{f:?}");
+    // Sampled, or capped by the kernel a little above the reservation
+    // (where the host has cgroups), which then kills the allocating process.
+    assert!(f.max_rss_kb > 40 << 10, "{f:?}");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("memory limit: 40M"), "{log}");
     assert!(
         log.contains("killed: out of memory: used ") && log.contains("more than the 40M"),
         "{log}"
     );
-    assert!(!log.contains("\nsurvived\n"), "{log}");
     assert!(group_gone(pgid_in(&log)).await);
 }
 
@@ -501,8 +505,11 @@ async fn refuses_root_without_allow_root() {
     assert!(log.contains("\nuid=0\n"), "{log}");
 }
 
-/// Frames must not outlive a worker that is SIGKILLed (parent-death signal).
-/// The worker here is this test binary, run again as `worker_to_be_killed`.
+/// Frames must not outlive a worker that is SIGKILLed: not their main
+/// process, nor a child of it (a wrapper script's renderer). The worker here
+/// is this test binary, run again as `worker_to_be_killed`; its frames run
+/// under supervisors (this binary again, as `shim_entry`) that kill them
+/// once the worker stops renewing its lease.
 #[tokio::test]
 async fn frames_die_with_the_worker() {
     let dir = tempfile::tempdir().unwrap();
@@ -513,38 +520,61 @@ async fn frames_die_with_the_worker() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid_file = dir.path().join("pid");
-    let t = Instant::now();
-    let pid: i32 = loop {
-        if let Ok(s) = std::fs::read_to_string(&pid_file) {
-            break s.trim().parse().unwrap();
+    let read_pid = |name: &str| {
+        let t = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(dir.path().join(name)) {
+                break s.trim().parse::<i32>().unwrap();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the frame never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the frame never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(alive(pid));
+    let (pid, child) = (read_pid("pid"), read_pid("child"));
+    assert!(alive(pid) && alive(child));
     worker.kill().unwrap();
     worker.wait().unwrap();
     let t = Instant::now();
-    while alive(pid) {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the frame outlived its worker"
-        );
+    while alive(pid) || alive(child) {
+        if t.elapsed() > Duration::from_secs(5) {
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            panic!(
+                "the frame outlived its worker (main alive: {}, child alive: {})",
+                alive(pid),
+                alive(child)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// Not a test: the worker of `frames_die_with_the_worker`.
+/// Not a test: the worker of `frames_die_with_the_worker`. It renews a
+/// one-second lease every 100 ms until it is killed.
 #[test]
 #[ignore]
 fn worker_to_be_killed() {
     let Some(dir) = std::env::var_os("KILN_TEST_WORKER_DIR").map(PathBuf::from) else {
         return;
     };
+    let shim = dir.join("shim.sh");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nexec '{}' --exact shim_entry --ignored --quiet --test-threads=1 \"$@\"\n",
+            std::env::current_exe().unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lease = dir.join("lease");
+    let renew = || {
+        let now = kiln_worker::runner::boot_ms();
+        kiln_worker::runner::write_lease(&lease, now + 1000, now + 1500).unwrap();
+    };
+    renew();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -559,6 +589,9 @@ fn worker_to_be_killed() {
                 allow_root: true,
                 host_name: "h1".into(),
                 kill_grace: Duration::from_millis(200),
+                cgroups: true,
+                shim: Some(shim.clone()),
+                lease_file: Some(lease.clone()),
             },
             0,
             tx,
@@ -567,7 +600,9 @@ fn worker_to_be_killed() {
             attempt: AttemptId(1),
             job_name: "j".into(),
             frame_label: "f/1".into(),
-            command: sh("echo $$ > pid.tmp && mv pid.tmp pid && exec sleep 100"),
+            // The renderer is a child of the frame's shell, not exec'd.
+            command: sh("sleep 100 & echo $! > child.tmp && mv child.tmp child; \
+                         echo $$ > pid.tmp && mv pid.tmp pid; wait; true"),
             env: Vec::new(),
             cwd: Some(dir.clone()),
             user: "alice".into(),
@@ -576,8 +611,22 @@ fn worker_to_be_killed() {
             memory_limit_kb: None,
             log_path: dir.join("1.log"),
         });
-        tokio::time::sleep(Duration::from_secs(100)).await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            renew();
+        }
     });
+}
+
+/// Not a test: the frame supervisor of `worker_to_be_killed` (what
+/// `kiln frame-shim` is in the real binary).
+#[test]
+#[ignore]
+fn shim_entry() {
+    let mut args = std::env::args_os().skip_while(|a| a != "frame-shim");
+    if args.next().is_some() {
+        std::process::exit(kiln_worker::runner::shim_main(args));
+    }
 }
 
 /// Alive and not a zombie.

@@ -146,6 +146,8 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         work_dir,
         switch_user: is_root,
         allow_root: a.allow_root,
+        // This very binary, whatever replaces it on disk meanwhile.
+        shim: Some(PathBuf::from("/proc/self/exe")),
     })
 }
 

@@ -129,6 +129,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A frame's supervisor, started by the worker: no CLI, no runtime.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "frame-shim") {
+        return ExitCode::from(kiln_worker::runner::shim_main(args) as u8);
+    }
     let cli = Cli::parse();
     let is_worker = matches!(cli.command, Cmd::Worker(_));
     // The worker is a small daemon: one thread keeps its memory low. The

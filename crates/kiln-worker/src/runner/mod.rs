@@ -1,8 +1,12 @@
-//! Runs frames as real processes on this host: one process group per frame,
-//! output straight into a local log file, the job's user when the worker is
-//! root, timeouts and kills that take the whole group down, and the frame's
-//! memory and CPU sampled from `/proc` while it runs (a frame whose group
-//! goes past its memory reservation is killed like a timed-out one).
+//! Runs frames as real processes on this host: one cgroup per frame where
+//! the host allows it (else one process group), output straight into a
+//! local log file, the job's user when the worker is root, timeouts and
+//! kills that take the whole tree down, a kernel memory cap a little above
+//! the reservation, and the frame's memory and CPU sampled from `/proc`
+//! while it runs (a frame whose group goes past its memory reservation is
+//! killed like a timed-out one). With a supervisor (`RunnerConfig::shim`)
+//! each frame runs under its own small process that outlives the worker
+//! and enforces the lease (see `shim`).
 //!
 //! Threads and tasks, kept few because the daemon must stay small:
 //! - one long-lived spawner thread prepares and starts every frame (see
@@ -20,12 +24,17 @@
 mod exec;
 mod logfile;
 mod prepare;
+mod shim;
 mod spawn;
 mod start;
 mod supervise;
 #[cfg(test)]
 mod tests;
+mod tree;
 
+pub use shim::{boot_ms, kill_leftovers, main as shim_main, write_lease};
+
+use crate::cgroup::Cgroups;
 use crate::users;
 use kiln_core::model::{AttemptId, Command};
 use prepare::Identity;
@@ -56,6 +65,14 @@ pub struct RunnerConfig {
     pub host_name: String,
     /// SIGTERM → SIGKILL delay when a frame times out or is killed.
     pub kill_grace: Duration,
+    /// Run each frame in its own cgroup where the host allows it.
+    pub cgroups: bool,
+    /// The `kiln` binary, to run each frame under a supervisor process
+    /// (`kiln frame-shim`) that outlives the worker; `None`: frames are the
+    /// worker's own children and die with it.
+    pub shim: Option<PathBuf>,
+    /// The lease the supervisors enforce (see [`write_lease`]).
+    pub lease_file: Option<PathBuf>,
 }
 
 impl RunnerConfig {
@@ -68,6 +85,9 @@ impl RunnerConfig {
             allow_root: false,
             host_name: host_name.into(),
             kill_grace: DEFAULT_KILL_GRACE,
+            cgroups: true,
+            shim: None,
+            lease_file: None,
         }
     }
 }
@@ -147,6 +167,8 @@ pub struct Runner {
 
 struct Inner {
     cfg: RunnerConfig,
+    /// Where frames' cgroups are made; `None`: process groups only.
+    cgroups: Option<Cgroups>,
     done: UnboundedSender<Finished>,
     state: Mutex<State>,
     /// `None` if the spawner thread could not be started; frames are then
@@ -194,7 +216,12 @@ struct Job {
 impl Runner {
     /// `gpus_total`: GPUs of this host; frames get indices in `0..gpus_total`.
     /// `done` receives one [`Finished`] per launched frame.
-    pub fn new(cfg: RunnerConfig, gpus_total: u32, done: UnboundedSender<Finished>) -> Runner {
+    pub fn new(mut cfg: RunnerConfig, gpus_total: u32, done: UnboundedSender<Finished>) -> Runner {
+        // Frame supervisors start in `/`: they are told absolute paths.
+        if let Ok(p) = std::path::absolute(&cfg.work_dir) {
+            cfg.work_dir = p;
+        }
+        cfg.lease_file = cfg.lease_file.and_then(|p| std::path::absolute(p).ok());
         let (tx, rx) = mpsc::channel::<Job>();
         let spawner = std::thread::Builder::new()
             .name("kiln-spawner".into())
@@ -207,9 +234,29 @@ impl Runner {
             .map(|_| tx);
         let base_path =
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        // The work dir first: the cgroups are named after its real path.
+        let _ = std::fs::create_dir_all(&cfg.work_dir);
+        let cgroups = cfg
+            .cgroups
+            .then(|| Cgroups::detect(&cfg.host_name, &cfg.work_dir));
+        let cgroups = match cgroups {
+            Some(Ok(c)) => {
+                tracing::info!("{}", c.describe());
+                Some(c)
+            }
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "no cgroups for frames ({why}): frames run in process groups only, and a \
+                     process that leaves its frame's group survives the frame's kill"
+                );
+                None
+            }
+            None => None,
+        };
         Runner {
             inner: Arc::new(Inner {
                 cfg,
+                cgroups,
                 done,
                 state: Mutex::new(State {
                     frames: HashMap::new(),
@@ -343,6 +390,14 @@ impl Inner {
         tracing::debug!(attempt = %f.attempt, exit = ?f.exit, "frame finished");
         // The receiver is gone only when the worker is shutting down.
         let _ = self.done.send(f);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(c) = &self.cgroups {
+            c.remove_empty();
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use super::exec::{build_exec, spawn_failure};
 use super::logfile::{footer, header, ms, now_ms};
 use super::prepare::{open_log, prepare, stdio_source};
 use super::supervise::{remove_scratch, supervise, Running};
-use super::{spawn, Exit, Finished, Inner, Job, Launch};
+use super::{tree, Exit, Finished, Inner, Job, Launch};
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -102,24 +102,20 @@ fn start(job: Job) {
             low_copy = stdio_source(&log_file).map_err(|e| format!("cannot share the log: {e}"))?;
             low_copy.as_raw_fd()
         };
-        spawn::spawn(&spawn::Child {
-            path: &exec.path,
-            argv: &exec.argv_ptrs,
-            envp: &exec.envp_ptrs,
-            cwd: &exec.cwd,
-            stdin,
-            stdout,
-            ids: p
-                .identity
-                .switch
-                .as_ref()
-                .map(|(u, g, groups)| (*u, *g, groups.as_slice())),
+        let io = tree::Stdio { stdin, stdout };
+        let ids = p
+            .identity
+            .switch
+            .as_ref()
+            .map(|(u, g, gs)| (*u, *g, gs.as_slice()));
+        tree::start(&inner, &l, &exec, io, ids).map_err(|f| match f {
+            tree::Failed::Step(step, e) => spawn_failure(&l.command, &exec, step, e),
+            tree::Failed::Other(reason) => reason,
         })
-        .map_err(|(step, e)| spawn_failure(&l.command, &exec, step, e))
     });
     let started = SystemTime::now();
-    let pid = match spawned {
-        Ok(pid) => pid,
+    let tree = match spawned {
+        Ok(tree) => tree,
         Err(reason) => {
             return end_unstarted(
                 &inner,
@@ -133,14 +129,14 @@ fn start(job: Job) {
     };
     let spawned_at = Instant::now();
     // The child is unreaped, so its pid cannot be reused before the open.
-    let pidfd = pidfd_open(pid);
+    let pidfd = pidfd_open(tree.pid);
     if let Some(s) = inner.lock().frames.get_mut(&l.attempt) {
-        s.pgid = pid;
+        s.pgid = tree.pgid;
     }
-    tracing::debug!(attempt = %l.attempt, pid, "frame started");
+    tracing::debug!(attempt = %l.attempt, pid = tree.pgid, "frame started");
     let run = Running {
         attempt: l.attempt,
-        pid,
+        tree,
         pidfd,
         wake,
         log: log_file,

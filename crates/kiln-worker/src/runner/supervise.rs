@@ -5,6 +5,7 @@
 //! and asks for the kill of a frame past its memory reservation.
 
 use super::logfile::{footer, ms};
+use super::tree::Tree;
 use super::{Exit, Finished, Inner, Usage};
 use crate::procfs;
 use kiln_core::model::AttemptId;
@@ -21,10 +22,13 @@ use tokio::time::Instant;
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+const LEASE_EXPIRED: &str =
+    "the worker's lease ran out (the daemon was stopped, killed or cut off from the server)";
+
 /// A spawned frame, handed to its task.
 pub(super) struct Running {
     pub(super) attempt: AttemptId,
-    pub(super) pid: i32,
+    pub(super) tree: Tree,
     pub(super) pidfd: Option<OwnedFd>,
     pub(super) wake: Arc<Notify>,
     pub(super) log: File,
@@ -43,7 +47,7 @@ enum Phase {
 }
 
 pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
-    let pid = r.pid;
+    let pid = r.tree.pid;
     let deadline = r.timeout.map(|t| r.spawned_at + t);
     let exited = wait_exited(pid, r.pidfd);
     tokio::pin!(exited);
@@ -59,26 +63,24 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             biased;
             _ = &mut exited => break,
             _ = r.wake.notified(), if running => {
-                signal_group(pid, libc::SIGTERM);
+                r.tree.term();
                 phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
             }
             _ = sleep_opt(timeout_at) => {
                 if let Some(s) = inner.lock().frames.get_mut(&r.attempt) {
                     s.stop.get_or_insert(Exit::TimedOut);
                 }
-                signal_group(pid, libc::SIGTERM);
+                r.tree.term();
                 phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
             }
             _ = sleep_opt(kill_at) => {
-                signal_group(pid, libc::SIGKILL);
+                r.tree.kill();
                 phase = Phase::Killing;
             }
         }
     }
-    // The main process is a zombie, so the group id is still ours: no other
-    // group can have it yet. Take its background children down with it.
-    signal_group(pid, libc::SIGKILL);
-    let (status, rusage) = reap(pid).await;
+    // Nothing of the frame runs on once its main process is gone.
+    let end = r.tree.finish().await;
     let ended = SystemTime::now();
     let (stop, sampled) = {
         let mut st = inner.lock();
@@ -90,7 +92,13 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             None => (None, Usage::default()),
         }
     };
-    let exit = stop.unwrap_or_else(|| match status {
+    let exit = stop.unwrap_or_else(|| match end.status {
+        // The kernel killed a process of the frame at its memory cap.
+        _ if end.oom_kills > 0 => Exit::OutOfMemory {
+            rss_kb: end.max_rss_kb.max(sampled.max_rss_kb),
+        },
+        _ if end.lease_expired => Exit::Killed(LEASE_EXPIRED.into()),
+        _ if end.supervisor_died => Exit::Killed("its supervisor process was killed".into()),
         Some(st) if libc::WIFEXITED(st) => Exit::Exited(libc::WEXITSTATUS(st)),
         Some(st) if libc::WIFSIGNALED(st) => Exit::Signaled(libc::WTERMSIG(st)),
         _ => {
@@ -98,19 +106,13 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             Exit::Exited(-1)
         }
     });
-    let (ru_rss, ru_cpu) = rusage.map_or((0, 0), |ru| {
-        (
-            ru.ru_maxrss.max(0) as u64,
-            tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime),
-        )
-    });
     let finished = Finished {
         attempt: r.attempt,
         exit,
         started_at: ms(r.started),
         ended_at: ms(ended),
-        max_rss_kb: ru_rss.max(sampled.max_rss_kb),
-        cpu_ms: ru_cpu.max(sampled.cpu_ms),
+        max_rss_kb: end.max_rss_kb.max(sampled.max_rss_kb),
+        cpu_ms: end.cpu_ms.max(sampled.cpu_ms),
     };
     let mut log = r.log;
     if let Err(e) = log.write_all(footer(&finished, r.timeout, r.memory_limit_kb).as_bytes()) {
@@ -169,7 +171,7 @@ async fn wait_exited(pid: i32, pidfd: Option<OwnedFd>) {
 
 /// Reaps an exited `pid`: its wait status and resource usage (children it
 /// reaped included).
-async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
+pub(super) async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
     fn wait4(pid: i32, flags: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
         loop {
             let mut status = 0;
@@ -197,12 +199,6 @@ async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
     match got {
         Some((-1, _)) | None => (None, None),
         Some((status, ru)) => (Some(status), Some(ru)),
-    }
-}
-
-fn signal_group(pgid: i32, sig: libc::c_int) {
-    if pgid > 0 {
-        unsafe { libc::killpg(pgid, sig) };
     }
 }
 
@@ -257,8 +253,4 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
             }
         }
     }
-}
-
-fn tv_ms(tv: libc::timeval) -> u64 {
-    (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64) / 1000
 }

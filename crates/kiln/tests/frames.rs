@@ -1,0 +1,185 @@
+//! A frame's processes live and die with its attempt: end to end, with the
+//! real `kiln` binary, frames whose work runs in a child of a wrapper
+//! script (as studios launch renderers), and workers that are killed,
+//! frozen and restarted. Each run of a frame appends timestamps to its own
+//! file every 0.2 s; the files tell whether two runs ever overlapped and
+//! how many ran to the end.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+/// A wrapper that starts the "renderer" as its child (no exec), which
+/// ticks 30 times 0.2 s apart into `<marks>/ticks.<attempt id>` and then
+/// appends the attempt id to `<marks>/done`.
+fn wrapper(farm: &Farm) -> String {
+    let marks = farm.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let script = farm.path("render.sh");
+    std::fs::write(
+        &script,
+        r#"sh -c 'i=0; while [ $i -lt 30 ]; do date +%s%N >> "$0/ticks.$KILN_ATTEMPT_ID"; sleep 0.2; i=$((i+1)); done; echo $KILN_ATTEMPT_ID >> "$0/done"' "$1"
+echo "renderer exited: $?"
+"#,
+    )
+    .unwrap();
+    format!(
+        "name: wrapped\nlayers:\n  - name: a\n    command: 'sh {} {}'\n    frames: 1\n",
+        script.display(),
+        marks.display()
+    )
+}
+
+/// Each run's first and last tick (ns).
+fn runs(marks: &Path) -> Vec<(String, u128, u128)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(marks).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(attempt) = name.strip_prefix("ticks.") else {
+            continue;
+        };
+        let ticks: Vec<u128> = read(&e.path())
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if let (Some(a), Some(b)) = (ticks.iter().min(), ticks.iter().max()) {
+            out.push((attempt.to_owned(), *a, *b));
+        }
+    }
+    out
+}
+
+/// Milliseconds during which two runs of the frame ran at once.
+fn overlap_ms(marks: &Path) -> u128 {
+    let r = runs(marks);
+    let mut total = 0;
+    for (i, a) in r.iter().enumerate() {
+        for b in &r[i + 1..] {
+            let (from, to) = (a.1.max(b.1), a.2.min(b.2));
+            total += to.saturating_sub(from) / 1_000_000;
+        }
+    }
+    total
+}
+
+fn wait_ticks(farm: &Farm, n: usize) {
+    wait_until(Duration::from_secs(20), || {
+        runs(&farm.path("marks")).iter().any(|r| {
+            let ticks = read(&farm.path(&format!("marks/ticks.{}", r.0)));
+            ticks.lines().count() >= n
+        })
+    });
+}
+
+/// The worker the frame runs on (`w<i>`), by index.
+fn frame_worker(farm: &Farm, job: &str) -> usize {
+    let f = &farm.frames(job)[0];
+    let host = f["host"].as_str().unwrap_or_default();
+    host.trim_start_matches('w').parse().unwrap()
+}
+
+/// Overlap must be nil, and exactly one run must have finished.
+fn ran_once(farm: &Farm, job: &str, case: &str) {
+    farm.wait_status(job, "FINISHED", Duration::from_secs(40));
+    // A run that survived would still be ticking: give it the time to show.
+    std::thread::sleep(Duration::from_millis(1500));
+    let marks = farm.path("marks");
+    let overlap = overlap_ms(&marks);
+    let done = read(&marks.join("done"));
+    eprintln!(
+        "{case}: {} run(s), overlap {overlap} ms, finished {} time(s)",
+        runs(&marks).len(),
+        done.lines().count()
+    );
+    assert_eq!(overlap, 0, "{case}: two runs of the frame overlapped");
+    assert_eq!(done.lines().count(), 1, "{case}: finished runs: {done}");
+    assert_eq!(farm.frames(job)[0]["state"], "SUCCEEDED");
+}
+
+#[test]
+fn a_sigkilled_worker_leaves_no_frame_running_when_it_is_requeued() {
+    let mut farm = Farm::start_with(2, 1, "3s");
+    let job = farm.submit("wrapped", &wrapper(&farm));
+    wait_ticks(&farm, 3);
+    let w = frame_worker(&farm, &job);
+    farm.workers[w].kill().unwrap();
+    farm.workers[w].wait().unwrap();
+    ran_once(&farm, &job, "worker SIGKILLed");
+}
+
+#[test]
+fn a_frozen_worker_leaves_no_frame_running_when_it_is_requeued() {
+    let farm = Farm::start_with(2, 1, "3s");
+    let job = farm.submit("wrapped", &wrapper(&farm));
+    wait_ticks(&farm, 3);
+    let w = frame_worker(&farm, &job);
+    let pid = farm.workers[w].id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(40));
+    let other = farm.frames(&job)[0]["host"].as_str().unwrap().to_owned();
+    assert_ne!(other, format!("w{w}"), "the frame ran again elsewhere");
+    ran_once(&farm, &job, "worker SIGSTOPped");
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+}
+
+#[test]
+fn a_worker_restarted_at_once_never_runs_a_frame_twice() {
+    let mut farm = Farm::start_with(1, 1, "3s");
+    let job = farm.submit("wrapped", &wrapper(&farm));
+    wait_ticks(&farm, 3);
+    farm.workers[0].kill().unwrap();
+    farm.workers[0].wait().unwrap();
+    farm.add_worker("w0", 1);
+    ran_once(&farm, &job, "worker SIGKILLed and restarted");
+}
+
+#[test]
+fn killing_a_frame_kills_processes_that_left_its_group() {
+    let farm = Farm::start(1, 1);
+    let marks = farm.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let script = farm.path("escape.sh");
+    // A daemonising child: its own session, so not in the frame's group.
+    std::fs::write(
+        &script,
+        "setsid sh -c 'sleep 1000 & echo $! > \"$0/escaped.tmp\"; mv \"$0/escaped.tmp\" \"$0/escaped\"' \"$1\"\nsleep 1000\n",
+    )
+    .unwrap();
+    let job = farm.submit(
+        "escape",
+        &format!(
+            "name: escape\nlayers:\n  - name: a\n    command: 'sh {} {}'\n    frames: 1\n",
+            script.display(),
+            marks.display()
+        ),
+    );
+    wait_until(Duration::from_secs(20), || marks.join("escaped").exists());
+    let pid: i32 = read(&marks.join("escaped")).trim().parse().unwrap();
+    assert!(alive(pid));
+    farm.kiln(&["kill", &job]);
+    farm.wait_status(&job, "KILLED", Duration::from_secs(10));
+    wait_until(Duration::from_secs(10), || {
+        farm.json(&["hosts"])[0]["running"] == 0
+    });
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !alive(pid)
+    });
+    if !gone {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        gone,
+        "a process the frame started in its own session survived the frame's kill"
+    );
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_owned()))
+        .is_some_and(|st| !st.starts_with('Z') && !st.starts_with('X'))
+}
