@@ -247,10 +247,13 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         stop_deadline: None,
         lease_written: None,
     };
-    // A lease left by an earlier run is not this run's: its frames are
-    // killed below, and no new one starts before this run's lease.
-    let _ = std::fs::remove_file(d.lease_file());
-    runner::kill_leftovers(&d.cfg.work_dir);
+    // Frames an earlier run left run on under this one (or are killed if
+    // they cannot be taken over); Register lists them, and the server says
+    // which continue. Their supervisors keep the lease the earlier run
+    // wrote until this run renews it.
+    for a in d.runner.adopt() {
+        d.session.set_log_sent(a, 0);
+    }
     tokio::pin!(shutdown);
     loop {
         if d.done_stopping() {

@@ -12,15 +12,15 @@ use std::path::Path;
 use std::time::Duration;
 
 /// A wrapper that starts the "renderer" as its child (no exec), which
-/// ticks 30 times 0.2 s apart into `<marks>/ticks.<attempt id>` and then
-/// appends the attempt id to `<marks>/done`.
+/// ticks 30 times 0.2 s apart into `<marks>/ticks.<attempt id>` (and
+/// `tick N` into its log) and then appends the attempt id to `<marks>/done`.
 fn wrapper(farm: &Farm) -> String {
     let marks = farm.path("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let script = farm.path("render.sh");
     std::fs::write(
         &script,
-        r#"sh -c 'i=0; while [ $i -lt 30 ]; do date +%s%N >> "$0/ticks.$KILN_ATTEMPT_ID"; sleep 0.2; i=$((i+1)); done; echo $KILN_ATTEMPT_ID >> "$0/done"' "$1"
+        r#"sh -c 'i=0; while [ $i -lt 30 ]; do echo tick $i; date +%s%N >> "$0/ticks.$KILN_ATTEMPT_ID"; sleep 0.2; i=$((i+1)); done; echo $KILN_ATTEMPT_ID >> "$0/done"' "$1"
 echo "renderer exited: $?"
 "#,
     )
@@ -125,14 +125,28 @@ fn a_frozen_worker_leaves_no_frame_running_when_it_is_requeued() {
 }
 
 #[test]
-fn a_worker_restarted_at_once_never_runs_a_frame_twice() {
-    let mut farm = Farm::start_with(1, 1, "3s");
+fn a_worker_restarted_at_once_adopts_its_running_frame() {
+    let mut farm = Farm::start_with(1, 1, "6s");
     let job = farm.submit("wrapped", &wrapper(&farm));
     wait_ticks(&farm, 3);
     farm.workers[0].kill().unwrap();
     farm.workers[0].wait().unwrap();
     farm.add_worker("w0", 1);
     ran_once(&farm, &job, "worker SIGKILLed and restarted");
+    let f = &farm.frames(&job)[0];
+    assert_eq!(f["attempts"], 1, "the frame ran on, once: {f}");
+    assert_eq!(runs(&farm.path("marks")).len(), 1);
+    // Its log is whole: every line once, then the footer.
+    let log = farm.kiln(&["log", &job, "a/1"]);
+    for i in 0..30 {
+        let line = format!("tick {i}");
+        assert_eq!(
+            log.lines().filter(|l| *l == line).count(),
+            1,
+            "{line}: {log}"
+        );
+    }
+    assert!(log.contains("exit status: 0"), "{log}");
 }
 
 #[test]

@@ -21,6 +21,7 @@
 //!   the timeout and kills, reaps with `wait4` and reports.
 //! - one async task samples `/proc` once a second while any frame runs.
 
+mod adopt;
 mod exec;
 mod logfile;
 mod prepare;
@@ -32,7 +33,7 @@ mod supervise;
 mod tests;
 mod tree;
 
-pub use shim::{boot_ms, kill_leftovers, main as shim_main, write_lease};
+pub use shim::{boot_ms, main as shim_main, write_lease};
 
 use crate::cgroup::Cgroups;
 use crate::users;

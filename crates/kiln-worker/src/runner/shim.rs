@@ -375,42 +375,9 @@ fn supervise(a: &Args, tree: &Tree, pid: i32) -> ShimExit {
     }
 }
 
-/// Kills the frames an earlier run of this worker left under `work_dir`
-/// (their supervisors outlived it), before this run registers: the server
-/// has given them up or will.
-pub fn kill_leftovers(work_dir: &Path) {
-    let Ok(dirs) = std::fs::read_dir(work_dir.join("shims")) else {
-        return;
-    };
-    for state in dirs.flatten().map(|e| e.path()) {
-        let text = std::fs::read_to_string(state.join("pids")).unwrap_or_default();
-        let mut lines = text.lines();
-        let mut ids = lines.next().unwrap_or("").split_whitespace();
-        let shim: i32 = ids.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let frame: i32 = ids.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let args: Vec<String> = lines.map(str::to_owned).collect();
-        let cgroup = FrameCgroup::from_args(&args);
-        if shim > 0 && is_shim_of(shim, &state) {
-            tracing::warn!(
-                "killing frame {} left running by an earlier run of this worker",
-                state.file_name().unwrap_or_default().to_string_lossy()
-            );
-            unsafe { libc::kill(shim, libc::SIGKILL) };
-            if cgroup.is_none() && frame > 0 {
-                unsafe { libc::killpg(frame, libc::SIGKILL) };
-            }
-        }
-        if let Some(cg) = &cgroup {
-            cg.kill_until_empty(Duration::from_secs(10));
-            cg.remove();
-        }
-        let _ = std::fs::remove_dir_all(&state);
-    }
-}
-
 /// Whether `pid` is the supervisor of the frame in `state` (and not a
 /// process that got its pid since).
-fn is_shim_of(pid: i32, state: &Path) -> bool {
+pub(super) fn is_shim_of(pid: i32, state: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };

@@ -103,12 +103,7 @@ fn start(job: Job) {
             low_copy.as_raw_fd()
         };
         let io = tree::Stdio { stdin, stdout };
-        let ids = p
-            .identity
-            .switch
-            .as_ref()
-            .map(|(u, g, gs)| (*u, *g, gs.as_slice()));
-        tree::start(&inner, &l, &exec, io, ids).map_err(|f| match f {
+        tree::start(&inner, &l, &p, &exec, io).map_err(|f| match f {
             tree::Failed::Step(step, e) => spawn_failure(&l.command, &exec, step, e),
             tree::Failed::Other(reason) => reason,
         })

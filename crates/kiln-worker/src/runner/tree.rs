@@ -4,7 +4,10 @@
 //! its main process has exited: the tree must be empty before the frame
 //! counts as over.
 
+use super::adopt::Meta;
 use super::exec::Exec;
+use super::logfile::now_ms;
+use super::prepare::Prepared;
 use super::shim::{self, ShimExit};
 use super::supervise::reap;
 use super::{spawn, Inner, Launch};
@@ -61,10 +64,15 @@ pub(super) struct Stdio {
 pub(super) fn start(
     inner: &Inner,
     l: &Launch,
+    p: &Prepared,
     exec: &Exec,
     io: Stdio,
-    ids: Option<(libc::uid_t, libc::gid_t, &[libc::gid_t])>,
 ) -> Result<Tree, Failed> {
+    let ids = p
+        .identity
+        .switch
+        .as_ref()
+        .map(|(u, g, gs)| (*u, *g, gs.as_slice()));
     let name = l.attempt.to_string();
     let cgroup = inner.cgroups.as_ref().and_then(|c| {
         let cap = l.memory_limit_kb.map(memory_cap_bytes);
@@ -108,8 +116,22 @@ pub(super) fn start(
     };
     let state = inner.cfg.work_dir.join("shims").join(&name);
     let _ = std::fs::remove_dir_all(&state);
+    let meta = Meta {
+        log: std::path::absolute(&l.log_path).unwrap_or_else(|_| l.log_path.clone()),
+        started_ms: now_ms().max(0) as u64,
+        timeout_ms: l.timeout.map(|t| t.as_millis() as u64),
+        memory_limit_kb: l.memory_limit_kb,
+        scratch: p.scratch.clone(),
+        gpus: p.gpus.clone(),
+    };
     std::fs::create_dir_all(&state)
-        .map_err(|e| Failed::Other(format!("cannot make {}: {e}", state.display())))?;
+        .and_then(|()| meta.write(&state))
+        .map_err(|e| {
+            Failed::Other(format!(
+                "cannot record the frame in {}: {e}",
+                state.display()
+            ))
+        })?;
     let args = shim::Args {
         state: state.clone(),
         lease: inner.cfg.lease_file.clone(),
