@@ -36,6 +36,10 @@ pub struct WorkerConfig {
     /// that outlives this daemon and enforces its lease; `None`: frames are
     /// this process's children (for tests and embedders).
     pub shim: Option<PathBuf>,
+    /// Below this much available memory on the host, the frame furthest
+    /// over its reservation is killed; `None`: 5 % of the host's memory
+    /// (128 MiB to 1 GiB), `Some(0)`: never.
+    pub min_available_kb: Option<u64>,
 }
 
 struct Daemon {
@@ -233,6 +237,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             cgroups: true,
             shim: cfg.shim.clone(),
             lease_file: cfg.shim.as_ref().map(|_| cfg.work_dir.join("lease")),
+            min_available_kb: cfg.min_available_kb.unwrap_or_else(|| {
+                let total = crate::procfs::meminfo().map_or(0, |m| m.total_kb);
+                runner::guard::default_min_available_kb(total)
+            }),
         },
         report.gpus,
         done_tx,

@@ -41,6 +41,7 @@ fn rig_in(base: &Path, gpus: u32, tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
         cgroups: true,
         shim: None,
         lease_file: None,
+        min_available_kb: 0,
     };
     tune(&mut cfg);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -387,6 +388,64 @@ async fn reports_memory_and_cpu() {
     assert!(f.cpu_ms > 0, "{f:?}");
 }
 
+/// A leak faster than the once-a-second sampling: the kernel caps the
+/// frame's cgroup a little above its reservation, and the OOM kill there
+/// is reported as out of memory. Needs cgroups (root).
+#[tokio::test]
+async fn a_fast_leak_is_capped_by_the_kernel_and_reported_out_of_memory() {
+    if !is_root() {
+        eprintln!("skipped: cgroups need root");
+        return;
+    }
+    let mut r = rig(|_| {});
+    // `tail` keeps the one endless line in memory: 600 MB in well under
+    // a second.
+    let mut l = r.frame(1, sh("head -c 600M /dev/zero | tail; echo survived $?"));
+    l.memory_limit_kb = Some(64 << 10);
+    let start = Instant::now();
+    r.runner.launch(l);
+    let f = r.next().await;
+    assert!(matches!(f.exit, Exit::OutOfMemory { .. }), "{:?}", f.exit);
+    // The cap: 64M + 1/8 + 32M = 104M, whatever the sampler saw.
+    assert!(f.max_rss_kb < 128 << 10, "{f:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+/// When the host is short of memory (here: always, the threshold is
+/// huge), frames are killed one at a time, the one furthest over its
+/// reservation first, and a frame within its reservation is left alone.
+#[tokio::test]
+async fn the_memory_guard_kills_the_frame_furthest_over_its_reservation_first() {
+    let mut r = rig(|c| c.min_available_kb = u64::MAX / 4);
+    let hold = |mb: u32, secs: u32| {
+        sh(&format!(
+            "python3 -c \"b=bytearray({mb}*1024*1024); import time; time.sleep({secs})\""
+        ))
+    };
+    let mut within = r.frame(1, hold(60, 5));
+    within.memory_limit_kb = Some(200 << 10);
+    r.runner.launch(within);
+    r.runner.launch(r.frame(2, hold(20, 30)));
+    r.runner.launch(r.frame(3, hold(50, 30)));
+    let order: Vec<(i64, Exit)> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let f = r.next().await;
+            v.push((f.attempt.0, f.exit));
+        }
+        v
+    };
+    assert!(
+        matches!(order[0], (3, Exit::OutOfMemory { rss_kb }) if rss_kb >= 50 << 10),
+        "{order:?}"
+    );
+    assert!(
+        matches!(order[1], (2, Exit::OutOfMemory { .. })),
+        "{order:?}"
+    );
+    assert_eq!(order[2], (1, Exit::Exited(0)), "{order:?}");
+}
+
 #[tokio::test]
 async fn a_frame_past_its_memory_reservation_is_killed_as_out_of_memory() {
     let mut r = rig(|_| {});
@@ -592,6 +651,7 @@ fn worker_to_be_killed() {
                 cgroups: true,
                 shim: Some(shim.clone()),
                 lease_file: Some(lease.clone()),
+                min_available_kb: 0,
             },
             0,
             tx,

@@ -43,6 +43,11 @@ pub struct WorkerArgs {
     /// Allow frames to run as root (uid 0).
     #[arg(long)]
     allow_root: bool,
+    /// When the host's available memory falls below this, kill the frame
+    /// furthest over its memory reservation (reported out of memory).
+    /// Default: 5% of the host's memory, between 128M and 1G; 0: never.
+    #[arg(long)]
+    min_available_memory: Option<String>,
 }
 
 #[derive(Args)]
@@ -133,6 +138,13 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         .memory
         .map(|m| parse_memory_kb(&m).map_err(|e| anyhow::anyhow!("--memory: {e}")))
         .transpose()?;
+    let min_available_kb = a
+        .min_available_memory
+        .map(|m| match m.trim() {
+            "0" => Ok(0),
+            m => parse_memory_kb(m).map_err(|e| anyhow::anyhow!("--min-available-memory: {e}")),
+        })
+        .transpose()?;
     let is_root = unsafe { libc::geteuid() } == 0;
     let work_dir = a.work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("kiln-worker-{}", unsafe { libc::geteuid() }))
@@ -148,6 +160,7 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         allow_root: a.allow_root,
         // This very binary, whatever replaces it on disk meanwhile.
         shim: Some(PathBuf::from("/proc/self/exe")),
+        min_available_kb,
     })
 }
 
@@ -189,6 +202,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             memory: a.memory,
             work_dir: Some(data.join("worker")),
             allow_root: true,
+            min_available_memory: None,
         },
         &url,
     )?;

@@ -190,6 +190,33 @@ fn killing_a_frame_kills_processes_that_left_its_group() {
     );
 }
 
+/// A leak faster than the worker's sampling is stopped by the kernel at the
+/// frame's cgroup cap, in the frame's supervisor, and reported as OOM: the
+/// server then retries the frame with more memory.
+#[test]
+fn a_fast_leak_is_stopped_by_the_kernel_and_reported_oom() {
+    let farm = Farm::start(1, 1);
+    let job = farm.submit(
+        "leak",
+        "name: leak\nlayers:\n  - name: a\n    command: 'head -c 400M /dev/zero | tail'\n    frames: 1\n    memory: 64M\n    retries: 0\n",
+    );
+    // The first attempt is OOM, and the server retries with more memory.
+    wait_until(Duration::from_secs(20), || {
+        farm.frames(&job)[0]["attempts"].as_u64() >= Some(2)
+    });
+    let log = farm.kiln(&["log", &job, "a/1", "--attempt", "1"]);
+    assert!(log.contains("killed: out of memory"), "{log}");
+    let rss: u64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("max rss: "))
+        .and_then(|v| v.strip_suffix('M'))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::MAX) as u64;
+    assert!(rss < 128, "capped near its reservation: {log}");
+    let f = &farm.frames(&job)[0];
+    assert!(f["memory_kb"].as_u64().unwrap() > 64 << 10, "{f}");
+}
+
 /// Alive and not a zombie.
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

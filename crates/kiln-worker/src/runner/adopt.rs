@@ -192,6 +192,7 @@ impl Runner {
                 usage: Usage::default(),
                 stop: None,
                 finishing: false,
+                kill_now: false,
                 wake: run.wake.clone(),
                 gpus: meta.gpus,
                 memory_limit_kb: meta.memory_limit_kb,

@@ -23,6 +23,7 @@
 
 mod adopt;
 mod exec;
+pub mod guard;
 mod logfile;
 mod prepare;
 mod shim;
@@ -74,6 +75,9 @@ pub struct RunnerConfig {
     pub shim: Option<PathBuf>,
     /// The lease the supervisors enforce (see [`write_lease`]).
     pub lease_file: Option<PathBuf>,
+    /// Below this much available memory on the host, the frame furthest
+    /// over its reservation is killed (see [`guard`]); 0: never.
+    pub min_available_kb: u64,
 }
 
 impl RunnerConfig {
@@ -89,6 +93,7 @@ impl RunnerConfig {
             cgroups: true,
             shim: None,
             lease_file: None,
+            min_available_kb: 0,
         }
     }
 }
@@ -187,6 +192,8 @@ struct State {
     frames: HashMap<AttemptId, Slot>,
     gpu_busy: Vec<bool>,
     sampling: bool,
+    /// The frame the memory guard is killing; no other until it is gone.
+    guard_kill: Option<AttemptId>,
     /// Accounts resolved lately, by name: a lookup reads /etc/passwd and
     /// /etc/group (or asks LDAP), which is slow next to a frame start.
     users: HashMap<String, (std::time::Instant, Identity)>,
@@ -203,6 +210,8 @@ struct Slot {
     stop: Option<Exit>,
     /// The exit is decided; kills no longer apply.
     finishing: bool,
+    /// Stop with SIGKILL at once, no grace (the host is short of memory).
+    kill_now: bool,
     wake: Arc<Notify>,
     gpus: Vec<u32>,
     memory_limit_kb: Option<u64>,
@@ -263,6 +272,7 @@ impl Runner {
                     frames: HashMap::new(),
                     gpu_busy: vec![false; gpus_total as usize],
                     sampling: false,
+                    guard_kill: None,
                     users: HashMap::new(),
                 }),
                 spawner,
@@ -293,6 +303,7 @@ impl Runner {
                     usage: Usage::default(),
                     stop: None,
                     finishing: false,
+                    kill_now: false,
                     wake: Arc::new(Notify::new()),
                     gpus: Vec::new(),
                     memory_limit_kb: l.memory_limit_kb,
@@ -380,6 +391,9 @@ impl Inner {
     fn report(&self, f: Finished) {
         {
             let mut st = self.lock();
+            if st.guard_kill == Some(f.attempt) {
+                st.guard_kill = None;
+            }
             if let Some(slot) = st.frames.remove(&f.attempt) {
                 for g in slot.gpus {
                     if let Some(b) = st.gpu_busy.get_mut(g as usize) {

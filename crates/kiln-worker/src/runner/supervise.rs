@@ -4,9 +4,10 @@
 //! task that samples every running frame's memory and CPU from `/proc`,
 //! and asks for the kill of a frame past its memory reservation.
 
+use super::guard::{self, Candidate};
 use super::logfile::{footer, ms};
 use super::tree::Tree;
-use super::{Exit, Finished, Inner, Usage};
+use super::{Exit, Finished, Inner, State, Usage};
 use crate::procfs;
 use kiln_core::model::AttemptId;
 use std::fs::File;
@@ -63,8 +64,14 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             biased;
             _ = &mut exited => break,
             _ = r.wake.notified(), if running => {
-                r.tree.term();
-                phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
+                let now = inner.lock().frames.get(&r.attempt).is_some_and(|s| s.kill_now);
+                if now {
+                    r.tree.kill();
+                    phase = Phase::Killing;
+                } else {
+                    r.tree.term();
+                    phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
+                }
             }
             _ = sleep_opt(timeout_at) => {
                 if let Some(s) = inner.lock().frames.get_mut(&r.attempt) {
@@ -233,7 +240,12 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
         if pgids.is_empty() {
             continue;
         }
-        let Ok(groups) = tokio::task::spawn_blocking(move || procfs::scan_groups(&pgids)).await
+        let guarded = inner.cfg.min_available_kb > 0;
+        let Ok((groups, mem)) = tokio::task::spawn_blocking(move || {
+            let mem = guarded.then(procfs::meminfo).and_then(Result::ok);
+            (procfs::scan_groups(&pgids), mem)
+        })
+        .await
         else {
             continue;
         };
@@ -252,5 +264,44 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
                 }
             }
         }
+        if let Some(mem) = mem.filter(|_| st.guard_kill.is_none()) {
+            guard_host(&inner, &mut st, mem.available_kb);
+        }
     }
+}
+
+/// The host is short of memory: kill the frame furthest over its
+/// reservation, at once (no grace), and no other until it is gone.
+fn guard_host(inner: &Inner, st: &mut State, available_kb: u64) {
+    let frames: Vec<Candidate> = st
+        .frames
+        .iter()
+        .filter(|(_, s)| !s.finishing && s.stop.is_none() && s.pgid > 0)
+        .map(|(a, s)| Candidate {
+            attempt: *a,
+            rss_kb: s.usage.rss_kb,
+            reserved_kb: s.memory_limit_kb,
+        })
+        .collect();
+    let min = inner.cfg.min_available_kb;
+    let Some(attempt) = guard::victim(available_kb, min, &frames) else {
+        return;
+    };
+    let Some(s) = st.frames.get_mut(&attempt) else {
+        return;
+    };
+    tracing::warn!(
+        %attempt,
+        "the host has {} MiB of memory available, under {} MiB: killing the frame \
+         furthest over its reservation ({} MiB used, {} MiB reserved)",
+        available_kb >> 10,
+        min >> 10,
+        s.usage.rss_kb >> 10,
+        s.memory_limit_kb.unwrap_or(0) >> 10
+    );
+    s.kill_now = true;
+    s.request_stop(Exit::OutOfMemory {
+        rss_kb: s.usage.rss_kb,
+    });
+    st.guard_kill = Some(attempt);
 }
