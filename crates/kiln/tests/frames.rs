@@ -88,9 +88,15 @@ fn ran_once(farm: &Farm, job: &str, case: &str) {
     let marks = farm.path("marks");
     let overlap = overlap_ms(&marks);
     let done = read(&marks.join("done"));
+    let mut r = runs(&marks);
+    r.sort_by_key(|r| r.1);
+    let gaps: Vec<String> = r
+        .windows(2)
+        .map(|w| format!("{} ms", (w[1].1 as i128 - w[0].2 as i128) / 1_000_000))
+        .collect();
     eprintln!(
-        "{case}: {} run(s), overlap {overlap} ms, finished {} time(s)",
-        runs(&marks).len(),
+        "{case}: {} run(s), overlap {overlap} ms, gap between runs {gaps:?}, finished {} time(s)",
+        r.len(),
         done.lines().count()
     );
     assert_eq!(overlap, 0, "{case}: two runs of the frame overlapped");

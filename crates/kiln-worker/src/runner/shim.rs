@@ -8,7 +8,8 @@
 //! Talks to the daemon through files and one pipe, no sockets:
 //! - fd 3: one line once the frame is spawned, `ok <pid>` or
 //!   `err <step> <errno>`, then closed;
-//! - the lease file (see [`write_lease`]), read every [`POLL`];
+//! - the lease file (see [`write_lease`]), read again when the deadline
+//!   it last read comes (at least every [`POLL_MAX`]);
 //! - `<state>/exit`, written when the frame's tree is empty: wait status,
 //!   max RSS, CPU, OOM kills, whether the lease killed it.
 //!
@@ -18,13 +19,14 @@
 use super::spawn;
 use crate::cgroup::FrameCgroup;
 use std::ffi::{CString, OsString};
-use std::io::Write as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How often the lease file is read.
-const POLL: Duration = Duration::from_millis(100);
+/// The longest the lease file goes unread; and the shortest wait, so that
+/// a lease written in the past cannot make the supervisor spin.
+const POLL_MAX: Duration = Duration::from_secs(1);
+const POLL_MIN: Duration = Duration::from_millis(20);
 
 /// What the supervisor is told on its command line.
 #[derive(Debug, Default, PartialEq)]
@@ -277,11 +279,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let tree = Tree { cgroup, pgid: pid };
     let exit = supervise(&a, &tree, pid);
     let tmp = a.state.join("exit.tmp");
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(exit.to_line().as_bytes())?;
-            f.sync_all()
-        })
+    // Not synced: it must outlive the daemon, not the host, whose crash
+    // ends the frame anyway.
+    let written = std::fs::write(&tmp, exit.to_line())
         .and_then(|()| std::fs::rename(&tmp, a.state.join("exit")));
     i32::from(written.is_err())
 }
@@ -308,17 +308,28 @@ fn supervise(a: &Args, tree: &Tree, pid: i32) -> ShimExit {
     let mut lease = a.lease.as_deref().and_then(read_lease);
     let mut lease_expired = false;
     loop {
+        // Sleep until the next deadline this supervisor knows of; a
+        // renewal is read then, before anything is killed.
+        let next = match (&phase, lease) {
+            (Phase::Running, Some((term_at, _))) => Some(term_at),
+            (Phase::Terminating(at), Some((_, kill_at))) => Some((*at).min(kill_at)),
+            (Phase::Killed, _) => Some(0),
+            _ => None,
+        };
+        let wait = next.map_or(POLL_MAX, |t| {
+            Duration::from_millis(t.saturating_sub(boot_ms())).clamp(POLL_MIN, POLL_MAX)
+        });
         if pidfd >= 0 {
             let mut pfd = libc::pollfd {
                 fd: pidfd,
                 events: libc::POLLIN,
                 revents: 0,
             };
-            if unsafe { libc::poll(&mut pfd, 1, POLL.as_millis() as i32) } > 0 {
+            if unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as i32) } > 0 {
                 break;
             }
         } else {
-            std::thread::sleep(POLL);
+            std::thread::sleep(wait.min(POLL_MIN * 5));
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
             let flags = libc::WEXITED | libc::WNOWAIT | libc::WNOHANG;
             let rc = unsafe { libc::waitid(libc::P_PID, pid as u32, &mut info, flags) };
