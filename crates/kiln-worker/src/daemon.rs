@@ -40,6 +40,9 @@ pub struct WorkerConfig {
     /// over its reservation is killed; `None`: 5 % of the host's memory
     /// (128 MiB to 1 GiB), `Some(0)`: never.
     pub min_available_kb: Option<u64>,
+    /// Run each frame in its own cgroup where the host allows it (else, or
+    /// if false, in its own process group).
+    pub cgroups: bool,
 }
 
 struct Daemon {
@@ -234,7 +237,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             allow_root: cfg.allow_root,
             host_name: report.name.clone(),
             kill_grace: KILL_GRACE,
-            cgroups: true,
+            cgroups: cfg.cgroups,
             shim: cfg.shim.clone(),
             lease_file: cfg.shim.as_ref().map(|_| cfg.work_dir.join("lease")),
             min_available_kb: cfg.min_available_kb.unwrap_or_else(|| {

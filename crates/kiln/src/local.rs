@@ -48,6 +48,10 @@ pub struct WorkerArgs {
     /// Default: 5% of the host's memory, between 128M and 1G; 0: never.
     #[arg(long)]
     min_available_memory: Option<String>,
+    /// Run frames in process groups only, not in cgroups of their own (a
+    /// process a frame starts in a session of its own then survives it).
+    #[arg(long)]
+    no_cgroups: bool,
 }
 
 #[derive(Args)]
@@ -161,6 +165,7 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         // This very binary, whatever replaces it on disk meanwhile.
         shim: Some(PathBuf::from("/proc/self/exe")),
         min_available_kb,
+        cgroups: !a.no_cgroups,
     })
 }
 
@@ -203,6 +208,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             work_dir: Some(data.join("worker")),
             allow_root: true,
             min_available_memory: None,
+            no_cgroups: false,
         },
         &url,
     )?;

@@ -115,6 +115,24 @@ fn a_sigkilled_worker_leaves_no_frame_running_when_it_is_requeued() {
     ran_once(&farm, &job, "worker SIGKILLed");
 }
 
+/// The same where no cgroup is used: the frame's process group is killed.
+#[test]
+fn without_cgroups_a_sigkilled_worker_leaves_no_frame_running() {
+    let mut farm = Farm::start_with(0, 1, "3s");
+    for w in ["w0", "w1"] {
+        farm.add_worker_with(w, 1, &["--allow-root", "--no-cgroups"]);
+    }
+    farm.wait_hosts(2);
+    let job = farm.submit("wrapped", &wrapper(&farm));
+    wait_ticks(&farm, 3);
+    let w = frame_worker(&farm, &job);
+    farm.workers[w].kill().unwrap();
+    farm.workers[w].wait().unwrap();
+    ran_once(&farm, &job, "worker SIGKILLed, no cgroups");
+    let log = read(&farm.path("worker-w0.log"));
+    assert!(log.contains("frames run in process groups only"), "{log}");
+}
+
 #[test]
 fn a_frozen_worker_leaves_no_frame_running_when_it_is_requeued() {
     let farm = Farm::start_with(2, 1, "3s");

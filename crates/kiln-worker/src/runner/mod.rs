@@ -261,7 +261,13 @@ impl Runner {
                 );
                 None
             }
-            None => None,
+            None => {
+                tracing::info!(
+                    "frames run in process groups only (cgroups turned off): a process \
+                     that leaves its frame's group survives the frame's kill"
+                );
+                None
+            }
         };
         Runner {
             inner: Arc::new(Inner {
