@@ -45,6 +45,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use supervise::sample_loop;
@@ -173,6 +174,9 @@ pub struct Runner {
 
 struct Inner {
     cfg: RunnerConfig,
+    /// The memory guard's threshold (KiB; 0: off), from the config and
+    /// changeable while frames run.
+    min_available_kb: AtomicU64,
     /// Where frames' cgroups are made; `None`: process groups only.
     cgroups: Option<Cgroups>,
     done: UnboundedSender<Finished>,
@@ -271,6 +275,7 @@ impl Runner {
         };
         Runner {
             inner: Arc::new(Inner {
+                min_available_kb: AtomicU64::new(cfg.min_available_kb),
                 cfg,
                 cgroups,
                 done,
@@ -354,6 +359,12 @@ impl Runner {
         for slot in st.frames.values_mut().filter(|s| !s.finishing) {
             slot.request_stop(Exit::Killed(reason.to_owned()));
         }
+    }
+
+    /// Changes the memory guard's threshold (KiB of available memory; 0:
+    /// off) for the samples to come.
+    pub fn set_min_available_kb(&self, kb: u64) {
+        self.inner.min_available_kb.store(kb, Ordering::Relaxed);
     }
 
     /// Running frames and their latest sampled usage.

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::unix::AsyncFd;
@@ -240,7 +241,7 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
         if pgids.is_empty() {
             continue;
         }
-        let guarded = inner.cfg.min_available_kb > 0;
+        let guarded = inner.min_available_kb.load(Ordering::Relaxed) > 0;
         let Ok((groups, mem)) = tokio::task::spawn_blocking(move || {
             let mem = guarded.then(procfs::meminfo).and_then(Result::ok);
             (procfs::scan_groups(&pgids), mem)
@@ -283,7 +284,7 @@ fn guard_host(inner: &Inner, st: &mut State, available_kb: u64) {
             reserved_kb: s.memory_limit_kb,
         })
         .collect();
-    let min = inner.cfg.min_available_kb;
+    let min = inner.min_available_kb.load(Ordering::Relaxed);
     let Some(attempt) = guard::victim(available_kb, min, &frames) else {
         return;
     };
