@@ -110,11 +110,33 @@ impl Cgroups {
         } else {
             v1("memory").map(|b| (Memory::V1, b))
         };
-        Ok(Cgroups {
+        let found = Cgroups {
             killer,
             kill_base,
             memory,
-        })
+        };
+        found.prune();
+        Ok(found)
+    }
+
+    /// Removes the cgroups of workers gone without cleaning up, once they
+    /// hold no frame's cgroup (a cgroup with a child or a process cannot be
+    /// removed, so a live worker's frames are safe).
+    fn prune(&self) {
+        let bases = std::iter::once(&self.kill_base).chain(self.memory.as_ref().map(|m| &m.1));
+        for base in bases {
+            let Some(parent) = base.parent() else {
+                continue;
+            };
+            for e in fs::read_dir(parent).into_iter().flatten().flatten() {
+                let dir = e.path();
+                // Never a frame's cgroup: one may be empty for an instant
+                // before its frame joins it.
+                if dir != *base && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::remove_dir(&dir);
+                }
+            }
+        }
     }
 
     /// Removes this worker's own cgroups if no frame is left in them.
@@ -154,11 +176,9 @@ impl Cgroups {
             memory_v2: matches!(self.memory, Some((Memory::V2, _))),
         };
         for dir in cg.dirs() {
-            match fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
+            // The worker's own cgroup too: another worker's startup may
+            // have pruned it while it was empty.
+            fs::create_dir_all(dir)?;
         }
         cg.kill_until_empty(Duration::from_secs(5));
         if let Some(bytes) = memory_bytes {

@@ -213,11 +213,21 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     }
     let cgroup = FrameCgroup::from_args(&a.cgroup);
-    let procs: Vec<std::fs::File> = cgroup
+    // A cgroup that cannot be joined is the host's failure, said as such:
+    // the frame never runs unconfined where a cgroup was meant for it.
+    let procs: Result<Vec<std::fs::File>, _> = cgroup
         .iter()
         .flat_map(|cg| cg.procs_files())
-        .filter_map(|p| std::fs::OpenOptions::new().write(true).open(p).ok())
+        .map(|p| std::fs::OpenOptions::new().write(true).open(p))
         .collect();
+    let procs = match procs {
+        Ok(p) => p,
+        Err(e) => {
+            let step = spawn::Step::Cgroup as i32;
+            let _ = report(format!("err {step} {}\n", e.raw_os_error().unwrap_or(0)).as_bytes());
+            return 1;
+        }
+    };
     use std::os::fd::AsRawFd;
     let procs_fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let cstr = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).unwrap_or_default();

@@ -86,8 +86,9 @@ pub(super) fn start(
         let procs: Vec<std::fs::File> = cgroup
             .iter()
             .flat_map(|c| c.procs_files())
-            .filter_map(|p| std::fs::OpenOptions::new().write(true).open(p).ok())
-            .collect();
+            .map(|p| std::fs::OpenOptions::new().write(true).open(p))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Failed::Step(spawn::Step::Cgroup, e))?;
         let fds: Vec<RawFd> = procs.iter().map(|f| f.as_raw_fd()).collect();
         let pid = spawn::spawn(&spawn::Child {
             path: &exec.path,
@@ -214,6 +215,9 @@ pub(super) fn start(
             unsafe { libc::waitpid(shim_pid, &mut status, 0) };
             return Err(match other {
                 Some(Err(f)) => {
+                    if let Some(c) = &cgroup {
+                        c.remove();
+                    }
                     let _ = std::fs::remove_dir_all(&state);
                     f
                 }
