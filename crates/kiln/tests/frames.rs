@@ -173,6 +173,46 @@ fn a_worker_restarted_at_once_adopts_its_running_frame() {
     assert!(log.contains("exit status: 0"), "{log}");
 }
 
+/// A worker stopped with SIGTERM still announces it and kills its frames,
+/// whole, before it exits: their supervisors do not keep them running.
+#[test]
+fn a_worker_stopped_with_sigterm_kills_its_frames_whole() {
+    let mut farm = Farm::start(1, 1);
+    let job = farm.submit("wrapped", &wrapper(&farm));
+    wait_ticks(&farm, 3);
+    let mut w = farm.workers.remove(0);
+    unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
+    let t = std::time::Instant::now();
+    while w.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the worker ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let marks = farm.path("marks");
+    let ticks = |m: &Path| runs(m).iter().map(|r| r.2).max().unwrap_or(0);
+    let last = ticks(&marks);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        ticks(&marks),
+        last,
+        "the frame ticks on after its worker stopped"
+    );
+    assert!(read(&marks.join("done")).is_empty());
+    let shims = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("frame-shim state={}", farm.path("").display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(shims.stdout.is_empty(), "a frame supervisor is left");
+    wait_until(Duration::from_secs(10), || {
+        farm.frames(&job)[0]["state"] == "WAITING"
+    });
+}
+
 /// Whether the farm's first worker found cgroups (`memory`: with a memory
 /// controller); tests that need them are skipped where it did not (not root).
 fn worker_has_cgroups(farm: &Farm, memory: bool) -> bool {
