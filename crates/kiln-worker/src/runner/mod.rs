@@ -16,7 +16,10 @@
 //!   blocking pool, whose threads retire when idle, would kill healthy
 //!   frames. The thread lives as long as the runner or any of its frames.
 //!   Only a frame's main process gets that signal: its own children are
-//!   orphaned if the worker dies without [`Runner::kill_all`].
+//!   orphaned if the worker dies without [`Runner::kill_all`]. Hence the
+//!   supervisors (`RunnerConfig::shim`): they have no parent-death signal,
+//!   are the frames' parents, and kill a frame's whole tree when the
+//!   worker's lease runs out; the worker's death costs them nothing.
 //! - one async task per running frame waits on a pidfd (no thread), handles
 //!   the timeout and kills, reaps with `wait4` and reports.
 //! - one async task samples `/proc` once a second while any frame runs.
