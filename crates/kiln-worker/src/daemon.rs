@@ -35,6 +35,17 @@ pub struct WorkerConfig {
     pub allow_root: bool,
     /// The most bytes of a frame's log kept; the rest is dropped.
     pub log_cap: u64,
+    /// The `kiln` binary, to run every frame under a supervisor process
+    /// that outlives this daemon and enforces its lease; `None`: frames are
+    /// this process's children (for tests and embedders).
+    pub shim: Option<PathBuf>,
+    /// Below this much available memory on the host, the frame furthest
+    /// over its reservation is killed; `None`: 5 % of the host's memory
+    /// (128 MiB to 1 GiB), `Some(0)`: never.
+    pub min_available_kb: Option<u64>,
+    /// Run each frame in its own cgroup where the host allows it (else, or
+    /// if false, in its own process group).
+    pub cgroups: bool,
 }
 
 struct Daemon {
@@ -47,6 +58,8 @@ struct Daemon {
     /// Shutting down: frames are being killed, nothing new starts.
     stopping: bool,
     stop_deadline: Option<Instant>,
+    /// The lease the frames' supervisors enforce, as last written.
+    lease_written: Option<(Ms, Ms)>,
 }
 
 impl Daemon {
@@ -67,6 +80,26 @@ impl Daemon {
                 log_size: 0,
             })
             .collect()
+    }
+
+    fn lease_file(&self) -> PathBuf {
+        self.cfg.work_dir.join("lease")
+    }
+
+    /// Hands a renewed lease on to the frames' supervisors.
+    fn publish_lease(&mut self) {
+        let Some(ends) = self.session.lease_ends() else {
+            return;
+        };
+        if self.cfg.shim.is_none() || self.lease_written == Some(ends) {
+            return;
+        }
+        let (now, boot) = (self.now(), runner::boot_ms());
+        let at = |t: Ms| (boot + t).saturating_sub(now);
+        match runner::write_lease(&self.lease_file(), at(ends.0), at(ends.1)) {
+            Ok(()) => self.lease_written = Some(ends),
+            Err(e) => tracing::warn!("cannot write the lease file: {e}"),
+        }
     }
 
     fn local_log(&self, attempt: AttemptId) -> PathBuf {
@@ -182,6 +215,13 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             allow_root: cfg.allow_root,
             host_name: report.name.clone(),
             kill_grace: KILL_GRACE,
+            cgroups: cfg.cgroups,
+            shim: cfg.shim.clone(),
+            lease_file: cfg.shim.as_ref().map(|_| cfg.work_dir.join("lease")),
+            min_available_kb: cfg.min_available_kb.unwrap_or_else(|| {
+                let total = crate::procfs::meminfo().map_or(0, |m| m.total_kb);
+                runner::guard::default_min_available_kb(total)
+            }),
         },
         report.gpus,
         done_tx,
@@ -196,7 +236,15 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         report,
         stopping: false,
         stop_deadline: None,
+        lease_written: None,
     };
+    // Frames an earlier run left run on under this one (or are killed if
+    // they cannot be taken over); Register lists them, and the server says
+    // which continue. Their supervisors keep the lease the earlier run
+    // wrote until this run renews it.
+    for a in d.runner.adopt() {
+        d.session.set_log_sent(a, 0);
+    }
     tokio::pin!(shutdown);
     loop {
         if d.done_stopping() {
@@ -262,6 +310,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                             }
                             let now = d.now();
                             let actions = d.session.on_server(msg, now);
+                            d.publish_lease();
                             if registering && d.session.is_registered() {
                                 // Resend what the server is missing: logs, then ends.
                                 d.ship_logs(&out_tx);

@@ -5,6 +5,7 @@
 //! `session` is the protocol as a pure state machine; `daemon` does the IO;
 //! `runner` owns the frame processes; `host` and `procfs` read the machine.
 
+pub mod cgroup;
 mod daemon;
 mod logship;
 pub mod session;

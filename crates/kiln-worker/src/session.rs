@@ -47,6 +47,11 @@ pub struct Session {
     /// heartbeat the server acknowledged (never later than the server's own
     /// view, so the worker gives frames up before the server does).
     lease_from: Ms,
+    /// The latest renewal itself (`lease_from` also moves when the lease
+    /// runs out, so as not to kill twice); 0: never leased.
+    renewed: Ms,
+    /// The lease as the server counts it.
+    server_lease_ms: Ms,
     seq: u64,
     sent: VecDeque<(u64, Ms)>,
     last_heartbeat: Ms,
@@ -134,6 +139,8 @@ impl Session {
                     .saturating_sub(self.kill_grace_ms + self.heartbeat_ms)
                     .max(lease_ms / 2);
                 self.lease_from = self.sent.front().map_or(now, |s| s.1);
+                self.renewed = self.lease_from;
+                self.server_lease_ms = lease_ms;
                 self.last_heartbeat = now;
                 for (a, size) in self.log_sent.iter_mut() {
                     *size = log_sizes.get(a).copied().unwrap_or(0);
@@ -160,6 +167,7 @@ impl Session {
                     self.sent.pop_front();
                     if s == seq {
                         self.lease_from = self.lease_from.max(t);
+                        self.renewed = self.renewed.max(t);
                     }
                 }
                 Vec::new()
@@ -206,6 +214,22 @@ impl Session {
             }));
         }
         out
+    }
+
+    /// When frames must get SIGTERM and, at the latest, SIGKILL unless the
+    /// lease is renewed: what the frames' supervisors enforce if this
+    /// daemon cannot (it is killed or frozen). SIGTERM when this session
+    /// would kill them; SIGKILL half a heartbeat before the server may
+    /// requeue them, whatever the kill grace. `None` before any lease.
+    pub fn lease_ends(&self) -> Option<(Ms, Ms)> {
+        if self.renewed == 0 {
+            return None;
+        }
+        let term_at = self.renewed + self.lease_ms;
+        let kill_at = (self.renewed + self.server_lease_ms)
+            .saturating_sub(self.heartbeat_ms / 2)
+            .max(term_at);
+        Some((term_at, kill_at))
     }
 
     /// A frame ended: keep its end until acknowledged.
@@ -351,5 +375,24 @@ mod tests {
         assert!(s.tick(10_900, true, hb).is_empty());
         let out = s.tick(11_100, true, hb);
         assert!(matches!(out[0], Action::KillAll(_)));
+    }
+
+    #[test]
+    fn supervisors_get_the_lease_as_last_renewed() {
+        let mut s = Session::new(5_000);
+        assert_eq!(s.lease_ends(), None);
+        registered(&mut s, 1_000);
+        // Lease 10 s, heartbeat 1 s, grace 5 s: SIGTERM when the session
+        // gives up (10 - 5 - 1 = 4 s, but at least half the lease), SIGKILL
+        // half a heartbeat before the server's 10 s.
+        assert_eq!(s.lease_ends(), Some((6_000, 10_500)));
+        s.tick(2_000, true, || (0.0, 0, vec![]));
+        s.on_server(ServerMsg::HeartbeatAck { seq: 1 }, 2_100);
+        assert_eq!(s.lease_ends(), Some((7_000, 11_500)));
+        // Running out moves nothing: only a renewal does.
+        s.disconnected();
+        let out = s.tick(7_100, true, || (0.0, 0, vec![]));
+        assert!(matches!(out[0], Action::KillAll(_)));
+        assert_eq!(s.lease_ends(), Some((7_000, 11_500)));
     }
 }

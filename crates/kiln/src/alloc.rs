@@ -50,8 +50,8 @@ extern "C" fn configure(argc: c_int, argv: *const *const c_char, _envp: *const *
     }
 }
 
-/// Whether the arguments (past the program's name) run `kiln worker`: the
-/// first that is not the global `--server` option.
+/// Whether the arguments (past the program's name) run `kiln worker` or a
+/// frame's supervisor: the first that is not the global `--server` option.
 fn is_worker<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> bool {
     while let Some(a) = args.next() {
         match a {
@@ -59,7 +59,8 @@ fn is_worker<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> bool {
                 args.next();
             }
             a if a.starts_with(b"--server=") => {}
-            a => return a == b"worker",
+            // A frame's supervisor is as small a daemon as the worker.
+            a => return a == b"worker" || a == b"frame-shim",
         }
     }
     false
@@ -78,6 +79,7 @@ mod tests {
         assert!(worker(b"kiln worker --name w0"));
         assert!(worker(b"/usr/bin/kiln --server http://f:7676 worker"));
         assert!(worker(b"kiln --server=http://f:7676 worker"));
+        assert!(worker(b"/proc/self/exe frame-shim 17"));
         assert!(!worker(b"kiln server --data worker"));
         assert!(!worker(b"kiln --server worker jobs"));
         assert!(!worker(b"kiln"));

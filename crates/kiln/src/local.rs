@@ -57,6 +57,15 @@ pub struct WorkerArgs {
     /// goes on).
     #[arg(long, default_value = "1G")]
     log_cap: String,
+    /// When the host's available memory falls below this, kill the frame
+    /// furthest over its memory reservation (reported out of memory).
+    /// Default: 5% of the host's memory, between 128M and 1G; 0: never.
+    #[arg(long)]
+    min_available_memory: Option<String>,
+    /// Run frames in process groups only, not in cgroups of their own (a
+    /// process a frame starts in a session of its own then survives it).
+    #[arg(long)]
+    no_cgroups: bool,
 }
 
 #[derive(Args)]
@@ -159,6 +168,13 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
     if log_cap_kb == 0 {
         bail!("--log-cap: must be at least 1K");
     }
+    let min_available_kb = a
+        .min_available_memory
+        .map(|m| match m.trim() {
+            "0" => Ok(0),
+            m => parse_memory_kb(m).map_err(|e| anyhow::anyhow!("--min-available-memory: {e}")),
+        })
+        .transpose()?;
     let is_root = unsafe { libc::geteuid() } == 0;
     let work_dir = a.work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("kiln-worker-{}", unsafe { libc::geteuid() }))
@@ -173,6 +189,10 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         switch_user: is_root,
         allow_root: a.allow_root,
         log_cap: log_cap_kb * 1024,
+        // This very binary, whatever replaces it on disk meanwhile.
+        shim: Some(PathBuf::from("/proc/self/exe")),
+        min_available_kb,
+        cgroups: !a.no_cgroups,
     })
 }
 
@@ -216,6 +236,8 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             work_dir: Some(data.join("worker")),
             allow_root: true,
             log_cap: "1G".into(),
+            min_available_memory: None,
+            no_cgroups: false,
         },
         &url,
     )?;

@@ -125,6 +125,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A frame's supervisor, started by the worker: no CLI, no runtime.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "frame-shim") {
+        return ExitCode::from(kiln_worker::runner::shim_main(args) as u8);
+    }
     // A command whose reader went away (`kiln frames 1 | head`) ends
     // quietly, as Unix tools do, instead of panicking in println!. Daemons
     // keep ignoring the signal: a closed socket or frame pipe is an error

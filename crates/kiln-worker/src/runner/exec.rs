@@ -21,6 +21,13 @@ pub(super) struct Exec {
     pub(super) cwd: CString,
 }
 
+impl Exec {
+    /// The argument vector, program name first.
+    pub(super) fn argv(&self) -> impl Iterator<Item = &[u8]> {
+        self._argv.iter().map(|a| a.as_bytes())
+    }
+}
+
 pub(super) fn build_exec(inner: &Inner, l: &Launch, p: &Prepared) -> Result<Exec, String> {
     let args: Vec<&OsStr> = match &l.command {
         Command::Shell(s) => vec![OsStr::new("/bin/sh"), OsStr::new("-c"), OsStr::new(s)],

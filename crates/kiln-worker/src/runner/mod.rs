@@ -1,8 +1,12 @@
-//! Runs frames as real processes on this host: one process group per frame,
-//! output straight into a local log file, the job's user when the worker is
-//! root, timeouts and kills that take the whole group down, and the frame's
-//! memory and CPU sampled from `/proc` while it runs (a frame whose group
-//! goes past its memory reservation is killed like a timed-out one).
+//! Runs frames as real processes on this host: one cgroup per frame where
+//! the host allows it (else one process group), output straight into a
+//! local log file, the job's user when the worker is root, timeouts and
+//! kills that take the whole tree down, a kernel memory cap a little above
+//! the reservation, and the frame's memory and CPU sampled from `/proc`
+//! while it runs (a frame whose group goes past its memory reservation is
+//! killed like a timed-out one). With a supervisor (`RunnerConfig::shim`)
+//! each frame runs under its own small process that outlives the worker
+//! and enforces the lease (see `shim`).
 //!
 //! Threads and tasks, kept few because the daemon must stay small:
 //! - one long-lived spawner thread prepares and starts every frame (see
@@ -12,20 +16,30 @@
 //!   blocking pool, whose threads retire when idle, would kill healthy
 //!   frames. The thread lives as long as the runner or any of its frames.
 //!   Only a frame's main process gets that signal: its own children are
-//!   orphaned if the worker dies without [`Runner::kill_all`].
+//!   orphaned if the worker dies without [`Runner::kill_all`]. Hence the
+//!   supervisors (`RunnerConfig::shim`): they have no parent-death signal,
+//!   are the frames' parents, and kill a frame's whole tree when the
+//!   worker's lease runs out; the worker's death costs them nothing.
 //! - one async task per running frame waits on a pidfd (no thread), handles
 //!   the timeout and kills, reaps with `wait4` and reports.
 //! - one async task samples `/proc` once a second while any frame runs.
 
+mod adopt;
 mod exec;
+pub mod guard;
 mod logfile;
 mod prepare;
+mod shim;
 mod spawn;
 mod start;
 mod supervise;
 #[cfg(test)]
 mod tests;
+mod tree;
 
+pub use shim::{boot_ms, main as shim_main, write_lease};
+
+use crate::cgroup::Cgroups;
 use crate::users;
 use kiln_core::model::{AttemptId, Command};
 use prepare::Identity;
@@ -34,6 +48,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use supervise::sample_loop;
@@ -56,6 +71,17 @@ pub struct RunnerConfig {
     pub host_name: String,
     /// SIGTERM → SIGKILL delay when a frame times out or is killed.
     pub kill_grace: Duration,
+    /// Run each frame in its own cgroup where the host allows it.
+    pub cgroups: bool,
+    /// The `kiln` binary, to run each frame under a supervisor process
+    /// (`kiln frame-shim`) that outlives the worker; `None`: frames are the
+    /// worker's own children and die with it.
+    pub shim: Option<PathBuf>,
+    /// The lease the supervisors enforce (see [`write_lease`]).
+    pub lease_file: Option<PathBuf>,
+    /// Below this much available memory on the host, the frame furthest
+    /// over its reservation is killed (see [`guard`]); 0: never.
+    pub min_available_kb: u64,
 }
 
 impl RunnerConfig {
@@ -68,6 +94,10 @@ impl RunnerConfig {
             allow_root: false,
             host_name: host_name.into(),
             kill_grace: DEFAULT_KILL_GRACE,
+            cgroups: true,
+            shim: None,
+            lease_file: None,
+            min_available_kb: 0,
         }
     }
 }
@@ -151,6 +181,11 @@ pub struct Runner {
 
 struct Inner {
     cfg: RunnerConfig,
+    /// The memory guard's threshold (KiB; 0: off), from the config and
+    /// changeable while frames run.
+    min_available_kb: AtomicU64,
+    /// Where frames' cgroups are made; `None`: process groups only.
+    cgroups: Option<Cgroups>,
     done: UnboundedSender<Finished>,
     state: Mutex<State>,
     /// `None` if the spawner thread could not be started; frames are then
@@ -168,6 +203,8 @@ struct State {
     frames: HashMap<AttemptId, Slot>,
     gpu_busy: Vec<bool>,
     sampling: bool,
+    /// The frame the memory guard is killing; no other until it is gone.
+    guard_kill: Option<AttemptId>,
     /// Accounts resolved lately, by name: a lookup reads /etc/passwd and
     /// /etc/group (or asks LDAP), which is slow next to a frame start.
     users: HashMap<String, (std::time::Instant, Identity)>,
@@ -184,6 +221,8 @@ struct Slot {
     stop: Option<Exit>,
     /// The exit is decided; kills no longer apply.
     finishing: bool,
+    /// Stop with SIGKILL at once, no grace (the host is short of memory).
+    kill_now: bool,
     wake: Arc<Notify>,
     gpus: Vec<u32>,
     memory_limit_kb: Option<u64>,
@@ -198,7 +237,12 @@ struct Job {
 impl Runner {
     /// `gpus_total`: GPUs of this host; frames get indices in `0..gpus_total`.
     /// `done` receives one [`Finished`] per launched frame.
-    pub fn new(cfg: RunnerConfig, gpus_total: u32, done: UnboundedSender<Finished>) -> Runner {
+    pub fn new(mut cfg: RunnerConfig, gpus_total: u32, done: UnboundedSender<Finished>) -> Runner {
+        // Frame supervisors start in `/`: they are told absolute paths.
+        if let Ok(p) = std::path::absolute(&cfg.work_dir) {
+            cfg.work_dir = p;
+        }
+        cfg.lease_file = cfg.lease_file.and_then(|p| std::path::absolute(p).ok());
         let (tx, rx) = mpsc::channel::<Job>();
         let spawner = std::thread::Builder::new()
             .name("kiln-spawner".into())
@@ -211,14 +255,42 @@ impl Runner {
             .map(|_| tx);
         let base_path =
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        // The work dir first: the cgroups are named after its real path.
+        let _ = std::fs::create_dir_all(&cfg.work_dir);
+        let cgroups = cfg
+            .cgroups
+            .then(|| Cgroups::detect(&cfg.host_name, &cfg.work_dir));
+        let cgroups = match cgroups {
+            Some(Ok(c)) => {
+                tracing::info!("{}", c.describe());
+                Some(c)
+            }
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "no cgroups for frames ({why}): frames run in process groups only, and a \
+                     process that leaves its frame's group survives the frame's kill"
+                );
+                None
+            }
+            None => {
+                tracing::info!(
+                    "frames run in process groups only (cgroups turned off): a process \
+                     that leaves its frame's group survives the frame's kill"
+                );
+                None
+            }
+        };
         Runner {
             inner: Arc::new(Inner {
+                min_available_kb: AtomicU64::new(cfg.min_available_kb),
                 cfg,
+                cgroups,
                 done,
                 state: Mutex::new(State {
                     frames: HashMap::new(),
                     gpu_busy: vec![false; gpus_total as usize],
                     sampling: false,
+                    guard_kill: None,
                     users: HashMap::new(),
                 }),
                 spawner,
@@ -249,6 +321,7 @@ impl Runner {
                     usage: Usage::default(),
                     stop: None,
                     finishing: false,
+                    kill_now: false,
                     wake: Arc::new(Notify::new()),
                     gpus: Vec::new(),
                     memory_limit_kb: l.memory_limit_kb,
@@ -295,6 +368,12 @@ impl Runner {
         }
     }
 
+    /// Changes the memory guard's threshold (KiB of available memory; 0:
+    /// off) for the samples to come.
+    pub fn set_min_available_kb(&self, kb: u64) {
+        self.inner.min_available_kb.store(kb, Ordering::Relaxed);
+    }
+
     /// Running frames and their latest sampled usage.
     pub fn running(&self) -> Vec<(AttemptId, Usage)> {
         let st = self.inner.lock();
@@ -336,6 +415,9 @@ impl Inner {
     fn report(&self, f: Finished) {
         {
             let mut st = self.lock();
+            if st.guard_kill == Some(f.attempt) {
+                st.guard_kill = None;
+            }
             if let Some(slot) = st.frames.remove(&f.attempt) {
                 for g in slot.gpus {
                     if let Some(b) = st.gpu_busy.get_mut(g as usize) {
@@ -347,6 +429,14 @@ impl Inner {
         tracing::debug!(attempt = %f.attempt, exit = ?f.exit, "frame finished");
         // The receiver is gone only when the worker is shutting down.
         let _ = self.done.send(f);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(c) = &self.cgroups {
+            c.remove_empty();
+        }
     }
 }
 

@@ -32,6 +32,15 @@ pub(super) struct Child<'a> {
     pub stdout: RawFd,
     /// `(uid, gid, groups)` to switch to.
     pub ids: Option<(libc::uid_t, libc::gid_t, &'a [libc::gid_t])>,
+    /// `cgroup.procs` files (open for writing) the child joins, so that
+    /// everything it starts is in its cgroup from the first instruction.
+    pub cgroups: &'a [RawFd],
+    /// Becomes fd 3 of the child (a frame supervisor's report pipe).
+    pub fd3: Option<RawFd>,
+    /// A frame supervisor rather than a frame: its own session, so that it
+    /// outlives the worker and is out of reach of signals to the worker's
+    /// group, and no parent-death signal.
+    pub detach: bool,
 }
 
 /// The step of the child's setup that failed.
@@ -40,6 +49,7 @@ pub(super) enum Step {
     Clone = 1,
     Stdio,
     Setpgid,
+    Cgroup,
     Setgroups,
     Setgid,
     Setuid,
@@ -54,6 +64,7 @@ impl Step {
             Step::Clone => "clone",
             Step::Stdio => "setting up stdio",
             Step::Setpgid => "setpgid",
+            Step::Cgroup => "joining its cgroup",
             Step::Setgroups => "setgroups",
             Step::Setgid => "setgid",
             Step::Setuid => "setuid",
@@ -63,10 +74,11 @@ impl Step {
         }
     }
 
-    fn from_i32(v: i32) -> Step {
+    pub(super) fn from_i32(v: i32) -> Step {
         [
             Step::Stdio,
             Step::Setpgid,
+            Step::Cgroup,
             Step::Setgroups,
             Step::Setgid,
             Step::Setuid,
@@ -132,8 +144,8 @@ thread_local! {
     static STACK: RefCell<Option<Stack>> = const { RefCell::new(None) };
 }
 
-/// Starts `c` in a new process group of its own; returns its pid once it
-/// has exec'd. The caller reaps it.
+/// Starts `c` in a new process group (or session) of its own; returns its
+/// pid once it has exec'd. The caller reaps it.
 pub(super) fn spawn(c: &Child<'_>) -> Result<libc::pid_t, (Step, io::Error)> {
     STACK.with(|cell| {
         let mut cell = cell.borrow_mut();
@@ -198,12 +210,28 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 libc::sigaction(sig, &dfl, std::ptr::null_mut());
             }
         }
-        if libc::setpgid(0, 0) != 0 {
+        let grouped = if c.detach {
+            libc::setsid() >= 0
+        } else {
+            libc::setpgid(0, 0) == 0
+        };
+        if !grouped {
             fail(sh, Step::Setpgid);
+        }
+        // Before the user switch: joining takes root.
+        for &fd in c.cgroups {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(sh, Step::Cgroup);
+            }
         }
         if libc::dup2(c.stdin, 0) < 0 || libc::dup2(c.stdout, 1) < 0 || libc::dup2(c.stdout, 2) < 0
         {
             fail(sh, Step::Stdio);
+        }
+        if let Some(fd) = c.fd3 {
+            if libc::dup2(fd, 3) < 0 {
+                fail(sh, Step::Stdio);
+            }
         }
         if let Some((uid, gid, groups)) = c.ids {
             // Raw system calls: they change this process only.
@@ -222,17 +250,18 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             fail(sh, Step::Chdir);
         }
         // After the id change, which would clear it.
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
+        if !c.detach
+            && libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
         {
             fail(sh, Step::Pdeathsig);
         }
-        if libc::getppid() != sh.parent {
+        if !c.detach && libc::getppid() != sh.parent {
             // The worker died before the signal was armed.
             *libc::__errno_location() = libc::ESRCH;
             fail(sh, Step::Pdeathsig);

@@ -7,7 +7,7 @@ use super::exec::{build_exec, spawn_failure};
 use super::logfile::{footer, header, ms, now_ms};
 use super::prepare::{open_log, prepare, stdio_source};
 use super::supervise::{remove_scratch, supervise, Running};
-use super::{spawn, Exit, Finished, Inner, Job, Launch};
+use super::{spawn, tree, Exit, Finished, Inner, Job, Launch};
 use kiln_core::model::Command;
 use std::fs::File;
 use std::io::Write as _;
@@ -108,27 +108,18 @@ fn start(job: Job) {
                     .map_err(|e| (format!("cannot share the log: {e}"), false))?;
                 low_copy.as_raw_fd()
             };
-            spawn::spawn(&spawn::Child {
-                path: &exec.path,
-                argv: &exec.argv_ptrs,
-                envp: &exec.envp_ptrs,
-                cwd: &exec.cwd,
-                stdin,
-                stdout,
-                ids: p
-                    .identity
-                    .switch
-                    .as_ref()
-                    .map(|(u, g, groups)| (*u, *g, groups.as_slice())),
-            })
-            .map_err(|(step, e)| {
-                let own = own_fault_at_spawn(&l.command, step, &e);
-                (spawn_failure(&l.command, &exec, step, e), own)
+            let io = tree::Stdio { stdin, stdout };
+            tree::start(&inner, &l, &p, &exec, io).map_err(|f| match f {
+                tree::Failed::Step(step, e) => {
+                    let own = own_fault_at_spawn(&l.command, step, &e);
+                    (spawn_failure(&l.command, &exec, step, e), own)
+                }
+                tree::Failed::Other(reason) => (reason, false),
             })
         });
     let started = SystemTime::now();
-    let pid = match spawned {
-        Ok(pid) => pid,
+    let tree = match spawned {
+        Ok(tree) => tree,
         Err((reason, own)) => {
             let exit = if own {
                 Exit::JobCannotStart(reason)
@@ -140,14 +131,14 @@ fn start(job: Job) {
     };
     let spawned_at = Instant::now();
     // The child is unreaped, so its pid cannot be reused before the open.
-    let pidfd = pidfd_open(pid);
+    let pidfd = pidfd_open(tree.pid);
     if let Some(s) = inner.lock().frames.get_mut(&l.attempt) {
-        s.pgid = pid;
+        s.pgid = tree.pgid;
     }
-    tracing::debug!(attempt = %l.attempt, pid, "frame started");
+    tracing::debug!(attempt = %l.attempt, pid = tree.pgid, "frame started");
     let run = Running {
         attempt: l.attempt,
-        pid,
+        tree,
         pidfd,
         wake,
         log: log_file,

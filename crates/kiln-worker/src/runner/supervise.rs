@@ -4,14 +4,17 @@
 //! task that samples every running frame's memory and CPU from `/proc`,
 //! and asks for the kill of a frame past its memory reservation.
 
+use super::guard::{self, Candidate};
 use super::logfile::{footer, ms};
-use super::{Exit, Finished, Inner, Usage};
+use super::tree::Tree;
+use super::{Exit, Finished, Inner, State, Usage};
 use crate::procfs;
 use kiln_core::model::AttemptId;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::unix::AsyncFd;
@@ -21,10 +24,13 @@ use tokio::time::Instant;
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+const LEASE_EXPIRED: &str =
+    "the worker's lease ran out (the daemon was stopped, killed or cut off from the server)";
+
 /// A spawned frame, handed to its task.
 pub(super) struct Running {
     pub(super) attempt: AttemptId,
-    pub(super) pid: i32,
+    pub(super) tree: Tree,
     pub(super) pidfd: Option<OwnedFd>,
     pub(super) wake: Arc<Notify>,
     pub(super) log: File,
@@ -43,7 +49,7 @@ enum Phase {
 }
 
 pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
-    let pid = r.pid;
+    let pid = r.tree.pid;
     let deadline = r.timeout.map(|t| r.spawned_at + t);
     let exited = wait_exited(pid, r.pidfd);
     tokio::pin!(exited);
@@ -59,26 +65,30 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             biased;
             _ = &mut exited => break,
             _ = r.wake.notified(), if running => {
-                signal_group(pid, libc::SIGTERM);
-                phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
+                let now = inner.lock().frames.get(&r.attempt).is_some_and(|s| s.kill_now);
+                if now {
+                    r.tree.kill();
+                    phase = Phase::Killing;
+                } else {
+                    r.tree.term();
+                    phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
+                }
             }
             _ = sleep_opt(timeout_at) => {
                 if let Some(s) = inner.lock().frames.get_mut(&r.attempt) {
                     s.stop.get_or_insert(Exit::TimedOut);
                 }
-                signal_group(pid, libc::SIGTERM);
+                r.tree.term();
                 phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
             }
             _ = sleep_opt(kill_at) => {
-                signal_group(pid, libc::SIGKILL);
+                r.tree.kill();
                 phase = Phase::Killing;
             }
         }
     }
-    // The main process is a zombie, so the group id is still ours: no other
-    // group can have it yet. Take its background children down with it.
-    signal_group(pid, libc::SIGKILL);
-    let (status, rusage) = reap(pid).await;
+    // Nothing of the frame runs on once its main process is gone.
+    let end = r.tree.finish().await;
     let ended = SystemTime::now();
     let (stop, sampled) = {
         let mut st = inner.lock();
@@ -90,7 +100,13 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             None => (None, Usage::default()),
         }
     };
-    let exit = stop.unwrap_or_else(|| match status {
+    let exit = stop.unwrap_or_else(|| match end.status {
+        // The kernel killed a process of the frame at its memory cap.
+        _ if end.oom_kills > 0 => Exit::OutOfMemory {
+            rss_kb: end.max_rss_kb.max(sampled.max_rss_kb),
+        },
+        _ if end.lease_expired => Exit::Killed(LEASE_EXPIRED.into()),
+        _ if end.supervisor_died => Exit::Killed("its supervisor process was killed".into()),
         Some(st) if libc::WIFEXITED(st) => Exit::Exited(libc::WEXITSTATUS(st)),
         Some(st) if libc::WIFSIGNALED(st) => Exit::Signaled(libc::WTERMSIG(st)),
         _ => {
@@ -98,19 +114,13 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             Exit::Exited(-1)
         }
     });
-    let (ru_rss, ru_cpu) = rusage.map_or((0, 0), |ru| {
-        (
-            ru.ru_maxrss.max(0) as u64,
-            tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime),
-        )
-    });
     let finished = Finished {
         attempt: r.attempt,
         exit,
         started_at: ms(r.started),
         ended_at: ms(ended),
-        max_rss_kb: ru_rss.max(sampled.max_rss_kb),
-        cpu_ms: ru_cpu.max(sampled.cpu_ms),
+        max_rss_kb: end.max_rss_kb.max(sampled.max_rss_kb),
+        cpu_ms: end.cpu_ms.max(sampled.cpu_ms),
     };
     let mut log = r.log;
     if let Err(e) = log.write_all(footer(&finished, r.timeout, r.memory_limit_kb).as_bytes()) {
@@ -169,7 +179,7 @@ async fn wait_exited(pid: i32, pidfd: Option<OwnedFd>) {
 
 /// Reaps an exited `pid`: its wait status and resource usage (children it
 /// reaped included).
-async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
+pub(super) async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
     fn wait4(pid: i32, flags: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
         loop {
             let mut status = 0;
@@ -197,12 +207,6 @@ async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
     match got {
         Some((-1, _)) | None => (None, None),
         Some((status, ru)) => (Some(status), Some(ru)),
-    }
-}
-
-fn signal_group(pgid: i32, sig: libc::c_int) {
-    if pgid > 0 {
-        unsafe { libc::killpg(pgid, sig) };
     }
 }
 
@@ -237,7 +241,12 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
         if pgids.is_empty() {
             continue;
         }
-        let Ok(groups) = tokio::task::spawn_blocking(move || procfs::scan_groups(&pgids)).await
+        let guarded = inner.min_available_kb.load(Ordering::Relaxed) > 0;
+        let Ok((groups, mem)) = tokio::task::spawn_blocking(move || {
+            let mem = guarded.then(procfs::meminfo).and_then(Result::ok);
+            (procfs::scan_groups(&pgids), mem)
+        })
+        .await
         else {
             continue;
         };
@@ -256,9 +265,44 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
                 }
             }
         }
+        if let Some(mem) = mem.filter(|_| st.guard_kill.is_none()) {
+            guard_host(&inner, &mut st, mem.available_kb);
+        }
     }
 }
 
-fn tv_ms(tv: libc::timeval) -> u64 {
-    (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64) / 1000
+/// The host is short of memory: kill the frame furthest over its
+/// reservation, at once (no grace), and no other until it is gone.
+fn guard_host(inner: &Inner, st: &mut State, available_kb: u64) {
+    let frames: Vec<Candidate> = st
+        .frames
+        .iter()
+        .filter(|(_, s)| !s.finishing && s.stop.is_none() && s.pgid > 0)
+        .map(|(a, s)| Candidate {
+            attempt: *a,
+            rss_kb: s.usage.rss_kb,
+            reserved_kb: s.memory_limit_kb,
+        })
+        .collect();
+    let min = inner.min_available_kb.load(Ordering::Relaxed);
+    let Some(attempt) = guard::victim(available_kb, min, &frames) else {
+        return;
+    };
+    let Some(s) = st.frames.get_mut(&attempt) else {
+        return;
+    };
+    tracing::warn!(
+        %attempt,
+        "the host has {} MiB of memory available, under {} MiB: killing the frame \
+         furthest over its reservation ({} MiB used, {} MiB reserved)",
+        available_kb >> 10,
+        min >> 10,
+        s.usage.rss_kb >> 10,
+        s.memory_limit_kb.unwrap_or(0) >> 10
+    );
+    s.kill_now = true;
+    s.request_stop(Exit::OutOfMemory {
+        rss_kb: s.usage.rss_kb,
+    });
+    st.guard_kill = Some(attempt);
 }

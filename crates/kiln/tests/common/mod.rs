@@ -226,6 +226,23 @@ impl Farm {
 
 impl Drop for Farm {
     fn drop(&mut self) {
+        // SIGTERM first: a SIGKILLed worker's frames would run on under
+        // their supervisors until its lease ran out, past this test.
+        for w in &mut self.workers {
+            // Only a child not reaped yet: a reaped one's pid may be reused.
+            if matches!(w.try_wait(), Ok(None)) {
+                unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
+            }
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5)
+            && self
+                .workers
+                .iter_mut()
+                .any(|w| w.try_wait().ok().flatten().is_none())
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for w in &mut self.workers {
             let _ = w.kill();
             let _ = w.wait();
