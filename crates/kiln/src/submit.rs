@@ -76,6 +76,10 @@ pub async fn submit_file(client: &Client, path: &Path) -> Result<Submitted> {
         .await?)
 }
 
+/// The shortest and longest a single try may wait for its answer.
+const TRY_MIN: Duration = Duration::from_secs(5);
+const TRY_MAX: Duration = Duration::from_secs(60);
+
 /// Submits with one key until the server answers or `retry_for` has
 /// passed. A submit whose outcome is unknown is sent again: the key makes
 /// the server return the job the first one made, if it made one. The error
@@ -93,20 +97,31 @@ async fn submit_retrying(
     let mut unsure = false;
     let mut noted: Option<Instant> = None;
     loop {
-        let e = match Client::connect(server).await {
-            Ok(c) => match c
+        // A server that accepts but never answers (frozen, swapping) must
+        // not hold the CLI forever: a try past its share of the time has an
+        // unknown outcome, and is sent again with the same key.
+        let limit = retry_for
+            .saturating_sub(started.elapsed())
+            .clamp(TRY_MIN, TRY_MAX);
+        let attempt = async {
+            let c = Client::connect(server).await?;
+            let s = c
                 .submit(
                     text.clone(),
                     crate::os_user(),
                     base.clone(),
                     Some(key.into()),
                 )
-                .await
-            {
-                Ok(s) => return Ok((c, s)),
-                Err(e) => e,
-            },
-            Err(e) => e,
+                .await?;
+            Ok::<_, Error>((c, s))
+        };
+        let e = match tokio::time::timeout(limit, attempt).await {
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(e)) => e,
+            Err(_) => Error::Unavailable(format!(
+                "the server at {server} did not answer within {}s",
+                limit.as_secs()
+            )),
         };
         // The server answered a refusal: its validation is a function of
         // the spec, and the key is looked up before anything else of the

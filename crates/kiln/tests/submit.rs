@@ -141,3 +141,50 @@ fn a_key_makes_one_job_and_nothing_submitted_is_said_only_when_certain() {
     assert!(t.elapsed() >= Duration::from_millis(1500), "it retried");
     assert_eq!(jobs(&farm).len(), 2);
 }
+
+#[test]
+fn a_frozen_server_does_not_hold_a_submit_forever_and_the_key_finds_the_job_later() {
+    let farm = Farm::start(0, 1);
+    let spec = farm.path("frozen.yaml");
+    std::fs::write(
+        &spec,
+        "name: frozen\nlayers: [{name: a, command: \"true\", frames: 1-3}]\n",
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+    let pid = farm.server.as_ref().expect("server running").id() as i32;
+    // The kernel still accepts connections for a stopped server, so the
+    // client connects, sends, and hears nothing back.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let t = Instant::now();
+    let out = Command::new(kiln_bin())
+        .args([
+            "submit",
+            spec,
+            "--json",
+            "--key",
+            "frozen-1",
+            "--retry-for",
+            "2",
+        ])
+        .env("KILN_SERVER", farm.url())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let waited = t.elapsed();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the CLI gave up after {waited:?}: {stderr}");
+    assert!(!out.status.success());
+    assert!(waited < Duration::from_secs(30), "it gave up in time");
+    assert!(
+        stderr.contains("may or may not have been submitted") && stderr.contains("--key frozen-1"),
+        "the outcome is unknown, and the CLI says how to find it out: {stderr}"
+    );
+    // Thawed, the server may or may not have made the job from what it
+    // read; the same key tells, and never makes a second one.
+    let again: Value =
+        serde_json::from_str(&farm.kiln(&["submit", spec, "--json", "--key", "frozen-1"])).unwrap();
+    assert_eq!(again["name"], "frozen");
+    assert_eq!(jobs(&farm).len(), 1, "one job for one key");
+}
