@@ -253,6 +253,11 @@ impl FrameCgroup {
         Ok(())
     }
 
+    /// The file that lists every process of the frame's tree.
+    pub fn members_file(&self) -> PathBuf {
+        self.kill_dir.join("cgroup.procs")
+    }
+
     /// The processes in the frame's tree.
     pub fn pids(&self) -> Vec<i32> {
         fs::read_to_string(self.kill_dir.join("cgroup.procs"))

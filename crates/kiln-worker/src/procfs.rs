@@ -72,8 +72,14 @@ pub struct GroupUsage {
 /// group in `pgids`, the processes whose group it is. Groups with no process
 /// are absent from the result.
 pub fn scan_groups(pgids: &[i32]) -> HashMap<i32, GroupUsage> {
-    let mut out: HashMap<i32, GroupUsage> = HashMap::with_capacity(pgids.len());
-    if pgids.is_empty() {
+    scan(pgids, &HashMap::new())
+}
+
+/// One pass over `/proc`: a process counts for the frame `members` maps
+/// its pid to, else for its group if that is in `pgids`.
+fn scan(pgids: &[i32], members: &HashMap<i32, i32>) -> HashMap<i32, GroupUsage> {
+    let mut out: HashMap<i32, GroupUsage> = HashMap::with_capacity(pgids.len() + members.len());
+    if pgids.is_empty() && members.is_empty() {
         return out;
     }
     let mut wanted = pgids.to_vec();
@@ -102,15 +108,38 @@ pub fn scan_groups(pgids: &[i32]) -> HashMap<i32, GroupUsage> {
             continue;
         }
         let Some(st) = parse_stat(&buf) else { continue };
-        if wanted.binary_search(&st.pgrp).is_err() {
-            continue;
-        }
-        let g = out.entry(st.pgrp).or_default();
+        let key = match members.get(&(pid as i32)) {
+            Some(&frame) => frame,
+            None if wanted.binary_search(&st.pgrp).is_ok() => st.pgrp,
+            None => continue,
+        };
+        let g = out.entry(key).or_default();
         g.rss_kb += st.rss_pages * page_kb;
         g.cpu_ms += ticks_to_ms(st.utime + st.stime + st.cutime + st.cstime, ticks);
         g.procs += 1;
     }
     out
+}
+
+/// [`scan_groups`] for frames, each a process group and, where it has one,
+/// the cgroup whose member list (`cgroup.procs`) is given: a frame's usage
+/// is then that of every process in its cgroup, wherever its group, so a
+/// child that left with `setsid` still counts. Keyed by group.
+pub fn scan_frames(frames: &[(i32, Option<std::path::PathBuf>)]) -> HashMap<i32, GroupUsage> {
+    let mut members: HashMap<i32, i32> = HashMap::new();
+    let mut by_group = Vec::new();
+    for (pgid, list) in frames {
+        let pids = list.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        match pids {
+            Some(pids) => members.extend(
+                pids.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .map(|pid| (pid, *pgid)),
+            ),
+            None => by_group.push(*pgid),
+        }
+    }
+    scan(&by_group, &members)
 }
 
 /// Whether any process of group `pgid` is alive (zombies do not count).

@@ -476,6 +476,36 @@ async fn the_memory_guard_kills_the_frame_furthest_over_its_reservation_first() 
     assert_eq!(order[2], (1, Exit::Exited(0)), "{order:?}");
 }
 
+/// Memory held by a process that left the frame's group (`setsid`) is
+/// the frame's all the same: it is in the frame's cgroup, and the sampler
+/// sums the cgroup. Here it stays under the kernel's cap (reservation
+/// + 1/8 + 32M), so only the sampler can catch it. Needs cgroups (root).
+#[tokio::test]
+async fn memory_of_a_child_that_left_the_frames_group_counts() {
+    if !is_root() {
+        eprintln!("skipped: cgroups need root");
+        return;
+    }
+    let mut r = rig(|_| {});
+    let mut l = r.frame(
+        1,
+        sh("setsid python3 -c \"b=bytearray(125*1024*1024); import time; time.sleep(30)\" & sleep 20"),
+    );
+    l.memory_limit_kb = Some(100 << 10);
+    let start = Instant::now();
+    r.runner.launch(l);
+    let f = r.next().await;
+    match f.exit {
+        Exit::OutOfMemory { rss_kb } => assert!(rss_kb > 100 << 10, "{rss_kb}"),
+        ref other => panic!("{other:?} after {:?}", start.elapsed()),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_frame_past_its_memory_reservation_is_killed_as_out_of_memory() {
     let mut r = rig(|_| {});

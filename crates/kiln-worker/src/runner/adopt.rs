@@ -189,6 +189,7 @@ impl Runner {
             Slot {
                 log_path: meta.log,
                 pgid: run.tree.pgid,
+                members: run.tree.cgroup.as_ref().map(|c| c.members_file()),
                 usage: Usage::default(),
                 stop: None,
                 finishing: false,

@@ -3,8 +3,8 @@
 //! local log file, the job's user when the worker is root, timeouts and
 //! kills that take the whole tree down, a kernel memory cap a little above
 //! the reservation, and the frame's memory and CPU sampled from `/proc`
-//! while it runs (a frame whose group goes past its memory reservation is
-//! killed like a timed-out one). With a supervisor (`RunnerConfig::shim`)
+//! while it runs, summed over its cgroup (else its group); a frame past its
+//! memory reservation is killed like a timed-out one. With a supervisor (`RunnerConfig::shim`)
 //! each frame runs under its own small process that outlives the worker
 //! and enforces the lease (see `shim`).
 //!
@@ -165,7 +165,8 @@ pub struct Finished {
     pub cpu_ms: u64,
 }
 
-/// What a running frame's process group uses, as last sampled.
+/// What a running frame's tree (its cgroup, else its process group) uses,
+/// as last sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
     pub rss_kb: u64,
@@ -215,6 +216,9 @@ struct Slot {
     log_path: PathBuf,
     /// The frame's process group (its main process's pid); 0 until spawned.
     pgid: i32,
+    /// Its cgroup's member list, where it has one: what it uses is summed
+    /// over the whole tree, processes that left its group included.
+    members: Option<PathBuf>,
     usage: Usage,
     /// Set once the runner decided to end the frame; it then ends this way
     /// whatever its exit status.
@@ -318,6 +322,7 @@ impl Runner {
                 Slot {
                     log_path: l.log_path.clone(),
                     pgid: 0,
+                    members: None,
                     usage: Usage::default(),
                     stop: None,
                     finishing: false,

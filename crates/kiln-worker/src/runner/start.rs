@@ -134,6 +134,7 @@ fn start(job: Job) {
     let pidfd = pidfd_open(tree.pid);
     if let Some(s) = inner.lock().frames.get_mut(&l.attempt) {
         s.pgid = tree.pgid;
+        s.members = tree.cgroup.as_ref().map(|c| c.members_file());
     }
     tracing::debug!(attempt = %l.attempt, pid = tree.pgid, "frame started");
     let run = Running {

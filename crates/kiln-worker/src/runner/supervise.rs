@@ -226,7 +226,7 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let pgids: Vec<i32> = {
+        let pgids: Vec<(i32, Option<PathBuf>)> = {
             let mut st = inner.lock();
             if st.frames.is_empty() {
                 st.sampling = false;
@@ -235,7 +235,7 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
             st.frames
                 .values()
                 .filter(|s| s.pgid > 0 && !s.finishing)
-                .map(|s| s.pgid)
+                .map(|s| (s.pgid, s.members.clone()))
                 .collect()
         };
         if pgids.is_empty() {
@@ -244,7 +244,7 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
         let guarded = inner.min_available_kb.load(Ordering::Relaxed) > 0;
         let Ok((groups, mem)) = tokio::task::spawn_blocking(move || {
             let mem = guarded.then(procfs::meminfo).and_then(Result::ok);
-            (procfs::scan_groups(&pgids), mem)
+            (procfs::scan_frames(&pgids), mem)
         })
         .await
         else {
