@@ -220,7 +220,7 @@ fn worker_has_cgroups(farm: &Farm, memory: bool) -> bool {
     let found =
         log.contains("frames run in cgroup") && (!memory || log.contains("memory capped by"));
     if !found {
-        eprintln!("skipped: the worker found no cgroups to use here");
+        skip("the worker found no cgroups to use here");
     }
     found
 }
@@ -305,4 +305,41 @@ fn alive(pid: i32) -> bool {
         .ok()
         .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_owned()))
         .is_some_and(|st| !st.starts_with('Z') && !st.starts_with('X'))
+}
+
+/// The job's environment reaches the frame but not its supervisor, which
+/// runs as the worker's user (root, when frames switch user): a job's
+/// LD_PRELOAD must not load code into it.
+#[test]
+fn the_jobs_environment_reaches_the_frame_not_its_supervisor() {
+    let farm = Farm::start(1, 1);
+    let out = farm.path("seen");
+    let job = farm.submit(
+        "env",
+        &format!(
+            "name: env\nenv: {{KILN_TEST_SECRET: s3cret, LD_PRELOAD: /nonexistent/kiln-test.so}}\n\
+             layers:\n  - name: a\n    command: 'echo \"$KILN_TEST_SECRET\" > {}; sleep 30'\n    frames: 1\n",
+            out.display()
+        ),
+    );
+    wait_until(Duration::from_secs(20), || read(&out).trim() == "s3cret");
+    let shims = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("frame-shim state={}", farm.path("").display()),
+        ])
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = String::from_utf8_lossy(&shims.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 1, "one frame, one supervisor");
+    let environ = std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        !environ.contains("KILN_TEST_SECRET") && !environ.contains("LD_PRELOAD"),
+        "the supervisor holds the job's environment: {environ}"
+    );
+    farm.kiln(&["kill", &job]);
 }

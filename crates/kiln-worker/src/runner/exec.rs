@@ -22,6 +22,15 @@ pub(super) struct Exec {
 }
 
 impl Exec {
+    /// The environment, `KEY=value` entries each ended by a NUL: how a frame
+    /// supervisor is handed it (see `shim`).
+    pub(super) fn env_file(&self) -> Vec<u8> {
+        self._envp
+            .iter()
+            .flat_map(|kv| kv.as_bytes_with_nul().iter().copied())
+            .collect()
+    }
+
     /// The argument vector, program name first.
     pub(super) fn argv(&self) -> impl Iterator<Item = &[u8]> {
         self._argv.iter().map(|a| a.as_bytes())

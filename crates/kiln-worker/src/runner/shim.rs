@@ -28,6 +28,10 @@ use std::time::Duration;
 const POLL_MAX: Duration = Duration::from_secs(1);
 const POLL_MIN: Duration = Duration::from_millis(20);
 
+/// The frame's environment in the supervisor's state directory (mode 0600,
+/// NUL-separated `KEY=value`); the supervisor's own is a bare `PATH`.
+pub(super) const ENV_FILE: &str = "env";
+
 /// What the supervisor is told on its command line.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Args {
@@ -233,14 +237,18 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cstr = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).unwrap_or_default();
     let path = cstr(&a.exec[0]);
     let argv: Vec<CString> = a.exec[1..].iter().map(|s| cstr(s)).collect();
-    let envp: Vec<CString> = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend(v.into_vec());
-            CString::new(kv).unwrap_or_default()
-        })
-        .collect();
+    let envp: Vec<CString> = match std::fs::read(a.state.join(ENV_FILE)) {
+        Ok(env) => env
+            .split(|&b| b == 0)
+            .filter(|kv| !kv.is_empty())
+            .filter_map(|kv| CString::new(kv).ok())
+            .collect(),
+        Err(e) => {
+            let step = spawn::Step::Env as i32;
+            let _ = report(format!("err {step} {}\n", e.raw_os_error().unwrap_or(0)).as_bytes());
+            return 1;
+        }
+    };
     let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
         v.iter()
             .map(|c| c.as_ptr())

@@ -56,6 +56,8 @@ pub(super) enum Step {
     Chdir,
     Pdeathsig,
     Exec,
+    /// A frame supervisor reading the frame's environment (never the child).
+    Env,
 }
 
 impl Step {
@@ -71,6 +73,7 @@ impl Step {
             Step::Chdir => "chdir",
             Step::Pdeathsig => "prctl(PR_SET_PDEATHSIG)",
             Step::Exec => "exec",
+            Step::Env => "reading its environment",
         }
     }
 
@@ -85,6 +88,7 @@ impl Step {
             Step::Chdir,
             Step::Pdeathsig,
             Step::Exec,
+            Step::Env,
         ]
         .into_iter()
         .find(|s| *s as i32 == v)

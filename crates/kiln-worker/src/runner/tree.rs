@@ -125,8 +125,22 @@ pub(super) fn start(
         scratch: p.scratch.clone(),
         gpus: p.gpus.clone(),
     };
+    // The job's environment goes to the supervisor in a file only the
+    // worker's user reads, never in the supervisor's own environment: it runs
+    // as the worker (root, when frames switch user), and a job's
+    // LD_PRELOAD must not load into it.
     std::fs::create_dir_all(&state)
         .and_then(|()| meta.write(&state))
+        .and_then(|()| {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(state.join(shim::ENV_FILE))?
+                .write_all(&exec.env_file())
+        })
         .map_err(|e| {
             Failed::Other(format!(
                 "cannot record the frame in {}: {e}",
@@ -166,11 +180,15 @@ pub(super) fn start(
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let path = cstr(shim_exe.as_os_str());
+    let shim_env = [
+        c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".as_ptr(),
+        std::ptr::null(),
+    ];
     let (rd, wr) = pipe().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
     let shim_pid = spawn::spawn(&spawn::Child {
         path: &path,
         argv: &argv_ptrs,
-        envp: &exec.envp_ptrs,
+        envp: &shim_env,
         cwd: c"/",
         stdin: io.stdin,
         stdout: io.stdout,
