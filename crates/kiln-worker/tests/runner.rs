@@ -52,6 +52,17 @@ fn rig_in(base: &Path, gpus: u32, tune: impl FnOnce(&mut RunnerConfig)) -> Rig {
     }
 }
 
+/// Skips a test this machine cannot run (no root, no cgroups, no tmpfs)
+/// with a line saying why; under CI (`CI` set), where every test must run
+/// for real, fails instead.
+fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run this test for real, but {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
@@ -404,7 +415,7 @@ async fn reports_memory_and_cpu() {
 #[tokio::test]
 async fn a_fast_leak_is_capped_by_the_kernel_and_reported_out_of_memory() {
     if !is_root() {
-        eprintln!("skipped: cgroups need root");
+        skip("cgroups need root");
         return;
     }
     let mut r = rig(|_| {});
@@ -483,7 +494,7 @@ async fn the_memory_guard_kills_the_frame_furthest_over_its_reservation_first() 
 #[tokio::test]
 async fn memory_of_a_child_that_left_the_frames_group_counts() {
     if !is_root() {
-        eprintln!("skipped: cgroups need root");
+        skip("cgroups need root");
         return;
     }
     let mut r = rig(|_| {});
@@ -544,7 +555,7 @@ async fn a_frame_past_its_memory_reservation_is_killed_as_out_of_memory() {
 #[tokio::test]
 async fn unknown_user_fails_to_start() {
     if !is_root() {
-        eprintln!("skipped: needs root");
+        skip("needs root");
         return;
     }
     let mut r = rig(|c| c.switch_user = true);
@@ -564,7 +575,7 @@ async fn unknown_user_fails_to_start() {
 #[tokio::test]
 async fn runs_as_the_jobs_user() {
     if !is_root() {
-        eprintln!("skipped: needs root");
+        skip("needs root");
         return;
     }
     let nobody = users::lookup("nobody").unwrap().expect("host has nobody");
@@ -596,7 +607,7 @@ async fn runs_as_the_jobs_user() {
 #[tokio::test]
 async fn refuses_root_without_allow_root() {
     if !is_root() {
-        eprintln!("skipped: needs root");
+        skip("needs root");
         return;
     }
     let mut r = rig(|c| c.allow_root = false);

@@ -296,7 +296,7 @@ fn hosts_can_be_locked_and_logs_followed() {
 #[test]
 fn a_root_worker_runs_frames_as_their_user_and_never_as_root() {
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: user switching needs the worker to run as root");
+        skip("user switching needs the worker to run as root");
         return;
     }
     let mut farm = Farm::start(0, 1);

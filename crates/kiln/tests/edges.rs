@@ -332,7 +332,7 @@ fn a_full_data_directory_stops_the_server_with_one_clear_error_and_workers_back_
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        skip("cannot mount a tmpfs here (needs root)");
         return;
     }
     struct Unmount(std::path::PathBuf);

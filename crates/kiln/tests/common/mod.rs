@@ -9,6 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Skips a test this machine cannot run (no root, no cgroups, no tmpfs)
+/// with a line saying why; under CI (`CI` set), where every test must run
+/// for real, fails instead.
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run this test for real, but {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
 pub fn kiln_bin() -> &'static str {
     env!("CARGO_BIN_EXE_kiln")
 }
