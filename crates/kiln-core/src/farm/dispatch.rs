@@ -179,6 +179,7 @@ impl Farm {
         f.outcome = None;
         f.exit_status = None;
         f.exit_signal = None;
+        f.reason = None;
         f.max_rss_kb = 0;
         f.cpu_ms = 0;
         let attempt = Attempt {

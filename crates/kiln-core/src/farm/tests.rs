@@ -644,6 +644,14 @@ fn a_jobs_own_errors_fail_its_frames_fast_and_never_the_hosts() {
         }
     }
     assert_eq!(attempts, 6 * 3 * OWN_FAULT_TRIES);
+    // Retried, running again: the last attempt's cause is no longer shown.
+    farm.act(Action::Retry, "j0", &[], None, "me", 1_000_000)
+        .unwrap();
+    assert!(!schedule(&mut farm, 1_000_001).is_empty());
+    for f in farm.list_frames("j0", None, None).unwrap() {
+        assert_eq!(f.state, DisplayState::Running);
+        assert_eq!(f.reason, None, "a running frame shows no old cause");
+    }
 
     // The same failures as the host's (a plain failure to start) still
     // lead to avoiding the host and to REPAIR: nothing else changed.
