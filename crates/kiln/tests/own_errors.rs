@@ -29,6 +29,9 @@ fn jobs_that_cannot_start_die_fast_with_the_cause_and_no_host_goes_to_repair() {
         ("sh", "", "command not found"),
         ("argv", "", "command not found in PATH"),
     ];
+    if !is_root() {
+        skip("an unknown user is only an error where the worker switches users (root)");
+    }
     let mut jobs = Vec::new();
     for i in 0..30 {
         let (kind, extra, cause) = kinds[i % kinds.len()];
