@@ -166,7 +166,7 @@ pub async fn serve(
         r = &mut applier => return match r {
             Ok(Ok(())) => Err(Error::ApplierGone),
             // A failed commit: the store is the truth, memory may be ahead.
-            Ok(Err(Error::Store(e))) => Err(data_dir_failed(e.to_string())),
+            Ok(Err(Error::Store(e))) if e.is_disk_failure() => Err(data_dir_failed(e.to_string())),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::ApplierGone),
         },

@@ -59,3 +59,21 @@ pub enum Error {
         detail: String,
     },
 }
+
+impl Error {
+    /// Whether the failure is the data directory's (full, read-only,
+    /// failing, forbidden) rather than a fault in what was written.
+    pub fn is_disk_failure(&self) -> bool {
+        match self {
+            Error::CreateDir { .. } => true,
+            Error::Database(sqlx::Error::Io(_)) => true,
+            Error::Database(sqlx::Error::Database(e)) => {
+                // SQLite's primary result codes (the low byte of an
+                // extended one): PERM, READONLY, IOERR, CANTOPEN, FULL.
+                let code = e.code().and_then(|c| c.parse::<i32>().ok());
+                matches!(code.map(|c| c & 0xff), Some(3 | 8 | 10 | 13 | 14))
+            }
+            _ => false,
+        }
+    }
+}
