@@ -125,11 +125,9 @@ async fn submit_retrying(
         };
         // The server answered a refusal: its validation is a function of
         // the spec, and the key is looked up before anything else of the
-        // farm, so no earlier try made the job either.
-        let answered = matches!(
-            e,
-            Error::Invalid(_) | Error::NotFound(_) | Error::Internal(_)
-        );
+        // farm, so no earlier try made the job either. (An internal error
+        // may come from anywhere, so it settles nothing.)
+        let answered = matches!(e, Error::Invalid(_) | Error::NotFound(_));
         // Whether this try may have reached the server.
         unsure |= matches!(e, Error::Unavailable(_) | Error::Malformed(_));
         let retry = matches!(e, Error::Unavailable(_) | Error::Unreached(_));
