@@ -11,7 +11,6 @@ use super::tree::Tree;
 use super::{Runner, Slot, Usage};
 use crate::cgroup::FrameCgroup;
 use kiln_core::model::AttemptId;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -133,14 +132,13 @@ impl Runner {
             .ok_or("not a frame")?;
         let meta = Meta::read(state).ok_or("no record of its launch")?;
         let (shim, frame, cgroup) = read_pids(state).ok_or("its supervisor never started it")?;
-        let ended = state.join("exit").exists();
+        // The pidfd first, so the pid cannot be another process's by the
+        // time it is checked; the exit file last, so a supervisor that wrote
+        // it and left in between is seen as ended, not gone.
+        let watch = super::start::pidfd_open(shim);
         let pidfd = if is_shim_of(shim, state) {
-            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, shim, 0) };
-            if fd < 0 {
-                return Err("cannot watch its supervisor");
-            }
-            Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-        } else if ended {
+            Some(watch.ok_or("cannot watch its supervisor")?)
+        } else if state.join("exit").exists() {
             // Ended while no worker ran: reported at once.
             None
         } else {

@@ -211,7 +211,7 @@ fn end_unstarted(
     inner.report(f);
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+pub(super) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     // Kernels before 5.3 (ENOSYS) fall back to a blocking wait.
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
