@@ -175,14 +175,24 @@ impl Cgroups {
             },
             memory_v2: matches!(self.memory, Some((Memory::V2, _))),
         };
-        for dir in cg.dirs() {
-            // The worker's own cgroup too: another worker's startup may
-            // have pruned it while it was empty.
-            fs::create_dir_all(dir)?;
+        // Another worker's startup may have pruned this worker's own cgroup
+        // while it held no frame: made again, with its controllers.
+        if !self.kill_base.exists() {
+            fs::create_dir_all(&self.kill_base)?;
+            if cg.memory_v2 {
+                fs::write(
+                    self.kill_base.join("cgroup.subtree_control"),
+                    "+memory +pids",
+                )?;
+            }
         }
-        cg.kill_until_empty(Duration::from_secs(5));
-        if let Some(bytes) = memory_bytes {
-            cg.set_memory_limit(bytes)?;
+        let made = cg.dirs().try_for_each(fs::create_dir_all).and_then(|()| {
+            cg.kill_until_empty(Duration::from_secs(5));
+            memory_bytes.map_or(Ok(()), |bytes| cg.set_memory_limit(bytes))
+        });
+        if let Err(e) = made {
+            cg.remove();
+            return Err(e);
         }
         Ok(cg)
     }
