@@ -5,6 +5,7 @@
 //! Nothing in this crate does IO, reads a clock or allocates ids on its own:
 //! time and ids are inputs, so every transition is deterministic and testable.
 
+pub mod auth;
 pub mod error;
 pub mod farm;
 pub mod frameset;
