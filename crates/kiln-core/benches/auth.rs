@@ -56,4 +56,18 @@ fn main() {
             checks.len()
         );
     }
+    // What a refused call pays once more, to tell its caller why.
+    let rounds = 20_000;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for &(a, target) in refused.iter() {
+            black_box(
+                authorize(black_box(&alice), a, target)
+                    .into_result()
+                    .unwrap_err(),
+            );
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / (rounds * refused.len()) as f64;
+    println!("authorize, refused and its reason rendered: {ns:.0} ns");
 }
