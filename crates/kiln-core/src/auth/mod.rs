@@ -7,6 +7,9 @@
 //! API get exactly the same rules, and the rules are tested as a table
 //! (`auth/tests.rs`) without a transport or a store in sight.
 
+pub mod identity;
+#[cfg(test)]
+mod identity_tests;
 mod policy;
 #[cfg(test)]
 mod tests;
