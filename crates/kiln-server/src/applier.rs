@@ -403,6 +403,7 @@ fn to_batch(d: Dirty) -> Batch {
         attempts: d.attempts,
         hosts: d.hosts,
         structure: d.structure,
+        ..Batch::default()
     }
 }
 

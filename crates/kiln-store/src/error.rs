@@ -58,6 +58,14 @@ pub enum Error {
         key: String,
         detail: String,
     },
+    /// An identity row (user, grants, token, host credential) does not
+    /// read back.
+    #[error("identity row {kind} {key:?}: {detail}")]
+    CorruptIdentity {
+        kind: String,
+        key: String,
+        detail: String,
+    },
 }
 
 impl Error {

@@ -15,6 +15,8 @@ mod sqlite;
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
 
+use kiln_core::auth::audit::{AuditQuery, AuditRecord};
+use kiln_core::auth::identity;
 use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, Layer};
 use kiln_core::structure::{Change, Record};
 
@@ -39,6 +41,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One attempt, or `Ok(None)` if there is no such attempt.
     async fn attempt(&self, id: AttemptId) -> Result<Option<Attempt>>;
+
+    /// Audit records matching the query, newest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
 
 /// Records to write together. Each record replaces the stored record with
@@ -53,6 +58,11 @@ pub struct Batch {
     /// Structure records to put (insert or replace by kind and key) or
     /// remove, in the order made.
     pub structure: Vec<Change>,
+    /// Identity changes (users, grants, tokens, host credentials), applied
+    /// in their order.
+    pub identity: Vec<identity::Change>,
+    /// Audit records to append; each id is new.
+    pub audit: Vec<AuditRecord>,
 }
 
 impl Batch {
@@ -68,6 +78,8 @@ impl Batch {
             + self.attempts.len()
             + self.hosts.len()
             + self.structure.len()
+            + self.identity.len()
+            + self.audit.len()
     }
 }
 
@@ -82,6 +94,8 @@ pub struct Image {
     pub running_attempts: Vec<Attempt>,
     /// Every structure record, by kind then key.
     pub structure: Vec<Record>,
+    /// Every identity record, as the change that puts it.
+    pub identity: Vec<identity::Change>,
     pub max_ids: MaxIds,
 }
 
@@ -94,4 +108,5 @@ pub struct MaxIds {
     pub frame: i64,
     pub attempt: i64,
     pub host: i64,
+    pub audit: i64,
 }

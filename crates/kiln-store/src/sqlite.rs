@@ -1,6 +1,7 @@
 //! The SQLite backend: one database file in WAL mode, one writer connection
 //! for commits and a small pool of read-only connections for everything else.
 
+mod identity;
 mod read;
 mod structure;
 mod tables;
@@ -9,6 +10,7 @@ mod tests;
 mod write;
 
 use crate::{Batch, Error, Image, Result, Store};
+use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::model::{Attempt, AttemptId, FrameId};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -125,5 +127,10 @@ impl Store for SqliteStore {
     async fn attempt(&self, id: AttemptId) -> Result<Option<Attempt>> {
         let mut conn = self.readers.acquire().await?;
         read::attempt(&mut conn, id).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut conn = self.readers.acquire().await?;
+        identity::query(&mut conn, query).await
     }
 }

@@ -42,6 +42,8 @@ contract_tests!(Sqlite::fresh();
     batch_is_atomic,
     submit_keys_are_unique,
     structure_changes_apply_in_order,
+    identity_changes_apply_in_order,
+    audit_goes_with_its_batch,
     reopen_keeps_everything,
     attempt_history,
     running_attempts_only,

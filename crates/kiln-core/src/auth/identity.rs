@@ -94,6 +94,25 @@ pub enum Change {
     RemoveHost(String),
 }
 
+impl Change {
+    /// The store's kind and key for the record this change puts or removes.
+    pub fn kind_key(&self) -> (&'static str, &str) {
+        match self {
+            Change::PutUser(u) => ("user", &u.name),
+            Change::PutGrants { user, .. } => ("grants", user),
+            Change::PutToken(t) => ("token", &t.id),
+            Change::RemoveToken(id) => ("token", id),
+            Change::PutHost(h) => ("host", &h.host),
+            Change::RemoveHost(h) => ("host", h),
+        }
+    }
+
+    /// Whether this change removes its record rather than putting it.
+    pub fn is_removal(&self) -> bool {
+        matches!(self, Change::RemoveToken(_) | Change::RemoveHost(_))
+    }
+}
+
 /// Why a credential was not accepted. Deliberately coarse towards the
 /// client (the edge says "not logged in" for all but `Expired` and
 /// `Disabled`); precise in the server's log.

@@ -7,6 +7,7 @@
 //! API get exactly the same rules, and the rules are tested as a table
 //! (`auth/tests.rs`) without a transport or a store in sight.
 
+pub mod audit;
 pub mod identity;
 #[cfg(test)]
 mod identity_tests;

@@ -31,6 +31,7 @@ pub(super) async fn image(conn: &mut SqliteConnection) -> Result<Image> {
         )
         .await?,
         structure: super::structure::load(conn).await?,
+        identity: super::identity::load(conn).await?,
         max_ids: max_ids(conn).await?,
     })
 }
@@ -68,7 +69,7 @@ async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
     let row = sqlx::query(
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM jobs), (SELECT COALESCE(MAX(id), 0) FROM layers), \
          (SELECT COALESCE(MAX(id), 0) FROM frames), (SELECT COALESCE(MAX(id), 0) FROM attempts), \
-         (SELECT COALESCE(MAX(id), 0) FROM hosts)",
+         (SELECT COALESCE(MAX(id), 0) FROM hosts), (SELECT COALESCE(MAX(id), 0) FROM audit)",
     )
     .fetch_one(conn)
     .await?;
@@ -78,6 +79,7 @@ async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
         frame: row.try_get(2)?,
         attempt: row.try_get(3)?,
         host: row.try_get(4)?,
+        audit: row.try_get(5)?,
     })
 }
 

@@ -32,6 +32,8 @@ pub(super) async fn batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<
     upsert(conn, &ATTEMPTS, &batch.attempts, bind_attempt).await?;
     upsert(conn, &FRAMES, &batch.frames, bind_frame).await?;
     super::structure::apply(conn, &batch.structure).await?;
+    super::identity::apply(conn, &batch.identity).await?;
+    super::identity::append(conn, &batch.audit).await?;
     Ok(())
 }
 

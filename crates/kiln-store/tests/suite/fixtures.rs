@@ -273,6 +273,7 @@ pub fn farm() -> Batch {
         attempts,
         hosts: vec![r1, r2, r3],
         structure: structure().into_iter().map(Change::Put).collect(),
+        ..Batch::default()
     }
 }
 

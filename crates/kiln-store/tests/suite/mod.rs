@@ -3,9 +3,11 @@
 //! checks with [`contract_tests!`].
 
 pub mod fixtures;
+mod identity;
 mod structure;
 pub mod timings;
 
+pub use identity::{audit_goes_with_its_batch, identity_changes_apply_in_order};
 pub use structure::structure_changes_apply_in_order;
 
 use fixtures::*;
@@ -161,7 +163,7 @@ pub async fn upsert_updates_in_place(b: &impl Backend) {
         frames: vec![farm.frames[0].clone(), farm.frames[6].clone()],
         attempts: vec![farm.attempts[6].clone()],
         hosts: vec![farm.hosts[1].clone(), farm.hosts[2].clone()],
-        structure: vec![],
+        ..Batch::default()
     };
     store.commit(&changed).await.unwrap();
     assert_image(&store.load().await.unwrap(), &farm);
@@ -346,7 +348,8 @@ pub async fn reopen_keeps_everything(b: &impl Backend) {
             layer: 4,
             frame: 9,
             attempt: 7,
-            host: 3
+            host: 3,
+            audit: 0,
         }
     );
 }
@@ -437,7 +440,8 @@ pub async fn max_ids(b: &impl Backend) {
             layer: 4,
             frame: 9,
             attempt: 7,
-            host: 3
+            host: 3,
+            audit: 0,
         }
     );
 
@@ -457,7 +461,8 @@ pub async fn max_ids(b: &impl Backend) {
             layer: 4,
             frame: 1 << 40,
             attempt: 7,
-            host: 77
+            host: 77,
+            audit: 0,
         }
     );
 }
