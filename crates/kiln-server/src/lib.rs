@@ -6,6 +6,7 @@
 
 mod api;
 mod applier;
+pub mod auth;
 mod link;
 mod lock;
 mod logs;
