@@ -134,7 +134,7 @@ impl Daemon {
         };
         // Sent by the shipper once the log is: "every byte was sent before
         // this report".
-        let _ = self.session.frame_ended(ended);
+        self.session.frame_ended(ended);
         if let Some(out) = out {
             self.ship_logs(out);
         }
