@@ -113,7 +113,9 @@ impl Daemon {
     }
 
     fn ended(&mut self, f: Finished, out: Option<&mpsc::UnboundedSender<WorkerMsg>>) {
-        let log_size = self.ship.finish(f.attempt);
+        let log_size = self
+            .ship
+            .finish(f.attempt, self.session.log_sent(f.attempt));
         let exit = match f.exit {
             runner::Exit::Exited(c) => Exit::Exited(c),
             runner::Exit::Signaled(s) => Exit::Signaled(s),

@@ -239,6 +239,13 @@ impl Session {
         self.unacked.insert(ended.attempt, ended);
     }
 
+    /// The size of an unacknowledged end's log, learnt after it ended.
+    pub fn set_log_size(&mut self, attempt: AttemptId, size: u64) {
+        if let Some(e) = self.unacked.get_mut(&attempt) {
+            e.log_size = size;
+        }
+    }
+
     /// Ends to resend after a registration, once their logs are sent.
     pub fn unacked(&self) -> Vec<FrameEnded> {
         self.unacked.values().cloned().collect()
