@@ -60,6 +60,34 @@ pub(super) struct Stdio {
     pub(super) stdout: RawFd,
 }
 
+/// What [`start`] made for a frame, undone on every way out but success:
+/// a frame that did not start leaves no cgroup and no supervisor state.
+struct Made {
+    cgroup: Option<FrameCgroup>,
+    state: Option<PathBuf>,
+}
+
+impl Made {
+    fn keep(mut self) -> (Option<FrameCgroup>, Option<PathBuf>) {
+        (self.cgroup.take(), self.state.take())
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.cgroup {
+            // A supervisor that died between starting the frame and saying
+            // so leaves the frame in it: the frame is reported as never
+            // started, so it must not run on.
+            cg.kill_until_empty(Duration::from_secs(5));
+            cg.remove();
+        }
+        if let Some(state) = &self.state {
+            let _ = std::fs::remove_dir_all(state);
+        }
+    }
+}
+
 /// Starts the frame `exec` describes; returns once it has exec'd.
 pub(super) fn start(
     inner: &Inner,
@@ -82,8 +110,13 @@ pub(super) fn start(
             })
             .ok()
     });
+    let mut made = Made {
+        cgroup,
+        state: None,
+    };
     let Some(shim_exe) = &inner.cfg.shim else {
-        let procs: Vec<std::fs::File> = cgroup
+        let procs: Vec<std::fs::File> = made
+            .cgroup
             .iter()
             .flat_map(|c| c.procs_files())
             .map(|p| std::fs::OpenOptions::new().write(true).open(p))
@@ -102,12 +135,8 @@ pub(super) fn start(
             fd3: None,
             detach: false,
         })
-        .map_err(|(step, e)| {
-            if let Some(c) = &cgroup {
-                c.remove();
-            }
-            Failed::Step(step, e)
-        })?;
+        .map_err(|(step, e)| Failed::Step(step, e))?;
+        let (cgroup, _) = made.keep();
         return Ok(Tree {
             pid,
             pgid: pid,
@@ -117,6 +146,7 @@ pub(super) fn start(
     };
     let state = inner.cfg.work_dir.join("shims").join(&name);
     let _ = std::fs::remove_dir_all(&state);
+    made.state = Some(state.clone());
     let meta = Meta {
         log: std::path::absolute(&l.log_path).unwrap_or_else(|_| l.log_path.clone()),
         started_ms: now_ms().max(0) as u64,
@@ -154,20 +184,14 @@ pub(super) fn start(
         ids: ids.map(|(u, g, gs)| (u, g, gs.to_vec())),
         cwd: std::path::absolute(OsStr::from_bytes(exec.cwd.as_bytes()))
             .map_err(|e| Failed::Other(format!("bad working directory: {e}")))?,
-        cgroup: cgroup
+        cgroup: made
+            .cgroup
             .as_ref()
             .map(FrameCgroup::to_args)
             .unwrap_or_default(),
         exec: std::iter::once(OsStr::from_bytes(exec.path.as_bytes()).to_owned())
             .chain(exec.argv().map(|a| OsStr::from_bytes(a).to_owned()))
             .collect(),
-    };
-    let failed = |reason: String| {
-        if let Some(c) = &cgroup {
-            c.remove();
-        }
-        let _ = std::fs::remove_dir_all(&state);
-        Failed::Other(reason)
     };
     let cstr = |s: &OsStr| CString::new(s.as_bytes()).unwrap_or_default();
     let argv: Vec<CString> = std::iter::once(OsString::from("kiln"))
@@ -184,7 +208,7 @@ pub(super) fn start(
         c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".as_ptr(),
         std::ptr::null(),
     ];
-    let (rd, wr) = pipe().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
+    let (rd, wr) = pipe().map_err(|e| Failed::Other(format!("cannot make a pipe: {e}")))?;
     let shim_pid = spawn::spawn(&spawn::Child {
         path: &path,
         argv: &argv_ptrs,
@@ -198,19 +222,24 @@ pub(super) fn start(
         detach: true,
     })
     .map_err(|(step, e)| {
-        failed(format!(
+        Failed::Other(format!(
             "cannot start the frame supervisor {}: {}: {e}",
             shim_exe.display(),
             step.name()
         ))
     })?;
     drop(wr);
-    // One line; EOF without one: the supervisor died.
+    // One line; EOF without one: the supervisor died. A signal caught on
+    // this thread (EINTR) is no end: the frame may be running.
     let mut line = Vec::new();
     let mut pipe = std::fs::File::from(rd);
     let mut byte = [0u8];
-    while !line.ends_with(b"\n") && matches!(pipe.read(&mut byte), Ok(1)) {
-        line.push(byte[0]);
+    while !line.ends_with(b"\n") {
+        match pipe.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => break,
+        }
     }
     let line = String::from_utf8_lossy(&line);
     let mut words = line.split_whitespace();
@@ -230,27 +259,25 @@ pub(super) fn start(
         other => {
             // The supervisor exits on its own once it has said why (or died).
             let mut status = 0;
-            unsafe { libc::waitpid(shim_pid, &mut status, 0) };
+            while unsafe { libc::waitpid(shim_pid, &mut status, 0) } < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+            }
             return Err(match other {
-                Some(Err(f)) => {
-                    if let Some(c) = &cgroup {
-                        c.remove();
-                    }
-                    let _ = std::fs::remove_dir_all(&state);
-                    f
-                }
-                _ => failed(format!(
+                Some(Err(f)) => f,
+                _ => Failed::Other(format!(
                     "the frame supervisor {} failed before starting the frame (wait status {status})",
                     shim_exe.display()
                 )),
             });
         }
     };
+    let (cgroup, shim) = made.keep();
     Ok(Tree {
         pid: shim_pid,
         pgid,
         cgroup,
-        shim: Some(state),
+        shim,
     })
 }
 
