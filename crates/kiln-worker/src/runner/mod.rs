@@ -29,6 +29,7 @@ mod exec;
 pub mod guard;
 mod logfile;
 mod prepare;
+mod proc;
 mod shim;
 mod spawn;
 mod start;

@@ -6,6 +6,7 @@
 
 use super::guard::{self, Candidate};
 use super::logfile::{footer, ms};
+use super::proc::wait4;
 use super::tree::Tree;
 use super::{Exit, Finished, Inner, State, Usage};
 use crate::procfs;
@@ -180,33 +181,16 @@ async fn wait_exited(pid: i32, pidfd: Option<OwnedFd>) {
 /// Reaps an exited `pid`: its wait status and resource usage (children it
 /// reaped included).
 pub(super) async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
-    fn wait4(pid: i32, flags: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
-        loop {
-            let mut status = 0;
-            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-            let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
-            if rc == pid {
-                return Some((status, ru));
-            }
-            if rc == 0 {
-                return None;
-            }
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return Some((-1, ru));
-            }
-        }
-    }
     let got = match wait4(pid, libc::WNOHANG) {
-        Some(r) => Some(r),
         // Not a zombie yet after all: wait for it on a pool thread.
-        None => tokio::task::spawn_blocking(move || wait4(pid, 0))
+        Ok(None) => tokio::task::spawn_blocking(move || wait4(pid, 0))
             .await
-            .ok()
-            .flatten(),
+            .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        got => got,
     };
     match got {
-        Some((-1, _)) | None => (None, None),
-        Some((status, ru)) => (Some(status), Some(ru)),
+        Ok(Some((status, ru))) => (Some(status), Some(ru)),
+        _ => (None, None),
     }
 }
 

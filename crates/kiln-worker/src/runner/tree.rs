@@ -8,6 +8,7 @@ use super::adopt::Meta;
 use super::exec::Exec;
 use super::logfile::now_ms;
 use super::prepare::Prepared;
+use super::proc::{cpu_ms, cstring, nul_terminated, wait4};
 use super::shim::{self, ShimExit};
 use super::supervise::reap;
 use super::{spawn, Inner, Launch};
@@ -115,12 +116,10 @@ pub(super) fn start(
         state: None,
     };
     let Some(shim_exe) = &inner.cfg.shim else {
-        let procs: Vec<std::fs::File> = made
+        let procs = made
             .cgroup
-            .iter()
-            .flat_map(|c| c.procs_files())
-            .map(|p| std::fs::OpenOptions::new().write(true).open(p))
-            .collect::<Result<_, _>>()
+            .as_ref()
+            .map_or(Ok(Vec::new()), FrameCgroup::open_procs)
             .map_err(|e| Failed::Step(spawn::Step::Cgroup, e))?;
         let fds: Vec<RawFd> = procs.iter().map(|f| f.as_raw_fd()).collect();
         let pid = spawn::spawn(&spawn::Child {
@@ -193,17 +192,12 @@ pub(super) fn start(
             .chain(exec.argv().map(|a| OsStr::from_bytes(a).to_owned()))
             .collect(),
     };
-    let cstr = |s: &OsStr| CString::new(s.as_bytes()).unwrap_or_default();
     let argv: Vec<CString> = std::iter::once(OsString::from("kiln"))
         .chain(args.to_argv())
-        .map(|a| cstr(&a))
+        .map(|a| cstring(&a))
         .collect();
-    let argv_ptrs: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|c| c.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let path = cstr(shim_exe.as_os_str());
+    let argv_ptrs = nul_terminated(&argv);
+    let path = cstring(shim_exe.as_os_str());
     let shim_env = [
         c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".as_ptr(),
         std::ptr::null(),
@@ -258,11 +252,7 @@ pub(super) fn start(
         Some(Ok(pid)) => pid,
         other => {
             // The supervisor exits on its own once it has said why (or died).
-            let mut status = 0;
-            while unsafe { libc::waitpid(shim_pid, &mut status, 0) } < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-            {
-            }
+            let status = wait4(shim_pid, 0).ok().flatten().map_or(0, |(s, _)| s);
             return Err(match other {
                 Some(Err(f)) => f,
                 _ => Failed::Other(format!(
@@ -349,11 +339,10 @@ impl Tree {
             oom_kills = cg.oom_kills();
             cg.remove();
         }
-        let tv = |t: libc::timeval| t.tv_sec.max(0) as u64 * 1000 + t.tv_usec.max(0) as u64 / 1000;
         End {
             status,
             max_rss_kb: ru.map_or(0, |r| r.ru_maxrss.max(0) as u64),
-            cpu_ms: ru.map_or(0, |r| tv(r.ru_utime) + tv(r.ru_stime)),
+            cpu_ms: ru.as_ref().map_or(0, cpu_ms),
             oom_kills,
             lease_expired: false,
             supervisor_died: false,
