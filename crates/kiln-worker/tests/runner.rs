@@ -1008,3 +1008,58 @@ fn signalled_spawner() {
         println!("frame exited 0");
     });
 }
+
+/// Ending frames never stall the runtime, which in the worker is one
+/// thread that also heartbeats and serves every other frame: here each
+/// frame makes a child cgroup of its own, so its cgroup's removal is
+/// retried (with sleeps) and then given up, a slow cleanup.
+#[tokio::test]
+async fn ending_frames_do_not_stall_the_runtime() {
+    if !is_root() {
+        skip("cgroups need root");
+        return;
+    }
+    let mut r = rig(|_| {});
+    let subs = r.dir.path().join("subs");
+    let frames = 6;
+    for i in 1..=frames {
+        let cmd = format!(
+            "m=/sys/fs/cgroup; [ -e $m/cgroup.controllers ] || m=$m/unified; \
+             d=$m$(sed -n 's/^0:://p' /proc/self/cgroup); \
+             case $d in */kiln/*) mkdir $d/sub && echo $d >> {};; esac; sleep 0.5",
+            subs.display()
+        );
+        r.runner.launch(r.frame(i, sh(&cmd)));
+    }
+    let mut worst = Duration::ZERO;
+    let mut ended = 0;
+    while ended < frames {
+        let t = Instant::now();
+        tokio::select! {
+            f = r.rx.recv() => {
+                assert_eq!(f.unwrap().exit, Exit::Exited(0));
+                ended += 1;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+        worst = worst.max(t.elapsed());
+    }
+    let made: Vec<String> = std::fs::read_to_string(&subs)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for d in &made {
+        let _ = std::fs::remove_dir(format!("{d}/sub"));
+        let _ = std::fs::remove_dir(d);
+    }
+    if made.len() < frames as usize {
+        skip("frames get no cgroup v2 of their own here");
+        return;
+    }
+    eprintln!("longest stall of the runtime while {frames} frames ended: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(150),
+        "the runtime stalled for {worst:?}"
+    );
+}

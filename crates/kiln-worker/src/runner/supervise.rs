@@ -67,23 +67,22 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             _ = &mut exited => break,
             _ = r.wake.notified(), if running => {
                 let now = inner.lock().frames.get(&r.attempt).is_some_and(|s| s.kill_now);
-                if now {
-                    r.tree.kill();
-                    phase = Phase::Killing;
+                r.tree.signal(now).await;
+                phase = if now {
+                    Phase::Killing
                 } else {
-                    r.tree.term();
-                    phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
-                }
+                    Phase::Terminating(Instant::now() + inner.cfg.kill_grace)
+                };
             }
             _ = sleep_opt(timeout_at) => {
                 if let Some(s) = inner.lock().frames.get_mut(&r.attempt) {
                     s.stop.get_or_insert(Exit::TimedOut);
                 }
-                r.tree.term();
+                r.tree.signal(false).await;
                 phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
             }
             _ = sleep_opt(kill_at) => {
-                r.tree.kill();
+                r.tree.signal(true).await;
                 phase = Phase::Killing;
             }
         }

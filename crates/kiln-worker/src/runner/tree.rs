@@ -30,6 +30,7 @@ pub(super) fn memory_cap_bytes(reserved_kb: u64) -> u64 {
 }
 
 /// A started frame.
+#[derive(Clone)]
 pub(super) struct Tree {
     /// The process to wait for: the supervisor, or the frame itself.
     pub(super) pid: i32,
@@ -300,23 +301,33 @@ impl Tree {
         }
     }
 
+    /// [`Tree::kill`] (else [`Tree::term`]) from the runtime. A cgroup's
+    /// are file IO and, with the v1 freezer, a wait of up to 500 ms for
+    /// the freeze: they run on a pool thread, since the worker's runtime is
+    /// one thread that must keep heartbeating and serving other frames.
+    pub(super) async fn signal(&self, kill: bool) {
+        let send = move |t: &Tree| if kill { t.kill() } else { t.term() };
+        if self.cgroup.is_none() {
+            return send(self);
+        }
+        let tree = self.clone();
+        let _ = tokio::task::spawn_blocking(move || send(&tree)).await;
+    }
+
     /// Once `pid` has exited (and is not reaped yet): reaps it, makes sure
     /// nothing of the frame is left running and says how it ended.
     pub(super) async fn finish(&self) -> End {
-        if let Some(state) = &self.shim {
-            let _ = reap(self.pid).await;
-            let exit = ShimExit::read(state);
-            if exit.is_none() {
-                tracing::warn!(
-                    pid = self.pid,
-                    "a frame supervisor died without reporting; killing what is left of its frame"
-                );
-                self.empty().await;
-            }
-            if let Some(cg) = &self.cgroup {
-                cg.remove();
-            }
-            let _ = std::fs::remove_dir_all(state);
+        if self.shim.is_none() && self.cgroup.is_none() {
+            // The main process is a zombie, so the group id is still ours:
+            // no other group can have it yet. Take its children down with it.
+            self.kill();
+        }
+        let (status, ru) = reap(self.pid).await;
+        let tree = self.clone();
+        let (exit, oom_kills) = tokio::task::spawn_blocking(move || tree.clean_up())
+            .await
+            .unwrap_or((None, 0));
+        if self.shim.is_some() {
             let e = exit.unwrap_or_default();
             return End {
                 status: exit.map(|e| e.status),
@@ -326,18 +337,6 @@ impl Tree {
                 lease_expired: e.lease_expired,
                 supervisor_died: exit.is_none(),
             };
-        }
-        if self.cgroup.is_none() {
-            // The main process is a zombie, so the group id is still ours:
-            // no other group can have it yet. Take its children down with it.
-            self.kill();
-        }
-        let (status, ru) = reap(self.pid).await;
-        let mut oom_kills = 0;
-        if let Some(cg) = &self.cgroup {
-            self.empty().await;
-            oom_kills = cg.oom_kills();
-            cg.remove();
         }
         End {
             status,
@@ -349,17 +348,41 @@ impl Tree {
         }
     }
 
+    /// After the waited-for process is reaped: the supervisor's report, if
+    /// it had one; what is left of the frame killed; its cgroup (OOM kills
+    /// counted first) and the supervisor's state removed. Blocking: a kill
+    /// until empty, a busy cgroup's removal retried.
+    fn clean_up(&self) -> (Option<ShimExit>, u64) {
+        let exit = self.shim.as_deref().and_then(ShimExit::read);
+        let supervisor_died = self.shim.is_some() && exit.is_none();
+        if supervisor_died {
+            tracing::warn!(
+                pid = self.pid,
+                "a frame supervisor died without reporting; killing what is left of its frame"
+            );
+        }
+        if supervisor_died || (self.shim.is_none() && self.cgroup.is_some()) {
+            self.empty();
+        }
+        let oom_kills = match (&self.shim, &self.cgroup) {
+            (None, Some(cg)) => cg.oom_kills(),
+            _ => 0,
+        };
+        if let Some(cg) = &self.cgroup {
+            cg.remove();
+        }
+        if let Some(state) = &self.shim {
+            let _ = std::fs::remove_dir_all(state);
+        }
+        (exit, oom_kills)
+    }
+
     /// Kills the tree until it is empty.
-    async fn empty(&self) {
+    fn empty(&self) {
         match &self.cgroup {
-            Some(cg) if !cg.is_empty() => {
-                let cg = cg.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    cg.kill_until_empty(Duration::from_secs(30))
-                })
-                .await;
+            Some(cg) => {
+                cg.kill_until_empty(Duration::from_secs(30));
             }
-            Some(_) => {}
             None => self.kill(),
         }
     }
