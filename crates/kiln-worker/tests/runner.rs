@@ -691,16 +691,6 @@ fn worker_to_be_killed() {
     let Some(dir) = std::env::var_os("KILN_TEST_WORKER_DIR").map(PathBuf::from) else {
         return;
     };
-    let shim = dir.join("shim.sh");
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\nexec '{}' --exact shim_entry --ignored --quiet --test-threads=1 \"$@\"\n",
-            std::env::current_exe().unwrap().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
     let lease = dir.join("lease");
     let renew = || {
         let now = kiln_worker::runner::boot_ms();
@@ -714,41 +704,67 @@ fn worker_to_be_killed() {
         .unwrap();
     rt.block_on(async {
         let (tx, _rx) = mpsc::unbounded_channel();
-        let runner = Runner::new(
-            RunnerConfig {
-                work_dir: dir.join("work"),
-                switch_user: false,
-                allow_root: true,
-                host_name: "h1".into(),
-                kill_grace: Duration::from_millis(200),
-                cgroups: true,
-                shim: Some(shim.clone()),
-                lease_file: Some(lease.clone()),
-                min_available_kb: 0,
-            },
-            0,
-            tx,
-        );
-        runner.launch(Launch {
-            attempt: AttemptId(1),
-            job_name: "j".into(),
-            frame_label: "f/1".into(),
-            // The renderer is a child of the frame's shell, not exec'd.
-            command: sh("sleep 100 & echo $! > child.tmp && mv child.tmp child; \
-                         echo $$ > pid.tmp && mv pid.tmp pid; wait; true"),
-            env: Vec::new(),
-            cwd: Some(dir.clone()),
-            user: "alice".into(),
-            timeout: None,
-            gpus: 0,
-            memory_limit_kb: None,
-            log_path: dir.join("1.log"),
-        });
+        let runner = supervised_runner(&dir, "", Some(lease.clone()), tx);
+        // The renderer is a child of the frame's shell, not exec'd.
+        runner.launch(frame_in(
+            &dir,
+            sh("sleep 100 & echo $! > child.tmp && mv child.tmp child; \
+                echo $$ > pid.tmp && mv pid.tmp pid; wait; true"),
+        ));
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             renew();
         }
     });
+}
+
+/// Frame 1, run in `dir`, its log there.
+fn frame_in(dir: &Path, command: Command) -> Launch {
+    Launch {
+        attempt: AttemptId(1),
+        job_name: "j".into(),
+        frame_label: "f/1".into(),
+        command,
+        env: Vec::new(),
+        cwd: Some(dir.to_path_buf()),
+        user: "alice".into(),
+        timeout: None,
+        gpus: 0,
+        memory_limit_kb: None,
+        log_path: dir.join("1.log"),
+    }
+}
+
+/// A runner in `dir` whose frames run under supervisors: this binary again,
+/// as `shim_entry`, after the shell commands `before`.
+fn supervised_runner(
+    dir: &Path,
+    before: &str,
+    lease_file: Option<PathBuf>,
+    tx: mpsc::UnboundedSender<Finished>,
+) -> Runner {
+    let shim = dir.join("shim.sh");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\n{before}\nexec '{}' --exact shim_entry --ignored --quiet --test-threads=1 \"$@\"\n",
+            std::env::current_exe().unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = RunnerConfig {
+        work_dir: dir.join("work"),
+        switch_user: false,
+        allow_root: true,
+        host_name: "h1".into(),
+        kill_grace: Duration::from_millis(200),
+        cgroups: true,
+        shim: Some(shim),
+        lease_file,
+        min_available_kb: 0,
+    };
+    Runner::new(cfg, 0, tx)
 }
 
 /// Not a test: the frame supervisor of `worker_to_be_killed` (what
@@ -933,37 +949,13 @@ fn signalled_spawner() {
         sa.sa_flags = 0;
         libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
     }
-    let shim = dir.join("shim.sh");
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\nsleep 1\nexec '{}' --exact shim_entry --ignored --quiet --test-threads=1 \"$@\"\n",
-            std::env::current_exe().unwrap().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let runner = Runner::new(
-            RunnerConfig {
-                work_dir: dir.join("work"),
-                switch_user: false,
-                allow_root: true,
-                host_name: "h1".into(),
-                kill_grace: Duration::from_millis(200),
-                cgroups: true,
-                shim: Some(shim.clone()),
-                lease_file: None,
-                min_available_kb: 0,
-            },
-            0,
-            tx,
-        );
+        let runner = supervised_runner(&dir, "sleep 1", None, tx);
         // The thread names itself once it runs.
         let find = || {
             std::fs::read_dir("/proc/self/task")
@@ -983,19 +975,7 @@ fn signalled_spawner() {
             assert!(t.elapsed() < Duration::from_secs(10), "no spawner thread");
             std::thread::sleep(Duration::from_millis(5));
         };
-        runner.launch(Launch {
-            attempt: AttemptId(1),
-            job_name: "j".into(),
-            frame_label: "f/1".into(),
-            command: sh("exit 0"),
-            env: Vec::new(),
-            cwd: Some(dir.clone()),
-            user: "alice".into(),
-            timeout: None,
-            gpus: 0,
-            memory_limit_kb: None,
-            log_path: dir.join("1.log"),
-        });
+        runner.launch(frame_in(&dir, sh("exit 0")));
         let f = loop {
             tokio::select! {
                 f = rx.recv() => break f.expect("a report"),
