@@ -261,12 +261,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let _ = std::fs::write(a.state.join("pids"), pids);
     let _ = report(format!("ok {pid}\n").as_bytes());
     unsafe { libc::close(3) };
-    let tree = Tree {
-        pid,
-        pgid: pid,
-        cgroup,
-        shim: None,
-    };
+    let tree = Tree::direct(pid, cgroup);
     let exit = supervise(&a, &tree, pid);
     let tmp = a.state.join("exit.tmp");
     // Not synced: it must outlive the daemon, not the host, whose crash

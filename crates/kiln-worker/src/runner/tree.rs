@@ -136,13 +136,7 @@ pub(super) fn start(
             detach: false,
         })
         .map_err(|(step, e)| Failed::Step(step, e))?;
-        let (cgroup, _) = made.keep();
-        return Ok(Tree {
-            pid,
-            pgid: pid,
-            cgroup,
-            shim: None,
-        });
+        return Ok(Tree::direct(pid, made.keep().0));
     };
     let state = inner.cfg.work_dir.join("shims").join(&name);
     let _ = std::fs::remove_dir_all(&state);
@@ -281,6 +275,17 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 impl Tree {
+    /// The frame whose main process is `pid`, waited for directly (by the
+    /// runner without supervisors, or by the supervisor itself).
+    pub(super) fn direct(pid: i32, cgroup: Option<FrameCgroup>) -> Tree {
+        Tree {
+            pid,
+            pgid: pid,
+            cgroup,
+            shim: None,
+        }
+    }
+
     /// SIGTERM to every process of the frame.
     pub(super) fn term(&self) {
         match &self.cgroup {
