@@ -203,9 +203,16 @@ impl FrameCgroup {
         std::iter::once(self.kill_dir.as_path()).chain(self.memory_dir.as_deref())
     }
 
-    /// Every `cgroup.procs` the frame's process must join.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs().map(|d| d.join("cgroup.procs")).collect()
+    /// Every `cgroup.procs` the frame's process must join, open for
+    /// writing (for `spawn`, whose child may not open files).
+    pub fn open_procs(&self) -> io::Result<Vec<fs::File>> {
+        self.dirs()
+            .map(|d| {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))
+            })
+            .collect()
     }
 
     /// For handing to the frame's supervisor: the directories, one a line.

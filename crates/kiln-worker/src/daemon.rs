@@ -113,7 +113,9 @@ impl Daemon {
     }
 
     fn ended(&mut self, f: Finished, out: Option<&mpsc::UnboundedSender<WorkerMsg>>) {
-        let log_size = self.ship.finish(f.attempt);
+        let log_size = self
+            .ship
+            .finish(f.attempt, self.session.log_sent(f.attempt));
         let exit = match f.exit {
             runner::Exit::Exited(c) => Exit::Exited(c),
             runner::Exit::Signaled(s) => Exit::Signaled(s),
@@ -134,7 +136,7 @@ impl Daemon {
         };
         // Sent by the shipper once the log is: "every byte was sent before
         // this report".
-        let _ = self.session.frame_ended(ended);
+        self.session.frame_ended(ended);
         if let Some(out) = out {
             self.ship_logs(out);
         }
@@ -196,7 +198,11 @@ impl Daemon {
 /// reports them, and returns.
 pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     std::fs::create_dir_all(cfg.work_dir.join("logs"))?;
-    let mut report = host::detect(&cfg.work_dir);
+    // Blocking (nvidia-smi is given up to 10 s): off the runtime's thread.
+    let dir = cfg.work_dir.clone();
+    let mut report = tokio::task::spawn_blocking(move || host::detect(&dir))
+        .await
+        .map_err(std::io::Error::other)?;
     if let Some(name) = &cfg.name {
         report.name = name.clone();
     }
@@ -242,7 +248,13 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
     // they cannot be taken over); Register lists them, and the server says
     // which continue. Their supervisors keep the lease the earlier run
     // wrote until this run renews it.
-    for a in d.runner.adopt() {
+    // Blocking (what cannot be adopted is killed until its cgroup is
+    // empty): off the runtime's thread, where adopted frames already run.
+    let runner = d.runner.clone();
+    let adopted = tokio::task::spawn_blocking(move || runner.adopt())
+        .await
+        .map_err(std::io::Error::other)?;
+    for a in adopted {
         d.session.set_log_sent(a, 0);
     }
     tokio::pin!(shutdown);

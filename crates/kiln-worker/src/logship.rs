@@ -20,6 +20,11 @@
 //! Offsets in the session (`log_sent`) are offsets in the server's copy:
 //! below the cap they are the local file's, from the cap on they index the
 //! note and footer kept here ([`Shipper::capped`]).
+//!
+//! A log that cannot be read (deleted, replaced, EIO) must not hold its
+//! frame's end back forever: once the frame has ended and the log has
+//! stayed unreadable for [`UNREADABLE_WAIT`], the server's copy is what was
+//! shipped, then a note that the rest could not be read, and the end goes.
 
 use crate::session::Session;
 use kiln_core::link::WorkerMsg;
@@ -30,6 +35,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 /// Largest log chunk sent in one message.
@@ -42,6 +48,11 @@ const IN_FLIGHT: usize = 4 * LOG_CHUNK;
 const FOOTER_MARK: &[u8] = b"=== kiln frame ended\n";
 /// How far from the end of an ended log the footer is looked for.
 const FOOTER_SEARCH: u64 = 64 * 1024;
+/// How long an ended frame's log may stay unreadable before its end is
+/// reported without the rest: long enough for a passing IO error.
+const UNREADABLE_WAIT: Duration = Duration::from_secs(5);
+/// The size of an ended log that could not be read yet: its end waits.
+const SIZE_UNKNOWN: u64 = u64::MAX;
 
 /// Log bytes queued on one connection and not yet taken by its transport.
 #[derive(Default)]
@@ -85,6 +96,11 @@ pub(crate) struct Shipper {
     capped: HashMap<AttemptId, Vec<u8>>,
     /// Ended attempts whose local log is final: their length as shipped.
     ended: HashMap<AttemptId, u64>,
+    /// Attempts whose log failed to read: since when, and why.
+    unreadable: HashMap<AttemptId, (Instant, String)>,
+    /// Logs given up on: the server's copy is the local file up to `.0`,
+    /// then the note `.1`.
+    lost: HashMap<AttemptId, (u64, Vec<u8>)>,
     budget: Arc<Budget>,
     /// Ends sent on the current connection.
     ends_sent: HashSet<AttemptId>,
@@ -98,6 +114,8 @@ impl Shipper {
             cap: cap.max(1),
             capped: HashMap::new(),
             ended: HashMap::new(),
+            unreadable: HashMap::new(),
+            lost: HashMap::new(),
             budget: Arc::default(),
             ends_sent: HashSet::new(),
         }
@@ -115,24 +133,43 @@ impl Shipper {
     }
 
     /// The frame ended and its local log is complete (footer included):
-    /// returns the size of the log as the server will hold it.
-    pub(crate) fn finish(&mut self, attempt: AttemptId) -> u64 {
+    /// returns the size of the log as the server will hold it, or
+    /// [`SIZE_UNKNOWN`] while the log cannot be read (`pump` tries again,
+    /// and in the end gives up). `sent`: what the server has of it.
+    pub(crate) fn finish(&mut self, attempt: AttemptId, sent: u64) -> u64 {
         let path = self.local_log(attempt);
-        let size = match self.finish_file(attempt, &path) {
-            Ok(size) => size,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(%attempt, "cannot read log {}: {e}", path.display());
-                }
-                self.len(attempt, &path)
+        match self.finish_file(attempt, &path) {
+            Ok(size) => {
+                self.unreadable.remove(&attempt);
+                self.ended.insert(attempt, size);
+                size
             }
-        };
-        self.ended.insert(attempt, size);
-        size
+            // No log was ever made (a launch refused, a log that could not
+            // be created): nothing to keep, nothing to wait for.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && sent == 0 => {
+                self.ended.insert(attempt, 0);
+                0
+            }
+            Err(e) => {
+                self.unreadable_now(attempt, &e);
+                SIZE_UNKNOWN
+            }
+        }
+    }
+
+    fn unreadable_now(&mut self, attempt: AttemptId, e: &std::io::Error) {
+        self.unreadable.entry(attempt).or_insert_with(|| {
+            tracing::warn!(
+                %attempt,
+                "cannot read the frame's log {}: {e}",
+                self.logs_dir.join(format!("{attempt}.log")).display()
+            );
+            (Instant::now(), e.to_string())
+        });
     }
 
     fn finish_file(&mut self, attempt: AttemptId, path: &Path) -> std::io::Result<u64> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = File::open(path)?;
         let len = file.metadata()?.len();
         let from = len.saturating_sub(FOOTER_SEARCH);
         let mut tail = vec![0; (len - from) as usize];
@@ -149,7 +186,15 @@ impl Shipper {
             let kept = self.capped.get_mut(&attempt).expect("capped above");
             kept.extend_from_slice(&tail[(f - from) as usize..]);
         }
-        file.set_len(self.cap)?;
+        // Only a capped log is written to: a log the worker can read but
+        // not write still ships whole up to its cap.
+        if let Err(e) = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(self.cap))
+        {
+            tracing::warn!(%attempt, "cannot cut the log back to the cap: {e}");
+        }
         Ok(self.cap + self.capped[&attempt].len() as u64)
     }
 
@@ -194,6 +239,7 @@ impl Shipper {
         if !session.is_registered() {
             return;
         }
+        self.settle_unreadable(session);
         let held = session.held();
         let mut lens = Vec::with_capacity(held.len());
         for a in held {
@@ -212,6 +258,7 @@ impl Shipper {
                 }
                 match self.read(*attempt, offset, *len) {
                     Ok(data) if !data.is_empty() => {
+                        self.unreadable.remove(attempt);
                         let n = data.len();
                         self.budget.queued.fetch_add(n, Ordering::Relaxed);
                         let _ = out.send(WorkerMsg::Log {
@@ -222,8 +269,13 @@ impl Shipper {
                         session.set_log_sent(*attempt, offset + n as u64);
                         progress = true;
                     }
-                    // Gone or unreadable: nothing more will come of it.
-                    _ => *len = offset,
+                    Ok(_) => *len = offset,
+                    // Nothing more of it this time; an ended frame's end
+                    // waits for it a while (`settle_unreadable`).
+                    Err(e) => {
+                        self.unreadable_now(*attempt, &e);
+                        *len = offset;
+                    }
                 }
             }
             if !progress {
@@ -238,17 +290,65 @@ impl Shipper {
         }
     }
 
+    /// Ended frames whose logs could not be read: their size is learnt
+    /// when the log reads again; once it has been unreadable for
+    /// [`UNREADABLE_WAIT`], the server's copy ends with what it has and a
+    /// note, and the end can go.
+    fn settle_unreadable(&mut self, session: &mut Session) {
+        for e in session.unacked() {
+            let a = e.attempt;
+            if e.log_size == SIZE_UNKNOWN {
+                match self.finish_file(a, &self.local_log(a)) {
+                    Ok(size) => {
+                        self.unreadable.remove(&a);
+                        self.ended.insert(a, size);
+                        session.set_log_size(a, size);
+                        continue;
+                    }
+                    Err(err) => self.unreadable_now(a, &err),
+                }
+            }
+            let Some((since, why)) = self.unreadable.get(&a) else {
+                continue;
+            };
+            if since.elapsed() < UNREADABLE_WAIT {
+                continue;
+            }
+            let sent = session.log_sent(a);
+            tracing::warn!(
+                attempt = %a,
+                "the frame's log stayed unreadable ({why}): reporting its end without the \
+                 rest, after the {sent} bytes the server has"
+            );
+            let note = format!(
+                "\n[kiln] the rest of this log could not be read on the worker ({why}); \
+                 the frame's end is reported without it\n"
+            )
+            .into_bytes();
+            let size = sent + note.len() as u64;
+            self.lost.insert(a, (sent, note));
+            self.unreadable.remove(&a);
+            self.ended.insert(a, size);
+            session.set_log_size(a, size);
+        }
+    }
+
     /// Up to a chunk of the server's copy of the log from `offset`.
     fn read(&self, attempt: AttemptId, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        if let Some((at, note)) = self.lost.get(&attempt).filter(|l| offset >= l.0) {
+            let from = ((offset - at) as usize).min(note.len());
+            let to = note.len().min(from + LOG_CHUNK);
+            return Ok(note[from..to].to_vec());
+        }
         if let Some(kept) = self.capped.get(&attempt).filter(|_| offset >= self.cap) {
             let from = ((offset - self.cap) as usize).min(kept.len());
             let to = kept.len().min(from + LOG_CHUNK);
             return Ok(kept[from..to].to_vec());
         }
-        let end = if self.capped.contains_key(&attempt) {
-            self.cap
-        } else {
-            len
+        let end = match self.lost.get(&attempt) {
+            Some((at, _)) => *at,
+            None if self.capped.contains_key(&attempt) => self.cap,
+            None => len,
         };
         let n = (end.saturating_sub(offset) as usize).min(LOG_CHUNK);
         let mut buf = vec![0; n];
@@ -261,6 +361,8 @@ impl Shipper {
         let _ = std::fs::remove_file(self.local_log(attempt));
         self.capped.remove(&attempt);
         self.ended.remove(&attempt);
+        self.unreadable.remove(&attempt);
+        self.lost.remove(&attempt);
         self.ends_sent.remove(&attempt);
     }
 }
@@ -296,7 +398,7 @@ mod tests {
 
     /// The server's copy of an ended log, as the shipper would send it.
     fn shipped(s: &mut Shipper, a: AttemptId) -> Vec<u8> {
-        let size = s.finish(a);
+        let size = s.finish(a, 0);
         let mut out = Vec::new();
         while (out.len() as u64) < size {
             let chunk = s.read(a, out.len() as u64, size).unwrap();

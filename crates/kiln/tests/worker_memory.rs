@@ -202,3 +202,65 @@ fn a_log_past_the_cap_is_cut_with_a_note_and_the_frame_goes_on() {
     assert!(!rest.contains("after-the-cap"), "{rest}");
     assert!(peak <= PEAK_RSS_KB, "worker peaked at {peak} kB");
 }
+
+/// The local log of the frame whose output starts with `first`, once it
+/// is there.
+fn local_log_of(dir: &Path, first: &str) -> PathBuf {
+    let mut found = None;
+    wait_until(Duration::from_secs(10), || {
+        found = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(first)));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn a_frame_whose_local_log_is_lost_is_reported_ended_with_what_was_shipped_and_a_note() {
+    let farm = Farm::start(1, 2);
+    let marks = farm.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let job = farm.submit(
+        "lost",
+        &format!(
+            "name: lost\nlayers:\n  - name: a\n    command: [sh, -c, 'echo frame $KILN_FRAME before; touch {}/$KILN_FRAME; sleep 3; echo frame $KILN_FRAME after']\n    frames: 1-2\n",
+            marks.display()
+        ),
+    );
+    wait_until(Duration::from_secs(20), || {
+        marks.join("1").exists() && marks.join("2").exists()
+    });
+    // The server has the start of both logs before they go.
+    for n in ["1", "2"] {
+        wait_until(Duration::from_secs(10), || {
+            String::from_utf8_lossy(&farm.try_kiln(&["log", &job, &format!("a/{n}")]).stdout)
+                .contains(&format!("frame {n} before"))
+        });
+    }
+    let logs = farm.path("work-w0/logs");
+    // Frame 1's log is deleted; frame 2's becomes a directory, which opens
+    // but cannot be read (as root, where a mode would not stop a read).
+    let deleted = local_log_of(&logs, "frame 1 before");
+    let unreadable = local_log_of(&logs, "frame 2 before");
+    std::fs::remove_file(&deleted).unwrap();
+    std::fs::remove_file(&unreadable).unwrap();
+    std::fs::create_dir(&unreadable).unwrap();
+
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    let note = "[kiln] the rest of this log could not be read on the worker";
+    for n in ["1", "2"] {
+        let log = farm.kiln(&["log", &job, &format!("a/{n}")]);
+        assert!(log.contains(&format!("frame {n} before")), "kept: {log}");
+        assert!(log.contains(note), "the note: {log}");
+        assert!(!log.contains(&format!("frame {n} after")), "{log}");
+    }
+    let worker_log = read(&farm.path("worker-w0.log"));
+    assert!(
+        worker_log.contains("reporting its end without the rest"),
+        "{worker_log}"
+    );
+}

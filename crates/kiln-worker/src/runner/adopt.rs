@@ -135,7 +135,7 @@ impl Runner {
         // The pidfd first, so the pid cannot be another process's by the
         // time it is checked; the exit file last, so a supervisor that wrote
         // it and left in between is seen as ended, not gone.
-        let watch = super::start::pidfd_open(shim);
+        let watch = super::proc::pidfd_open(shim);
         let pidfd = if is_shim_of(shim, state) {
             Some(watch.ok_or("cannot watch its supervisor")?)
         } else if state.join("exit").exists() {

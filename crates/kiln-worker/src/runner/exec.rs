@@ -4,6 +4,7 @@
 //! spawn in terms of the job's own command.
 
 use super::prepare::Prepared;
+use super::proc::nul_terminated;
 use super::{spawn, Inner, Launch};
 use kiln_core::model::Command;
 use std::ffi::{CString, OsStr};
@@ -73,12 +74,6 @@ pub(super) fn build_exec(inner: &Inner, l: &Launch, p: &Prepared) -> Result<Exec
         .map_err(|_| "the command contains a NUL byte".to_owned())?;
     let cwd = CString::new(p.cwd.as_os_str().as_bytes())
         .map_err(|_| format!("bad working directory {}", p.cwd.display()))?;
-    let nul_terminated = |v: &[CString]| {
-        v.iter()
-            .map(|c| c.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect::<Vec<_>>()
-    };
     let envp: Vec<CString> = env.0.into_iter().map(|(_, kv)| kv).collect();
     Ok(Exec {
         path,

@@ -21,7 +21,10 @@
 //!   are the frames' parents, and kill a frame's whole tree when the
 //!   worker's lease runs out; the worker's death costs them nothing.
 //! - one async task per running frame waits on a pidfd (no thread), handles
-//!   the timeout and kills, reaps with `wait4` and reports.
+//!   the timeout and kills, reaps with `wait4` and reports. What may block
+//!   there (a cgroup's kill, which on the v1 freezer waits for the freeze;
+//!   emptying and removing it, retried while busy) goes to tokio's blocking
+//!   pool: the worker's runtime is one thread, which also heartbeats.
 //! - one async task samples `/proc` once a second while any frame runs.
 
 mod adopt;
@@ -29,6 +32,7 @@ mod exec;
 pub mod guard;
 mod logfile;
 mod prepare;
+mod proc;
 mod shim;
 mod spawn;
 mod start;

@@ -16,9 +16,12 @@
 //! It is the `kiln` binary, but touches little of it, single-threaded, no
 //! runtime; its stdio is /dev/null, the frame's goes straight to its log.
 
+use super::proc::{cpu_ms, cstring, nul_terminated, pidfd_open, wait4};
 use super::spawn;
+use super::tree::Tree;
 use crate::cgroup::FrameCgroup;
 use std::ffi::{CString, OsString};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -165,32 +168,6 @@ fn read_lease(path: &Path) -> Option<(u64, u64)> {
     Some((it.next()??, it.next()??))
 }
 
-/// The frame's process tree: its cgroup, or its process group.
-struct Tree {
-    cgroup: Option<FrameCgroup>,
-    pgid: i32,
-}
-
-impl Tree {
-    fn term(&self) {
-        match &self.cgroup {
-            Some(cg) => cg.signal(libc::SIGTERM),
-            None => unsafe {
-                libc::killpg(self.pgid, libc::SIGTERM);
-            },
-        }
-    }
-
-    fn kill(&self) {
-        match &self.cgroup {
-            Some(cg) => cg.kill(),
-            None => unsafe {
-                libc::killpg(self.pgid, libc::SIGKILL);
-            },
-        }
-    }
-}
-
 /// `kiln frame-shim ...`: runs one frame to its end; the exit code is for
 /// people (the daemon reads fd 3 and `<state>/exit`).
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -219,12 +196,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cgroup = FrameCgroup::from_args(&a.cgroup);
     // A cgroup that cannot be joined is the host's failure, said as such:
     // the frame never runs unconfined where a cgroup was meant for it.
-    let procs: Result<Vec<std::fs::File>, _> = cgroup
-        .iter()
-        .flat_map(|cg| cg.procs_files())
-        .map(|p| std::fs::OpenOptions::new().write(true).open(p))
-        .collect();
-    let procs = match procs {
+    let procs = match cgroup
+        .as_ref()
+        .map_or(Ok(Vec::new()), FrameCgroup::open_procs)
+    {
         Ok(p) => p,
         Err(e) => {
             let step = spawn::Step::Cgroup as i32;
@@ -232,11 +207,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             return 1;
         }
     };
-    use std::os::fd::AsRawFd;
     let procs_fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
-    let cstr = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).unwrap_or_default();
-    let path = cstr(&a.exec[0]);
-    let argv: Vec<CString> = a.exec[1..].iter().map(|s| cstr(s)).collect();
+    let path = cstring(&a.exec[0]);
+    let argv: Vec<CString> = a.exec[1..].iter().map(|s| cstring(s)).collect();
     let envp: Vec<CString> = match std::fs::read(a.state.join(ENV_FILE)) {
         Ok(env) => env
             .split(|&b| b == 0)
@@ -249,14 +222,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             return 1;
         }
     };
-    let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
-        v.iter()
-            .map(|c| c.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect()
-    };
-    let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
-    let cwd = cstr(a.cwd.as_os_str());
+    let (argv_ptrs, envp_ptrs) = (nul_terminated(&argv), nul_terminated(&envp));
+    let cwd = cstring(a.cwd.as_os_str());
     let spawned = spawn::spawn(&spawn::Child {
         path: &path,
         argv: &argv_ptrs,
@@ -294,7 +261,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let _ = std::fs::write(a.state.join("pids"), pids);
     let _ = report(format!("ok {pid}\n").as_bytes());
     unsafe { libc::close(3) };
-    let tree = Tree { cgroup, pgid: pid };
+    let tree = Tree::direct(pid, cgroup);
     let exit = supervise(&a, &tree, pid);
     let tmp = a.state.join("exit.tmp");
     // Not synced: it must outlive the daemon, not the host, whose crash
@@ -321,7 +288,7 @@ enum Phase {
 
 /// Waits for the frame, enforcing the lease; then empties its tree.
 fn supervise(a: &Args, tree: &Tree, pid: i32) -> ShimExit {
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    let pidfd = pidfd_open(pid);
     let mut phase = Phase::Running;
     let mut lease = a.lease.as_deref().and_then(read_lease);
     let mut lease_expired = false;
@@ -337,9 +304,9 @@ fn supervise(a: &Args, tree: &Tree, pid: i32) -> ShimExit {
         let wait = next.map_or(POLL_MAX, |t| {
             Duration::from_millis(t.saturating_sub(boot_ms())).clamp(POLL_MIN, POLL_MAX)
         });
-        if pidfd >= 0 {
+        if let Some(pidfd) = &pidfd {
             let mut pfd = libc::pollfd {
-                fd: pidfd,
+                fd: pidfd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -383,22 +350,20 @@ fn supervise(a: &Args, tree: &Tree, pid: i32) -> ShimExit {
     if tree.cgroup.is_none() {
         unsafe { libc::killpg(pid, libc::SIGKILL) };
     }
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    while unsafe { libc::wait4(pid, &mut status, 0, &mut ru) } < 0
-        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-    {}
+    let (status, ru) = wait4(pid, 0)
+        .ok()
+        .flatten()
+        .unwrap_or((0, unsafe { std::mem::zeroed() }));
     let mut oom_kills = 0;
     if let Some(cg) = &tree.cgroup {
         cg.kill_until_empty(Duration::from_secs(30));
         oom_kills = cg.oom_kills();
         cg.remove();
     }
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
     ShimExit {
         status,
         max_rss_kb: ru.ru_maxrss.max(0) as u64,
-        cpu_ms: tv(ru.ru_utime) + tv(ru.ru_stime),
+        cpu_ms: cpu_ms(&ru),
         oom_kills,
         lease_expired,
     }

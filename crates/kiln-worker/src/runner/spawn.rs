@@ -184,11 +184,7 @@ pub(super) fn spawn(c: &Child<'_>) -> Result<libc::pid_t, (Step, io::Error)> {
             }
             let step = shared.step.load(Ordering::SeqCst);
             if step != 0 {
-                let mut status = 0;
-                while libc::waitpid(pid, &mut status, 0) < 0
-                    && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-                {
-                }
+                let _ = super::proc::wait4(pid, 0);
                 let errno = shared.errno.load(Ordering::SeqCst);
                 return Err((Step::from_i32(step), io::Error::from_raw_os_error(errno)));
             }

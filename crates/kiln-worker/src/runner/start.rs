@@ -6,12 +6,13 @@
 use super::exec::{build_exec, spawn_failure};
 use super::logfile::{footer, header, ms, now_ms};
 use super::prepare::{open_log, prepare, stdio_source};
+use super::proc::pidfd_open;
 use super::supervise::{remove_scratch, supervise, Running};
 use super::{spawn, tree, Exit, Finished, Inner, Job, Launch};
 use kiln_core::model::Command;
 use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::SystemTime;
@@ -209,10 +210,4 @@ fn end_unstarted(
         remove_scratch(&dir);
     }
     inner.report(f);
-}
-
-pub(super) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // Kernels before 5.3 (ENOSYS) fall back to a blocking wait.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

@@ -6,6 +6,7 @@
 
 use super::guard::{self, Candidate};
 use super::logfile::{footer, ms};
+use super::proc::wait4;
 use super::tree::Tree;
 use super::{Exit, Finished, Inner, State, Usage};
 use crate::procfs;
@@ -66,23 +67,22 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             _ = &mut exited => break,
             _ = r.wake.notified(), if running => {
                 let now = inner.lock().frames.get(&r.attempt).is_some_and(|s| s.kill_now);
-                if now {
-                    r.tree.kill();
-                    phase = Phase::Killing;
+                r.tree.signal(now).await;
+                phase = if now {
+                    Phase::Killing
                 } else {
-                    r.tree.term();
-                    phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
-                }
+                    Phase::Terminating(Instant::now() + inner.cfg.kill_grace)
+                };
             }
             _ = sleep_opt(timeout_at) => {
                 if let Some(s) = inner.lock().frames.get_mut(&r.attempt) {
                     s.stop.get_or_insert(Exit::TimedOut);
                 }
-                r.tree.term();
+                r.tree.signal(false).await;
                 phase = Phase::Terminating(Instant::now() + inner.cfg.kill_grace);
             }
             _ = sleep_opt(kill_at) => {
-                r.tree.kill();
+                r.tree.signal(true).await;
                 phase = Phase::Killing;
             }
         }
@@ -180,33 +180,16 @@ async fn wait_exited(pid: i32, pidfd: Option<OwnedFd>) {
 /// Reaps an exited `pid`: its wait status and resource usage (children it
 /// reaped included).
 pub(super) async fn reap(pid: i32) -> (Option<libc::c_int>, Option<libc::rusage>) {
-    fn wait4(pid: i32, flags: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
-        loop {
-            let mut status = 0;
-            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-            let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
-            if rc == pid {
-                return Some((status, ru));
-            }
-            if rc == 0 {
-                return None;
-            }
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return Some((-1, ru));
-            }
-        }
-    }
     let got = match wait4(pid, libc::WNOHANG) {
-        Some(r) => Some(r),
         // Not a zombie yet after all: wait for it on a pool thread.
-        None => tokio::task::spawn_blocking(move || wait4(pid, 0))
+        Ok(None) => tokio::task::spawn_blocking(move || wait4(pid, 0))
             .await
-            .ok()
-            .flatten(),
+            .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        got => got,
     };
     match got {
-        Some((-1, _)) | None => (None, None),
-        Some((status, ru)) => (Some(status), Some(ru)),
+        Ok(Some((status, ru))) => (Some(status), Some(ru)),
+        _ => (None, None),
     }
 }
 

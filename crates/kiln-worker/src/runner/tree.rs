@@ -8,6 +8,7 @@ use super::adopt::Meta;
 use super::exec::Exec;
 use super::logfile::now_ms;
 use super::prepare::Prepared;
+use super::proc::{cpu_ms, cstring, nul_terminated, wait4};
 use super::shim::{self, ShimExit};
 use super::supervise::reap;
 use super::{spawn, Inner, Launch};
@@ -29,6 +30,7 @@ pub(super) fn memory_cap_bytes(reserved_kb: u64) -> u64 {
 }
 
 /// A started frame.
+#[derive(Clone)]
 pub(super) struct Tree {
     /// The process to wait for: the supervisor, or the frame itself.
     pub(super) pid: i32,
@@ -60,6 +62,34 @@ pub(super) struct Stdio {
     pub(super) stdout: RawFd,
 }
 
+/// What [`start`] made for a frame, undone on every way out but success:
+/// a frame that did not start leaves no cgroup and no supervisor state.
+struct Made {
+    cgroup: Option<FrameCgroup>,
+    state: Option<PathBuf>,
+}
+
+impl Made {
+    fn keep(mut self) -> (Option<FrameCgroup>, Option<PathBuf>) {
+        (self.cgroup.take(), self.state.take())
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.cgroup {
+            // A supervisor that died between starting the frame and saying
+            // so leaves the frame in it: the frame is reported as never
+            // started, so it must not run on.
+            cg.kill_until_empty(Duration::from_secs(5));
+            cg.remove();
+        }
+        if let Some(state) = &self.state {
+            let _ = std::fs::remove_dir_all(state);
+        }
+    }
+}
+
 /// Starts the frame `exec` describes; returns once it has exec'd.
 pub(super) fn start(
     inner: &Inner,
@@ -82,12 +112,15 @@ pub(super) fn start(
             })
             .ok()
     });
+    let mut made = Made {
+        cgroup,
+        state: None,
+    };
     let Some(shim_exe) = &inner.cfg.shim else {
-        let procs: Vec<std::fs::File> = cgroup
-            .iter()
-            .flat_map(|c| c.procs_files())
-            .map(|p| std::fs::OpenOptions::new().write(true).open(p))
-            .collect::<Result<_, _>>()
+        let procs = made
+            .cgroup
+            .as_ref()
+            .map_or(Ok(Vec::new()), FrameCgroup::open_procs)
             .map_err(|e| Failed::Step(spawn::Step::Cgroup, e))?;
         let fds: Vec<RawFd> = procs.iter().map(|f| f.as_raw_fd()).collect();
         let pid = spawn::spawn(&spawn::Child {
@@ -102,21 +135,12 @@ pub(super) fn start(
             fd3: None,
             detach: false,
         })
-        .map_err(|(step, e)| {
-            if let Some(c) = &cgroup {
-                c.remove();
-            }
-            Failed::Step(step, e)
-        })?;
-        return Ok(Tree {
-            pid,
-            pgid: pid,
-            cgroup,
-            shim: None,
-        });
+        .map_err(|(step, e)| Failed::Step(step, e))?;
+        return Ok(Tree::direct(pid, made.keep().0));
     };
     let state = inner.cfg.work_dir.join("shims").join(&name);
     let _ = std::fs::remove_dir_all(&state);
+    made.state = Some(state.clone());
     let meta = Meta {
         log: std::path::absolute(&l.log_path).unwrap_or_else(|_| l.log_path.clone()),
         started_ms: now_ms().max(0) as u64,
@@ -154,7 +178,8 @@ pub(super) fn start(
         ids: ids.map(|(u, g, gs)| (u, g, gs.to_vec())),
         cwd: std::path::absolute(OsStr::from_bytes(exec.cwd.as_bytes()))
             .map_err(|e| Failed::Other(format!("bad working directory: {e}")))?,
-        cgroup: cgroup
+        cgroup: made
+            .cgroup
             .as_ref()
             .map(FrameCgroup::to_args)
             .unwrap_or_default(),
@@ -162,29 +187,17 @@ pub(super) fn start(
             .chain(exec.argv().map(|a| OsStr::from_bytes(a).to_owned()))
             .collect(),
     };
-    let failed = |reason: String| {
-        if let Some(c) = &cgroup {
-            c.remove();
-        }
-        let _ = std::fs::remove_dir_all(&state);
-        Failed::Other(reason)
-    };
-    let cstr = |s: &OsStr| CString::new(s.as_bytes()).unwrap_or_default();
     let argv: Vec<CString> = std::iter::once(OsString::from("kiln"))
         .chain(args.to_argv())
-        .map(|a| cstr(&a))
+        .map(|a| cstring(&a))
         .collect();
-    let argv_ptrs: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|c| c.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let path = cstr(shim_exe.as_os_str());
+    let argv_ptrs = nul_terminated(&argv);
+    let path = cstring(shim_exe.as_os_str());
     let shim_env = [
         c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".as_ptr(),
         std::ptr::null(),
     ];
-    let (rd, wr) = pipe().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
+    let (rd, wr) = pipe().map_err(|e| Failed::Other(format!("cannot make a pipe: {e}")))?;
     let shim_pid = spawn::spawn(&spawn::Child {
         path: &path,
         argv: &argv_ptrs,
@@ -198,19 +211,24 @@ pub(super) fn start(
         detach: true,
     })
     .map_err(|(step, e)| {
-        failed(format!(
+        Failed::Other(format!(
             "cannot start the frame supervisor {}: {}: {e}",
             shim_exe.display(),
             step.name()
         ))
     })?;
     drop(wr);
-    // One line; EOF without one: the supervisor died.
+    // One line; EOF without one: the supervisor died. A signal caught on
+    // this thread (EINTR) is no end: the frame may be running.
     let mut line = Vec::new();
     let mut pipe = std::fs::File::from(rd);
     let mut byte = [0u8];
-    while !line.ends_with(b"\n") && matches!(pipe.read(&mut byte), Ok(1)) {
-        line.push(byte[0]);
+    while !line.ends_with(b"\n") {
+        match pipe.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => break,
+        }
     }
     let line = String::from_utf8_lossy(&line);
     let mut words = line.split_whitespace();
@@ -229,28 +247,22 @@ pub(super) fn start(
         Some(Ok(pid)) => pid,
         other => {
             // The supervisor exits on its own once it has said why (or died).
-            let mut status = 0;
-            unsafe { libc::waitpid(shim_pid, &mut status, 0) };
+            let status = wait4(shim_pid, 0).ok().flatten().map_or(0, |(s, _)| s);
             return Err(match other {
-                Some(Err(f)) => {
-                    if let Some(c) = &cgroup {
-                        c.remove();
-                    }
-                    let _ = std::fs::remove_dir_all(&state);
-                    f
-                }
-                _ => failed(format!(
+                Some(Err(f)) => f,
+                _ => Failed::Other(format!(
                     "the frame supervisor {} failed before starting the frame (wait status {status})",
                     shim_exe.display()
                 )),
             });
         }
     };
+    let (cgroup, shim) = made.keep();
     Ok(Tree {
         pid: shim_pid,
         pgid,
         cgroup,
-        shim: Some(state),
+        shim,
     })
 }
 
@@ -263,6 +275,17 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 impl Tree {
+    /// The frame whose main process is `pid`, waited for directly (by the
+    /// runner without supervisors, or by the supervisor itself).
+    pub(super) fn direct(pid: i32, cgroup: Option<FrameCgroup>) -> Tree {
+        Tree {
+            pid,
+            pgid: pid,
+            cgroup,
+            shim: None,
+        }
+    }
+
     /// SIGTERM to every process of the frame.
     pub(super) fn term(&self) {
         match &self.cgroup {
@@ -283,23 +306,33 @@ impl Tree {
         }
     }
 
+    /// [`Tree::kill`] (else [`Tree::term`]) from the runtime. A cgroup's
+    /// are file IO and, with the v1 freezer, a wait of up to 500 ms for
+    /// the freeze: they run on a pool thread, since the worker's runtime is
+    /// one thread that must keep heartbeating and serving other frames.
+    pub(super) async fn signal(&self, kill: bool) {
+        let send = move |t: &Tree| if kill { t.kill() } else { t.term() };
+        if self.cgroup.is_none() {
+            return send(self);
+        }
+        let tree = self.clone();
+        let _ = tokio::task::spawn_blocking(move || send(&tree)).await;
+    }
+
     /// Once `pid` has exited (and is not reaped yet): reaps it, makes sure
     /// nothing of the frame is left running and says how it ended.
     pub(super) async fn finish(&self) -> End {
-        if let Some(state) = &self.shim {
-            let _ = reap(self.pid).await;
-            let exit = ShimExit::read(state);
-            if exit.is_none() {
-                tracing::warn!(
-                    pid = self.pid,
-                    "a frame supervisor died without reporting; killing what is left of its frame"
-                );
-                self.empty().await;
-            }
-            if let Some(cg) = &self.cgroup {
-                cg.remove();
-            }
-            let _ = std::fs::remove_dir_all(state);
+        if self.shim.is_none() && self.cgroup.is_none() {
+            // The main process is a zombie, so the group id is still ours:
+            // no other group can have it yet. Take its children down with it.
+            self.kill();
+        }
+        let (status, ru) = reap(self.pid).await;
+        let tree = self.clone();
+        let (exit, oom_kills) = tokio::task::spawn_blocking(move || tree.clean_up())
+            .await
+            .unwrap_or((None, 0));
+        if self.shim.is_some() {
             let e = exit.unwrap_or_default();
             return End {
                 status: exit.map(|e| e.status),
@@ -310,40 +343,51 @@ impl Tree {
                 supervisor_died: exit.is_none(),
             };
         }
-        if self.cgroup.is_none() {
-            // The main process is a zombie, so the group id is still ours:
-            // no other group can have it yet. Take its children down with it.
-            self.kill();
-        }
-        let (status, ru) = reap(self.pid).await;
-        let mut oom_kills = 0;
-        if let Some(cg) = &self.cgroup {
-            self.empty().await;
-            oom_kills = cg.oom_kills();
-            cg.remove();
-        }
-        let tv = |t: libc::timeval| t.tv_sec.max(0) as u64 * 1000 + t.tv_usec.max(0) as u64 / 1000;
         End {
             status,
             max_rss_kb: ru.map_or(0, |r| r.ru_maxrss.max(0) as u64),
-            cpu_ms: ru.map_or(0, |r| tv(r.ru_utime) + tv(r.ru_stime)),
+            cpu_ms: ru.as_ref().map_or(0, cpu_ms),
             oom_kills,
             lease_expired: false,
             supervisor_died: false,
         }
     }
 
+    /// After the waited-for process is reaped: the supervisor's report, if
+    /// it had one; what is left of the frame killed; its cgroup (OOM kills
+    /// counted first) and the supervisor's state removed. Blocking: a kill
+    /// until empty, a busy cgroup's removal retried.
+    fn clean_up(&self) -> (Option<ShimExit>, u64) {
+        let exit = self.shim.as_deref().and_then(ShimExit::read);
+        let supervisor_died = self.shim.is_some() && exit.is_none();
+        if supervisor_died {
+            tracing::warn!(
+                pid = self.pid,
+                "a frame supervisor died without reporting; killing what is left of its frame"
+            );
+        }
+        if supervisor_died || (self.shim.is_none() && self.cgroup.is_some()) {
+            self.empty();
+        }
+        let oom_kills = match (&self.shim, &self.cgroup) {
+            (None, Some(cg)) => cg.oom_kills(),
+            _ => 0,
+        };
+        if let Some(cg) = &self.cgroup {
+            cg.remove();
+        }
+        if let Some(state) = &self.shim {
+            let _ = std::fs::remove_dir_all(state);
+        }
+        (exit, oom_kills)
+    }
+
     /// Kills the tree until it is empty.
-    async fn empty(&self) {
+    fn empty(&self) {
         match &self.cgroup {
-            Some(cg) if !cg.is_empty() => {
-                let cg = cg.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    cg.kill_until_empty(Duration::from_secs(30))
-                })
-                .await;
+            Some(cg) => {
+                cg.kill_until_empty(Duration::from_secs(30));
             }
-            Some(_) => {}
             None => self.kill(),
         }
     }

@@ -160,10 +160,12 @@ impl SimHost {
             log_size: 0,
         };
         ended.log_size = log_text(&self.report.name, &ended).len() as u64;
-        if let Some(msg) = self.session.frame_ended(ended) {
-            if let Some(out) = out {
-                send_end(&self.report.name, msg, out);
-            }
+        // A simulated log is sent whole with its end; an end made while
+        // disconnected goes with the next registration's resends.
+        let send = self.session.is_registered().then(|| ended.clone());
+        self.session.frame_ended(ended);
+        if let (Some(ended), Some(out)) = (send, out) {
+            send_end(&self.report.name, ended, out);
         }
     }
 
@@ -265,15 +267,13 @@ fn log_text(host: &str, e: &FrameEnded) -> Vec<u8> {
 
 /// An end goes after its log bytes: the server trims the log to the size
 /// the end gives and syncs it before recording the end.
-fn send_end(host: &str, msg: WorkerMsg, out: &mpsc::UnboundedSender<WorkerMsg>) {
-    if let WorkerMsg::Ended(e) = &msg {
-        let _ = out.send(WorkerMsg::Log {
-            attempt: e.attempt,
-            offset: 0,
-            data: log_text(host, e),
-        });
-    }
-    let _ = out.send(msg);
+fn send_end(host: &str, e: FrameEnded, out: &mpsc::UnboundedSender<WorkerMsg>) {
+    let _ = out.send(WorkerMsg::Log {
+        attempt: e.attempt,
+        offset: 0,
+        data: log_text(host, &e),
+    });
+    let _ = out.send(WorkerMsg::Ended(e));
 }
 
 /// Runs one host until the fleet stops: connect, register, serve the
@@ -345,7 +345,7 @@ async fn connected(
                         stats.connected.fetch_add(1, Relaxed);
                         // What the server is missing: ends (after their logs).
                         for e in h.session.unacked() {
-                            send_end(&h.report.name, WorkerMsg::Ended(e), out);
+                            send_end(&h.report.name, e, out);
                         }
                         if h.stopping || *h.shared.stop.borrow() {
                             h.stop(out);
