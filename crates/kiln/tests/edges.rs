@@ -245,6 +245,35 @@ fn connections_per_address_are_capped_and_idle_ones_closed() {
 }
 
 #[test]
+fn a_connection_that_never_speaks_is_closed_after_the_preface_timeout() {
+    let mut farm = Farm::start(0, 1);
+    farm.kill_server();
+    farm.start_server_with(&["--preface-timeout", "1s"], None);
+    let mut silent = TcpStream::connect(format!("127.0.0.1:{}", farm.port)).unwrap();
+    let closed = closed_within(&mut silent, Duration::from_secs(4))
+        .expect("a silent connection outlived --preface-timeout 1s");
+    eprintln!("a silent connection closed after {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed early: {closed:?}"
+    );
+
+    let out = Command::new(kiln_bin())
+        .args(["server", "--preface-timeout", "0", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data")
+        .arg(farm.path("other"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--preface-timeout: must be at least 1s"),
+        "{err}"
+    );
+}
+
+#[test]
 fn errors_that_echo_a_huge_field_or_bad_bytes_stay_clear() {
     let farm = Farm::start(0, 2);
     let long = "f".repeat(62 * 1024);
