@@ -752,9 +752,10 @@ fn check_invariants(snap: &Snapshot, plan: &Plan) {
                 && demand.tags.iter().all(|t| t.satisfied_by(&host.tags))
         };
         // A host the layer shuns may stay idle while another could run it.
-        let elsewhere = snap.hosts.iter().any(|o| {
-            !demand.shun.contains(o.id) && may_use(o) && demand.needs.fits_in(&o.total)
-        });
+        let elsewhere = snap
+            .hosts
+            .iter()
+            .any(|o| !demand.shun.contains(o.id) && may_use(o) && demand.needs.fits_in(&o.total));
         for (h, host) in snap.hosts.iter().enumerate() {
             let usable = !reserved.contains(&host.id)
                 && may_use(host)

@@ -185,9 +185,15 @@ impl Farm {
     }
 
     pub fn add_worker_with(&mut self, name: &str, cores: u32, extra: &[&str]) {
+        self.add_worker_env(name, cores, extra, &[]);
+    }
+
+    /// A worker with `extra` arguments and `env` set in its environment.
+    pub fn add_worker_env(&mut self, name: &str, cores: u32, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
         let child = Command::new(kiln_bin())
             .args(["worker", "--server", &self.url(), "--name", name])
+            .envs(env.iter().copied())
             .args(extra)
             .args([
                 "--cores",
