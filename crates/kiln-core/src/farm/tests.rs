@@ -574,23 +574,27 @@ fn a_repeated_submit_key_returns_the_first_job_also_after_a_restart() {
     assert!(farm.take_dirty().jobs.is_empty(), "nothing new");
 }
 
+/// One scheduling pass; returns its launches as (session, attempt, job).
+fn launches(farm: &mut Farm, now: Millis) -> Vec<(u64, AttemptId, String)> {
+    if let Some(snap) = farm.snapshot(now) {
+        let plan = sched::plan(snap);
+        farm.apply_plan(&plan, now);
+    }
+    farm.take_outgoing()
+        .into_iter()
+        .filter_map(|o| match o.msg {
+            ServerMsg::Launch(l) => Some((o.session, l.attempt, l.job)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Runs every launch to its end with `exit` until nothing more starts;
 /// returns the number of attempts.
 fn fail_all(farm: &mut Farm, exit: impl Fn(&str) -> Exit, mut now: Millis) -> u32 {
     let mut n = 0;
     loop {
-        if let Some(snap) = farm.snapshot(now) {
-            let plan = sched::plan(snap);
-            farm.apply_plan(&plan, now);
-        }
-        let launches: Vec<_> = farm
-            .take_outgoing()
-            .into_iter()
-            .filter_map(|o| match o.msg {
-                ServerMsg::Launch(l) => Some((o.session, l.attempt, l.job)),
-                _ => None,
-            })
-            .collect();
+        let launches = launches(farm, now);
         if launches.is_empty() {
             return n;
         }
@@ -605,20 +609,9 @@ fn fail_all(farm: &mut Farm, exit: impl Fn(&str) -> Exit, mut now: Millis) -> u3
 
 /// The one launch a pass makes: (session, attempt).
 fn one_launch(farm: &mut Farm, now: Millis) -> (u64, AttemptId) {
-    if let Some(snap) = farm.snapshot(now) {
-        let plan = sched::plan(snap);
-        farm.apply_plan(&plan, now);
-    }
-    let launches: Vec<_> = farm
-        .take_outgoing()
-        .into_iter()
-        .filter_map(|o| match o.msg {
-            ServerMsg::Launch(l) => Some((o.session, l.attempt)),
-            _ => None,
-        })
-        .collect();
+    let launches = launches(farm, now);
     assert_eq!(launches.len(), 1, "{launches:?}");
-    launches[0]
+    (launches[0].0, launches[0].1)
 }
 
 #[test]
