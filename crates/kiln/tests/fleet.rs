@@ -173,13 +173,14 @@ fn the_fleet_reconnects_to_a_restarted_server_and_keeps_its_frames() {
     farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
     let frames = farm.frames(&job);
     assert_eq!(count(&frames, "SUCCEEDED"), 60);
-    assert!(
-        frames.iter().all(|f| f["attempts"] == 1),
-        "running frames were kept and held ends delivered, nothing ran twice"
-    );
     let s = summary(&fleet.term(Duration::from_secs(20)));
     assert!(s["reconnects"].as_u64().unwrap() >= 5, "{s}");
+    // Running frames were kept and held ends delivered: every frame started
+    // once on the fleet. (A frame may still have a second attempt: a launch
+    // the server committed but the killed connection never carried is
+    // requeued as LOST, having never run; on a loaded machine that happens.)
     assert_eq!(s["frames_started"], 60, "{s}");
+    assert!(frames.iter().all(|f| f["attempts"].as_u64() <= Some(2)));
 }
 
 #[test]
