@@ -163,6 +163,9 @@ impl Farm {
         );
         self.dirty.jobs.insert(job_id);
         let mut total = 0u32;
+        // Grown once, not doubled (and its records moved) many times over.
+        self.frames
+            .reserve(new.layers.iter().map(|l| l.tasks as usize).sum());
         let layers = new.layers.into_iter().zip(resolved).zip(&sets);
         for (index, ((nl, r), set)) in layers.enumerate() {
             let layer_id = LayerId(Self::next_id(&mut self.ids.layer));

@@ -238,6 +238,13 @@ pub(super) struct Overlap {
 /// ([`count_distinct`]), never a wrong answer.
 pub(super) fn overlap(items: &[Item]) -> Overlap {
     const MAX_PAIRS: usize = 4096;
+    // Most sets are one item; a chunk of one frame always is.
+    if let [item] = items {
+        return Overlap {
+            disjoint: true,
+            distinct: Some(item.count()),
+        };
+    }
     let unknown = Overlap {
         disjoint: false,
         distinct: None,
