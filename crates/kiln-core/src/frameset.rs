@@ -2,10 +2,11 @@
 //! compact form Kiln writes back, and the split of a set into tasks.
 //!
 //! A set is read into its items ([`Frames`]) and sized without expanding
-//! them; its frames and tasks are made one at a time (`lazy.rs`) only
-//! where they are used.
+//! them (`size.rs`); its frames and tasks are made one at a time
+//! (`lazy.rs`) only where they are used.
 
 mod lazy;
+mod size;
 
 pub use lazy::{FrameIter, Tasks};
 use serde::{Deserialize, Serialize};
@@ -149,7 +150,7 @@ impl Frames {
         if total == 0 {
             return Err(format!("{:?} has no frames {HINT}", s.trim()));
         }
-        let overlap = lazy::overlap(&items);
+        let overlap = size::overlap(&items);
         let mut set = Frames {
             items,
             total: total as u64,
@@ -157,7 +158,7 @@ impl Frames {
             disjoint: overlap.disjoint,
         };
         if overlap.distinct.is_none() {
-            set.len = lazy::count_distinct(&set.items);
+            set.len = size::count_distinct(&set.items);
         }
         Ok(set)
     }
@@ -658,7 +659,7 @@ mod tests {
             // Sized without expanding, and cut lazily into the tasks the
             // expanded frames make.
             let (parsed, _) = super::items(&text, MAX).unwrap();
-            prop_assert_eq!(lazy::count_distinct(&parsed), expected.len() as u64, "{}", text);
+            prop_assert_eq!(size::count_distinct(&parsed), expected.len() as u64, "{}", text);
             if let Ok(set) = Frames::parse(&text, MAX) {
                 prop_assert_eq!(set.len(), expected.len() as u64, "{}", text);
                 for size in [1, 2, 7] {
