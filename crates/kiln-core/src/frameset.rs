@@ -151,16 +151,16 @@ impl Frames {
             return Err(format!("{:?} has no frames {HINT}", s.trim()));
         }
         let overlap = size::overlap(&items);
-        let mut set = Frames {
+        let len = match overlap.distinct {
+            Some(n) => n as u64,
+            None => size::count_distinct(&items),
+        };
+        Ok(Frames {
             items,
             total: total as u64,
-            len: overlap.distinct.unwrap_or(0) as u64,
+            len,
             disjoint: overlap.disjoint,
-        };
-        if overlap.distinct.is_none() {
-            set.len = size::count_distinct(&set.items);
-        }
-        Ok(set)
+        })
     }
 
     /// How many distinct frames the set has.
