@@ -1,9 +1,17 @@
 //! Frame sets: the `1-100x5,200` syntax layers use to name their frames, the
 //! compact form Kiln writes back, and the split of a set into tasks.
+//!
+//! A set is read into its items ([`Frames`]) and sized without expanding
+//! them (`size.rs`); its frames and tasks are made one at a time
+//! (`lazy.rs`) only where they are used.
 
+mod lazy;
+mod size;
+
+pub use lazy::{FrameIter, Tasks};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::fmt::{self, Write};
+use std::fmt;
 
 const HINT: &str = "(write it like 1-100, 1-100x5 or 1,5,9)";
 
@@ -71,36 +79,6 @@ impl Item {
         // Offsets never pass `end`, so the frame is within i64.
         frame as i64
     }
-
-    /// Appends the item's frames that `seen` has not seen.
-    fn expand(&self, out: &mut Vec<i64>, seen: &mut Seen) {
-        let span = self.span();
-        let mut push = |offset: u128| {
-            let f = self.frame(offset);
-            if seen.insert(f) {
-                out.push(f);
-            }
-        };
-        match self.mode {
-            Mode::Every => (0..=span).step_by(self.step as usize).for_each(&mut push),
-            // Step 1 skips everything; checking it first keeps a huge empty
-            // range from being walked.
-            Mode::Skip if self.step == 1 => {}
-            Mode::Skip => (0..=span)
-                .filter(|o| o % u128::from(self.step) != 0)
-                .for_each(&mut push),
-            Mode::Interleave => {
-                let mut step = self.step;
-                loop {
-                    (0..=span).step_by(step as usize).for_each(&mut push);
-                    if step <= 1 {
-                        break;
-                    }
-                    step /= 2;
-                }
-            }
-        }
-    }
 }
 
 /// The frames a set has yielded so far, to drop repeats.
@@ -143,6 +121,79 @@ impl Seen {
             }
             Seen::Hash(h) => h.insert(f),
         }
+    }
+}
+
+/// A frame set read into its items, nothing expanded: how many frames it
+/// has is known, and its frames and tasks are made as they are taken.
+#[derive(Debug, Clone)]
+pub struct Frames {
+    items: Vec<Item>,
+    /// The frames the items yield, repeats counted.
+    total: u64,
+    /// Distinct frames.
+    len: u64,
+    /// Whether no two items can yield the same frame.
+    disjoint: bool,
+}
+
+impl Frames {
+    /// Reads a frame set, refusing one of more than `max_frames` frames
+    /// (repeats counted). Its cost is that of its text, but for a set whose
+    /// items partly overlap (`1-10,5-15`): that one is counted frame by
+    /// frame, up to `max_frames`. Errors are user-facing and do not name
+    /// the field.
+    pub fn parse(s: &str, max_frames: usize) -> Result<Frames, String> {
+        let (items, total) = items(s, max_frames)?;
+        // Repeats only drop frames the items yield anyway, so a set with
+        // none counted has none at all.
+        if total == 0 {
+            return Err(format!("{:?} has no frames {HINT}", s.trim()));
+        }
+        let overlap = size::overlap(&items);
+        let len = match overlap.distinct {
+            Some(n) => n as u64,
+            None => size::count_distinct(&items),
+        };
+        Ok(Frames {
+            items,
+            total: total as u64,
+            len,
+            disjoint: overlap.disjoint,
+        })
+    }
+
+    /// How many distinct frames the set has.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Never true: a set without frames is refused.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frames in the order they are written, repeats dropped (the
+    /// first stays).
+    pub fn iter(&self) -> FrameIter<'_> {
+        let interleaved = self.items.iter().any(|i| i.mode == Mode::Interleave);
+        let seen = if self.disjoint && !interleaved {
+            Seen::Nothing
+        } else {
+            Seen::for_items(&self.items, u128::from(self.total))
+        };
+        FrameIter::new(&self.items, seen)
+    }
+
+    /// How many tasks of `size` frames the set makes (0 is taken as 1).
+    pub fn task_count(&self, size: u32) -> u64 {
+        self.len.div_ceil(u64::from(size.max(1)))
+    }
+
+    /// The frames, in order, cut into tasks of `size` frames (the last may
+    /// be shorter; 0 is taken as 1), each made as it is taken.
+    pub fn tasks(&self, size: u32) -> Tasks<FrameIter<'_>> {
+        Tasks::new(self.iter(), size)
     }
 }
 
@@ -242,39 +293,14 @@ fn items(s: &str, max_frames: usize) -> Result<(Vec<Item>, u128), String> {
     Ok((items, total))
 }
 
-/// Whether no frame can come twice: no item revisits its own frames (an
-/// interleave does) and no two items' ranges meet. Then a set expands
-/// without a hash set, which is most of its cost in time and memory.
-fn distinct(items: &[Item]) -> bool {
-    if items.iter().any(|i| i.mode == Mode::Interleave) {
-        return false;
-    }
-    let mut spans: Vec<(i64, i64)> = items
-        .iter()
-        .map(|i| (i.start.min(i.end), i.start.max(i.end)))
-        .collect();
-    spans.sort_unstable();
-    spans.windows(2).all(|w| w[0].1 < w[1].0)
-}
-
 impl FrameSet {
     /// Parses a frame set, refusing one of more than `max_frames` frames
     /// (repeats counted) before expanding it. Errors are user-facing and do
     /// not name the field.
     pub fn parse(s: &str, max_frames: usize) -> Result<FrameSet, String> {
-        let (items, total) = items(s, max_frames)?;
-        let mut frames = Vec::with_capacity(total as usize);
-        let mut seen = if distinct(&items) {
-            Seen::Nothing
-        } else {
-            Seen::for_items(&items, total)
-        };
-        for item in &items {
-            item.expand(&mut frames, &mut seen);
-        }
-        if frames.is_empty() {
-            return Err(format!("{:?} has no frames {HINT}", s.trim()));
-        }
+        let set = Frames::parse(s, max_frames)?;
+        let mut frames = Vec::with_capacity(set.len() as usize);
+        frames.extend(set.iter());
         Ok(FrameSet { frames })
     }
 
@@ -296,19 +322,6 @@ impl FrameSet {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
-
-    /// Splits the frames, in order, into tasks of `size` frames (the last may
-    /// be shorter). A size of 0 is taken as 1.
-    pub fn chunks(&self, size: u32) -> Vec<Task> {
-        self.frames
-            .chunks(size.max(1) as usize)
-            .map(|c| Task {
-                number: c[0],
-                last: c[c.len() - 1],
-                chunk: compact(c),
-            })
-            .collect()
-    }
 }
 
 impl fmt::Display for FrameSet {
@@ -321,38 +334,9 @@ impl fmt::Display for FrameSet {
 /// constant-step runs of three or more as `A-BxS`, the rest as a comma list.
 /// Parsing the result gives back `frames` when they are distinct.
 pub fn compact(frames: &[i64]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < frames.len() {
-        let start = frames[i];
-        let step = frames
-            .get(i + 1)
-            .and_then(|&next| next.checked_sub(start))
-            .filter(|&d| d != 0);
-        let mut last = i;
-        if let Some(d) = step {
-            last = i + 1;
-            while last + 1 < frames.len() && frames[last + 1].checked_sub(frames[last]) == Some(d) {
-                last += 1;
-            }
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        let len = last - i + 1;
-        let end = frames[last];
-        // Writing to a String cannot fail.
-        let _ = match step {
-            Some(1 | -1) => write!(out, "{start}-{end}"),
-            Some(d) if len >= 3 => write!(out, "{start}-{end}x{}", d.unsigned_abs()),
-            _ => {
-                last = i;
-                write!(out, "{start}")
-            }
-        };
-        i = last + 1;
-    }
-    out
+    let mut out = lazy::Compact::default();
+    frames.iter().for_each(|&f| out.push(f));
+    out.finish()
 }
 
 #[cfg(test)]
@@ -538,20 +522,20 @@ mod tests {
 
     #[test]
     fn chunks_split_in_order() {
-        let set = FrameSet::parse("1-10", MAX).unwrap();
-        let tasks = set.chunks(4);
-        let summary: Vec<_> = tasks
-            .iter()
-            .map(|t| (t.number, t.last, t.chunk.as_str()))
-            .collect();
-        assert_eq!(summary, vec![(1, 4, "1-4"), (5, 8, "5-8"), (9, 10, "9-10")]);
+        let set = Frames::parse("1-10", MAX).unwrap();
+        let summary: Vec<_> = set.tasks(4).map(|t| (t.number, t.last, t.chunk)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, 4, "1-4".into()),
+                (5, 8, "5-8".into()),
+                (9, 10, "9-10".into())
+            ]
+        );
+        assert_eq!(set.task_count(4), 3);
 
-        let set = FrameSet::parse("1-20x5,3", MAX).unwrap();
-        let summary: Vec<_> = set
-            .chunks(2)
-            .into_iter()
-            .map(|t| (t.number, t.last, t.chunk))
-            .collect();
+        let set = Frames::parse("1-20x5,3", MAX).unwrap();
+        let summary: Vec<_> = set.tasks(2).map(|t| (t.number, t.last, t.chunk)).collect();
         assert_eq!(
             summary,
             vec![
@@ -560,30 +544,93 @@ mod tests {
                 (3, 3, "3".into())
             ]
         );
-        assert_eq!(set.chunks(1).len(), 5);
-        assert_eq!(set.chunks(0).len(), 5);
-        assert_eq!(set.chunks(100).len(), 1);
-        assert_eq!(set.chunks(100)[0].chunk, "1-16x5,3");
+        assert_eq!(set.tasks(1).count(), 5);
+        assert_eq!(set.tasks(0).count(), 5);
+        assert_eq!(set.task_count(0), 5);
+        let whole: Vec<Task> = set.tasks(100).collect();
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].chunk, "1-16x5,3");
     }
 
     #[test]
     fn chunk_strings_parse_back_to_their_frames() {
         let set = FrameSet::parse("1-10:3", MAX).unwrap();
         let mut again = Vec::new();
-        for t in set.chunks(3) {
+        for t in Frames::parse("1-10:3", MAX).unwrap().tasks(3) {
             again.extend_from_slice(FrameSet::parse(&t.chunk, MAX).unwrap().frames());
         }
         assert_eq!(again, set.frames());
     }
 
-    /// Every item expanded against a hash set: the reading before sets
-    /// without repeats skipped it and dense ones used a bitmap.
+    /// Every item expanded whole against a hash set: the first reading,
+    /// before sets were expanded lazily, without repeats skipped the hash
+    /// set and dense ones used a bitmap.
     fn with_hash_set(s: &str) -> Vec<i64> {
         let (items, _) = items(s, MAX).unwrap();
         let mut out = Vec::new();
-        let mut seen = Seen::Hash(HashSet::new());
-        for i in &items {
-            i.expand(&mut out, &mut seen);
+        let mut seen = HashSet::new();
+        for item in &items {
+            let span = item.span();
+            let mut push = |offset: u128| {
+                let f = item.frame(offset);
+                if seen.insert(f) {
+                    out.push(f);
+                }
+            };
+            match item.mode {
+                Mode::Every => (0..=span).step_by(item.step as usize).for_each(&mut push),
+                Mode::Skip => (0..=span)
+                    .filter(|o| o % u128::from(item.step) != 0)
+                    .for_each(&mut push),
+                Mode::Interleave => {
+                    let mut step = item.step;
+                    loop {
+                        (0..=span).step_by(step as usize).for_each(&mut push);
+                        if step <= 1 {
+                            break;
+                        }
+                        step /= 2;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `compact` as it was first written, over a slice.
+    fn slice_compact(frames: &[i64]) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let mut i = 0;
+        while i < frames.len() {
+            let start = frames[i];
+            let step = frames
+                .get(i + 1)
+                .and_then(|&next| next.checked_sub(start))
+                .filter(|&d| d != 0);
+            let mut last = i;
+            if let Some(d) = step {
+                last = i + 1;
+                while last + 1 < frames.len()
+                    && frames[last + 1].checked_sub(frames[last]) == Some(d)
+                {
+                    last += 1;
+                }
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            let len = last - i + 1;
+            let end = frames[last];
+            let _ = match step {
+                Some(1 | -1) => write!(out, "{start}-{end}"),
+                Some(d) if len >= 3 => write!(out, "{start}-{end}x{}", d.unsigned_abs()),
+                _ => {
+                    last = i;
+                    write!(out, "{start}")
+                }
+            };
+            i = last + 1;
         }
         out
     }
@@ -609,6 +656,32 @@ mod tests {
                 Ok(set) => prop_assert_eq!(set.frames(), &expected[..], "{}", text),
                 Err(_) => prop_assert!(expected.is_empty(), "{}", text),
             }
+            // Sized without expanding, and cut lazily into the tasks the
+            // expanded frames make.
+            let (parsed, _) = super::items(&text, MAX).unwrap();
+            prop_assert_eq!(size::count_distinct(&parsed), expected.len() as u64, "{}", text);
+            if let Ok(set) = Frames::parse(&text, MAX) {
+                prop_assert_eq!(set.len(), expected.len() as u64, "{}", text);
+                for size in [1, 2, 7] {
+                    let tasks: Vec<Task> = set.tasks(size).collect();
+                    let cut: Vec<Task> = expected
+                        .chunks(size as usize)
+                        .map(|c| Task {
+                            number: c[0],
+                            last: c[c.len() - 1],
+                            chunk: slice_compact(c),
+                        })
+                        .collect();
+                    prop_assert_eq!(set.task_count(size), cut.len() as u64);
+                    prop_assert_eq!(tasks, cut, "{} by {}", text, size);
+                }
+            }
+        }
+
+        #[test]
+        fn compact_is_the_slice_reading(v in proptest::collection::vec(
+            prop_oneof![-20i64..20, Just(i64::MIN), Just(i64::MAX), any::<i64>()], 0..40)) {
+            prop_assert_eq!(compact(&v), slice_compact(&v));
         }
 
         #[test]

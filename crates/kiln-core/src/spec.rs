@@ -8,7 +8,7 @@ mod check;
 mod read;
 
 use crate::error::{Error, Result};
-use crate::frameset::Task;
+use crate::frameset::Frames;
 use crate::model::{Centicores, Command, CoreRequest, LayerDep, Resources, TagReq};
 use crate::structure::Service;
 use check::{
@@ -183,7 +183,8 @@ pub struct NewJob {
     pub submit_key: Option<String>,
 }
 
-/// A validated layer with its tasks already cut.
+/// A validated layer. Its tasks are counted, not cut: the farm cuts them
+/// from the frame set when it creates the job ([`NewLayer::frame_set`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewLayer {
     pub name: String,
@@ -199,7 +200,16 @@ pub struct NewLayer {
     pub depends: Vec<LayerDep>,
     /// Absolute; the layer's own or the job's.
     pub cwd: Option<String>,
-    pub tasks: Vec<Task>,
+    /// How many tasks the frames make in chunks of `chunk`.
+    pub tasks: u32,
+}
+
+impl NewLayer {
+    /// The layer's frame set, read again from its text: its ranges, nothing
+    /// expanded. Fails only for a layer [`validate`] did not make.
+    pub fn frame_set(&self) -> std::result::Result<Frames, String> {
+        Frames::parse(&self.frames, usize::MAX)
+    }
 }
 
 /// Reads a spec without checking it beyond its shape.

@@ -2,7 +2,9 @@
 
 use kiln_core::frameset::Task;
 use kiln_core::model::{Command, CoreRequest, LayerDep, Resources, TagReq};
-use kiln_core::spec::{parse, parse_and_validate, validate, Format, NewJob, SubmitContext};
+use kiln_core::spec::{
+    parse, parse_and_validate, validate, Format, NewJob, NewLayer, SubmitContext,
+};
 use kiln_core::Error;
 use std::collections::BTreeMap;
 
@@ -67,6 +69,11 @@ fn ctx() -> SubmitContext {
         base_dir: Some("/shows/myshow/specs".into()),
         ..SubmitContext::default()
     }
+}
+
+/// A validated layer's tasks, cut as the farm cuts them.
+fn tasks(layer: &NewLayer) -> Vec<Task> {
+    layer.frame_set().unwrap().tasks(layer.chunk).collect()
 }
 
 fn task(number: i64, last: i64, chunk: &str) -> Task {
@@ -147,7 +154,7 @@ fn a_full_yaml_spec() {
     assert!(render.depends.is_empty());
     assert_eq!(render.cwd.as_deref(), Some("/shows/myshow/sh010"));
     assert_eq!(
-        render.tasks,
+        tasks(render),
         vec![task(1, 4, "1-4"), task(5, 8, "5-8"), task(9, 10, "9-10")]
     );
 
@@ -182,7 +189,7 @@ fn a_full_yaml_spec() {
             per_frame: true
         }]
     );
-    assert_eq!(comp.tasks, vec![task(1, 1, "1"), task(6, 6, "6")]);
+    assert_eq!(tasks(comp), vec![task(1, 1, "1"), task(6, 6, "6")]);
 
     let publish = &job.layers[2];
     // An unquoted ` #` starts a YAML comment: the token is gone.
@@ -244,7 +251,8 @@ fn defaults() {
     assert_eq!(r.timeout_s, None);
     assert_eq!(layer.cwd, None);
     assert!(r.tags.is_empty() && layer.env.is_empty() && layer.depends.is_empty());
-    assert_eq!(layer.tasks.len(), 3);
+    assert_eq!(layer.tasks, 3);
+    assert_eq!(tasks(layer).len(), 3);
 
     let defaults = SubmitContext::default();
     assert_eq!(defaults.user, "unknown");
@@ -263,7 +271,7 @@ fn parse_then_validate_allows_edits_between() {
     let job = validate(spec, &ctx()).unwrap();
     assert_eq!(job.priority, Some(7));
     assert_eq!(
-        job.layers[0].tasks,
+        tasks(&job.layers[0]),
         vec![task(1, 2, "1-2"), task(3, 3, "3")]
     );
 }
@@ -679,9 +687,9 @@ fn the_documented_examples_are_valid() {
         job.layers[2].cwd.as_deref(),
         Some("/shows/myshow/specs/comp")
     );
-    assert_eq!(job.layers[1].tasks.len(), 20);
+    assert_eq!(job.layers[1].tasks, 20);
     let job = parse_and_validate(block("```json\n"), Format::Auto, &ctx).unwrap();
-    assert_eq!(job.layers[0].tasks.len(), 20);
+    assert_eq!(job.layers[0].tasks, 20);
 }
 
 #[test]

@@ -128,6 +128,27 @@ impl<S: Store> Applier<S> {
         }
     }
 
+    /// Runs [`Applier::run`] on a thread of its own, under a runtime of its
+    /// own. Its work is CPU work: a submit makes every frame record of the
+    /// job (a million, for the biggest a spec may ask), a scheduling pass
+    /// over a big farm takes its milliseconds. On one of the server's
+    /// runtime threads that would hold every connection, worker log and
+    /// timer waiting behind it; here only requests to the farm wait, which
+    /// would wait anyway. The receiver gets what `run` returned, or is
+    /// closed if the thread died.
+    pub fn spawn_thread(self) -> std::io::Result<oneshot::Receiver<Result<(), Error>>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("kiln-applier".into())
+            .spawn(move || {
+                let _ = tx.send(rt.block_on(self.run()));
+            })?;
+        Ok(rx)
+    }
+
     /// Runs until every request sender is gone. A failed commit stops the
     /// applier (and the server): memory may then hold changes the store
     /// does not, and the only safe state is the store's, read at restart.

@@ -150,7 +150,7 @@ pub async fn serve(
         dir: dir.clone(),
         reason,
     };
-    let mut applier = tokio::spawn(applier.run());
+    let mut applier = applier.spawn_thread()?;
     let stopping = Arc::new(tokio::sync::Notify::new());
     let stopping2 = stopping.clone();
     let shutdown = async move {

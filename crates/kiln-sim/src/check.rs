@@ -337,7 +337,7 @@ impl Scenario {
             }
         }
         let job = job_spec(i, s, 1)?;
-        Ok(job.layers.iter().map(|l| l.tasks.len()).sum())
+        Ok(job.layers.iter().map(|l| l.tasks as usize).sum())
     }
 }
 

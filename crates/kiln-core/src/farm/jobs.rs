@@ -109,6 +109,15 @@ impl Farm {
             }
             resolved.push(r);
         }
+        // The frame sets as ranges; their frames are made one at a time
+        // below, straight into their records.
+        let mut sets = Vec::with_capacity(new.layers.len());
+        for (i, nl) in new.layers.iter().enumerate() {
+            sets.push(
+                nl.frame_set()
+                    .map_err(|m| Error::spec(format!("layers[{i}].frames"), m))?,
+            );
+        }
         let mut depends = Vec::new();
         for (i, d) in new.depends.iter().enumerate() {
             let id = self.resolve_job(d).map_err(|_| {
@@ -154,7 +163,11 @@ impl Farm {
         );
         self.dirty.jobs.insert(job_id);
         let mut total = 0u32;
-        for (index, (nl, r)) in new.layers.into_iter().zip(resolved).enumerate() {
+        // Grown once, not doubled (and its records moved) many times over.
+        self.frames
+            .reserve(new.layers.iter().map(|l| l.tasks as usize).sum());
+        let layers = new.layers.into_iter().zip(resolved).zip(&sets);
+        for (index, ((nl, r), set)) in layers.enumerate() {
             let layer_id = LayerId(Self::next_id(&mut self.ids.layer));
             let layer = Layer {
                 id: layer_id,
@@ -183,7 +196,7 @@ impl Farm {
                 .layers
                 .push(layer_id);
             self.dirty.layers.insert(layer_id);
-            for (i, task) in nl.tasks.into_iter().enumerate() {
+            for (i, task) in set.tasks(nl.chunk).enumerate() {
                 let id = FrameId(Self::next_id(&mut self.ids.frame));
                 let frame = Frame::new(id, job_id, layer_id, i as u32, task.number, task.chunk);
                 self.dirty.frames.insert(frame.id);

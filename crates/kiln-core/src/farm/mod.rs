@@ -429,8 +429,16 @@ impl Farm {
             if f.state == FrameState::Waiting {
                 l.waiting.insert(f.index);
             }
-            for n in chunk_numbers(&f.chunk) {
-                l.by_number.insert(n, f.index);
+            // A chunk of one frame is its number: no set to read.
+            match f.chunk.parse::<i64>() {
+                Ok(n) => {
+                    l.by_number.insert(n, f.index);
+                }
+                Err(_) => {
+                    for n in chunk_numbers(&f.chunk) {
+                        l.by_number.insert(n, f.index);
+                    }
+                }
             }
         }
     }

@@ -6,7 +6,7 @@ use super::{
     MAX_RETRIES, NAME_RULE,
 };
 use crate::error::{Error, Result};
-use crate::frameset::FrameSet;
+use crate::frameset::{FrameSet, Frames};
 use crate::model::{Command, CoreRequest, TagReq};
 use crate::size::{format_kb, parse_duration_s, parse_memory_kb};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -246,12 +246,12 @@ pub(super) fn validate_layer(
     check_command(&field("command"), &layer.command)?;
     check_range(&field("chunk"), layer.chunk, 1, MAX_CHUNK)?;
     let frames = layer.frames.trim().to_owned();
-    let set = FrameSet::parse(&frames, ctx.max_frames_per_layer)
+    // Read into its ranges and sized, never expanded: the tasks are cut
+    // where the farm creates the job.
+    let set = Frames::parse(&frames, ctx.max_frames_per_layer)
         .map_err(|m| Error::spec(field("frames"), m))?;
-    let tasks = set.chunks(layer.chunk as u32);
-    // Counted layer by layer, so a job of many huge layers is refused before
-    // all of them are expanded.
-    *job_tasks += tasks.len();
+    let tasks = set.task_count(layer.chunk as u32) as usize;
+    *job_tasks += tasks;
     if *job_tasks > ctx.max_frames_per_job {
         return Err(Error::spec(
             field("frames"),
@@ -289,7 +289,7 @@ pub(super) fn validate_layer(
         retries: layer.retries as u32,
         depends: layer.depends,
         cwd,
-        tasks,
+        tasks: tasks as u32,
     })
 }
 

@@ -21,9 +21,10 @@ mod tests;
 
 use super::tracked::Touched;
 use super::*;
-use crate::sched::{
-    AllocSlot, Demand, HostSlot, JobSlot, LimitSlot, SchedConfig, ShowSlot, Snapshot, SubSlot,
-};
+use crate::sched::{AllocSlot, HostSlot, LimitSlot, SchedConfig, ShowSlot, Snapshot, SubSlot};
+// Only the debug builds' check against a fresh snapshot names these.
+#[cfg(any(test, debug_assertions))]
+use crate::sched::{Demand, JobSlot};
 
 #[derive(Debug, Default)]
 pub(super) struct Mirror {
