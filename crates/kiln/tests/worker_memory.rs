@@ -202,3 +202,74 @@ fn a_log_past_the_cap_is_cut_with_a_note_and_the_frame_goes_on() {
     assert!(!rest.contains("after-the-cap"), "{rest}");
     assert!(peak <= PEAK_RSS_KB, "worker peaked at {peak} kB");
 }
+
+/// The shared objects mapped into process `pid` whose name contains `part`.
+fn mapped(pid: &str, part: &str) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut libs: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.contains(part))
+        .map(str::to_owned)
+        .collect();
+    libs.dedup();
+    libs
+}
+
+/// A root worker runs frames as their job's user, yet never looks an
+/// account up itself: each frame's supervisor does (NSS modules such as
+/// libnss_systemd or sssd's stay mapped for good in whoever calls them, and
+/// may block on the network). So after running frames as another user and
+/// as an unknown one, the daemon has no NSS module mapped.
+#[test]
+fn a_root_worker_leaves_user_lookups_to_the_frames_supervisors() {
+    if unsafe { libc::geteuid() } != 0 {
+        skip("user switching needs the worker to run as root");
+        return;
+    }
+    // Whether a lookup loads a module on this host at all (glibc's `files`
+    // is built in): if not, the check below proves nothing here.
+    let name = c"nobody";
+    let mut groups = [0 as libc::gid_t; 64];
+    let mut n = groups.len() as libc::c_int;
+    unsafe { libc::getgrouplist(name.as_ptr(), 65534, groups.as_mut_ptr(), &mut n) };
+    if mapped("self", "libnss_").is_empty() {
+        eprintln!("note: this host's NSS loads no module, so a lookup would map nothing");
+    }
+    let farm = Farm::start(1, 2);
+    let worker = farm.workers[0].id().to_string();
+    let job = farm.submit(
+        "nobody",
+        "name: nobody\nuser: nobody\nlayers:\n  - name: a\n    command: 'echo id=$(id -u) USER=$USER HOME=$HOME SHELL=$SHELL; touch here && echo wrote'\n    frames: 1-2\n",
+    );
+    let ghost = farm.submit(
+        "ghost",
+        "name: ghost\nuser: kiln-no-such-user\nlayers:\n  - name: a\n    command: 'true'\n    frames: 1\n",
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    farm.wait_status(&ghost, "FAILED", Duration::from_secs(30));
+    let log = farm.kiln(&["log", &job, "a/1"]);
+    let nobody = std::process::Command::new("getent")
+        .args(["passwd", "nobody"])
+        .output()
+        .unwrap();
+    let entry = String::from_utf8_lossy(&nobody.stdout);
+    let f: Vec<&str> = entry.trim().split(':').collect();
+    assert!(
+        log.contains(&format!(
+            "id={} USER=nobody HOME={} SHELL={}\nwrote\n",
+            f[2], f[5], f[6]
+        )),
+        "ran as nobody, with its account's environment, in a scratch directory it owns: {log}"
+    );
+    let log = farm.kiln(&["log", &ghost, "a/1"]);
+    assert!(
+        log.contains("user \"kiln-no-such-user\" does not exist on host"),
+        "{log}"
+    );
+    let nss = mapped(&worker, "libnss_");
+    assert!(
+        nss.is_empty(),
+        "the worker daemon loaded NSS modules: {nss:?}"
+    );
+}

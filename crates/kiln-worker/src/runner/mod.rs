@@ -24,6 +24,7 @@
 //!   the timeout and kills, reaps with `wait4` and reports.
 //! - one async task samples `/proc` once a second while any frame runs.
 
+mod account;
 mod adopt;
 mod exec;
 pub mod guard;
