@@ -273,3 +273,55 @@ fn a_root_worker_leaves_user_lookups_to_the_frames_supervisors() {
         "the worker daemon loaded NSS modules: {nss:?}"
     );
 }
+
+/// KiB of the worker binary's read-only mappings (its code and constants)
+/// resident in process `pid`.
+fn binary_resident_kb(pid: u32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe = exe.to_string_lossy();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut ours, mut kb) = (false, 0);
+    for line in smaps.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words
+            .first()
+            .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
+        {
+            ours = words.len() >= 6 && words[5..].join(" ") == exe && !words[1].contains('w');
+        } else if ours && words.first() == Some(&"Rss:") {
+            kb += words[1].parse::<u64>().unwrap();
+        }
+    }
+    kb
+}
+
+/// Once idle for a few seconds, the worker drops the code pages its work
+/// mapped (`kiln_worker::trim`): only what its idle loop runs comes back.
+/// Then it runs frames as before. (Debug builds map far more code than
+/// release ones, so the bound is loose: the release figures are
+/// `bench/targets.sh`'s.)
+#[test]
+fn an_idle_worker_drops_the_code_pages_its_work_mapped_and_runs_on() {
+    let farm = Farm::start(1, 4);
+    let pid = farm.workers[0].id();
+    let job = farm.submit(
+        "work",
+        "name: work\nlayers:\n  - name: a\n    command: [/bin/true]\n    frames: 1-100\n  - name: b\n    command: 'echo $KILN_FRAME'\n    frames: 1-20\n",
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+    let busy = binary_resident_kb(pid);
+    // Idle for 5 s, then trimmed once.
+    std::thread::sleep(Duration::from_secs(8));
+    let idle = binary_resident_kb(pid);
+    eprintln!("the worker binary's resident pages: {busy} KiB after work, {idle} KiB idle");
+    assert!(
+        idle + 1024 <= busy,
+        "an idle worker keeps its code mapped: {busy} KiB after work, {idle} KiB idle"
+    );
+    let again = farm.submit(
+        "again",
+        "name: again\nlayers:\n  - name: a\n    command: 'echo ran'\n    frames: 1-4\n",
+    );
+    farm.wait_status(&again, "FINISHED", Duration::from_secs(30));
+    assert!(farm.kiln(&["log", &again, "a/4"]).contains("\nran\n"));
+}
