@@ -127,6 +127,12 @@ impl Inner {
             if user.contains('\0') {
                 return Err(super::account::no_such_user(user, &self.cfg.host_name));
             }
+            // What a supervisor looked up lately (see `remember_account`).
+            if let Some((at, id)) = self.lock().users.get(user) {
+                if at.elapsed() < USER_CACHE_TTL {
+                    return Ok(id.clone());
+                }
+            }
         } else if unsafe { libc::geteuid() } == 0 && !self.cfg.allow_root {
             return Err(ROOT_REFUSAL.to_owned());
         }
@@ -135,6 +141,25 @@ impl Inner {
             known: None,
             switch_to: self.cfg.switch_user.then(|| user.to_owned()),
         })
+    }
+
+    /// Keeps the account the supervisor in `state` looked up for `user`,
+    /// so that the next frames of that user skip the lookup for a while,
+    /// as frames without a supervisor do.
+    pub(super) fn remember_account(&self, user: &str, state: &Path) {
+        let Some((ids, known)) = super::account::recorded(state) else {
+            return;
+        };
+        let id = Identity {
+            switch: Some(ids),
+            known: Some(known),
+            switch_to: None,
+        };
+        let now = std::time::Instant::now();
+        let mut st = self.lock();
+        st.users
+            .retain(|_, (at, _)| now.duration_since(*at) < USER_CACHE_TTL);
+        st.users.insert(user.to_owned(), (now, id));
     }
 
     /// `/dev/null`, opened once, for frames' stdin.

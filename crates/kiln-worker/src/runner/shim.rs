@@ -41,8 +41,10 @@ pub(super) struct Args {
     pub state: PathBuf,
     pub lease: Option<PathBuf>,
     pub grace_ms: u64,
-    /// The job's user, looked up here and switched to (see `account`);
-    /// `None`: run as this process's own user.
+    /// `(uid, gid, groups)` to switch to, where the worker knows them.
+    pub ids: Option<(u32, u32, Vec<u32>)>,
+    /// Else the job's user, looked up here and switched to (see
+    /// `account`); `None` for both: run as this process's own user.
     pub user: Option<String>,
     pub allow_root: bool,
     /// `cwd` is the frame's scratch directory, to give to `user`.
@@ -66,6 +68,10 @@ impl Args {
             v.push(kv("lease", l.as_os_str().as_bytes()));
         }
         v.push(format!("grace={}", self.grace_ms).into());
+        if let Some((u, g, groups)) = &self.ids {
+            let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+            v.push(format!("ids={u}:{g}:{}", groups.join(",")).into());
+        }
         if let Some(u) = &self.user {
             v.push(kv("user", u.as_bytes()));
         }
@@ -102,6 +108,19 @@ impl Args {
                 b"grace" => a.grace_ms = String::from_utf8(v).ok()?.parse().ok()?,
                 b"cwd" => a.cwd = path(),
                 b"cg" => a.cgroup.push(String::from_utf8(v).ok()?),
+                b"ids" => {
+                    let s = String::from_utf8(v).ok()?;
+                    let mut p = s.splitn(3, ':');
+                    let uid = p.next()?.parse().ok()?;
+                    let gid = p.next()?.parse().ok()?;
+                    let groups = p
+                        .next()?
+                        .split(',')
+                        .filter(|g| !g.is_empty())
+                        .map(|g| g.parse().ok())
+                        .collect::<Option<_>>()?;
+                    a.ids = Some((uid, gid, groups));
+                }
                 b"user" => a.user = Some(String::from_utf8(v).ok()?),
                 b"root" => a.allow_root = v == b"1",
                 b"scratch" => a.scratch = v == b"1",
@@ -239,13 +258,16 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cstr = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).unwrap_or_default();
     let path = cstr(&a.exec[0]);
     let argv: Vec<CString> = a.exec[1..].iter().map(|s| cstr(s)).collect();
-    let account = match account::resolve(a.user.as_deref(), a.allow_root) {
+    let account = match account::settle(a.ids.as_ref(), a.user.as_deref(), a.allow_root) {
         Ok(acc) => acc,
         Err((step, errno)) => {
             let _ = report(format!("err {} {errno}\n", step as i32).as_bytes());
             return 1;
         }
     };
+    if a.user.is_some() {
+        account.record(&a.state);
+    }
     if a.scratch {
         if let Err(errno) = account.give(&a.cwd) {
             let _ = report(format!("err {} {errno}\n", spawn::Step::Chown as i32).as_bytes());
@@ -440,6 +462,7 @@ mod tests {
             state: "/w/shims/7".into(),
             lease: Some("/w/lease".into()),
             grace_ms: 5000,
+            ids: Some((1000, 1000, vec![1000, 27])),
             user: Some("alice".into()),
             allow_root: true,
             scratch: true,

@@ -134,6 +134,9 @@ fn start(job: Job) {
             return end_unstarted(&inner, &l, Some(log_file), p.scratch, exit, started);
         }
     };
+    if let (Some(user), Some(state)) = (&p.identity.switch_to, &tree.shim) {
+        inner.remember_account(user, state);
+    }
     let spawned_at = Instant::now();
     // The child is unreaped, so its pid cannot be reused before the open.
     let pidfd = pidfd_open(tree.pid);

@@ -151,6 +151,7 @@ pub(super) fn start(
         state: state.clone(),
         lease: inner.cfg.lease_file.clone(),
         grace_ms: inner.cfg.kill_grace.as_millis() as u64,
+        ids: ids.map(|(u, g, gs)| (u, g, gs.to_vec())),
         user: p.identity.switch_to.clone(),
         allow_root: inner.cfg.allow_root,
         scratch: p.scratch.is_some(),
