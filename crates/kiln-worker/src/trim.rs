@@ -13,12 +13,14 @@
 //!
 //! What: `madvise(MADV_DONTNEED)` on each mapping of the binary's own file
 //! that is not writable and whose `/proc/self/smaps` entry counts no
-//! anonymous (copy-on-write) page, resident or swapped. Such a mapping holds nothing but the
-//! file's pages, which stay in the page cache; the next access maps them
-//! again with a minor fault, the same bytes. Writable mappings (`.data`,
-//! `.bss`) and any mapping holding a copied page (relocated RELRO, a
-//! debugger's breakpoint, a uprobe) are never touched: dropping those would
-//! lose what was written. Shared libraries are left alone: their pages are
+//! anonymous (copy-on-write) page, resident or swapped. Such a mapping
+//! holds nothing but the file's pages, which stay in the page cache; the
+//! next access maps them again with a minor fault, the same bytes. In a
+//! mapping that holds copied pages (relocated RELRO, a debugger's
+//! breakpoint, a uprobe) only the pages `/proc/self/pagemap` shows resident
+//! and the file's own are dropped, never a copied or swapped one: dropping
+//! those would lose what was written. Writable mappings (`.data`, `.bss`)
+//! are never touched. Shared libraries are left alone: their pages are
 //! mapped by every process anyway. It runs once per idle period, never in a
 //! loop, and costs the first frame after it a few hundred microseconds of
 //! minor faults at most (`bench/targets.sh` measures that frame's start).
@@ -42,29 +44,66 @@ pub fn code_pages() -> std::io::Result<Trimmed> {
     let mut done = Trimmed::default();
     for m in parse(&smaps) {
         let ours = m.inode == exe.ino() && m.dev == (major, minor);
-        if !ours || m.writable || !m.private || m.anonymous_kb != Some(0) || m.swap_kb != Some(0) {
+        if !ours || m.writable || !m.private || m.rss_kb == 0 {
             continue;
         }
-        if m.rss_kb == 0 {
-            continue;
-        }
-        // SAFETY: a private mapping of the binary's file that cannot be
-        // written and holds none of its own pages (checked just above; it
-        // cannot gain one without a write): its content is the file's,
-        // which the next access maps again.
-        let rc = unsafe {
-            libc::madvise(
-                m.start as *mut libc::c_void,
-                m.end - m.start,
-                libc::MADV_DONTNEED,
-            )
+        // A mapping with copied pages (relocated RELRO): only the pages
+        // that are still the file's, page by page.
+        let runs = match (m.anonymous_kb, m.swap_kb) {
+            (Some(0), Some(0)) => vec![(m.start, m.end)],
+            (Some(_), Some(_)) => match file_page_runs(m.start, m.end) {
+                Ok(runs) => runs,
+                Err(_) => continue,
+            },
+            _ => continue,
         };
-        if rc == 0 {
+        let mut dropped = false;
+        for (start, end) in runs {
+            // SAFETY: a range of a private mapping of the binary's file
+            // that cannot be written, holding none of its own pages
+            // (checked just above; it cannot gain one without a write):
+            // its content is the file's, which the next access maps again.
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            };
+            dropped |= rc == 0;
+        }
+        if dropped {
             done.mappings += 1;
-            done.kb += m.rss_kb;
+            done.kb += m.rss_kb - m.anonymous_kb.unwrap_or(0);
         }
     }
     Ok(done)
+}
+
+/// The runs of pages in `start..end` that are resident and the file's own
+/// (not copied, not swapped out), from `/proc/self/pagemap`.
+fn file_page_runs(start: usize, end: usize) -> std::io::Result<Vec<(usize, usize)>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PAGE: usize = 4096;
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    const FILE_OR_SHARED: u64 = 1 << 61;
+    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } != PAGE as libc::c_long {
+        return Ok(Vec::new());
+    }
+    let mut f = std::fs::File::open("/proc/self/pagemap")?;
+    f.seek(SeekFrom::Start((start / PAGE * 8) as u64))?;
+    let mut buf = vec![0u8; (end - start) / PAGE * 8];
+    f.read_exact(&mut buf)?;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, e) in buf.chunks_exact(8).enumerate() {
+        let e = u64::from_ne_bytes(e.try_into().expect("8 bytes"));
+        if e & (PRESENT | SWAPPED | FILE_OR_SHARED) != PRESENT | FILE_OR_SHARED {
+            continue;
+        }
+        let at = start + i * PAGE;
+        match runs.last_mut() {
+            Some(run) if run.1 == at => run.1 = at + PAGE,
+            _ => runs.push((at, at + PAGE)),
+        }
+    }
+    Ok(runs)
 }
 
 /// One mapping of `/proc/<pid>/smaps`, as far as trimming needs it.
@@ -181,20 +220,27 @@ Rss:                  12 kB
     /// The test binary trims its own code and goes on running it.
     #[test]
     fn trims_the_running_binary_and_runs_on() {
+        // Resident and copied KiB of the binary's read-only mappings.
         let resident = || {
             let ino = std::fs::metadata("/proc/self/exe").unwrap().ino();
             let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
             parse(&smaps)
                 .iter()
                 .filter(|m| m.inode == ino && !m.writable)
-                .map(|m| m.rss_kb)
-                .sum::<u64>()
+                .fold((0, 0), |(r, a), m| {
+                    (r + m.rss_kb, a + m.anonymous_kb.unwrap_or(0))
+                })
         };
-        let before = resident();
+        let (before, copied) = resident();
         let t = code_pages().unwrap();
         assert!(t.mappings >= 1 && t.kb > 0, "{t:?}");
-        let after = resident();
+        let (after, still_copied) = resident();
         assert!(after < before, "{before} KiB before, {after} KiB after");
+        // The relocated pages of this (position-independent) test binary
+        // are kept: calls through them still work.
+        assert_eq!(copied, still_copied);
+        let greet: Box<dyn Fn(&str) -> String> = Box::new(|w| format!("hello {w}"));
+        assert_eq!(greet("again"), "hello again");
         assert_eq!(parses_back(), 4);
     }
 
