@@ -3,9 +3,10 @@
 #   1. 1,000 frames of `true` on one worker offering 16 cores: submit -> all done
 #   2. latency from `kiln submit` returning to a single frame starting (idle worker)
 #   3. idle RSS of `kiln worker`, fresh and after the work above (3,005 frames),
-#      each 2 s into the idle period and once its idle trim (after 5 s idle,
-#      see crates/kiln-worker/src/trim.rs) has dropped its code pages; with
-#      the anonymous and file-backed parts
+#      each 2 s into the idle period and 12 s into it, once its idle trim
+#      (after 5 s idle, see crates/kiln-worker/src/trim.rs) has dropped its
+#      code pages and a heartbeat (every 5 s) has mapped back what it runs;
+#      with the anonymous and file-backed parts
 #   4. latency as in 2, of a frame that starts right after an idle trim
 # Usage: bench/targets.sh [path/to/kiln]   (default: target/release/kiln)
 set -euo pipefail
@@ -25,7 +26,7 @@ rss() {
 }
 sleep 2
 rss_fresh=$(rss)
-sleep 6
+sleep 10
 rss_fresh_trimmed=$(rss)
 
 # 1. Throughput.
@@ -65,12 +66,12 @@ done
 # idle again). Target: at most 8 MiB both.
 sleep 2
 rss_after=$(rss)
-sleep 6
+sleep 10
 rss_after_trimmed=$(rss)
 echo "kiln worker idle RSS fresh, 2 s idle: $rss_fresh"
-echo "kiln worker idle RSS fresh, 8 s idle (trimmed): $rss_fresh_trimmed"
+echo "kiln worker idle RSS fresh, 12 s idle (trimmed): $rss_fresh_trimmed"
 echo "kiln worker idle RSS after 3005 frames, 2 s idle: $rss_after"
-echo "kiln worker idle RSS after 3005 frames, 8 s idle (trimmed): $rss_after_trimmed; threads: $(ls /proc/$wpid/task | wc -l)"
+echo "kiln worker idle RSS after 3005 frames, 12 s idle (trimmed): $rss_after_trimmed; threads: $(ls /proc/$wpid/task | wc -l)"
 
 # 4. Single-frame start latency right after an idle trim: the first frame
 # maps back the code it runs.
