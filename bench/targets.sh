@@ -2,7 +2,12 @@
 # Measures the foundation's targets on this machine with the release binary:
 #   1. 1,000 frames of `true` on one worker offering 16 cores: submit -> all done
 #   2. latency from `kiln submit` returning to a single frame starting (idle worker)
-#   3. idle RSS of `kiln worker`, fresh and after the work above (3,005 frames)
+#   3. idle RSS of `kiln worker`, fresh and after the work above (3,005 frames),
+#      each 2 s into the idle period and 12 s into it, once its idle trim
+#      (after 5 s idle, see crates/kiln-worker/src/trim.rs) has dropped its
+#      code pages and a heartbeat (every 5 s) has mapped back what it runs;
+#      with the anonymous and file-backed parts
+#   4. latency as in 2, of a frame that starts right after an idle trim
 # Usage: bench/targets.sh [path/to/kiln]   (default: target/release/kiln)
 set -euo pipefail
 KILN=${1:-target/release/kiln}
@@ -12,9 +17,17 @@ KILN=${1:-target/release/kiln}
 "$KILN" worker --name bench --cores 16 --work-dir "$dir/work" --allow-root 2>"$dir/worker.log" &
 wpid=$!
 for _ in $(seq 100); do "$KILN" hosts --json 2>/dev/null | grep -q '"UP"' && break; sleep 0.1; done
+# VmRSS, its anonymous and file-backed parts, in KiB.
+rss() {
+  local rss anon
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
+  anon=$(awk '/^Anonymous/ {print $2}' /proc/$wpid/smaps_rollup)
+  echo "$rss KiB ($((rss / 1024)) MiB; anonymous $anon, file-backed $((rss - anon)))"
+}
 sleep 2
-rss_fresh=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
-anon_fresh=$(awk '/^Anonymous/ {print $2}' /proc/$wpid/smaps_rollup)
+rss_fresh=$(rss)
+sleep 10
+rss_fresh_trimmed=$(rss)
 
 # 1. Throughput.
 cat > "$dir/thousand.yaml" <<YAML
@@ -52,7 +65,28 @@ done
 # 3. Idle worker RSS, fresh (above) and after the work above (the worker is
 # idle again). Target: at most 8 MiB both.
 sleep 2
-rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
-anon=$(awk '/^Anonymous/ {print $2}' /proc/$wpid/smaps_rollup)
-echo "kiln worker idle RSS fresh: $rss_fresh KiB ($((rss_fresh / 1024)) MiB, anonymous $anon_fresh KiB)"
-echo "kiln worker idle RSS after 3005 frames: $rss KiB ($((rss / 1024)) MiB, anonymous $anon KiB); threads: $(ls /proc/$wpid/task | wc -l)"
+rss_after=$(rss)
+sleep 10
+rss_after_trimmed=$(rss)
+echo "kiln worker idle RSS fresh, 2 s idle: $rss_fresh"
+echo "kiln worker idle RSS fresh, 12 s idle (trimmed): $rss_fresh_trimmed"
+echo "kiln worker idle RSS after 3005 frames, 2 s idle: $rss_after"
+echo "kiln worker idle RSS after 3005 frames, 12 s idle (trimmed): $rss_after_trimmed; threads: $(ls /proc/$wpid/task | wc -l)"
+
+# 4. Single-frame start latency right after an idle trim: the first frame
+# maps back the code it runs.
+for run in 1 2 3; do
+  [ "$run" = 1 ] || sleep 7
+  cat > "$dir/one.yaml" <<YAML
+name: trimmed$run
+layers:
+  - name: t
+    command: [sh, -c, "date +%s%N > $dir/trimmed$run"]
+    frames: 1
+YAML
+  "$KILN" submit "$dir/one.yaml" >/dev/null
+  t_sub=$(date +%s%N)
+  for _ in $(seq 200); do [ -s "$dir/trimmed$run" ] && break; sleep 0.01; done
+  t_start=$(cat "$dir/trimmed$run")
+  echo "single frame after an idle trim, run $run: started $(( (t_start - t_sub) / 1000 )) us after submit returned"
+done

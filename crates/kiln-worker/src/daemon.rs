@@ -20,6 +20,9 @@ use tokio::sync::mpsc;
 const LOG_SHIP_MS: u64 = 250;
 /// SIGTERM to SIGKILL for frames the worker kills.
 const KILL_GRACE: Duration = runner::DEFAULT_KILL_GRACE;
+/// How long the worker must be idle (no frame running, none started or
+/// ended) before it drops its code pages (see `trim`).
+const TRIM_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -60,6 +63,10 @@ struct Daemon {
     stop_deadline: Option<Instant>,
     /// The lease the frames' supervisors enforce, as last written.
     lease_written: Option<(Ms, Ms)>,
+    /// When a frame last started or ended (or the worker started).
+    last_activity: Instant,
+    /// Code pages were dropped since then (once per idle period).
+    trimmed: bool,
 }
 
 impl Daemon {
@@ -112,7 +119,30 @@ impl Daemon {
         self.ship.pump(&mut self.session, out);
     }
 
+    /// A frame started or ended: the idle period, if any, is over.
+    fn active(&mut self) {
+        self.last_activity = Instant::now();
+        self.trimmed = false;
+    }
+
+    /// Once per idle period: drop the code pages the work mapped.
+    fn trim_if_idle(&mut self, running: bool) {
+        if running || self.trimmed || self.last_activity.elapsed() < TRIM_AFTER {
+            return;
+        }
+        self.trimmed = true;
+        match crate::trim::code_pages() {
+            Ok(t) => tracing::debug!(
+                mappings = t.mappings,
+                kb = t.kb,
+                "idle: dropped the binary's mapped pages"
+            ),
+            Err(e) => tracing::debug!("idle: cannot trim code pages: {e}"),
+        }
+    }
+
     fn ended(&mut self, f: Finished, out: Option<&mpsc::UnboundedSender<WorkerMsg>>) {
+        self.active();
         let log_size = self
             .ship
             .finish(f.attempt, self.session.log_sent(f.attempt));
@@ -160,6 +190,7 @@ impl Daemon {
     }
 
     fn launch(&mut self, l: kiln_core::link::Launch, out: &mpsc::UnboundedSender<WorkerMsg>) {
+        self.active();
         if self.stopping {
             // A launch that crossed our goodbye: refuse it, as killed.
             let now = std::time::SystemTime::now()
@@ -243,6 +274,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         stopping: false,
         stop_deadline: None,
         lease_written: None,
+        last_activity: Instant::now(),
+        trimmed: false,
     };
     // Frames an earlier run left run on under this one (or are killed if
     // they cannot be taken over); Register lists them, and the server says
@@ -345,6 +378,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                         let actions = d.session.tick(now, running, hb);
                         d.ship_logs(&out_tx);
                         if apply(&mut d, actions, &out_tx) { break; }
+                        d.trim_if_idle(running);
                         if d.done_stopping() {
                             return Ok(());
                         }

@@ -13,6 +13,7 @@ pub mod session;
 pub mod host;
 pub mod procfs;
 pub mod runner;
+pub mod trim;
 pub mod users;
 
 pub use daemon::{run, WorkerConfig};

@@ -34,6 +34,15 @@ pub enum UserError {
     },
 }
 
+impl UserError {
+    /// The error as an errno (EINVAL where it has none), for a frame
+    /// supervisor to report.
+    pub fn errno(&self) -> i32 {
+        let (UserError::Lookup { source, .. } | UserError::Groups { source, .. }) = self;
+        source.raw_os_error().unwrap_or(libc::EINVAL)
+    }
+}
+
 /// The account named `name`, or `None` if the host has no such user.
 pub fn lookup(name: &str) -> Result<Option<User>, UserError> {
     // A name with a NUL byte cannot name an account.

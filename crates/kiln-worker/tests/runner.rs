@@ -344,11 +344,12 @@ async fn kill_ends_a_frame() {
     let l = r.frame(1, sh("echo pgid=$$; sleep 100 & sleep 100"));
     let log_path = l.log_path.clone();
     r.runner.launch(l);
-    // Wait until it is really running, so the kill hits a process.
+    // Wait until it is really running, so the kill hits a process (the
+    // header's command line says `pgid=` too, before anything ran).
     let t = Instant::now();
     while !std::fs::read_to_string(&log_path)
         .unwrap_or_default()
-        .contains("pgid=")
+        .contains("\npgid=")
     {
         assert!(t.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -264,3 +264,130 @@ fn a_frame_whose_local_log_is_lost_is_reported_ended_with_what_was_shipped_and_a
         "{worker_log}"
     );
 }
+
+/// The shared objects mapped into process `pid` whose name contains `part`.
+fn mapped(pid: &str, part: &str) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut libs: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.contains(part))
+        .map(str::to_owned)
+        .collect();
+    libs.dedup();
+    libs
+}
+
+/// A root worker runs frames as their job's user, yet never looks an
+/// account up itself: each frame's supervisor does (NSS modules such as
+/// libnss_systemd or sssd's stay mapped for good in whoever calls them, and
+/// may block on the network). So after running frames as another user and
+/// as an unknown one, the daemon has no NSS module mapped.
+#[test]
+fn a_root_worker_leaves_user_lookups_to_the_frames_supervisors() {
+    if unsafe { libc::geteuid() } != 0 {
+        skip("user switching needs the worker to run as root");
+        return;
+    }
+    // Whether a lookup loads a module on this host at all (glibc's `files`
+    // is built in): if not, the check below proves nothing here.
+    let name = c"nobody";
+    let mut groups = [0 as libc::gid_t; 64];
+    let mut n = groups.len() as libc::c_int;
+    unsafe { libc::getgrouplist(name.as_ptr(), 65534, groups.as_mut_ptr(), &mut n) };
+    if mapped("self", "libnss_").is_empty() {
+        eprintln!("note: this host's NSS loads no module, so a lookup would map nothing");
+    }
+    let farm = Farm::start(1, 2);
+    let worker = farm.workers[0].id().to_string();
+    let job = farm.submit(
+        "nobody",
+        "name: nobody\nuser: nobody\nlayers:\n  - name: a\n    command: 'echo id=$(id -u) USER=$USER HOME=$HOME SHELL=$SHELL; touch here && echo wrote'\n    frames: 1-2\n",
+    );
+    let ghost = farm.submit(
+        "ghost",
+        "name: ghost\nuser: kiln-no-such-user\nlayers:\n  - name: a\n    command: 'true'\n    frames: 1\n",
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    farm.wait_status(&ghost, "FAILED", Duration::from_secs(30));
+    let nobody = std::process::Command::new("getent")
+        .args(["passwd", "nobody"])
+        .output()
+        .unwrap();
+    let entry = String::from_utf8_lossy(&nobody.stdout);
+    let f: Vec<&str> = entry.trim().split(':').collect();
+    // The first frame's supervisor looked the account up; the worker kept
+    // what it found for the second.
+    for frame in ["a/1", "a/2"] {
+        let log = farm.kiln(&["log", &job, frame]);
+        assert!(
+            log.contains(&format!(
+                "id={} USER=nobody HOME={} SHELL={}\nwrote\n",
+                f[2], f[5], f[6]
+            )),
+            "ran as nobody, with its account's environment, in a scratch directory it owns: {log}"
+        );
+    }
+    let log = farm.kiln(&["log", &ghost, "a/1"]);
+    assert!(
+        log.contains("user \"kiln-no-such-user\" does not exist on host"),
+        "{log}"
+    );
+    let nss = mapped(&worker, "libnss_");
+    assert!(
+        nss.is_empty(),
+        "the worker daemon loaded NSS modules: {nss:?}"
+    );
+}
+
+/// KiB of the worker binary's read-only mappings (its code and constants)
+/// resident in process `pid`.
+fn binary_resident_kb(pid: u32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe = exe.to_string_lossy();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut ours, mut kb) = (false, 0);
+    for line in smaps.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words
+            .first()
+            .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
+        {
+            ours = words.len() >= 6 && words[5..].join(" ") == exe && !words[1].contains('w');
+        } else if ours && words.first() == Some(&"Rss:") {
+            kb += words[1].parse::<u64>().unwrap();
+        }
+    }
+    kb
+}
+
+/// Once idle for a few seconds, the worker drops the code pages its work
+/// mapped (`kiln_worker::trim`): only what its idle loop runs comes back.
+/// Then it runs frames as before. (Debug builds map far more code than
+/// release ones, so the bound is loose: the release figures are
+/// `bench/targets.sh`'s.)
+#[test]
+fn an_idle_worker_drops_the_code_pages_its_work_mapped_and_runs_on() {
+    let farm = Farm::start(1, 4);
+    let pid = farm.workers[0].id();
+    let job = farm.submit(
+        "work",
+        "name: work\nlayers:\n  - name: a\n    command: [/bin/true]\n    frames: 1-100\n  - name: b\n    command: 'echo $KILN_FRAME'\n    frames: 1-20\n",
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+    let busy = binary_resident_kb(pid);
+    // Idle for 5 s, then trimmed once.
+    std::thread::sleep(Duration::from_secs(8));
+    let idle = binary_resident_kb(pid);
+    eprintln!("the worker binary's resident pages: {busy} KiB after work, {idle} KiB idle");
+    assert!(
+        idle + 1024 <= busy,
+        "an idle worker keeps its code mapped: {busy} KiB after work, {idle} KiB idle"
+    );
+    let again = farm.submit(
+        "again",
+        "name: again\nlayers:\n  - name: a\n    command: 'echo ran'\n    frames: 1-4\n",
+    );
+    farm.wait_status(&again, "FINISHED", Duration::from_secs(30));
+    assert!(farm.kiln(&["log", &again, "a/4"]).contains("\nran\n"));
+}

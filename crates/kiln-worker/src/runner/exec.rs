@@ -46,13 +46,16 @@ pub(super) fn build_exec(inner: &Inner, l: &Launch, p: &Prepared) -> Result<Exec
     };
     let mut env = Env::default();
     env.set(b"PATH", inner.base_path.as_bytes())?;
-    if let Some(home) = &p.identity.home {
-        env.set(b"HOME", home.as_bytes())?;
-    }
-    env.set(b"USER", p.identity.name.as_bytes())?;
-    env.set(b"LOGNAME", p.identity.name.as_bytes())?;
-    if let Some(shell) = &p.identity.shell {
-        env.set(b"SHELL", shell.as_bytes())?;
+    // Under a supervisor, which looks the account up, it adds these.
+    if let Some(k) = &p.identity.known {
+        if let Some(home) = &k.home {
+            env.set(b"HOME", home.as_bytes())?;
+        }
+        env.set(b"USER", k.name.as_bytes())?;
+        env.set(b"LOGNAME", k.name.as_bytes())?;
+        if let Some(shell) = &k.shell {
+            env.set(b"SHELL", shell.as_bytes())?;
+        }
     }
     if let Some(lang) = &inner.lang {
         env.set(b"LANG", lang.as_bytes())?;

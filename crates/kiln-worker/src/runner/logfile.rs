@@ -21,13 +21,18 @@ pub(super) fn header(
         l.frame_label, l.job_name, l.attempt
     );
     let _ = writeln!(h, "host: {}", cfg.host_name);
-    match p {
-        Some(p) if p.identity.name != l.user => {
-            let _ = writeln!(
-                h,
-                "user: {} (uid {}; job user {})",
-                p.identity.name, p.identity.uid, l.user
-            );
+    let identity = p.map(|p| &p.identity);
+    match identity.and_then(|i| i.known.as_ref()) {
+        Some(k) if k.name != l.user => {
+            let _ = writeln!(h, "user: {} (uid {}; job user {})", k.name, k.uid, l.user);
+        }
+        // A supervisor that does not switch users runs the frame as the
+        // worker, and looks its account up itself.
+        None if identity.is_some_and(|i| i.switch_to.is_none())
+            && std::env::var_os("USER").is_none_or(|u| u != l.user.as_str()) =>
+        {
+            let uid = unsafe { libc::geteuid() };
+            let _ = writeln!(h, "user: the worker's, uid {uid} (job user {})", l.user);
         }
         _ => {
             let _ = writeln!(h, "user: {}", l.user);

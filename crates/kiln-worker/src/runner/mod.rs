@@ -27,6 +27,7 @@
 //!   pool: the worker's runtime is one thread, which also heartbeats.
 //! - one async task samples `/proc` once a second while any frame runs.
 
+mod account;
 mod adopt;
 mod exec;
 pub mod guard;
@@ -210,8 +211,9 @@ struct State {
     sampling: bool,
     /// The frame the memory guard is killing; no other until it is gone.
     guard_kill: Option<AttemptId>,
-    /// Accounts resolved lately, by name: a lookup reads /etc/passwd and
-    /// /etc/group (or asks LDAP), which is slow next to a frame start.
+    /// Accounts resolved lately, by name (by a frame's supervisor, where
+    /// frames have one): a lookup reads /etc/passwd and /etc/group (or asks
+    /// LDAP), which is slow next to a frame start.
     users: HashMap<String, (std::time::Instant, Identity)>,
 }
 

@@ -17,14 +17,25 @@ use std::time::Duration;
 /// a user added to the host works at once.
 const USER_CACHE_TTL: Duration = Duration::from_secs(60);
 
-const ROOT_REFUSAL: &str =
+pub(super) const ROOT_REFUSAL: &str =
     "refusing to run as root (uid 0): start the worker with --allow-root to allow it";
 
 /// Who a frame runs as.
 #[derive(Clone)]
 pub(super) struct Identity {
-    /// `(uid, gid, groups)` the child switches to; `None`: the worker's own.
+    /// `(uid, gid, groups)` the child switches to; `None`: the worker's own
+    /// (or, under a supervisor, whatever the supervisor looks up).
     pub(super) switch: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    /// The account whose name, home and shell go into the frame's
+    /// environment; `None` under a supervisor, which looks the account up
+    /// itself (see `account`) so that NSS never loads into the worker.
+    pub(super) known: Option<Known>,
+    /// Under a supervisor, the job's user it looks up and switches to.
+    pub(super) switch_to: Option<String>,
+}
+
+#[derive(Clone)]
+pub(super) struct Known {
     pub(super) uid: u32,
     pub(super) name: String,
     pub(super) home: Option<OsString>,
@@ -43,6 +54,9 @@ pub(super) struct Prepared {
 impl Inner {
     fn identity(&self, user: &str) -> Result<Identity, String> {
         let host = &self.cfg.host_name;
+        if self.cfg.shim.is_some() {
+            return self.supervisor_identity(user);
+        }
         if self.cfg.switch_user {
             let now = std::time::Instant::now();
             if let Some((at, id)) = self.lock().users.get(user) {
@@ -52,7 +66,7 @@ impl Inner {
             }
             let u = match users::lookup(user) {
                 Ok(Some(u)) => u,
-                Ok(None) => return Err(format!("user {user:?} does not exist on host {host}")),
+                Ok(None) => return Err(super::account::no_such_user(user, host)),
                 Err(e) => return Err(format!("{e} (on host {host})")),
             };
             if u.uid == 0 && !self.cfg.allow_root {
@@ -61,10 +75,13 @@ impl Inner {
             let groups = users::groups(&u).map_err(|e| e.to_string())?;
             let id = Identity {
                 switch: Some((u.uid, u.gid, groups)),
-                uid: u.uid,
-                name: u.name,
-                home: Some(u.home.into_os_string()),
-                shell: Some(u.shell.into_os_string()),
+                known: Some(Known {
+                    uid: u.uid,
+                    name: u.name,
+                    home: Some(u.home.into_os_string()),
+                    shell: Some(u.shell.into_os_string()),
+                }),
+                switch_to: None,
             };
             let mut st = self.lock();
             st.users
@@ -79,24 +96,70 @@ impl Inner {
             let own = self
                 .own_user
                 .get_or_init(|| users::lookup_uid(euid).ok().flatten());
-            Ok(match own {
-                Some(u) => Identity {
-                    switch: None,
+            let known = match own {
+                Some(u) => Known {
                     uid: euid,
                     name: u.name.clone(),
                     home: Some(u.home.clone().into_os_string()),
                     shell: Some(u.shell.clone().into_os_string()),
                 },
                 // Containers often run under a uid with no passwd entry.
-                None => Identity {
-                    switch: None,
+                None => Known {
                     uid: euid,
                     name: std::env::var("USER").unwrap_or_else(|_| euid.to_string()),
                     home: std::env::var_os("HOME"),
                     shell: None,
                 },
+            };
+            Ok(Identity {
+                switch: None,
+                known: Some(known),
+                switch_to: None,
             })
         }
+    }
+
+    /// A supervised frame's identity: the supervisor looks the account up
+    /// (see `account`); here only what needs no lookup is checked.
+    fn supervisor_identity(&self, user: &str) -> Result<Identity, String> {
+        if self.cfg.switch_user {
+            // No account has such a name; the supervisor could not be told it.
+            if user.contains('\0') {
+                return Err(super::account::no_such_user(user, &self.cfg.host_name));
+            }
+            // What a supervisor looked up lately (see `remember_account`).
+            if let Some((at, id)) = self.lock().users.get(user) {
+                if at.elapsed() < USER_CACHE_TTL {
+                    return Ok(id.clone());
+                }
+            }
+        } else if unsafe { libc::geteuid() } == 0 && !self.cfg.allow_root {
+            return Err(ROOT_REFUSAL.to_owned());
+        }
+        Ok(Identity {
+            switch: None,
+            known: None,
+            switch_to: self.cfg.switch_user.then(|| user.to_owned()),
+        })
+    }
+
+    /// Keeps the account the supervisor in `state` looked up for `user`,
+    /// so that the next frames of that user skip the lookup for a while,
+    /// as frames without a supervisor do.
+    pub(super) fn remember_account(&self, user: &str, state: &Path) {
+        let Some((ids, known)) = super::account::recorded(state) else {
+            return;
+        };
+        let id = Identity {
+            switch: Some(ids),
+            known: Some(known),
+            switch_to: None,
+        };
+        let now = std::time::Instant::now();
+        let mut st = self.lock();
+        st.users
+            .retain(|_, (at, _)| now.duration_since(*at) < USER_CACHE_TTL);
+        st.users.insert(user.to_owned(), (now, id));
     }
 
     /// `/dev/null`, opened once, for frames' stdin.

@@ -13,12 +13,15 @@
 //! - `<state>/exit`, written when the frame's tree is empty: wait status,
 //!   max RSS, CPU, OOM kills, whether the lease killed it.
 //!
+//! It also looks up the job's user (see `account`), so that the daemon
+//! never loads NSS modules nor waits on a directory service.
+//!
 //! It is the `kiln` binary, but touches little of it, single-threaded, no
 //! runtime; its stdio is /dev/null, the frame's goes straight to its log.
 
 use super::proc::{cpu_ms, cstring, nul_terminated, pidfd_open, wait4};
-use super::spawn;
 use super::tree::Tree;
+use super::{account, spawn};
 use crate::cgroup::FrameCgroup;
 use std::ffi::{CString, OsString};
 use std::os::fd::AsRawFd;
@@ -41,8 +44,14 @@ pub(super) struct Args {
     pub state: PathBuf,
     pub lease: Option<PathBuf>,
     pub grace_ms: u64,
-    /// `(uid, gid, groups)`.
+    /// `(uid, gid, groups)` to switch to, where the worker knows them.
     pub ids: Option<(u32, u32, Vec<u32>)>,
+    /// Else the job's user, looked up here and switched to (see
+    /// `account`); `None` for both: run as this process's own user.
+    pub user: Option<String>,
+    pub allow_root: bool,
+    /// `cwd` is the frame's scratch directory, to give to `user`.
+    pub scratch: bool,
     pub cwd: PathBuf,
     pub cgroup: Vec<String>,
     /// The resolved program, then argv.
@@ -65,6 +74,15 @@ impl Args {
         if let Some((u, g, groups)) = &self.ids {
             let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
             v.push(format!("ids={u}:{g}:{}", groups.join(",")).into());
+        }
+        if let Some(u) = &self.user {
+            v.push(kv("user", u.as_bytes()));
+        }
+        if self.allow_root {
+            v.push("root=1".into());
+        }
+        if self.scratch {
+            v.push("scratch=1".into());
         }
         v.push(kv("cwd", self.cwd.as_os_str().as_bytes()));
         for c in &self.cgroup {
@@ -106,6 +124,9 @@ impl Args {
                         .collect::<Option<_>>()?;
                     a.ids = Some((uid, gid, groups));
                 }
+                b"user" => a.user = Some(String::from_utf8(v).ok()?),
+                b"root" => a.allow_root = v == b"1",
+                b"scratch" => a.scratch = v == b"1",
                 _ => return None,
             }
         }
@@ -210,12 +231,24 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let procs_fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let path = cstring(&a.exec[0]);
     let argv: Vec<CString> = a.exec[1..].iter().map(|s| cstring(s)).collect();
+    let account = match account::settle(a.ids.as_ref(), a.user.as_deref(), a.allow_root) {
+        Ok(acc) => acc,
+        Err((step, errno)) => {
+            let _ = report(format!("err {} {errno}\n", step as i32).as_bytes());
+            return 1;
+        }
+    };
+    if a.user.is_some() {
+        account.record(&a.state);
+    }
+    if a.scratch {
+        if let Err(errno) = account.give(&a.cwd) {
+            let _ = report(format!("err {} {errno}\n", spawn::Step::Chown as i32).as_bytes());
+            return 1;
+        }
+    }
     let envp: Vec<CString> = match std::fs::read(a.state.join(ENV_FILE)) {
-        Ok(env) => env
-            .split(|&b| b == 0)
-            .filter(|kv| !kv.is_empty())
-            .filter_map(|kv| CString::new(kv).ok())
-            .collect(),
+        Ok(env) => account.environment(&env),
         Err(e) => {
             let step = spawn::Step::Env as i32;
             let _ = report(format!("err {step} {}\n", e.raw_os_error().unwrap_or(0)).as_bytes());
@@ -231,7 +264,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         cwd: &cwd,
         stdin,
         stdout,
-        ids: a.ids.as_ref().map(|(u, g, gs)| (*u, *g, gs.as_slice())),
+        ids: account
+            .ids
+            .as_ref()
+            .map(|(u, g, gs)| (*u, *g, gs.as_slice())),
         cgroups: &procs_fds,
         fd3: None,
         detach: false,
@@ -392,6 +428,9 @@ mod tests {
             lease: Some("/w/lease".into()),
             grace_ms: 5000,
             ids: Some((1000, 1000, vec![1000, 27])),
+            user: Some("alice".into()),
+            allow_root: true,
+            scratch: true,
             cwd: "/w/frames/7".into(),
             cgroup: vec!["kill2".into(), "/sys/fs/cgroup/kiln/w/7".into()],
             exec: vec![

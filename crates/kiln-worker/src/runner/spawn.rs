@@ -58,6 +58,13 @@ pub(super) enum Step {
     Exec,
     /// A frame supervisor reading the frame's environment (never the child).
     Env,
+    /// A frame supervisor looking up the job's user (errno 0: no such
+    /// user), refusing root, listing the user's groups, giving it the
+    /// scratch directory (see `account`).
+    User,
+    Root,
+    Groups,
+    Chown,
 }
 
 impl Step {
@@ -74,6 +81,10 @@ impl Step {
             Step::Pdeathsig => "prctl(PR_SET_PDEATHSIG)",
             Step::Exec => "exec",
             Step::Env => "reading its environment",
+            Step::User => "looking up its user",
+            Step::Root => "refusing to run as root",
+            Step::Groups => "listing its user's groups",
+            Step::Chown => "giving its user the scratch directory",
         }
     }
 
@@ -89,6 +100,10 @@ impl Step {
             Step::Pdeathsig,
             Step::Exec,
             Step::Env,
+            Step::User,
+            Step::Root,
+            Step::Groups,
+            Step::Chown,
         ]
         .into_iter()
         .find(|s| *s as i32 == v)

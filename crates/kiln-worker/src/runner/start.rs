@@ -3,6 +3,7 @@
 //! could not run. A panic here is caught in `run_job`: the spawner thread
 //! must outlive its frames.
 
+use super::account;
 use super::exec::{build_exec, spawn_failure};
 use super::logfile::{footer, header, ms, now_ms};
 use super::prepare::{open_log, prepare, stdio_source};
@@ -112,6 +113,10 @@ fn start(job: Job) {
             let io = tree::Stdio { stdin, stdout };
             tree::start(&inner, &l, &p, &exec, io).map_err(|f| match f {
                 tree::Failed::Step(step, e) => {
+                    let host = &inner.cfg.host_name;
+                    if let Some(failed) = account::failure(step, &e, &l.user, host) {
+                        return failed;
+                    }
                     let own = own_fault_at_spawn(&l.command, step, &e);
                     (spawn_failure(&l.command, &exec, step, e), own)
                 }
@@ -130,6 +135,9 @@ fn start(job: Job) {
             return end_unstarted(&inner, &l, Some(log_file), p.scratch, exit, started);
         }
     };
+    if let (Some(user), Some(state)) = (&p.identity.switch_to, &tree.shim) {
+        inner.remember_account(user, state);
+    }
     let spawned_at = Instant::now();
     // The child is unreaped, so its pid cannot be reused before the open.
     let pidfd = pidfd_open(tree.pid);
@@ -157,9 +165,16 @@ fn start(job: Job) {
 /// reason, the same on any host: a user no host knows, or a working
 /// directory that does not exist. Checked again here, as facts, rather
 /// than read from the message; a lookup that failed (NSS down) or a
-/// scratch directory that could not be made is the host's.
+/// scratch directory that could not be made is the host's. (A supervised
+/// frame's user is looked up by its supervisor, see `account`; here only a
+/// name no account can have.)
 fn own_fault_before_spawn(inner: &Inner, l: &Launch) -> bool {
-    let unknown_user = inner.cfg.switch_user && matches!(crate::users::lookup(&l.user), Ok(None));
+    let unknown_user = inner.cfg.switch_user
+        && if inner.cfg.shim.is_some() {
+            l.user.contains('\0')
+        } else {
+            matches!(crate::users::lookup(&l.user), Ok(None))
+        };
     let missing_cwd = l.cwd.as_ref().is_some_and(|d| !d.is_dir());
     unknown_user || missing_cwd
 }

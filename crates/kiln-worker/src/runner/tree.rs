@@ -176,6 +176,9 @@ pub(super) fn start(
         lease: inner.cfg.lease_file.clone(),
         grace_ms: inner.cfg.kill_grace.as_millis() as u64,
         ids: ids.map(|(u, g, gs)| (u, g, gs.to_vec())),
+        user: p.identity.switch_to.clone(),
+        allow_root: inner.cfg.allow_root,
+        scratch: p.scratch.is_some(),
         cwd: std::path::absolute(OsStr::from_bytes(exec.cwd.as_bytes()))
             .map_err(|e| Failed::Other(format!("bad working directory: {e}")))?,
         cgroup: made
@@ -193,10 +196,15 @@ pub(super) fn start(
         .collect();
     let argv_ptrs = nul_terminated(&argv);
     let path = cstring(shim_exe.as_os_str());
-    let shim_env = [
-        c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".as_ptr(),
-        std::ptr::null(),
-    ];
+    // The worker's USER and HOME, for a supervisor whose account (the
+    // worker's) has no passwd entry: what the worker would have given.
+    let shim_vars: Vec<CString> = std::iter::once(c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_owned())
+        .chain(["USER", "HOME"].into_iter().filter_map(|k| {
+            let v = std::env::var_os(k)?;
+            CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok()
+        }))
+        .collect();
+    let shim_env = nul_terminated(&shim_vars);
     let (rd, wr) = pipe().map_err(|e| Failed::Other(format!("cannot make a pipe: {e}")))?;
     let shim_pid = spawn::spawn(&spawn::Child {
         path: &path,
