@@ -2,6 +2,7 @@
 //! for commits and a small pool of read-only connections for everything else.
 
 mod identity;
+mod keyed;
 mod read;
 mod structure;
 mod tables;

@@ -2,6 +2,7 @@
 //! credentials as one JSON body per (kind, key), read whole at start-up;
 //! and the append-only audit trail, read on demand, newest first.
 
+use super::keyed::{self, Table};
 use crate::codec::{self, to_json};
 use crate::{Error, Result};
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
@@ -15,21 +16,10 @@ pub(super) async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Re
     for change in changes {
         let (kind, key) = change.kind_key();
         if change.is_removal() {
-            sqlx::query("DELETE FROM identity WHERE kind = ? AND key = ?")
-                .bind(kind)
-                .bind(key)
-                .execute(&mut *conn)
-                .await?;
+            keyed::remove(conn, Table::Identity, kind, key).await?;
         } else {
-            sqlx::query(
-                "INSERT INTO identity (kind, key, body) VALUES (?, ?, ?) \
-                 ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
-            )
-            .bind(kind)
-            .bind(key)
-            .bind(to_json("identity record", change)?)
-            .execute(&mut *conn)
-            .await?;
+            let body = to_json("identity record", change)?;
+            keyed::put(conn, Table::Identity, kind, key, body).await?;
         }
     }
     Ok(())
@@ -39,19 +29,15 @@ pub(super) async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Re
 /// body that does not read back as a put of its row's kind and key is
 /// reported as corrupt.
 pub(super) async fn load(conn: &mut SqliteConnection) -> Result<Vec<Change>> {
-    let rows = sqlx::query("SELECT kind, key, body FROM identity ORDER BY kind, key")
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = keyed::rows(conn, Table::Identity).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (kind, key, body): (String, String, &str) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    for (kind, key, body) in rows {
         let corrupt = |detail: String| Error::CorruptIdentity {
             kind: kind.clone(),
             key: key.clone(),
             detail,
         };
-        let change: Change = codec::from_json(body).map_err(corrupt)?;
+        let change: Change = codec::from_json(&body).map_err(corrupt)?;
         if change.is_removal() || change.kind_key() != (kind.as_str(), key.as_str()) {
             return Err(corrupt(format!(
                 "the body is {:?}, not a record of what its row names",

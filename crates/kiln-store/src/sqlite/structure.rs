@@ -3,11 +3,11 @@
 //! change rarely, so each change is its own statement, in the order made,
 //! and a load reads them all.
 
+use super::keyed::{self, Table};
 use crate::codec::{self, to_json};
 use crate::{Error, Result};
 use kiln_core::structure::{Change, Record};
 use sqlx::sqlite::SqliteConnection;
-use sqlx::Row;
 
 /// Structure changes, one statement each in the order made: a put then a
 /// remove of one key must end removed, and there are only ever a few.
@@ -15,22 +15,11 @@ pub(super) async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Re
     for change in changes {
         match change {
             Change::Put(r) => {
-                sqlx::query(
-                    "INSERT INTO structure (kind, key, body) VALUES (?, ?, ?) \
-                     ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
-                )
-                .bind(r.kind())
-                .bind(r.key())
-                .bind(to_json("structure record", r)?)
-                .execute(&mut *conn)
-                .await?;
+                let body = to_json("structure record", r)?;
+                keyed::put(conn, Table::Structure, r.kind(), &r.key(), body).await?;
             }
             Change::Remove { kind, key } => {
-                sqlx::query("DELETE FROM structure WHERE kind = ? AND key = ?")
-                    .bind(*kind)
-                    .bind(key.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+                keyed::remove(conn, Table::Structure, kind, key).await?;
             }
         }
     }
@@ -40,14 +29,10 @@ pub(super) async fn apply(conn: &mut SqliteConnection, changes: &[Change]) -> Re
 /// Every structure record, by kind then key. A body that does not read
 /// back as a record of its row's kind and key is reported as corrupt.
 pub(super) async fn load(conn: &mut SqliteConnection) -> Result<Vec<Record>> {
-    let rows = sqlx::query("SELECT kind, key, body FROM structure ORDER BY kind, key")
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = keyed::rows(conn, Table::Structure).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (kind, key, body): (String, String, &str) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        let record: Record = codec::from_json(body).map_err(|detail| Error::CorruptStructure {
+    for (kind, key, body) in rows {
+        let record: Record = codec::from_json(&body).map_err(|detail| Error::CorruptStructure {
             kind: kind.clone(),
             key: key.clone(),
             detail,

@@ -169,16 +169,7 @@ pub(super) fn recorded(state: &Path) -> Option<(Ids, super::prepare::Known)> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = std::fs::read(state.join(RECORD)).ok()?;
     let mut fields = bytes.split(|&b| b == 0);
-    let ids = std::str::from_utf8(fields.next()?).ok()?;
-    let mut p = ids.splitn(3, ':');
-    let uid = p.next()?.parse().ok()?;
-    let gid = p.next()?.parse().ok()?;
-    let groups = p
-        .next()?
-        .split(',')
-        .filter(|g| !g.is_empty())
-        .map(|g| g.parse().ok())
-        .collect::<Option<Vec<u32>>>()?;
+    let (uid, gid, groups) = parse_ids(std::str::from_utf8(fields.next()?).ok()?)?;
     let mut known = super::prepare::Known {
         uid,
         name: String::new(),
@@ -196,6 +187,21 @@ pub(super) fn recorded(state: &Path) -> Option<(Ids, super::prepare::Known)> {
         }
     }
     Some(((uid, gid, groups), known))
+}
+
+/// `uid:gid:g1,g2,…`, as the supervisor's arguments and its record write
+/// a frame's ids.
+pub(super) fn parse_ids(s: &str) -> Option<Ids> {
+    let mut p = s.splitn(3, ':');
+    let uid = p.next()?.parse().ok()?;
+    let gid = p.next()?.parse().ok()?;
+    let groups = p
+        .next()?
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(|g| g.parse().ok())
+        .collect::<Option<Vec<u32>>>()?;
+    Some((uid, gid, groups))
 }
 
 /// The frame's end when its supervisor reported an account `step` (`None`

@@ -111,19 +111,7 @@ impl Args {
                 b"grace" => a.grace_ms = String::from_utf8(v).ok()?.parse().ok()?,
                 b"cwd" => a.cwd = path(),
                 b"cg" => a.cgroup.push(String::from_utf8(v).ok()?),
-                b"ids" => {
-                    let s = String::from_utf8(v).ok()?;
-                    let mut p = s.splitn(3, ':');
-                    let uid = p.next()?.parse().ok()?;
-                    let gid = p.next()?.parse().ok()?;
-                    let groups = p
-                        .next()?
-                        .split(',')
-                        .filter(|g| !g.is_empty())
-                        .map(|g| g.parse().ok())
-                        .collect::<Option<_>>()?;
-                    a.ids = Some((uid, gid, groups));
-                }
+                b"ids" => a.ids = Some(account::parse_ids(std::str::from_utf8(&v).ok()?)?),
                 b"user" => a.user = Some(String::from_utf8(v).ok()?),
                 b"root" => a.allow_root = v == b"1",
                 b"scratch" => a.scratch = v == b"1",
