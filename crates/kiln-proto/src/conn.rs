@@ -2,7 +2,8 @@
 //! descriptors run out it backs off instead of spinning on a listener that
 //! stays readable; it caps connections per client address; and each
 //! connection closes itself when it sends no HTTP/2 preface in time or
-//! stays idle (no request, no open stream) too long.
+//! stays idle (no request in flight, no open stream) too long. Every
+//! deadline here is on tokio's clock, so tests can pause and advance it.
 
 use futures::Stream;
 use std::collections::{HashMap, VecDeque};
@@ -10,12 +11,12 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// What every HTTP/2 client sends first: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
 const PREFACE_LEN: u64 = 24;
@@ -31,8 +32,9 @@ const EVICT_BATCH: usize = 8;
 pub struct ConnLimits {
     /// A connection must send the HTTP/2 preface within this.
     pub preface_timeout: Duration,
-    /// A connection with no request in flight and no open stream for this
-    /// long is closed; `None`: never.
+    /// A connection with no request in flight (from its headers to the
+    /// last byte of its response) and no open stream for this long is
+    /// closed; `None`: never.
     pub idle_timeout: Option<Duration>,
     /// Connections at once from one IP address; 0: no cap.
     pub per_address: usize,
@@ -50,28 +52,52 @@ impl Default for ConnLimits {
     }
 }
 
-fn now_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 /// What requests know of their connection, to keep it from looking idle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Activity {
-    streams: AtomicUsize,
+    /// Requests in flight and streams open.
+    busy: AtomicUsize,
+    /// When the connection was accepted: `last_ms` counts from there.
+    base: Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
-    pub(crate) fn touch(&self) {
-        self.last_ms.store(now_ms(), Ordering::Relaxed);
+    fn new() -> Activity {
+        Activity {
+            busy: AtomicUsize::new(0),
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
     }
 
-    /// Marks a long-lived stream open until the returned guard drops.
+    fn since_base(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_ms
+            .store(self.since_base(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Marks the connection busy (a request in flight, a stream open)
+    /// until the returned guard drops.
     pub(crate) fn open(self: &Arc<Self>) -> StreamGuard {
-        self.streams.fetch_add(1, Ordering::Relaxed);
+        self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         StreamGuard(self.clone())
+    }
+
+    /// How long it has been idle at `now`; `None` while busy.
+    fn idle_for(&self, now: Instant) -> Option<Duration> {
+        // Acquire: a request that just ended has touched `last_ms` first.
+        if self.busy.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = self.last_ms.load(Ordering::Relaxed);
+        Some(Duration::from_millis(
+            self.since_base(now).saturating_sub(last),
+        ))
     }
 }
 
@@ -79,8 +105,9 @@ pub(crate) struct StreamGuard(Arc<Activity>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+        // Idle time counts from the end of the last request.
         self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -88,20 +115,45 @@ impl Drop for StreamGuard {
 #[derive(Default)]
 struct Shared {
     spoke: AtomicBool,
-    evicted: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    /// Whether it was evicted, and the waker of its last read: one lock,
+    /// so an eviction cannot fall between a read's check and its
+    /// registration and go unnoticed until the preface deadline.
+    state: Mutex<(bool, Option<Waker>)>,
 }
 
 impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, Option<Waker>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn evicted(&self) -> bool {
+        self.lock().0
+    }
+
     /// Closes a connection that has not spoken yet, to free its descriptor.
     fn evict(&self) -> bool {
-        if self.spoke.load(Ordering::Relaxed) || self.evicted.swap(true, Ordering::Relaxed) {
+        if self.spoke.load(Ordering::Relaxed) {
             return false;
         }
-        if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let mut s = self.lock();
+        if s.0 {
+            return false;
+        }
+        s.0 = true;
+        if let Some(w) = s.1.take() {
             w.wake();
         }
         true
+    }
+
+    /// A read is about to wait: true if the connection was evicted, else
+    /// `waker` is woken by an eviction from now on.
+    fn register(&self, waker: &Waker) -> bool {
+        let mut s = self.lock();
+        if !s.0 {
+            s.1 = Some(waker.clone());
+        }
+        s.0
     }
 }
 
@@ -119,11 +171,7 @@ impl Silent {
     fn prune(&mut self) {
         while let Some(front) = self.0.front() {
             match front.upgrade() {
-                Some(s)
-                    if !s.spoke.load(Ordering::Relaxed) && !s.evicted.load(Ordering::Relaxed) =>
-                {
-                    return
-                }
+                Some(s) if !s.spoke.load(Ordering::Relaxed) && !s.evicted() => return,
                 _ => {
                     self.0.pop_front();
                 }
@@ -306,8 +354,7 @@ pub struct Conn {
 
 impl Conn {
     fn new(io: TcpStream, peer: SocketAddr, slot: Slot, limits: &ConnLimits) -> Conn {
-        let activity = Arc::new(Activity::default());
-        activity.touch();
+        let activity = Arc::new(Activity::new());
         Conn {
             io,
             info: ConnInfo {
@@ -332,20 +379,19 @@ impl Conn {
                 self.preface_timeout.as_secs_f64()
             ));
         }
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         let Some(idle) = self.idle_timeout else {
             self.deadline
                 .as_mut()
                 .reset(now + Duration::from_secs(86_400));
             return None;
         };
-        let a = &self.info.activity;
-        if a.streams.load(Ordering::Relaxed) > 0 {
+        let Some(quiet) = self.info.activity.idle_for(now) else {
+            // A request in flight or a stream open: not idle, however
+            // quiet. Its end touches the activity, so idle counts from then.
             self.deadline.as_mut().reset(now + idle);
             return None;
-        }
-        let quiet =
-            Duration::from_millis(now_ms().saturating_sub(a.last_ms.load(Ordering::Relaxed)));
+        };
         if quiet >= idle {
             return Some(format!("idle for {} s", idle.as_secs()));
         }
@@ -369,14 +415,11 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if this.read < PREFACE_LEN {
-            if this.shared.evicted.load(Ordering::Relaxed) {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "closed to free a file descriptor before it spoke",
-                )));
-            }
-            *this.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        if this.read < PREFACE_LEN && this.shared.register(cx.waker()) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "closed to free a file descriptor before it spoke",
+            )));
         }
         // The transport always has a read pending, so this is polled (and
         // the deadline's timer armed) for the connection's whole life.
@@ -428,3 +471,6 @@ impl AsyncWrite for Conn {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod conn;
 mod convert;
+mod inflight;
 pub mod server;
 
 /// The generated code. Public for tools that want raw access (tests, other

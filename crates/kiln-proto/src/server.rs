@@ -1,7 +1,7 @@
 //! The server side of the wire: domain-level traits the server implements,
 //! adapted to tonic's generated services and served on one port.
 
-use crate::conn::{ConnInfo, ConnLimits};
+use crate::conn::ConnLimits;
 use crate::convert::{admin_command, worker_msg};
 use crate::pb;
 use crate::{Error, Result};
@@ -211,17 +211,14 @@ impl<T: WorkerLinkApi> pb::worker_link_server::WorkerLink for LinkAdapter<T> {
         &self,
         r: Request<tonic::Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        // An open link is not an idle connection, however quiet.
-        let open = r.extensions().get::<ConnInfo>().map(|c| c.activity.open());
+        // An open link is a request in flight for as long as it lasts, so
+        // its connection is not idle, however quiet (see `inflight`).
         let incoming = r.into_inner().map(|m| match m {
             Ok(m) => worker_msg(m),
             Err(s) => Err(Error::from(s)),
         });
         let out = self.0.connect(Box::pin(incoming)).await?;
-        let out: PbServerStream = Box::pin(out.map(move |m| {
-            let _open = &open;
-            Ok(pb::ServerMessage::from(m))
-        }));
+        let out: PbServerStream = Box::pin(out.map(|m| Ok(pb::ServerMessage::from(m))));
         Ok(Response::new(out))
     }
 }
@@ -239,17 +236,11 @@ where
     F: FarmApi,
     W: WorkerLinkApi,
 {
-    // Every request keeps its connection from counting as idle.
-    let touch = |r: Request<()>| {
-        if let Some(c) = r.extensions().get::<ConnInfo>() {
-            c.activity.touch();
-        }
-        Ok(r)
-    };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-        .layer(tonic::service::InterceptorLayer::new(touch))
+        // A request in flight keeps its connection from counting as idle.
+        .layer(crate::inflight::InFlightLayer)
         .add_service(pb::farm_server::FarmServer::new(FarmAdapter(farm)))
         .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(
             link,

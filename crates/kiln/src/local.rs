@@ -22,10 +22,14 @@ pub struct ServerArgs {
     /// Mark a host DOWN and requeue its frames after this much silence.
     #[arg(long, default_value = "60s")]
     down_after: String,
-    /// Close a client connection with no request and no open stream for
-    /// this long (0: never).
+    /// Close a client connection with no request in flight and no open
+    /// stream for this long (0: never).
     #[arg(long, default_value = "5m")]
     idle_timeout: String,
+    /// Close a connection that has not sent the HTTP/2 preface this long
+    /// after it opened.
+    #[arg(long, default_value = "5s")]
+    preface_timeout: String,
     /// Connections at once from one IP address (0: no cap). `kiln fleet`
     /// opens one per 64 simulated hosts.
     #[arg(long, default_value = "256")]
@@ -126,10 +130,15 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     let farm = farm_config(&a.down_after)?;
     let idle =
         parse_duration_s(&a.idle_timeout).map_err(|e| anyhow::anyhow!("--idle-timeout: {e}"))?;
+    let preface = parse_duration_s(&a.preface_timeout)
+        .map_err(|e| anyhow::anyhow!("--preface-timeout: {e}"))?;
+    if preface == 0 {
+        bail!("--preface-timeout: must be at least 1s");
+    }
     let connections = ConnLimits {
+        preface_timeout: std::time::Duration::from_secs(preface),
         idle_timeout: (idle > 0).then(|| std::time::Duration::from_secs(idle)),
         per_address: a.max_connections_per_address,
-        ..ConnLimits::default()
     };
     let listener = bind(&a.listen).await?;
     let addr = listener.local_addr()?;

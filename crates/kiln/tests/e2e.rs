@@ -83,17 +83,12 @@ layers:
 #[test]
 fn a_failing_frame_is_retried_then_dead_and_its_log_says_why() {
     let farm = Farm::start(1, 2);
-    let spec = farm.path("fail.yaml");
-    std::fs::write(
-        &spec,
-        "name: fail\nlayers:\n  - name: a\n    command: 'echo trying; exit 3'\n    frames: 1\n    retries: 2\n",
-    )
-    .unwrap();
-    let out = farm.try_kiln(&["submit", spec.to_str().unwrap(), "--wait"]);
-    assert!(
-        !out.status.success(),
-        "--wait exits non-zero when a frame died"
+    let spec = farm.write_spec(
+        "fail",
+        one_layer("fail", "echo trying; exit 3", "1") + "    retries: 2\n",
     );
+    // --wait exits non-zero when a frame died.
+    farm.kiln_fails(&["submit", &spec, "--wait"]);
     let f = &farm.frames("fail")[0];
     assert_eq!(f["state"], "DEAD");
     assert_eq!(f["attempts"], 3);
@@ -118,7 +113,10 @@ fn kill_pause_resume_and_timeouts() {
     let farm = Farm::start(1, 4);
     let job = farm.submit(
         "slow",
-        "name: slow\npaused: true\nlayers:\n  - name: a\n    command: 'sleep 29.7531'\n    frames: 1-4\n",
+        &format!(
+            "paused: true\n{}",
+            one_layer("slow", "sleep 29.7531", "1-4")
+        ),
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(farm.job_status(&job), "PAUSED");
@@ -152,7 +150,7 @@ fn kill_pause_resume_and_timeouts() {
 
     let t = farm.submit(
         "timeout",
-        "name: timeout\nlayers:\n  - name: a\n    command: 'sleep 60'\n    frames: 1\n    timeout: 1s\n    retries: 0\n",
+        &(one_layer("timeout", "sleep 60", "1") + "    timeout: 1s\n    retries: 0\n"),
     );
     farm.wait_status(&t, "FAILED", Duration::from_secs(20));
     assert_eq!(farm.frames(&t)[0]["outcome"], "TIMEDOUT");
@@ -207,10 +205,7 @@ fn server_sigkill_mid_job_loses_nothing_and_runs_nothing_twice() {
 #[test]
 fn a_lost_worker_is_marked_down_and_its_frames_run_elsewhere() {
     let mut farm = Farm::start_with(1, 1, "2s");
-    let job = farm.submit(
-        "lost",
-        "name: lost\nlayers:\n  - name: a\n    command: 'sleep 2'\n    frames: 1\n",
-    );
+    let job = farm.submit("lost", &one_layer("lost", "sleep 2", "1"));
     wait_until(Duration::from_secs(10), || {
         farm.frames(&job)[0]["state"] == "RUNNING"
     });
@@ -239,11 +234,7 @@ fn bad_specs_are_rejected_whole_with_the_field_named() {
         ),
         ("name: x\nlayers: [{name: a, command: c, frames: 1, depends: [zz]}]", "layers[0].depends[0]"),
     ] {
-        let path = farm.path("bad.yaml");
-        std::fs::write(&path, spec).unwrap();
-        let out = farm.try_kiln(&["submit", path.to_str().unwrap()]);
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = farm.kiln_fails(&["submit", &farm.write_spec("bad", spec)]);
         assert!(err.contains(field), "error names {field}: {err}");
     }
     assert_eq!(
@@ -257,7 +248,14 @@ fn bad_specs_are_rejected_whole_with_the_field_named() {
 fn hosts_can_be_locked_and_logs_followed() {
     let farm = Farm::start(1, 2);
     farm.kiln(&["host", "lock", "w0"]);
-    let job = farm.submit("live", "name: live\nlayers:\n  - name: a\n    command: 'for i in 1 2 3; do echo line $i; sleep 0.4; done'\n    frames: 1\n");
+    let job = farm.submit(
+        "live",
+        &one_layer(
+            "live",
+            "for i in 1 2 3; do echo line $i; sleep 0.4; done",
+            "1",
+        ),
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         farm.frames(&job)[0]["state"],
@@ -273,10 +271,7 @@ fn hosts_can_be_locked_and_logs_followed() {
         let url = farm.url();
         move || {
             std::thread::sleep(Duration::from_millis(700));
-            std::process::Command::new(kiln_bin())
-                .args(["--server", &url, "host", "unlock", "w0"])
-                .status()
-                .unwrap()
+            cli(&url, &["host", "unlock", "w0"]).status().unwrap()
         }
     });
     let log = farm.kiln(&["log", &job, "a/1", "--follow"]);
@@ -336,10 +331,7 @@ fn a_root_worker_runs_frames_as_their_user_and_never_as_root() {
 #[test]
 fn sigterm_stops_the_server_promptly_and_running_frames_survive_it() {
     let mut farm = Farm::start(1, 2);
-    let job = farm.submit(
-        "term",
-        "name: term\nlayers:\n  - name: a\n    command: 'sleep 2'\n    frames: 1-2\n",
-    );
+    let job = farm.submit("term", &one_layer("term", "sleep 2", "1-2"));
     wait_until(Duration::from_secs(10), || {
         farm.frames(&job).iter().all(|f| f["state"] == "RUNNING")
     });

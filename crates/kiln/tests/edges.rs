@@ -13,19 +13,11 @@ use std::time::{Duration, Instant};
 #[test]
 fn a_second_server_on_the_same_data_directory_is_refused_and_the_first_loses_nothing() {
     let mut farm = Farm::start(1, 2);
-    let job = farm.submit(
-        "one",
-        "name: one\nlayers:\n  - {name: a, command: 'true', frames: 1-3}\n",
-    );
+    let job = farm.submit("one", &one_layer("one", "true", "1-3"));
     farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
     let pid = farm.server.as_ref().unwrap().id().to_string();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let data = farm.path("data");
     for args in [
         vec!["server", "--listen", &listen],
@@ -40,14 +32,10 @@ fn a_second_server_on_the_same_data_directory_is_refused_and_the_first_loses_not
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > Duration::from_secs(15) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("kiln {args:?} on a data directory in use kept running");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if wait_exit(&mut child, Duration::from_secs(15)).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kiln {args:?} on a data directory in use kept running");
         }
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -60,10 +48,7 @@ fn a_second_server_on_the_same_data_directory_is_refused_and_the_first_loses_not
     }
 
     // The first server goes on as if nothing happened, and keeps its ids.
-    let job2 = farm.submit(
-        "two",
-        "name: two\nlayers:\n  - {name: a, command: 'true', frames: 1}\n",
-    );
+    let job2 = farm.submit("two", &one_layer("two", "true", "1"));
     assert_eq!(job2, "2");
     farm.wait_status(&job2, "FINISHED", Duration::from_secs(30));
     farm.kill_server();
@@ -75,10 +60,7 @@ fn a_second_server_on_the_same_data_directory_is_refused_and_the_first_loses_not
 #[test]
 fn a_reader_that_stops_early_ends_the_command_quietly() {
     let farm = Farm::start(1, 2);
-    let job = farm.submit(
-        "many",
-        "name: many\nlayers:\n  - {name: a, command: 'echo hello', frames: 1-300}\n",
-    );
+    let job = farm.submit("many", &one_layer("many", "echo hello", "1-300"));
     farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
     let commands: [&[&str]; 8] = [
         &["frames", &job],
@@ -92,10 +74,7 @@ fn a_reader_that_stops_early_ends_the_command_quietly() {
     ];
     for args in commands {
         // The pipe's reader is gone before the command writes a byte.
-        let mut child = Command::new(kiln_bin())
-            .args(args)
-            .env("KILN_SERVER", farm.url())
-            .stdin(Stdio::null())
+        let mut child = cli(&farm.url(), args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -111,6 +90,16 @@ fn a_reader_that_stops_early_ends_the_command_quietly() {
         );
         assert!(err.is_empty(), "kiln {args:?} complained: {err}");
     }
+}
+
+/// The farm's worker `w0` connected once: its link never dropped.
+fn assert_link_never_dropped(farm: &Farm) {
+    let log = read(&farm.path("worker-w0.log"));
+    assert_eq!(
+        log.matches("connected").count(),
+        1,
+        "the worker's link dropped: {log}"
+    );
 }
 
 /// CPU seconds (user + system) a process has used.
@@ -155,9 +144,10 @@ fn a_flood_of_idle_connections_past_the_file_limit_stalls_nothing() {
     let marks = farm.path("marks");
     let job = farm.submit(
         "f",
-        &format!(
-            "name: f\nlayers:\n  - {{name: a, command: 'echo $KILN_FRAME >> {}; sleep 3', frames: 1-6}}\n",
-            marks.display()
+        &one_layer(
+            "f",
+            &format!("echo $KILN_FRAME >> {}; sleep 3", marks.display()),
+            "1-6",
         ),
     );
     wait_until(Duration::from_secs(20), || {
@@ -202,12 +192,7 @@ fn a_flood_of_idle_connections_past_the_file_limit_stalls_nothing() {
     let mut ran: Vec<u32> = read(&marks).lines().map(|l| l.parse().unwrap()).collect();
     ran.sort();
     assert_eq!(ran, vec![1, 2, 3, 4, 5, 6], "each frame ran exactly once");
-    let log = read(&farm.path("worker-w0.log"));
-    assert_eq!(
-        log.matches("connected").count(),
-        1,
-        "the worker's link dropped: {log}"
-    );
+    assert_link_never_dropped(&farm);
 }
 
 #[test]
@@ -250,22 +235,41 @@ fn connections_per_address_are_capped_and_idle_ones_closed() {
     std::thread::sleep(Duration::from_secs(3));
     // The worker's link, quiet but open, is not idle; the cap said so once.
     assert!(farm.try_kiln(&["jobs"]).status.success());
-    let log = read(&farm.path("worker-w0.log"));
-    assert_eq!(
-        log.matches("connected").count(),
-        1,
-        "the worker's link dropped: {log}"
-    );
-    let server_log: String = std::fs::read_dir(farm.dir.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
-        .map(|e| read(&e.path()))
-        .collect();
+    assert_link_never_dropped(&farm);
+    let server_log = farm.server_log();
     assert_eq!(
         server_log.matches("--max-connections-per-address").count(),
         1,
         "{server_log}"
+    );
+}
+
+#[test]
+fn a_connection_that_never_speaks_is_closed_after_the_preface_timeout() {
+    let mut farm = Farm::start(0, 1);
+    farm.kill_server();
+    farm.start_server_with(&["--preface-timeout", "1s"], None);
+    let mut silent = TcpStream::connect(format!("127.0.0.1:{}", farm.port)).unwrap();
+    let closed = closed_within(&mut silent, Duration::from_secs(4))
+        .expect("a silent connection outlived --preface-timeout 1s");
+    eprintln!("a silent connection closed after {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed early: {closed:?}"
+    );
+
+    let out = Command::new(kiln_bin())
+        .args(["server", "--preface-timeout", "0", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data")
+        .arg(farm.path("other"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--preface-timeout: must be at least 1s"),
+        "{err}"
     );
 }
 
@@ -279,9 +283,7 @@ fn errors_that_echo_a_huge_field_or_bad_bytes_stay_clear() {
         format!(r#"{{"name": "x", "{long}": 1, "layers": []}}"#),
     )
     .unwrap();
-    let out = farm.try_kiln(&["submit", path.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = farm.kiln_fails(&["submit", path.to_str().unwrap()]);
     assert!(err.contains("unknown field") && err.contains("…"), "{err}");
     assert!(
         !err.contains("h2 protocol error") && err.len() < 2_000,
@@ -289,10 +291,8 @@ fn errors_that_echo_a_huge_field_or_bad_bytes_stay_clear() {
     );
 
     // Bytes that are not UTF-8, through the CLI and straight to the server.
-    let path = farm.path("latin1.yaml");
-    std::fs::write(&path, b"name: caf\xe9\nlayers: []\n").unwrap();
-    let out = farm.try_kiln(&["submit", path.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let path = farm.write_spec("latin1", b"name: caf\xe9\nlayers: []\n");
+    let err = farm.kiln_fails(&["submit", &path]);
     assert!(err.contains("not UTF-8"), "{err}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(raw_submit(&farm.url(), b"name: caf\xe9\n".to_vec()));
@@ -354,24 +354,10 @@ fn a_full_data_directory_stops_the_server_with_one_clear_error_and_workers_back_
         "name: big\nlayers:\n  - {name: a, command: 'head -c 2000000 /dev/zero | tr \"\\\\0\" x; sleep 1', frames: 1-4}\n",
     );
     let mut server = farm.server.take().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = server.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the server runs on with a full data directory"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut server, Duration::from_secs(60))
+        .expect("the server runs on with a full data directory");
     assert!(!status.success());
-    let log: String = std::fs::read_dir(farm.dir.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
-        .map(|e| read(&e.path()))
-        .collect();
+    let log = farm.server_log();
     for l in log.lines().filter(|l| l.contains("error")) {
         eprintln!("server: {l}");
     }

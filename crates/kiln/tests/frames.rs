@@ -80,6 +80,13 @@ fn frame_worker(farm: &Farm, job: &str) -> usize {
     host.trim_start_matches('w').parse().unwrap()
 }
 
+/// SIGKILLs the worker the job's first frame runs on.
+fn sigkill_frames_worker(farm: &mut Farm, job: &str) {
+    let w = frame_worker(farm, job);
+    farm.workers[w].kill().unwrap();
+    farm.workers[w].wait().unwrap();
+}
+
 /// Overlap must be nil, and exactly one run must have finished.
 fn ran_once(farm: &Farm, job: &str, case: &str) {
     farm.wait_status(job, "FINISHED", Duration::from_secs(40));
@@ -109,9 +116,7 @@ fn a_sigkilled_worker_leaves_no_frame_running_when_it_is_requeued() {
     let mut farm = Farm::start_with(2, 1, "3s");
     let job = farm.submit("wrapped", &wrapper(&farm));
     wait_ticks(&farm, 3);
-    let w = frame_worker(&farm, &job);
-    farm.workers[w].kill().unwrap();
-    farm.workers[w].wait().unwrap();
+    sigkill_frames_worker(&mut farm, &job);
     ran_once(&farm, &job, "worker SIGKILLed");
 }
 
@@ -125,9 +130,7 @@ fn without_cgroups_a_sigkilled_worker_leaves_no_frame_running() {
     farm.wait_hosts(2);
     let job = farm.submit("wrapped", &wrapper(&farm));
     wait_ticks(&farm, 3);
-    let w = frame_worker(&farm, &job);
-    farm.workers[w].kill().unwrap();
-    farm.workers[w].wait().unwrap();
+    sigkill_frames_worker(&mut farm, &job);
     ran_once(&farm, &job, "worker SIGKILLed, no cgroups");
     let log = read(&farm.path("worker-w0.log"));
     assert!(log.contains("frames run in process groups only"), "{log}");
@@ -182,14 +185,10 @@ fn a_worker_stopped_with_sigterm_kills_its_frames_whole() {
     wait_ticks(&farm, 3);
     let mut w = farm.workers.remove(0);
     unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
-    let t = std::time::Instant::now();
-    while w.try_wait().unwrap().is_none() {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the worker ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_exit(&mut w, Duration::from_secs(15)).is_some(),
+        "the worker ignored SIGTERM"
+    );
     let marks = farm.path("marks");
     let ticks = |m: &Path| runs(m).iter().map(|r| r.2).max().unwrap_or(0);
     let last = ticks(&marks);
@@ -200,14 +199,7 @@ fn a_worker_stopped_with_sigterm_kills_its_frames_whole() {
         "the frame ticks on after its worker stopped"
     );
     assert!(read(&marks.join("done")).is_empty());
-    let shims = std::process::Command::new("pgrep")
-        .args([
-            "-f",
-            &format!("frame-shim state={}", farm.path("").display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(shims.stdout.is_empty(), "a frame supervisor is left");
+    assert!(farm.supervisors().is_empty(), "a frame supervisor is left");
     wait_until(Duration::from_secs(10), || {
         farm.frames(&job)[0]["state"] == "WAITING"
     });
@@ -280,7 +272,8 @@ fn a_fast_leak_is_stopped_by_the_kernel_and_reported_oom() {
     }
     let job = farm.submit(
         "leak",
-        "name: leak\nlayers:\n  - name: a\n    command: 'head -c 400M /dev/zero | tail'\n    frames: 1\n    memory: 64M\n    retries: 0\n",
+        &(one_layer("leak", "head -c 400M /dev/zero | tail", "1")
+            + "    memory: 64M\n    retries: 0\n"),
     );
     // The first attempt is OOM, and the server retries with more memory.
     wait_until(Duration::from_secs(20), || {
@@ -323,17 +316,7 @@ fn the_jobs_environment_reaches_the_frame_not_its_supervisor() {
         ),
     );
     wait_until(Duration::from_secs(20), || read(&out).trim() == "s3cret");
-    let shims = std::process::Command::new("pgrep")
-        .args([
-            "-f",
-            &format!("frame-shim state={}", farm.path("").display()),
-        ])
-        .output()
-        .unwrap();
-    let pids: Vec<i32> = String::from_utf8_lossy(&shims.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+    let pids = farm.supervisors();
     assert_eq!(pids.len(), 1, "one frame, one supervisor");
     let environ = std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap();
     let environ = String::from_utf8_lossy(&environ);

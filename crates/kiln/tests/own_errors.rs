@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 fn is_root() -> bool {
@@ -87,5 +88,44 @@ fn jobs_that_cannot_start_die_fast_with_the_cause_and_no_host_goes_to_repair() {
             c => c,
         };
         assert!(log.contains(in_log), "the log names the cause: {log}");
+    }
+}
+
+/// A program that only one host has (on its PATH): frames that fail on
+/// the other host for it are retried where it is, not sent back to fail
+/// again, so the job finishes.
+#[test]
+fn a_frame_that_cannot_start_on_one_host_is_retried_on_another() {
+    let mut farm = Farm::start(0, 1);
+    let bin = farm.path("only-on-w1");
+    std::fs::create_dir_all(&bin).unwrap();
+    let prog = bin.join("kiln-only-on-w1");
+    std::fs::write(&prog, "#!/bin/sh\nsleep 0.5\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    farm.add_worker_env("w0", 1, &["--allow-root"], &[("PATH", &path)]);
+    let with_bin = format!("{}:{path}", bin.display());
+    farm.add_worker_env("w1", 1, &["--allow-root"], &[("PATH", &with_bin)]);
+    farm.wait_hosts(2);
+    let job = farm.submit(
+        "only",
+        "name: only\nlayers:\n  - {name: a, command: [kiln-only-on-w1], frames: 1-4, retries: 3}\n",
+    );
+    wait_until(Duration::from_secs(60), || {
+        matches!(farm.job_status(&job).as_str(), "FINISHED" | "FAILED")
+    });
+    let frames = farm.frames(&job);
+    assert_eq!(farm.job_status(&job), "FINISHED", "{frames:?}");
+    for f in &frames {
+        assert_eq!(f["state"], "SUCCEEDED", "{f}");
+        assert_eq!(f["host"], "w1", "{f}");
+        assert!(f["attempts"].as_u64().unwrap() <= 2, "{f}");
+    }
+    let failed = frames.iter().filter(|f| f["attempts"] == 2).count();
+    eprintln!("{failed} of 4 frames failed once on w0, then ran on w1");
+    assert!(failed >= 1, "w0 took a frame first");
+    let hosts = farm.json(&["hosts"]);
+    for h in hosts.as_array().unwrap() {
+        assert_eq!(h["state"], "UP", "no host is blamed: {h}");
     }
 }

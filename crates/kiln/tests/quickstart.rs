@@ -1,7 +1,11 @@
 //! The README's quick start, as a newcomer runs it: `kiln up` with the
 //! sample job renders real images and assembles them.
 
+mod common;
+
+use common::*;
 use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn kiln_up_renders_the_sample_job() {
@@ -13,12 +17,8 @@ fn kiln_up_renders_the_sample_job() {
     for f in ["job.yaml", "fractal.py", "assemble.py"] {
         std::fs::copy(src.join(f), ex.join(f)).unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let port = free_port();
+    let out = Command::new(kiln_bin())
         .args([
             "up",
             "--exit-when-done",
@@ -48,28 +48,13 @@ fn kiln_up_renders_the_sample_job() {
 }
 
 fn frames_json(port: u16, job: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "--server",
-            &format!("http://127.0.0.1:{port}"),
-            "frames",
-            job,
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let out = cli(
+        &format!("http://127.0.0.1:{port}"),
+        &["frames", job, "--json"],
+    )
+    .output()
+    .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed().as_secs() < 30,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -81,13 +66,9 @@ fn sigterm_stops_kiln_up_and_records_its_frames_as_killed() {
         "name: slow\nlayers:\n  - name: a\n    command: 'sleep 31.7'\n    frames: 1-2\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let up = |submit: bool| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        let mut c = Command::new(kiln_bin());
         c.args([
             "up",
             "--cores",
@@ -105,7 +86,8 @@ fn sigterm_stops_kiln_up_and_records_its_frames_as_killed() {
         c.spawn().unwrap()
     };
     let mut farm = up(true);
-    wait_for("two running frames", || {
+    // Two running frames.
+    wait_until(Duration::from_secs(30), || {
         frames_json(port, "slow")
             .as_array()
             .is_some_and(|f| f.iter().all(|f| f["state"] == "RUNNING"))
@@ -125,23 +107,18 @@ fn sigterm_stops_kiln_up_and_records_its_frames_as_killed() {
 
     // The next `kiln up` on the same data knows what happened and runs them again.
     let mut farm = up(false);
-    wait_for("frames rerun", || {
+    // Both frames run again.
+    wait_until(Duration::from_secs(30), || {
         frames_json(port, "slow")
             .as_array()
             .is_some_and(|f| f.iter().all(|f| f["attempts"] == 2))
     });
-    let log = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "--server",
-            &format!("http://127.0.0.1:{port}"),
-            "log",
-            "slow",
-            "a/1",
-            "--attempt",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let log = cli(
+        &format!("http://127.0.0.1:{port}"),
+        &["log", "slow", "a/1", "--attempt", "1"],
+    )
+    .output()
+    .unwrap();
     let log = String::from_utf8_lossy(&log.stdout);
     assert!(log.contains("killed: the worker is shutting down"), "{log}");
     unsafe { libc::kill(farm.id() as i32, libc::SIGTERM) };

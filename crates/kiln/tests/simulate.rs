@@ -1,11 +1,14 @@
 //! `kiln simulate` from the real binary: a scenario's figures in JSON, and
 //! bad input refused with a message naming the fix.
 
+mod common;
+
+use common::kiln_bin;
 use std::path::Path;
 use std::process::Command;
 
 fn kiln(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+    Command::new(kiln_bin())
         .args(args)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .output()

@@ -9,12 +9,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-fn stderr_of(farm: &Farm, args: &[&str]) -> String {
-    let out = farm.try_kiln(args);
-    assert!(!out.status.success(), "kiln {args:?} should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn by_state<'a>(frames: &'a [Value], state: &str) -> Vec<&'a Value> {
     frames.iter().filter(|f| f["state"] == state).collect()
 }
@@ -38,46 +32,40 @@ fn limits_shows_and_repair_shape_what_runs() {
     // Bad input: refused, with the fix named, and nothing changed.
     let subs_before = farm.json(&["subs"]);
     let hosts_before = farm.json(&["hosts"]);
-    let err = stderr_of(
-        &farm,
-        &[
-            "sub",
-            "set",
-            "film",
-            "paris.gpu",
-            "--size",
-            "1",
-            "--burst",
-            "2",
-        ],
-    );
+    let err = farm.kiln_fails(&[
+        "sub",
+        "set",
+        "film",
+        "paris.gpu",
+        "--size",
+        "1",
+        "--burst",
+        "2",
+    ]);
     assert!(
         err.contains("paris.gpu") && err.contains("kiln alloc create"),
         "{err}"
     );
-    let err = stderr_of(&farm, &["host", "move", "w0", "paris.gpu"]);
+    let err = farm.kiln_fails(&["host", "move", "w0", "paris.gpu"]);
     assert!(
         err.contains("no allocation") && err.contains("kiln allocs"),
         "{err}"
     );
-    let err = stderr_of(
-        &farm,
-        &[
-            "sub",
-            "set",
-            "film",
-            "local.general",
-            "--size",
-            "10",
-            "--burst",
-            "5",
-        ],
-    );
+    let err = farm.kiln_fails(&[
+        "sub",
+        "set",
+        "film",
+        "local.general",
+        "--size",
+        "10",
+        "--burst",
+        "5",
+    ]);
     assert!(err.contains("--burst 5 is less than --size 10"), "{err}");
     assert!(err.contains("at least 10"), "{err}");
-    let err = stderr_of(&farm, &["limit", "set", "lic", "--max", "-1"]);
+    let err = farm.kiln_fails(&["limit", "set", "lic", "--max", "-1"]);
     assert!(err.contains("--max"), "{err}");
-    let err = stderr_of(&farm, &["show", "set", "nope", "--disable"]);
+    let err = farm.kiln_fails(&["show", "set", "nope", "--disable"]);
     assert!(err.contains("kiln show create nope"), "{err}");
     assert_eq!(farm.json(&["subs"]), subs_before);
     let hosts_after = farm.json(&["hosts"]);
@@ -207,7 +195,7 @@ fn wranglers_tune_shows_services_hosts_and_jobs() {
     let h = &farm.json(&["hosts"])[0];
     assert_eq!(h["allocation"], "paris.gpu");
     assert_eq!(h["manual_tags"], serde_json::json!(["fast"]));
-    let err = stderr_of(&farm, &["alloc", "rm", "paris.gpu"]);
+    let err = farm.kiln_fails(&["alloc", "rm", "paris.gpu"]);
     assert!(err.contains("kiln host move"), "{err}");
     farm.kiln(&["host", "move", "w0", "local.general"]);
     farm.kiln(&["alloc", "rm", "paris.gpu"]);
@@ -222,7 +210,7 @@ fn wranglers_tune_shows_services_hosts_and_jobs() {
     let svc = &farm.json(&["services"])[0];
     assert_eq!(svc["cores"], "2+", "{svc}");
     assert_eq!(svc["timeout_s"], 7200, "{svc}");
-    let err = stderr_of(&farm, &["service", "set", "render", "--limits", "nolic"]);
+    let err = farm.kiln_fails(&["service", "set", "render", "--limits", "nolic"]);
     assert!(err.contains("kiln limit set nolic"), "{err}");
 
     // A layer naming the service takes its defaults.
@@ -246,13 +234,11 @@ fn wranglers_tune_shows_services_hosts_and_jobs() {
 
     // A disabled show refuses new jobs, and says how to enable it.
     farm.kiln(&["show", "set", "tv", "--disable"]);
-    let path = farm.path("tv2.yaml");
-    std::fs::write(
-        &path,
+    let path = farm.write_spec(
+        "tv2",
         "name: tv2\nshow: tv\nlayers:\n  - name: a\n    command: 'true'\n    frames: 1\n",
-    )
-    .unwrap();
-    let err = stderr_of(&farm, &["submit", path.to_str().unwrap()]);
+    );
+    let err = farm.kiln_fails(&["submit", &path]);
     assert!(err.contains("kiln show set tv --enable"), "{err}");
     farm.kiln(&["show", "set", "tv", "--enable"]);
     farm.kiln(&["kill", &job]);

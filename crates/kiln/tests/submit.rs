@@ -5,19 +5,13 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const FRAMES: u32 = 50_000;
 
 fn big_spec(farm: &Farm, name: &str) -> String {
-    let path = farm.path(&format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!("name: {name}\nlayers: [{{name: a, command: \"true\", frames: 1-{FRAMES}}}]\n"),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
+    farm.write_spec(name, one_layer(name, "true", &format!("1-{FRAMES}")))
 }
 
 /// Every job on the farm: (name, id, frames).
@@ -55,14 +49,14 @@ fn a_submit_cut_off_by_a_server_sigkill_is_retried_and_made_once() {
     for (i, after) in kill_after_ms.iter().enumerate() {
         let name = format!("big{i}");
         let spec = big_spec(&farm, &name);
-        let cli = Command::new(kiln_bin())
-            .args(["submit", &spec, "--json", "--retry-for", "60"])
-            .env("KILN_SERVER", farm.url())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let cli = cli(
+            &farm.url(),
+            &["submit", &spec, "--json", "--retry-for", "60"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         std::thread::sleep(Duration::from_millis(*after));
         farm.kill_server();
         std::thread::sleep(Duration::from_millis(300));
@@ -102,13 +96,7 @@ fn a_submit_cut_off_by_a_server_sigkill_is_retried_and_made_once() {
 #[test]
 fn a_key_makes_one_job_and_nothing_submitted_is_said_only_when_certain() {
     let farm = Farm::start(0, 1);
-    let spec = farm.path("small.yaml");
-    std::fs::write(
-        &spec,
-        "name: small\nlayers: [{name: a, command: \"true\", frames: 1-3}]\n",
-    )
-    .unwrap();
-    let spec = spec.to_str().unwrap();
+    let spec = &farm.write_spec("small", one_layer("small", "true", "1-3"));
     let first: Value =
         serde_json::from_str(&farm.kiln(&["submit", spec, "--json", "--key", "k-1"])).unwrap();
     let again: Value =
@@ -119,20 +107,16 @@ fn a_key_makes_one_job_and_nothing_submitted_is_said_only_when_certain() {
     assert_eq!(jobs(&farm).len(), 2);
 
     // A spec the server refuses: certain.
-    std::fs::write(farm.path("bad.yaml"), "name: bad\nlayers: []\n").unwrap();
-    let out = farm.try_kiln(&["submit", farm.path("bad.yaml").to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was submitted"));
+    let bad = farm.write_spec("bad", "name: bad\nlayers: []\n");
+    assert!(farm
+        .kiln_fails(&["submit", &bad])
+        .contains("nothing was submitted"));
 
     // No server at all: refused before anything was sent, also certain,
     // after retrying for the time asked.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let url = format!("http://127.0.0.1:{}", free_port());
     let t = Instant::now();
-    let out = Command::new(kiln_bin())
-        .args(["submit", spec, "--retry-for", "2"])
-        .env("KILN_SERVER", &url)
+    let out = cli(&url, &["submit", spec, "--retry-for", "2"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -146,20 +130,15 @@ fn a_key_makes_one_job_and_nothing_submitted_is_said_only_when_certain() {
 #[test]
 fn a_frozen_server_does_not_hold_a_submit_forever_and_the_key_finds_the_job_later() {
     let farm = Farm::start(0, 1);
-    let spec = farm.path("frozen.yaml");
-    std::fs::write(
-        &spec,
-        "name: frozen\nlayers: [{name: a, command: \"true\", frames: 1-3}]\n",
-    )
-    .unwrap();
-    let spec = spec.to_str().unwrap();
+    let spec = &farm.write_spec("frozen", one_layer("frozen", "true", "1-3"));
     let pid = farm.server.as_ref().expect("server running").id() as i32;
     // The kernel still accepts connections for a stopped server, so the
     // client connects, sends, and hears nothing back.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let t = Instant::now();
-    let out = Command::new(kiln_bin())
-        .args([
+    let out = cli(
+        &farm.url(),
+        &[
             "submit",
             spec,
             "--json",
@@ -167,11 +146,10 @@ fn a_frozen_server_does_not_hold_a_submit_forever_and_the_key_finds_the_job_late
             "frozen-1",
             "--retry-for",
             "2",
-        ])
-        .env("KILN_SERVER", farm.url())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     let waited = t.elapsed();
     unsafe { libc::kill(pid, libc::SIGCONT) };
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -139,6 +139,9 @@ struct LayerEntry {
     learned_kb: Option<u64>,
     /// Hosts that last ran its frames, most recent first.
     recent_hosts: crate::sched::RecentHosts,
+    /// Hosts where its frames last failed on the job's own account, most
+    /// recent first: its retries go elsewhere while they can.
+    shun: crate::sched::RecentHosts,
     /// Since when it has had ready frames and got none started.
     starved_since: Option<Millis>,
     /// Why its ready frames wait, as of the last scheduling pass.
@@ -532,6 +535,7 @@ impl LayerEntry {
             runtime: Default::default(),
             learned_kb: None,
             recent_hosts: Default::default(),
+            shun: Default::default(),
             starved_since: None,
             why: None,
             base_env: None,
@@ -541,6 +545,13 @@ impl LayerEntry {
     /// Remembers that `host` just ran one of the layer's frames.
     fn ran_on(&mut self, host: HostId) {
         self.recent_hosts.push(host);
+        self.shun.remove(host);
+    }
+
+    /// Remembers that one of its frames could not run on `host` for the
+    /// job's own reasons (its user, directory or command missing there).
+    fn failed_own_on(&mut self, host: HostId) {
+        self.shun.push(host);
     }
 
     const PEAKS: usize = 16;

@@ -574,23 +574,27 @@ fn a_repeated_submit_key_returns_the_first_job_also_after_a_restart() {
     assert!(farm.take_dirty().jobs.is_empty(), "nothing new");
 }
 
+/// One scheduling pass; returns its launches as (session, attempt, job).
+fn launches(farm: &mut Farm, now: Millis) -> Vec<(u64, AttemptId, String)> {
+    if let Some(snap) = farm.snapshot(now) {
+        let plan = sched::plan(snap);
+        farm.apply_plan(&plan, now);
+    }
+    farm.take_outgoing()
+        .into_iter()
+        .filter_map(|o| match o.msg {
+            ServerMsg::Launch(l) => Some((o.session, l.attempt, l.job)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Runs every launch to its end with `exit` until nothing more starts;
 /// returns the number of attempts.
 fn fail_all(farm: &mut Farm, exit: impl Fn(&str) -> Exit, mut now: Millis) -> u32 {
     let mut n = 0;
     loop {
-        if let Some(snap) = farm.snapshot(now) {
-            let plan = sched::plan(snap);
-            farm.apply_plan(&plan, now);
-        }
-        let launches: Vec<_> = farm
-            .take_outgoing()
-            .into_iter()
-            .filter_map(|o| match o.msg {
-                ServerMsg::Launch(l) => Some((o.session, l.attempt, l.job)),
-                _ => None,
-            })
-            .collect();
+        let launches = launches(farm, now);
         if launches.is_empty() {
             return n;
         }
@@ -601,6 +605,51 @@ fn fail_all(farm: &mut Farm, exit: impl Fn(&str) -> Exit, mut now: Millis) -> u3
         }
         assert!(n < 10_000, "frames never stop trying");
     }
+}
+
+/// The one launch a pass makes: (session, attempt).
+fn one_launch(farm: &mut Farm, now: Millis) -> (u64, AttemptId) {
+    let launches = launches(farm, now);
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    (launches[0].0, launches[0].1)
+}
+
+#[test]
+fn a_frame_that_failed_on_its_own_account_is_retried_on_another_host() {
+    // Twin hosts: the frame goes to h1 first; the job's user exists on
+    // h2 only.
+    let mut farm = farm_with_host(4);
+    register(&mut farm, 2, "h2", 4, vec![], 0);
+    submit(
+        &mut farm,
+        "name: j\nlayers: [{name: a, command: x, frames: 1, retries: 3}]",
+        0,
+    );
+    let (session, attempt) = one_launch(&mut farm, 1);
+    assert_eq!(session, SESSION, "best fit first");
+    let no_user = || Exit::JobCannotStart("user \"ann\" does not exist on host h1".into());
+    end(&mut farm, session, attempt, no_user(), 2);
+    let (session, attempt) = one_launch(&mut farm, 3);
+    assert_eq!(session, 2, "the retry goes to the other host");
+    end(&mut farm, session, attempt, Exit::Exited(0), 4);
+    let f = &farm.list_frames("j", None, None).unwrap()[0];
+    assert_eq!((f.state, f.attempts), (DisplayState::Succeeded, 2));
+
+    // Where it is the only host, the retry goes back to it (and the
+    // frame dies after its two tries, with the cause).
+    let mut farm = farm_with_host(1);
+    submit(
+        &mut farm,
+        "name: k\nlayers: [{name: a, command: x, frames: 1, retries: 3}]",
+        0,
+    );
+    let (session, attempt) = one_launch(&mut farm, 1);
+    end(&mut farm, session, attempt, no_user(), 2);
+    let (session, attempt) = one_launch(&mut farm, 3);
+    assert_eq!(session, SESSION);
+    end(&mut farm, session, attempt, no_user(), 4);
+    let f = &farm.list_frames("k", None, None).unwrap()[0];
+    assert_eq!((f.state, f.attempts), (DisplayState::Dead, OWN_FAULT_TRIES));
 }
 
 #[test]

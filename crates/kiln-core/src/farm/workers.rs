@@ -359,6 +359,15 @@ impl Farm {
                 }
             }
             o if o.counts_as_failure() && !own => self.count_host_failure(job, a.host),
+            o if o.counts_as_failure() => {
+                // Not the host's fault, but the same host would most likely
+                // fail it again (a user or a mount missing there): the
+                // retry goes elsewhere if it can.
+                if let Some(l) = self.layers.quiet_mut(&layer) {
+                    l.failed_own_on(a.host);
+                    self.mirror.layer_learned(l);
+                }
+            }
             _ => {}
         }
         let f = self.frames.get_mut(&a.frame).expect("checked above");

@@ -12,7 +12,8 @@
 //!    `max_cores` caps it. Limits cap layers farm-wide.
 //! 3. Placement is multi-resource best fit, CPU work kept off GPU hosts
 //!    where it has somewhere else to go, a host that just ran the layer
-//!    preferred.
+//!    preferred, a host where the layer's frames failed on the job's own
+//!    account shunned while another could run them.
 //! 4. Wide frames that have waited get a host reserved; smaller frames
 //!    backfill it only if they are expected to end before it frees.
 
@@ -129,6 +130,11 @@ pub struct Demand {
     pub runtime_ms: Option<i64>,
     /// Hosts that recently ran this layer (warm caches), most recent first.
     pub recent_hosts: RecentHosts,
+    /// Hosts where its frames recently failed on the job's own account
+    /// (its user, working directory or command missing there), most
+    /// recent first. Its frames go elsewhere while some other host could
+    /// run them at all, even if that means waiting for one.
+    pub shun: RecentHosts,
 }
 
 /// The few hosts that last ran a layer, most recent first. Kept inline so
@@ -153,6 +159,24 @@ impl RecentHosts {
         self.hosts.copy_within(0..at, 1);
         self.hosts[0] = host;
         self.len = self.len.max(at as u8 + 1);
+    }
+
+    /// Drops `host`, if it is there.
+    pub fn remove(&mut self, host: HostId) {
+        let len = self.len as usize;
+        if let Some(at) = self.hosts[..len].iter().position(|&h| h == host) {
+            self.hosts.copy_within(at + 1..len, at);
+            self.hosts[len - 1] = HostId::default();
+            self.len -= 1;
+        }
+    }
+
+    pub fn contains(&self, host: HostId) -> bool {
+        self.hosts[..self.len as usize].contains(&host)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     pub fn iter(&self) -> impl Iterator<Item = HostId> + '_ {

@@ -70,6 +70,46 @@ fn group_by_job(snap: &Snapshot) -> (Vec<u32>, Vec<u32>) {
     (start, list)
 }
 
+/// Per demand, whether it keeps off the hosts it shuns: only while some
+/// other host could run its frames at all (busy or not), so a shunned host
+/// that is the only one left still gets them. Empty when none shuns any,
+/// as nearly always: a job's own failures are rare and soon settled.
+fn shunning(snap: &Snapshot, index: &Index) -> Vec<bool> {
+    if snap
+        .demands
+        .iter()
+        .all(|d| d.shun.is_empty() || d.ready == 0)
+    {
+        return Vec::new();
+    }
+    snap.demands
+        .iter()
+        .map(|d| {
+            if d.shun.is_empty() || d.ready == 0 {
+                return false;
+            }
+            let Some(job) = snap.jobs.get(d.job as usize) else {
+                return false;
+            };
+            let subs = snap
+                .shows
+                .get(job.show as usize)
+                .map_or(&[][..], |s| &s.subs);
+            snap.hosts.iter().enumerate().any(|(i, h)| {
+                !d.shun.contains(h.id)
+                    && !job.avoid.contains(&h.id)
+                    && subs.iter().any(|s| s.alloc == h.alloc)
+                    && snap
+                        .allocations
+                        .get(h.alloc as usize)
+                        .is_some_and(|a| a.facility == job.facility)
+                    && index.class_tags_ok(index.class_of(i as u32), &d.tags)
+                    && d.needs.fits_in(&h.total)
+            })
+        })
+        .collect()
+}
+
 /// Host classes to try first, then to fall back on (see `Index::classes_for`).
 type Classes = Rc<[Vec<u32>; 2]>;
 
@@ -116,6 +156,9 @@ struct Pass<'a> {
     classes: Vec<Option<(u32, Classes)>>,
     /// The same, shared by demands asking for the same tags and GPU-ness.
     class_sets: HashMap<(u32, bool, &'a [TagReq]), Classes>,
+    /// Per demand: whether it keeps off the hosts it shuns this pass
+    /// (another host could run it). Empty when no demand shuns any.
+    shunning: Vec<bool>,
 }
 
 enum Tried {
@@ -150,6 +193,7 @@ impl<'a> Pass<'a> {
                 .map(|(i, h)| (h.id, i as u32))
                 .collect()
         };
+        let shunning = shunning(snap, &index);
         Pass {
             snap,
             index,
@@ -175,6 +219,7 @@ impl<'a> Pass<'a> {
             ranged: Vec::new(),
             classes: vec![None; n],
             class_sets: HashMap::default(),
+            shunning,
         }
     }
 
@@ -446,6 +491,11 @@ impl<'a> Pass<'a> {
         let demand = self.demand(d);
         let avoid = &self.snap.jobs[demand.job as usize].avoid;
         if !avoid.is_empty() && avoid.contains(&self.snap.hosts[h as usize].id) {
+            return false;
+        }
+        if self.shunning.get(d as usize) == Some(&true)
+            && demand.shun.contains(self.snap.hosts[h as usize].id)
+        {
             return false;
         }
         match self.reserved[h as usize] {

@@ -109,6 +109,7 @@ impl Farm {
             starved_since: None,
             runtime_ms: None,
             recent_hosts: Default::default(),
+            shun: Default::default(),
         });
         self.snap.demands.last_mut().unwrap()
     }
@@ -337,6 +338,84 @@ fn a_host_that_just_ran_the_layer_is_preferred() {
     let j = f.job(1, s, 100);
     f.demand(j, 1, one(1), 1, 1).recent_hosts = [HostId(3)].into_iter().collect();
     assert_eq!(f.plan().hosts_of_layer(1), vec![3]);
+}
+
+/// Host 1 fits a 2-core frame tightest, so best fit picks it; the layer's
+/// frames failed there on the job's own account.
+fn shunning_farm() -> Farm {
+    let mut f = farm();
+    f.host(1, 2, 8, 0, &[]);
+    f.host(2, 8, 32, 0, &[]);
+    f
+}
+
+#[test]
+fn a_host_where_the_layer_failed_on_its_own_account_is_shunned_while_another_could_run_it() {
+    let mut f = shunning_farm();
+    let s = f.show("s", 32, 32, 0);
+    let j = f.job(1, s, 100);
+    f.demand(j, 1, one(2), 8, 1);
+    assert_eq!(f.plan().hosts_of_layer(1), vec![1], "best fit, unshunned");
+    f.snap.demands[0].shun = [HostId(1)].into_iter().collect();
+    assert_eq!(f.plan().hosts_of_layer(1), vec![2]);
+
+    // The other host is busy: the frame waits for it rather than go back
+    // to fail where it failed.
+    let mut f = shunning_farm();
+    f.busy(8, 0, None);
+    let s = f.show("s", 32, 32, 0);
+    let j = f.job(1, s, 100);
+    f.demand(j, 1, one(2), 8, 1).shun = [HostId(1)].into_iter().collect();
+    let out = f.plan();
+    assert_eq!(out.plan.frames(), 0);
+    assert_eq!(out.plan.waits, vec![(LayerId(1), Wait::Busy)]);
+}
+
+#[test]
+fn a_shunned_host_still_runs_the_frame_when_no_other_could() {
+    // The other host is too small for it, however idle.
+    let mut f = shunning_farm();
+    let s = f.show("s", 32, 32, 0);
+    let j = f.job(1, s, 100);
+    f.demand(j, 1, one(2), 8, 1);
+    f.snap.hosts[1].total.cores = 100;
+    f.snap.hosts[1].free.cores = 100;
+    f.snap.demands[0].shun = [HostId(1)].into_iter().collect();
+    assert_eq!(f.plan().hosts_of_layer(1), vec![1]);
+
+    // The job avoids the other host.
+    let mut f = shunning_farm();
+    let s = f.show("s", 32, 32, 0);
+    let j = f.job(1, s, 100);
+    f.snap.jobs[0].avoid = vec![HostId(2)];
+    f.demand(j, 1, one(2), 8, 1).shun = [HostId(1)].into_iter().collect();
+    assert_eq!(f.plan().hosts_of_layer(1), vec![1]);
+
+    // It shuns both.
+    let mut f = shunning_farm();
+    let s = f.show("s", 32, 32, 0);
+    let j = f.job(1, s, 100);
+    f.demand(j, 1, one(2), 8, 1).shun = [HostId(2), HostId(1)].into_iter().collect();
+    assert_eq!(f.plan().hosts_of_layer(1), vec![1]);
+}
+
+#[test]
+fn recent_hosts_forget_a_removed_host_and_keep_the_order() {
+    let mut r: RecentHosts = [HostId(1), HostId(2), HostId(3)].into_iter().collect();
+    r.remove(HostId(2));
+    assert_eq!(r.iter().collect::<Vec<_>>(), vec![HostId(1), HostId(3)]);
+    assert!(!r.contains(HostId(2)) && r.contains(HostId(3)));
+    r.remove(HostId(9));
+    r.push(HostId(4));
+    assert_eq!(
+        r.iter().collect::<Vec<_>>(),
+        vec![HostId(4), HostId(1), HostId(3)]
+    );
+    r.remove(HostId(4));
+    r.remove(HostId(1));
+    r.remove(HostId(3));
+    assert!(r.is_empty());
+    assert_eq!(r, RecentHosts::default(), "equal to a fresh one");
 }
 
 #[test]
@@ -663,15 +742,24 @@ fn check_invariants(snap: &Snapshot, plan: &Plan) {
             continue;
         }
         let job = &snap.jobs[demand.job as usize];
-        for (h, host) in snap.hosts.iter().enumerate() {
-            let usable = !reserved.contains(&host.id)
-                && !job.avoid.contains(&host.id)
+        let may_use = |host: &HostSlot| {
+            !job.avoid.contains(&host.id)
                 && snap.allocations[host.alloc as usize].facility == job.facility
                 && snap.shows[job.show as usize]
                     .subs
                     .iter()
                     .any(|s| s.alloc == host.alloc)
-                && demand.tags.iter().all(|t| t.satisfied_by(&host.tags));
+                && demand.tags.iter().all(|t| t.satisfied_by(&host.tags))
+        };
+        // A host the layer shuns may stay idle while another could run it.
+        let elsewhere = snap
+            .hosts
+            .iter()
+            .any(|o| !demand.shun.contains(o.id) && may_use(o) && demand.needs.fits_in(&o.total));
+        for (h, host) in snap.hosts.iter().enumerate() {
+            let usable = !reserved.contains(&host.id)
+                && may_use(host)
+                && !(elsewhere && demand.shun.contains(host.id));
             assert!(
                 !(usable && demand.needs.fits_in(&free[h])),
                 "layer {layer} waits as busy but fits on host {}",
@@ -811,6 +899,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                 starved_since: (starved > 1).then_some(snap.now - 1_000_000),
                 runtime_ms: (starved > 0).then_some(60_000 * starved as i64),
                 recent_hosts: [HostId(starved as i64 + 1)].into_iter().collect(),
+                shun: [HostId(starved as i64 + 2)].into_iter().collect(),
             });
         }
         snap

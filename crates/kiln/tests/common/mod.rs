@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Skips a test this machine cannot run (no root, no cgroups, no tmpfs)
@@ -24,12 +24,40 @@ pub fn kiln_bin() -> &'static str {
     env!("CARGO_BIN_EXE_kiln")
 }
 
-fn free_port() -> u16 {
+/// A port no one listens on now, from the OS.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The `kiln` CLI with `args`, talking to the server at `url`, reading nothing.
+pub fn cli(url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(kiln_bin());
+    cmd.args(args).env("KILN_SERVER", url).stdin(Stdio::null());
+    cmd
+}
+
+/// Waits for `child` to exit, at most `timeout`; `None` if it still runs
+/// (it is left running: the caller decides what that means).
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A spec of one layer `a`: `command` (single-quoted YAML) on `frames`.
+pub fn one_layer(name: &str, command: &str, frames: &str) -> String {
+    format!("name: {name}\nlayers:\n  - name: a\n    command: '{command}'\n    frames: {frames}\n")
 }
 
 pub struct Farm {
@@ -130,16 +158,26 @@ impl Farm {
         let mut s = self.server.take().expect("server running");
         let start = Instant::now();
         unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
-        loop {
-            if s.try_wait().unwrap().is_some() {
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "server ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            wait_exit(&mut s, Duration::from_secs(20)).is_some(),
+            "server ignored SIGTERM"
+        );
+        start.elapsed()
+    }
+
+    /// Everything the farm's servers have logged, in the order they started.
+    pub fn server_log(&self) -> String {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("server-"))
+            })
+            .collect();
+        logs.sort();
+        logs.iter().map(|p| read(p)).collect()
     }
 
     pub fn add_worker(&mut self, name: &str, cores: u32) {
@@ -147,9 +185,15 @@ impl Farm {
     }
 
     pub fn add_worker_with(&mut self, name: &str, cores: u32, extra: &[&str]) {
+        self.add_worker_env(name, cores, extra, &[]);
+    }
+
+    /// A worker with `extra` arguments and `env` set in its environment.
+    pub fn add_worker_env(&mut self, name: &str, cores: u32, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
         let child = Command::new(kiln_bin())
             .args(["worker", "--server", &self.url(), "--name", name])
+            .envs(env.iter().copied())
             .args(extra)
             .args([
                 "--cores",
@@ -176,12 +220,14 @@ impl Farm {
     }
 
     pub fn try_kiln(&self, args: &[&str]) -> Output {
-        Command::new(kiln_bin())
-            .args(args)
-            .env("KILN_SERVER", self.url())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kiln")
+        cli(&self.url(), args).output().expect("run kiln")
+    }
+
+    /// Runs a CLI command that must fail; returns its stderr.
+    pub fn kiln_fails(&self, args: &[&str]) -> String {
+        let out = self.try_kiln(args);
+        assert!(!out.status.success(), "kiln {args:?} should have failed");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// Runs a CLI command that must succeed; returns its stdout.
@@ -206,14 +252,33 @@ impl Farm {
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
+    /// Writes a spec into `<name>.yaml` in the farm's directory; returns its path.
+    pub fn write_spec(&self, name: &str, spec: impl AsRef<[u8]>) -> String {
+        let path = self.path(&format!("{name}.yaml"));
+        std::fs::write(&path, spec).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
     /// Writes a spec into the farm's directory and submits it; returns the job id.
     pub fn submit(&self, name: &str, yaml: &str) -> String {
-        let path = self.path(&format!("{name}.yaml"));
-        std::fs::write(&path, yaml).unwrap();
-        let v: Value =
-            serde_json::from_str(&self.kiln(&["submit", path.to_str().unwrap(), "--json"]))
-                .unwrap();
+        let path = self.write_spec(name, yaml);
+        let v: Value = serde_json::from_str(&self.kiln(&["submit", &path, "--json"])).unwrap();
         v["id"].to_string()
+    }
+
+    /// The pids of the farm's frame supervisors (`kiln frame-shim`) alive now.
+    pub fn supervisors(&self) -> Vec<i32> {
+        let out = Command::new("pgrep")
+            .args([
+                "-f",
+                &format!("frame-shim state={}", self.path("").display()),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     pub fn job_status(&self, job: &str) -> String {
@@ -310,11 +375,7 @@ pub struct Fleet {
 impl Fleet {
     pub fn start(farm: &Farm, args: &[&str]) -> Fleet {
         let log = std::fs::File::create(farm.path(&format!("fleet-{}.log", now_ms()))).unwrap();
-        let child = Command::new(kiln_bin())
-            .arg("fleet")
-            .args(args)
-            .env("KILN_SERVER", farm.url())
-            .stdin(Stdio::null())
+        let child = cli(&farm.url(), &[&["fleet"], args].concat())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -325,13 +386,9 @@ impl Fleet {
     /// Waits for the fleet to exit on its own.
     pub fn wait(mut self, timeout: Duration) -> Output {
         let mut child = self.child.take().unwrap();
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                panic!("kiln fleet still running after {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if wait_exit(&mut child, timeout).is_none() {
+            let _ = child.kill();
+            panic!("kiln fleet still running after {timeout:?}");
         }
         child.wait_with_output().unwrap()
     }

@@ -150,6 +150,7 @@ impl Mirror {
                 starved_since: l.starved_since,
                 runtime_ms: l.runtime.mean(),
                 recent_hosts: l.recent_hosts,
+                shun: l.shun,
             });
         }
         if demands.is_empty() {

@@ -115,6 +115,7 @@ impl Mirror {
             d.needs = l.needs();
             d.runtime_ms = l.runtime.mean();
             d.recent_hosts = l.recent_hosts;
+            d.shun = l.shun;
         }
     }
 

@@ -1,0 +1,106 @@
+//! The idle rule over real sockets: a server whose answer takes longer
+//! than `idle_timeout`, silent meanwhile, answers; the connection is not
+//! cut under the request.
+
+use kiln_core::farm::Admin;
+use kiln_core::view::*;
+use kiln_proto::client::Client;
+use kiln_proto::conn::ConnLimits;
+use kiln_proto::server::{serve, FarmApi, ServerStream, WorkerLinkApi, WorkerStream};
+use kiln_proto::{Error, Result};
+use std::time::{Duration, Instant};
+
+/// A farm that takes `delay` to list its jobs, and has nothing else.
+struct Slow {
+    delay: Duration,
+}
+
+fn none<T>() -> Result<T> {
+    Err(Error::Internal("not in this test".into()))
+}
+
+#[tonic::async_trait]
+impl FarmApi for Slow {
+    async fn submit(
+        &self,
+        _: String,
+        _: String,
+        _: Option<String>,
+        _: Option<String>,
+    ) -> Result<Submitted> {
+        none()
+    }
+    async fn list_jobs(&self, _: bool) -> Result<Vec<JobSummary>> {
+        tokio::time::sleep(self.delay).await;
+        Ok(Vec::new())
+    }
+    async fn job(&self, _: String) -> Result<JobDetail> {
+        none()
+    }
+    async fn frames(
+        &self,
+        _: String,
+        _: Option<String>,
+        _: Option<String>,
+    ) -> Result<Vec<FrameInfo>> {
+        none()
+    }
+    async fn read_log(&self, _: LogQuery) -> Result<LogSlice> {
+        none()
+    }
+    async fn act(&self, _: ActQuery) -> Result<(u32, String)> {
+        none()
+    }
+    async fn hosts(&self) -> Result<Vec<HostInfo>> {
+        none()
+    }
+    async fn set_host_lock(&self, _: String, _: bool) -> Result<HostInfo> {
+        none()
+    }
+    async fn server_info(&self) -> Result<ServerInfo> {
+        none()
+    }
+    async fn admin(&self, _: Admin) -> Result<String> {
+        none()
+    }
+    async fn structure(&self) -> Result<StructureView> {
+        none()
+    }
+}
+
+struct NoLink;
+
+#[tonic::async_trait]
+impl WorkerLinkApi for NoLink {
+    async fn connect(&self, _: WorkerStream) -> Result<ServerStream> {
+        none()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_server_works_on_past_the_idle_time_is_answered() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // The first deadline is the preface's: 1 s, so that the idle check
+    // runs while the request is in flight.
+    let limits = ConnLimits {
+        preface_timeout: Duration::from_secs(1),
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..ConnLimits::default()
+    };
+    let slow = Slow {
+        delay: Duration::from_millis(2_500),
+    };
+    tokio::spawn(serve(
+        listener,
+        limits,
+        slow,
+        NoLink,
+        futures::future::pending(),
+    ));
+    let client = Client::connect(&url).await.unwrap();
+    let t = Instant::now();
+    let jobs = client.list_jobs(false).await;
+    eprintln!("answered after {:?}: {jobs:?}", t.elapsed());
+    assert_eq!(jobs, Ok(Vec::new()), "a live request was cut as idle");
+}
