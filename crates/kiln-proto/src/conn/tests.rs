@@ -69,7 +69,7 @@ fn an_eviction_racing_a_read_is_never_lost() {
 async fn spoken(limits: ConnLimits) -> (TcpStream, Conn) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut incoming = Box::pin(incoming(listener, limits));
+    let mut incoming = Box::pin(incoming(listener, limits, None));
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
