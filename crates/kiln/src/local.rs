@@ -131,6 +131,17 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
     })
 }
 
+/// Plaintext is for loopback only: `what` may not listen on `addr` otherwise.
+fn only_loopback(addr: std::net::SocketAddr, what: &str, fix: &str) -> Result<()> {
+    if !addr.ip().is_loopback() {
+        bail!(
+            "{what}: the server listens on {addr}, which is not a loopback address; \
+             plaintext is only for loopback. {fix}, or listen on 127.0.0.1"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
@@ -160,13 +171,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     let addr = listener.local_addr()?;
     let tls = match (a.tls_cert, a.tls_key) {
         _ if a.plaintext => {
-            if !addr.ip().is_loopback() {
-                bail!(
-                    "--plaintext: the server listens on {addr}, which is not a loopback address; \
-                     plaintext is only for loopback. Drop --plaintext (the server then uses TLS, \
-                     with a CA of its own if --tls-cert is not given), or listen on 127.0.0.1"
-                );
-            }
+            only_loopback(addr, "--plaintext", "Drop --plaintext (the server then uses TLS, with a CA of its own if --tls-cert is not given)")?;
             Tls::Plaintext
         }
         (Some(cert), Some(key)) => Tls::Files { cert, key },
@@ -264,6 +269,11 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| crate::default_data_dir().join("local"));
     let listener = bind(&a.listen).await?;
     let addr = listener.local_addr()?;
+    only_loopback(
+        addr,
+        "kiln up",
+        "Run `kiln server` and `kiln worker` for a farm other machines use",
+    )?;
     let url = format!("http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -203,21 +203,28 @@ fn a_server_with_its_own_ca_serves_clients_and_workers_that_trust_it_only() {
 #[test]
 fn plaintext_is_for_loopback_only() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(kiln_bin())
-        .args(["server", "--plaintext", "--listen"])
-        .arg(format!("0.0.0.0:{}", free_port()))
-        .arg("--data")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("--plaintext") && err.contains("not a loopback address"),
-        "{err}"
-    );
-    assert!(!dir.path().join("kiln.db").exists(), "it did not start");
+    for (args, what) in [
+        (["server", "--plaintext"].as_slice(), "--plaintext"),
+        (["up"].as_slice(), "kiln up"),
+    ] {
+        let out = Command::new(kiln_bin())
+            .args(args)
+            .arg("--listen")
+            .arg(format!("0.0.0.0:{}", free_port()))
+            .arg("--data")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{what}: the server listens on 0.0.0.0"))
+                && err.contains("plaintext is only for loopback"),
+            "{err}"
+        );
+        assert!(!dir.path().join("kiln.db").exists(), "it did not start");
+    }
 
     // The client refuses http:// to another machine before connecting.
     let fix = "plaintext is only for loopback; use https://10.255.255.1:7676";
