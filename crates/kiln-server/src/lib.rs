@@ -130,8 +130,13 @@ pub async fn serve(
         now_ms(),
     );
     let tls = tls::prepare(&config.data_dir, &config.tls)?.map(|(cfg, trust)| {
+        let what = if trust.own_ca {
+            "clients trust the server's CA"
+        } else {
+            "the server's certificate is"
+        };
         tracing::info!(
-            "TLS: clients trust {} (fingerprint {})",
+            "TLS: {what} {} (fingerprint {})",
             trust.file.display(),
             trust.fingerprint
         );

@@ -35,6 +35,8 @@ pub struct Trust {
     pub file: PathBuf,
     /// SHA-256 of its (first) certificate's DER, as `SHA256:AB:CD:...`.
     pub fingerprint: String,
+    /// Whether `file` is the server's own CA.
+    pub own_ca: bool,
 }
 
 /// The rustls configuration for `tls`, making the CA and certificate in
@@ -48,6 +50,7 @@ pub fn prepare(dir: &Path, tls: &Tls) -> Result<Option<(Arc<rustls::ServerConfig
             let trust = Trust {
                 fingerprint: fingerprint(&c).unwrap_or_else(|| "?".into()),
                 file: cert.clone(),
+                own_ca: false,
             };
             (c, k, trust)
         }
@@ -179,6 +182,7 @@ fn own_ca(dir: &Path, extra: &[String]) -> Result<(Vec<u8>, Vec<u8>, Trust), Err
     let trust = Trust {
         fingerprint: fingerprint(&ca_cert).unwrap_or_else(|| "?".into()),
         file: ca_pem,
+        own_ca: true,
     };
     Ok((read(&srv_pem)?, read(&srv_key)?, trust))
 }
