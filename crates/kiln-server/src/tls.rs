@@ -135,7 +135,19 @@ fn own_ca(dir: &Path, extra: &[String]) -> Result<(Vec<u8>, Vec<u8>, Trust), Err
         dir.join("server.names"),
     );
     let ca_file = ca_pem.display().to_string();
-    let made_ca = !(ca_pem.is_file() && ca_key.is_file());
+    let made_ca = match (ca_pem.is_file(), ca_key.is_file()) {
+        (true, true) => false,
+        (false, false) => true,
+        // A new CA would silently cut off every client that trusts the old.
+        _ => {
+            return Err(Error::Tls {
+                file: ca_file,
+                reason: "ca.pem and ca.key go together, and one is missing: restore it, or \
+                         remove both to have a new CA made (clients then need the new ca.pem)"
+                    .into(),
+            })
+        }
+    };
     if made_ca {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(rc(&ca_file))?;
         let cert = ca_params().self_signed(&key).map_err(rc(&ca_file))?;
@@ -241,5 +253,14 @@ mod tests {
         assert_ne!(std::fs::read(dir.path().join("server.pem")).unwrap(), cert);
         assert!(first.fingerprint.starts_with("SHA256:"));
         assert_eq!(first.fingerprint.len(), 7 + 32 * 3 - 1);
+
+        // Half a CA is not replaced by a new one.
+        std::fs::remove_file(dir.path().join("ca.key")).unwrap();
+        let e = prepare(dir.path(), &own(&[])).unwrap_err().to_string();
+        assert!(e.contains("ca.pem and ca.key go together"), "{e}");
+        assert_eq!(
+            fingerprint(&std::fs::read(dir.path().join("ca.pem")).unwrap()),
+            Some(first.fingerprint)
+        );
     }
 }
