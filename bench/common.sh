@@ -5,7 +5,18 @@
 KILN=$(realpath "$KILN")
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export KILN_SERVER=http://127.0.0.1:$port
+# KILN_TLS=1: the server uses TLS with its own CA (made in $dir/data on
+# start), which the CLI and worker trust through KILN_CA; else loopback
+# plaintext (server_flags holds --plaintext).
+if [ "${KILN_TLS:-0}" = 1 ]; then
+  server_flags=""
+  export KILN_SERVER=https://127.0.0.1:$port KILN_CA=$dir/data/ca.pem
+else
+  server_flags=--plaintext
+  export KILN_SERVER=http://127.0.0.1:$port
+fi
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 ms() { date +%s%3N; }
+# After starting the server: in TLS mode, waits until it has made its CA.
+wait_ca() { [ -z "${KILN_CA:-}" ] || for _ in $(seq 100); do [ -s "$KILN_CA" ] && break; sleep 0.1; done; }

@@ -13,7 +13,7 @@ CORES=${3:-37}
 FRAMES=${4:-120000}
 . "$(dirname "$0")/common.sh"
 
-"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>"$dir/server.log" &
+"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags 2>"$dir/server.log" &
 for _ in $(seq 100); do "$KILN" jobs >/dev/null 2>&1 && break; sleep 0.1; done
 "$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --until-busy 99 --json \
   >"$dir/fleet.json" 2>"$dir/fleet.log" &

@@ -9,7 +9,8 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(200 1000)
 . "$(dirname "$0")/common.sh"
 
-"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>"$dir/server.log" &
+"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags 2>"$dir/server.log" &
+wait_ca
 for mb in "${sizes[@]}"; do
   # A fresh worker per size: VmHWM is the peak over a process's life.
   "$KILN" worker --name "logs$mb" --cores 1 --work-dir "$dir/work$mb" --allow-root --log-cap 2G 2>"$dir/worker$mb.log" &

@@ -9,11 +9,13 @@
 #      with the anonymous and file-backed parts
 #   4. latency as in 2, of a frame that starts right after an idle trim
 # Usage: bench/targets.sh [path/to/kiln]   (default: target/release/kiln)
+#        KILN_TLS=1 bench/targets.sh        (the same over TLS; see common.sh)
 set -euo pipefail
 KILN=${1:-target/release/kiln}
 . "$(dirname "$0")/common.sh"
 
-"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port 2>"$dir/server.log" &
+"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags 2>"$dir/server.log" &
+wait_ca
 "$KILN" worker --name bench --cores 16 --work-dir "$dir/work" --allow-root 2>"$dir/worker.log" &
 wpid=$!
 for _ in $(seq 100); do "$KILN" hosts --json 2>/dev/null | grep -q '"UP"' && break; sleep 0.1; done

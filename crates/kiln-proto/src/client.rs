@@ -12,37 +12,72 @@ use kiln_core::view::*;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
-/// Normalises `host:port` or `http://host:port` to a URL tonic accepts.
+/// Normalises `host:port` or `http(s)://host:port` to a URL tonic accepts:
+/// without a scheme, plaintext on loopback, else TLS.
 pub fn normalize_url(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
     if url.contains("://") {
         url.to_string()
     } else {
-        format!("http://{url}")
+        let host = url.rsplit_once(':').map_or(url, |(h, _)| h);
+        let scheme = if crate::tls::is_loopback(host) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{url}")
     }
 }
 
 fn endpoint(url: &str) -> Result<Endpoint> {
     let url = normalize_url(url);
-    Ok(Endpoint::from_shared(url.clone())
+    let e = Endpoint::from_shared(url.clone())
         .map_err(|e| {
             Error::Invalid(format!(
-                "{url:?} is not a server address ({e}): write it like http://farm:7676"
+                "{url:?} is not a server address ({e}): write it like https://farm:7676"
             ))
         })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let uri = e.uri().clone();
+    let host = uri.host().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https") => {
+            let port = uri.port_u16().unwrap_or(443);
+            e.tls_config(crate::tls::client_config(host, port)?)
+                .map_err(|e| Error::Invalid(format!("TLS for {url}: {e}")))
+        }
+        Some("http") if crate::tls::is_loopback(host) => Ok(e),
+        Some("http") => {
+            let port = uri.port_u16().unwrap_or(80);
+            Err(Error::Invalid(format!(
+                "{url}: plaintext is only for loopback; use https://{host}:{port}"
+            )))
+        }
+        _ => Err(Error::Invalid(format!(
+            "{url:?} is not a server address: write it like https://farm:7676"
+        ))),
+    }
+}
+
+/// Checks what can be checked of `url` before connecting: its form, that
+/// plaintext goes to loopback only, and the CA file to trust.
+pub fn check_url(url: &str) -> Result<()> {
+    endpoint(url).map(drop)
 }
 
 async fn channel(url: &str) -> Result<Channel> {
     let endpoint = endpoint(url)?;
     endpoint.connect().await.map_err(|e| {
+        let url = normalize_url(url);
+        if let Some(untrusted) = crate::tls::untrusted(&url, &e) {
+            return untrusted;
+        }
         Error::Unreached(format!(
-            "cannot reach the server at {} ({e}): is `kiln server` (or `kiln up`) running? \
-             Point --server or KILN_SERVER at it",
-            normalize_url(url)
+            "cannot reach the server at {url} ({e}): is `kiln server` (or `kiln up`) running? \
+             Point --server or KILN_SERVER at it (https:// for `kiln server`, http:// for `kiln up`)"
         ))
     })
 }

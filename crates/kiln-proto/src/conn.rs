@@ -2,8 +2,10 @@
 //! descriptors run out it backs off instead of spinning on a listener that
 //! stays readable; it caps connections per client address; and each
 //! connection closes itself when it sends no HTTP/2 preface in time or
-//! stays idle (no request in flight, no open stream) too long. Every
-//! deadline here is on tokio's clock, so tests can pause and advance it.
+//! stays idle (no request in flight, no open stream) too long. With TLS,
+//! each connection's handshake runs on the connection's own task (never in
+//! this loop) and counts against its preface deadline. Every deadline here
+//! is on tokio's clock, so tests can pause and advance it.
 
 use futures::Stream;
 use std::collections::{HashMap, VecDeque};
@@ -17,6 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::{server::TlsStream, Accept, TlsAcceptor};
 
 /// What every HTTP/2 client sends first: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
 const PREFACE_LEN: u64 = 24;
@@ -263,8 +266,14 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
 pub fn incoming(
     listener: TcpListener,
     limits: ConnLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> impl Stream<Item = Result<Conn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let tls = tls.map(TlsAcceptor::from);
+    let handshakes = Arc::new(Mutex::new(Reporter {
+        last: None,
+        count: 0,
+    }));
     tokio::spawn(async move {
         let table: Table = Default::default();
         let mut refused = Reporter {
@@ -330,7 +339,11 @@ pub fn incoming(
             // Launches and replies are small messages that must not wait
             // for a delayed ACK.
             let _ = stream.set_nodelay(true);
-            let conn = Conn::new(stream, peer, slot, &limits);
+            let io = match &tls {
+                Some(t) => Io::Handshake(Box::new(t.accept(stream)), handshakes.clone()),
+                None => Io::Plain(stream),
+            };
+            let conn = Conn::new(io, peer, slot, &limits);
             silent.push(&conn.shared);
             if tx.send(Ok(conn)).await.is_err() {
                 return;
@@ -340,9 +353,50 @@ pub fn incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// A connection's transport: TLS once its handshake is done.
+enum Io {
+    Plain(TcpStream),
+    /// Failures are counted across connections and logged now and then.
+    Handshake(Box<Accept<TcpStream>>, Arc<Mutex<Reporter>>),
+    Tls(Box<TlsStream<TcpStream>>),
+    Failed,
+}
+
+impl Io {
+    /// Drives the handshake, if one is under way, from a read or a write.
+    fn poll_ready(&mut self, cx: &mut Context<'_>, peer: SocketAddr) -> Poll<std::io::Result<()>> {
+        let Io::Handshake(accept, failures) = self else {
+            return Poll::Ready(match self {
+                Io::Failed => Err(std::io::Error::other("the TLS handshake failed")),
+                _ => Ok(()),
+            });
+        };
+        match Pin::new(accept.as_mut()).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(s)) => {
+                *self = Io::Tls(Box::new(s));
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                let n = failures.lock().unwrap_or_else(|e| e.into_inner()).note();
+                if let Some(n) = n {
+                    tracing::warn!(
+                        "{n} TLS handshake(s) failed in the last {} s, the latest from {}: {e} \
+                         (a client that does not trust the server's CA needs --ca FILE)",
+                        REPORT_EVERY.as_secs(),
+                        peer.ip()
+                    );
+                }
+                *self = Io::Failed;
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
 /// An accepted connection that closes itself when it is silent too long.
 pub struct Conn {
-    io: TcpStream,
+    io: Io,
     info: ConnInfo,
     shared: Arc<Shared>,
     _slot: Slot,
@@ -353,7 +407,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(io: TcpStream, peer: SocketAddr, slot: Slot, limits: &ConnLimits) -> Conn {
+    fn new(io: Io, peer: SocketAddr, slot: Slot, limits: &ConnLimits) -> Conn {
         let activity = Arc::new(Activity::new());
         Conn {
             io,
@@ -430,8 +484,14 @@ impl AsyncRead for Conn {
             }
             let _ = this.deadline.as_mut().poll(cx);
         }
+        let peer = this.peer();
+        std::task::ready!(this.io.poll_ready(cx, peer))?;
         let before = buf.filled().len();
-        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        let r = match &mut this.io {
+            Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+            Io::Handshake(..) | Io::Failed => unreachable!("poll_ready settled the handshake"),
+        };
         if let Poll::Ready(Ok(())) = r {
             this.read += (buf.filled().len() - before) as u64;
             if this.read >= PREFACE_LEN {
@@ -442,13 +502,41 @@ impl AsyncRead for Conn {
     }
 }
 
+/// Runs `$op` on the transport once the handshake is done.
+macro_rules! on_io {
+    ($this:expr, $cx:expr, |$io:ident| $op:expr) => {{
+        let this = $this;
+        let peer = this.peer();
+        std::task::ready!(this.io.poll_ready($cx, peer))?;
+        match &mut this.io {
+            Io::Plain($io) => {
+                let $io = Pin::new($io);
+                $op
+            }
+            Io::Tls($io) => {
+                let $io = Pin::new($io.as_mut());
+                $op
+            }
+            Io::Handshake(..) | Io::Failed => unreachable!("poll_ready settled the handshake"),
+        }
+    }};
+}
+
+impl Conn {
+    fn peer(&self) -> SocketAddr {
+        self.info
+            .remote
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
 impl AsyncWrite for Conn {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        on_io!(self.get_mut(), cx, |io| io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -456,19 +544,28 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        on_io!(self.get_mut(), cx, |io| io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        match &self.io {
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Tls(io) => io.is_write_vectored(),
+            Io::Handshake(..) | Io::Failed => false,
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        on_io!(self.get_mut(), cx, |io| io.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if matches!(this.io, Io::Handshake(..) | Io::Failed) {
+            // Nothing was said over TLS yet: dropping the socket closes it.
+            return Poll::Ready(Ok(()));
+        }
+        on_io!(this, cx, |io| io.poll_shutdown(cx))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod conn;
 mod convert;
 mod inflight;
 pub mod server;
+pub mod tls;
 
 /// The generated code. Public for tools that want raw access (tests, other
 /// languages' conformance checks); Kiln's own crates go through the adapters.
@@ -32,6 +33,10 @@ pub enum Error {
     /// The server could not be reached: the request was never sent.
     #[error("{0}")]
     Unreached(String),
+    /// The server's certificate is not trusted (or not for this name): the
+    /// request was never sent; the message says which `--ca` to pass.
+    #[error("{0}")]
+    Untrusted(String),
     /// The server failed; the message says how.
     #[error("{0}")]
     Internal(String),
@@ -67,12 +72,15 @@ impl From<Error> for tonic::Status {
             Error::Unavailable(m) => Error::Unavailable(edge(m)),
             Error::Unreached(m) => Error::Unreached(edge(m)),
             Error::Internal(m) => Error::Internal(edge(m)),
+            Error::Untrusted(m) => Error::Untrusted(edge(m)),
             Error::Malformed(m) => Error::Malformed(edge(m)),
         };
         match e {
             Error::NotFound(m) => tonic::Status::not_found(m),
             Error::Invalid(m) => tonic::Status::invalid_argument(m),
-            Error::Unavailable(m) | Error::Unreached(m) => tonic::Status::unavailable(m),
+            Error::Unavailable(m) | Error::Unreached(m) | Error::Untrusted(m) => {
+                tonic::Status::unavailable(m)
+            }
             Error::Internal(m) => tonic::Status::internal(m),
             Error::Malformed(m) => tonic::Status::invalid_argument(m),
         }
@@ -86,6 +94,12 @@ impl From<tonic::Status> for Error {
         // error, not sent by the server: whatever its code, the server's
         // answer is unknown, unless the connection was refused outright.
         if let Some(source) = std::error::Error::source(&s) {
+            // What a plaintext client gets from a TLS server.
+            let m = if m.contains("h2 protocol error") {
+                format!("{m} (a server that uses TLS needs an https:// URL)")
+            } else {
+                m
+            };
             return if refused(source) {
                 Error::Unreached(m)
             } else {

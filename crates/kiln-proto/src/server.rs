@@ -224,10 +224,12 @@ impl<T: WorkerLinkApi> pb::worker_link_server::WorkerLink for LinkAdapter<T> {
 }
 
 /// Serves both services on one listener until `shutdown` resolves, under
-/// `limits` (see [`crate::conn`]).
+/// `limits` (see [`crate::conn`]), over TLS when given a configuration
+/// ([`crate::tls::server_config`]).
 pub async fn serve<F, W>(
     listener: tokio::net::TcpListener,
     limits: ConnLimits,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     farm: F,
     link: W,
     shutdown: impl Future<Output = ()> + Send,
@@ -245,6 +247,6 @@ where
         .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(
             link,
         )))
-        .serve_with_incoming_shutdown(crate::conn::incoming(listener, limits), shutdown)
+        .serve_with_incoming_shutdown(crate::conn::incoming(listener, limits, tls), shutdown)
         .await
 }

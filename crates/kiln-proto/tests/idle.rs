@@ -94,6 +94,7 @@ async fn a_request_the_server_works_on_past_the_idle_time_is_answered() {
     tokio::spawn(serve(
         listener,
         limits,
+        None,
         slow,
         NoLink,
         futures::future::pending(),

@@ -10,6 +10,7 @@ pub mod auth;
 mod link;
 mod lock;
 mod logs;
+pub mod tls;
 
 use kiln_core::farm::{Farm, FarmConfig, Restore};
 use kiln_store::{SqliteStore, Store};
@@ -37,6 +38,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("TLS: {file}: {reason}; fix the file, or remove it from the data directory to have it made again (--tls-cert/--tls-key: use a PEM certificate and its key)")]
+    Tls { file: String, reason: String },
     #[error("the applier stopped unexpectedly")]
     ApplierGone,
 }
@@ -46,6 +49,7 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub farm: FarmConfig,
     pub connections: kiln_proto::conn::ConnLimits,
+    pub tls: tls::Tls,
 }
 
 /// Milliseconds since the Unix epoch: the server's one clock.
@@ -125,6 +129,19 @@ pub async fn serve(
         },
         now_ms(),
     );
+    let tls = tls::prepare(&config.data_dir, &config.tls)?.map(|(cfg, trust)| {
+        let what = if trust.own_ca {
+            "clients trust the server's CA"
+        } else {
+            "the server's certificate is"
+        };
+        tracing::info!(
+            "TLS: {what} {} (fingerprint {})",
+            trust.file.display(),
+            trust.fingerprint
+        );
+        cfg
+    });
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, jobs, frames, data = %config.data_dir.display(), "kiln server ready");
 
@@ -160,8 +177,14 @@ pub async fn serve(
         let _ = tx.send(applier::Request::CloseSessions);
         stopping2.notify_one();
     };
-    let server =
-        kiln_proto::server::serve(listener, config.connections.clone(), api, link, shutdown);
+    let server = kiln_proto::server::serve(
+        listener,
+        config.connections.clone(),
+        tls,
+        api,
+        link,
+        shutdown,
+    );
     tokio::select! {
         r = server => r?,
         r = &mut applier => return match r {

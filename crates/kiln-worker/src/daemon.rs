@@ -330,6 +330,11 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             tokio::select! {
                 r = &mut connect => break match r {
                     Ok(s) => Some(Box::pin(s)),
+                    // Not a passing condition: the admin must act.
+                    Err(e @ kiln_proto::Error::Untrusted(_)) => {
+                        tracing::warn!("{e}");
+                        None
+                    }
                     Err(e) => {
                         tracing::debug!("connect failed: {e}");
                         None

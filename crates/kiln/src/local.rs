@@ -6,6 +6,7 @@ use clap::Args;
 use kiln_core::farm::FarmConfig;
 use kiln_core::size::{parse_duration_s, parse_memory_kb};
 use kiln_proto::conn::ConnLimits;
+use kiln_server::tls::Tls;
 use kiln_server::ServerConfig;
 use kiln_worker::WorkerConfig;
 use std::path::PathBuf;
@@ -34,6 +35,21 @@ pub struct ServerArgs {
     /// opens one per 64 simulated hosts.
     #[arg(long, default_value = "256")]
     max_connections_per_address: usize,
+    /// The server's TLS certificate (PEM, the chain after it). Default: one
+    /// from the server's own CA, made in the data directory (ca.pem is
+    /// what clients pass as --ca).
+    #[arg(long, requires = "tls_key", conflicts_with = "plaintext")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A name clients use for this server (DNS name or IP address), added to
+    /// the certificate the server makes. Repeatable.
+    #[arg(long = "tls-name", conflicts_with_all = ["plaintext", "tls_cert"])]
+    tls_names: Vec<String>,
+    /// No TLS: only when listening on a loopback address.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 #[derive(Args)]
@@ -115,6 +131,17 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
     })
 }
 
+/// Plaintext is for loopback only: `what` may not listen on `addr` otherwise.
+fn only_loopback(addr: std::net::SocketAddr, what: &str, fix: &str) -> Result<()> {
+    if !addr.ip().is_loopback() {
+        bail!(
+            "{what}: the server listens on {addr}, which is not a loopback address; \
+             plaintext is only for loopback. {fix}, or listen on 127.0.0.1"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
@@ -142,8 +169,27 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     };
     let listener = bind(&a.listen).await?;
     let addr = listener.local_addr()?;
+    let tls = match (a.tls_cert, a.tls_key) {
+        _ if a.plaintext => {
+            only_loopback(addr, "--plaintext", "Drop --plaintext (the server then uses TLS, with a CA of its own if --tls-cert is not given)")?;
+            Tls::Plaintext
+        }
+        (Some(cert), Some(key)) => Tls::Files { cert, key },
+        _ => {
+            let mut names = a.tls_names;
+            if !addr.ip().is_unspecified() {
+                names.push(addr.ip().to_string());
+            }
+            Tls::OwnCa { names }
+        }
+    };
+    let scheme = if matches!(tls, Tls::Plaintext) {
+        "http"
+    } else {
+        "https"
+    };
     eprintln!(
-        "kiln server listening on http://{addr} (data in {})",
+        "kiln server listening on {scheme}://{addr} (data in {})",
         data.display()
     );
     kiln_server::serve(
@@ -151,6 +197,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             data_dir: data,
             farm,
             connections,
+            tls,
         },
         listener,
         shutdown_signal(),
@@ -207,6 +254,7 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
 
 pub async fn worker(a: WorkerArgs, server: &str) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
+    kiln_proto::client::check_url(server)?;
     let cfg = worker_config(a, server)?;
     eprintln!("kiln worker connecting to {}", cfg.server);
     kiln_worker::run(cfg, shutdown_signal()).await?;
@@ -221,6 +269,11 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| crate::default_data_dir().join("local"));
     let listener = bind(&a.listen).await?;
     let addr = listener.local_addr()?;
+    only_loopback(
+        addr,
+        "kiln up",
+        "Run `kiln server` and `kiln worker` for a farm other machines use",
+    )?;
     let url = format!("http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -231,6 +284,8 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             data_dir: data.clone(),
             farm: farm_config("60s")?,
             connections: ConnLimits::default(),
+            // The local quick start: loopback only, nothing to set up.
+            tls: Tls::Plaintext,
         },
         listener,
         stopped(stop_rx.clone()),

@@ -35,6 +35,11 @@ struct Cli {
     /// The server to talk to.
     #[arg(long, global = true, env = "KILN_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    /// The CA certificate (PEM) that signed the server's: a server with its
+    /// own CA has it in its data directory as ca.pem. Default: the one
+    /// `kiln login` stored for the server, else the system's roots.
+    #[arg(long, global = true, env = "KILN_CA")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -186,6 +191,9 @@ fn error_text(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let server = cli.server;
+    if let Some(ca) = cli.ca {
+        kiln_proto::tls::trust_ca_file(ca);
+    }
     match cli.command {
         Cmd::Up(a) => local::up(a).await,
         Cmd::Server(a) => local::server(a).await,

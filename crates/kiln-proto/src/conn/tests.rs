@@ -1,5 +1,5 @@
-//! The accept loop's connections: deadlines on a paused clock, and an
-//! eviction racing a read.
+//! The accept loop's connections: deadlines on a paused clock, an
+//! eviction racing a read, TLS handshakes under the preface deadline.
 
 use super::*;
 use futures::StreamExt;
@@ -69,7 +69,7 @@ fn an_eviction_racing_a_read_is_never_lost() {
 async fn spoken(limits: ConnLimits) -> (TcpStream, Conn) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut incoming = Box::pin(incoming(listener, limits));
+    let mut incoming = Box::pin(incoming(listener, limits, None));
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
@@ -112,5 +112,75 @@ async fn idle_is_decided_on_tokios_clock_and_spares_requests_in_flight() {
         start.elapsed().as_secs(),
         300,
         "idle counts from the end of the last request"
+    );
+}
+
+const PREFACE_AND_SETTINGS: &[u8; 33] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// A client that opens a connection and never finishes its TLS handshake
+/// is closed at the preface deadline, and holds up no one meanwhile: the
+/// handshake runs on the connection's own task, not in the accept loop.
+#[tokio::test]
+async fn a_tls_handshake_counts_against_the_preface_deadline_and_stalls_nothing() {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let tls = crate::tls::server_config(
+        made.cert.pem().as_bytes(),
+        made.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ConnLimits {
+        preface_timeout: Duration::from_secs(1),
+        ..ConnLimits::default()
+    };
+    let mut incoming = Box::pin(incoming(listener, limits, Some(tls)));
+    let start = Instant::now();
+
+    // Half a ClientHello, then silence.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    silent.write_all(&[0x16, 0x03, 0x01, 0x00]).await.unwrap();
+    let mut stalled = incoming.next().await.unwrap().unwrap();
+    let stalled = tokio::spawn(async move { stalled.read(&mut [0u8; 1]).await });
+
+    // A real client meanwhile gets through and speaks HTTP/2.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let client = tokio::spawn(async move {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut c = connector.connect(name, tcp).await.unwrap();
+        c.write_all(PREFACE_AND_SETTINGS).await.unwrap();
+        c.flush().await.unwrap();
+        c
+    });
+    let mut conn = incoming.next().await.unwrap().unwrap();
+    let mut buf = [0u8; 33];
+    conn.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, PREFACE_AND_SETTINGS);
+    let _client = client.await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "the stalled handshake held up the next: {:?}",
+        start.elapsed()
+    );
+
+    let e = stalled
+        .await
+        .unwrap()
+        .expect_err("the stalled handshake is cut");
+    assert!(
+        e.to_string().contains("no HTTP/2 preface within 1 s"),
+        "{e}"
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "{took:?}"
     );
 }

@@ -128,6 +128,7 @@ impl Farm {
                 "server",
                 "--listen",
                 &format!("127.0.0.1:{}", self.port),
+                "--plaintext",
                 "--down-after",
             ])
             .arg(&self.down_after)
