@@ -48,21 +48,24 @@ for run in 1 2 3; do
   echo "1000 frames of /bin/true, 16 slots, run $run: $((t1 - t0)) ms submit-to-done"
 done
 
-# 2. Single-frame start latency (frame records its start time in ns).
-for run in 1 2 3 4 5; do
+# 2. Single-frame start latency (the frame records its start time in ns):
+# one_frame NAME LABEL submits one frame and says how long it took to start.
+one_frame() {
   cat > "$dir/one.yaml" <<YAML
-name: one$run
+name: $1
 layers:
   - name: t
-    command: [sh, -c, "date +%s%N > $dir/started$run"]
+    command: [sh, -c, "date +%s%N > $dir/$1"]
     frames: 1
 YAML
   "$KILN" submit "$dir/one.yaml" >/dev/null
+  local t_sub t_start
   t_sub=$(date +%s%N)
-  for _ in $(seq 200); do [ -s "$dir/started$run" ] && break; sleep 0.01; done
-  t_start=$(cat "$dir/started$run")
-  echo "single frame, run $run: started $(( (t_start - t_sub) / 1000 )) us after submit returned"
-done
+  for _ in $(seq 200); do [ -s "$dir/$1" ] && break; sleep 0.01; done
+  t_start=$(cat "$dir/$1")
+  echo "$2: started $(( (t_start - t_sub) / 1000 )) us after submit returned"
+}
+for run in 1 2 3 4 5; do one_frame "one$run" "single frame, run $run"; done
 
 # 3. Idle worker RSS, fresh (above) and after the work above (the worker is
 # idle again). Target: at most 8 MiB both.
@@ -79,16 +82,5 @@ echo "kiln worker idle RSS after 3005 frames, 12 s idle (trimmed): $rss_after_tr
 # maps back the code it runs.
 for run in 1 2 3; do
   [ "$run" = 1 ] || sleep 7
-  cat > "$dir/one.yaml" <<YAML
-name: trimmed$run
-layers:
-  - name: t
-    command: [sh, -c, "date +%s%N > $dir/trimmed$run"]
-    frames: 1
-YAML
-  "$KILN" submit "$dir/one.yaml" >/dev/null
-  t_sub=$(date +%s%N)
-  for _ in $(seq 200); do [ -s "$dir/trimmed$run" ] && break; sleep 0.01; done
-  t_start=$(cat "$dir/trimmed$run")
-  echo "single frame after an idle trim, run $run: started $(( (t_start - t_sub) / 1000 )) us after submit returned"
+  one_frame "trimmed$run" "single frame after an idle trim, run $run"
 done
