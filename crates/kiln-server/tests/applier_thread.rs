@@ -28,6 +28,7 @@ fn a_huge_submit_leaves_the_runtime_free() {
         data_dir: dir.path().to_path_buf(),
         farm: FarmConfig::default(),
         connections: Default::default(),
+        tls: kiln_server::tls::Tls::Plaintext,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let on_server = rt.handle().clone();
