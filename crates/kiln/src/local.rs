@@ -93,6 +93,8 @@ pub struct UpArgs {
     /// Data directory. Default: <default data dir>/local.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Address the local server listens on, plaintext: a loopback address
+    /// only (a farm across machines runs `kiln server`, which uses TLS).
     #[arg(long, default_value = crate::DEFAULT_LISTEN)]
     listen: String,
     /// Job specs to submit once the farm is up.
