@@ -13,6 +13,10 @@ pub enum Error {
     /// The request is well formed but cannot be done in the current state.
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not do this; the text says whom to ask (see
+    /// [`crate::auth::Refusal`]).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl Error {

@@ -1,15 +1,22 @@
 //! The client side of the wire: a typed client for the farm API, and the
 //! worker's end of the link.
 
-use crate::convert::{frame_info, host_info, job_detail, job_summary, server_msg, structure_view};
+use crate::convert::{
+    audit_record, frame_info, host_info, identity_done, job_detail, job_summary, logged_in,
+    server_msg, structure_view, token_info, user_info, whoami,
+};
 use crate::pb;
 use crate::pb::farm_client::FarmClient;
 use crate::{Error, Result};
 use futures::{Stream, StreamExt};
+use kiln_core::auth::audit::{AuditQuery, AuditRecord};
+use kiln_core::auth::views::*;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Normalises `host:port` or `http(s)://host:port` to a URL tonic accepts:
@@ -82,18 +89,124 @@ async fn channel(url: &str) -> Result<Channel> {
     })
 }
 
+/// Puts the caller's token on every request.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// A token that cannot travel in a header is refused here, before
+    /// anything is sent.
+    pub fn new(token: Option<&str>) -> Result<Bearer> {
+        token
+            .map(|t| {
+                format!("Bearer {}", t.trim()).parse().map_err(|_| {
+                    Error::Invalid(
+                        "the token holds characters a token never has: copy it again (it reads kiln_api_…)"
+                            .into(),
+                    )
+                })
+            })
+            .transpose()
+            .map(Bearer)
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(r)
+    }
+}
+
 /// A connection to a Kiln server's farm API.
 #[derive(Clone)]
 pub struct Client {
-    inner: FarmClient<Channel>,
+    inner: FarmClient<InterceptedService<Channel, Bearer>>,
 }
 
 impl Client {
+    /// Connects without a credential: only [`Client::login`] works so.
     pub async fn connect(url: &str) -> Result<Client> {
-        let inner = FarmClient::new(channel(url).await?)
+        Client::connect_as(url, None).await
+    }
+
+    /// Connects, presenting `token` (`kiln_api_…`) on every call.
+    pub async fn connect_as(url: &str, token: Option<&str>) -> Result<Client> {
+        let bearer = Bearer::new(token)?;
+        let inner = FarmClient::with_interceptor(channel(url).await?, bearer)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(64 << 20);
         Ok(Client { inner })
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI> {
+        let r = self.inner.clone().who_am_i(pb::WhoAmIRequest {}).await?;
+        whoami(r.into_inner())
+    }
+
+    /// Signs in with a password; returns a session token.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        token_name: Option<&str>,
+    ) -> Result<LoggedIn> {
+        let r = self
+            .inner
+            .clone()
+            .login(pb::LoginRequest {
+                user: user.to_string(),
+                password: password.to_string(),
+                token_name: token_name.unwrap_or_default().to_string(),
+            })
+            .await?;
+        logged_in(r.into_inner())
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserInfo>> {
+        let r = self
+            .inner
+            .clone()
+            .list_users(pb::ListUsersRequest {})
+            .await?
+            .into_inner();
+        r.users.into_iter().map(user_info).collect()
+    }
+
+    pub async fn tokens(&self, all: bool) -> Result<Vec<TokenInfo>> {
+        let r = self
+            .inner
+            .clone()
+            .list_tokens(pb::ListTokensRequest { all })
+            .await?
+            .into_inner();
+        Ok(r.tokens.into_iter().map(token_info).collect())
+    }
+
+    pub async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let r = self
+            .inner
+            .clone()
+            .list_audit(pb::ListAuditRequest {
+                user: q.who.clone().unwrap_or_default(),
+                since: q.since.unwrap_or(0),
+                limit: q.limit,
+            })
+            .await?
+            .into_inner();
+        Ok(r.records.into_iter().map(audit_record).collect())
+    }
+
+    /// Changes users, grants, tokens or host credentials, once durable.
+    pub async fn identity(&self, cmd: IdentityCmd) -> Result<IdentityDone> {
+        let r = self
+            .inner
+            .clone()
+            .identity(pb::IdentityRequest::from(cmd))
+            .await?;
+        Ok(identity_done(r.into_inner()))
     }
 
     /// Submits a spec. With a `key`, sending the same submit again (after
@@ -264,13 +377,34 @@ impl Client {
     }
 }
 
+/// Who a worker link is for: the host's name and its credential
+/// (`kiln_host_…`, from [`join`]).
+#[derive(Clone, Debug)]
+pub struct HostAuth {
+    pub host: String,
+    pub credential: String,
+}
+
+/// Exchanges a join token for `host`'s own credential.
+pub async fn join(url: &str, token: &str, host: &str) -> Result<String> {
+    let mut client = pb::worker_link_client::WorkerLinkClient::new(channel(url).await?);
+    let r = client
+        .join(pb::JoinRequest {
+            token: token.trim().to_string(),
+            host: host.to_string(),
+        })
+        .await?;
+    Ok(r.into_inner().credential)
+}
+
 /// Opens a worker link: `outgoing` feeds the server, the returned stream
 /// yields what the server sends. The stream ends when the connection does.
 pub async fn connect_worker(
     url: &str,
+    auth: &HostAuth,
     outgoing: impl Stream<Item = WorkerMsg> + Send + 'static,
 ) -> Result<impl Stream<Item = Result<ServerMsg>>> {
-    attach_worker(&LinkChannel(channel(url).await?), outgoing).await
+    attach_worker(&LinkChannel(channel(url).await?), auth, outgoing).await
 }
 
 /// One connection to a server that many worker links share, each link an
@@ -289,11 +423,25 @@ impl LinkChannel {
 /// [`connect_worker`] over a shared connection.
 pub async fn attach_worker(
     channel: &LinkChannel,
+    auth: &HostAuth,
     outgoing: impl Stream<Item = WorkerMsg> + Send + 'static,
 ) -> Result<impl Stream<Item = Result<ServerMsg>>> {
     let mut client = pb::worker_link_client::WorkerLinkClient::new(channel.0.clone());
-    let out = outgoing.map(pb::WorkerMessage::from);
-    let incoming = client.attach(out).await?.into_inner();
+    let bad = |what: &str| {
+        Error::Invalid(format!(
+            "the host's {what} cannot travel in a header; check the worker's --name and its credential file"
+        ))
+    };
+    let mut r = tonic::Request::new(outgoing.map(pb::WorkerMessage::from));
+    let bearer: MetadataValue<Ascii> = format!("Bearer {}", auth.credential.trim())
+        .parse()
+        .map_err(|_| bad("credential"))?;
+    r.metadata_mut().insert("authorization", bearer);
+    r.metadata_mut().insert(
+        crate::server::HOST_HEADER,
+        auth.host.parse().map_err(|_| bad("name"))?,
+    );
+    let incoming = client.attach(r).await?.into_inner();
     Ok(incoming.map(|m| match m {
         Ok(m) => server_msg(m),
         Err(s) => Err(Error::from(s)),

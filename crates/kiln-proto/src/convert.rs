@@ -2,10 +2,12 @@
 //! "none" on the wire where proto3 has no optional scalar.
 
 mod admin;
+mod identity;
 mod link;
 mod structure;
 
 pub(crate) use admin::admin_command;
+pub(crate) use identity::*;
 pub(crate) use link::{server_msg, worker_msg};
 pub(crate) use structure::structure_view;
 

@@ -37,6 +37,13 @@ pub enum Error {
     /// request was never sent; the message says which `--ca` to pass.
     #[error("{0}")]
     Untrusted(String),
+    /// The call carried no credential the server accepts; the message says
+    /// how to sign in.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this; the message says whom to ask.
+    #[error("{0}")]
+    Forbidden(String),
     /// The server failed; the message says how.
     #[error("{0}")]
     Internal(String),
@@ -74,6 +81,8 @@ impl From<Error> for tonic::Status {
             Error::Internal(m) => Error::Internal(edge(m)),
             Error::Untrusted(m) => Error::Untrusted(edge(m)),
             Error::Malformed(m) => Error::Malformed(edge(m)),
+            Error::Unauthenticated(m) => Error::Unauthenticated(edge(m)),
+            Error::Forbidden(m) => Error::Forbidden(edge(m)),
         };
         match e {
             Error::NotFound(m) => tonic::Status::not_found(m),
@@ -83,6 +92,8 @@ impl From<Error> for tonic::Status {
             }
             Error::Internal(m) => tonic::Status::internal(m),
             Error::Malformed(m) => tonic::Status::invalid_argument(m),
+            Error::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+            Error::Forbidden(m) => tonic::Status::permission_denied(m),
         }
     }
 }
@@ -112,6 +123,8 @@ impl From<tonic::Status> for Error {
             tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
                 Error::Unavailable(m)
             }
+            tonic::Code::Unauthenticated => Error::Unauthenticated(m),
+            tonic::Code::PermissionDenied => Error::Forbidden(m),
             _ => Error::Internal(m),
         }
     }
@@ -136,6 +149,7 @@ impl From<kiln_core::Error> for Error {
     fn from(e: kiln_core::Error) -> Self {
         match e {
             kiln_core::Error::NotFound(m) => Error::NotFound(m),
+            kiln_core::Error::Forbidden(m) => Error::Forbidden(m),
             other => Error::Invalid(other.to_string()),
         }
     }

@@ -2,10 +2,13 @@
 //! adapted to tonic's generated services and served on one port.
 
 use crate::conn::ConnLimits;
-use crate::convert::{admin_command, worker_msg};
+use crate::convert::{admin_command, identity_cmd, worker_msg};
 use crate::pb;
 use crate::{Error, Result};
 use futures::{Stream, StreamExt};
+use kiln_core::auth::audit::{AuditQuery, AuditRecord};
+use kiln_core::auth::views::*;
+use kiln_core::auth::Credentials;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
@@ -16,39 +19,90 @@ use tonic::{Request, Response, Status};
 pub type WorkerStream = Pin<Box<dyn Stream<Item = Result<WorkerMsg>> + Send>>;
 pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
 
-/// The client API in domain terms.
+/// The client API in domain terms. Every call takes the caller's
+/// [`Credentials`] as the transport saw them; the implementation
+/// authenticates them and asks `kiln_core::auth::authorize`.
 #[tonic::async_trait]
 pub trait FarmApi: Send + Sync + 'static {
-    /// `key`: the client's idempotency key, if it sent one.
+    /// `run_as`: who the job runs as when its spec names no user (empty:
+    /// the caller). `key`: the client's idempotency key, if it sent one.
     async fn submit(
         &self,
+        who: Credentials,
         spec: String,
-        user: String,
+        run_as: String,
         base_dir: Option<String>,
         key: Option<String>,
     ) -> Result<Submitted>;
-    async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>>;
-    async fn job(&self, key: String) -> Result<JobDetail>;
+    async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>>;
+    async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;
     async fn frames(
         &self,
+        who: Credentials,
         job: String,
         layer: Option<String>,
         state: Option<String>,
     ) -> Result<Vec<FrameInfo>>;
-    async fn read_log(&self, q: LogQuery) -> Result<LogSlice>;
-    async fn act(&self, q: ActQuery) -> Result<(u32, String)>;
-    async fn hosts(&self) -> Result<Vec<HostInfo>>;
-    async fn set_host_lock(&self, host: String, locked: bool) -> Result<HostInfo>;
-    async fn server_info(&self) -> Result<ServerInfo>;
+    async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice>;
+    async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)>;
+    async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>>;
+    async fn set_host_lock(&self, who: Credentials, host: String, locked: bool)
+        -> Result<HostInfo>;
+    async fn server_info(&self, who: Credentials) -> Result<ServerInfo>;
     /// Applies a wrangler's change; returns a line saying what changed.
-    async fn admin(&self, cmd: Admin) -> Result<String>;
-    async fn structure(&self) -> Result<StructureView>;
+    async fn admin(&self, who: Credentials, cmd: Admin) -> Result<String>;
+    async fn structure(&self, who: Credentials) -> Result<StructureView>;
+    async fn whoami(&self, who: Credentials) -> Result<WhoAmI>;
+    /// A password or directory sign-in; needs no credential.
+    async fn login(
+        &self,
+        who: Credentials,
+        user: String,
+        password: String,
+        token_name: Option<String>,
+    ) -> Result<LoggedIn>;
+    async fn users(&self, who: Credentials) -> Result<Vec<UserInfo>>;
+    async fn tokens(&self, who: Credentials, all: bool) -> Result<Vec<TokenInfo>>;
+    async fn audit(&self, who: Credentials, q: AuditQuery) -> Result<Vec<AuditRecord>>;
+    async fn identity(&self, who: Credentials, cmd: IdentityCmd) -> Result<IdentityDone>;
 }
 
 /// The worker link in domain terms: one call per worker connection.
 #[tonic::async_trait]
 pub trait WorkerLinkApi: Send + Sync + 'static {
-    async fn connect(&self, incoming: WorkerStream) -> Result<ServerStream>;
+    /// `host`: the name the connection says it is for, which its
+    /// credential must be bound to.
+    async fn connect(
+        &self,
+        who: Credentials,
+        host: String,
+        incoming: WorkerStream,
+    ) -> Result<ServerStream>;
+    /// Exchanges a join token for the host's own credential.
+    async fn join(&self, who: Credentials, token: String, host: String) -> Result<String>;
+}
+
+/// The metadata key naming the host a worker link is for.
+pub const HOST_HEADER: &str = "kiln-host";
+
+/// What the transport saw of a request's caller: its bearer token and its
+/// address.
+fn credentials<T>(r: &Request<T>) -> Credentials {
+    let bearer = r
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let from = r
+        .extensions()
+        .get::<crate::conn::ConnInfo>()
+        .and_then(|i| i.remote);
+    Credentials { bearer, from }
 }
 
 /// The answer to a spec that is not text: where it stops being UTF-8.
@@ -71,11 +125,12 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitReply>, Status> {
+        let who = credentials(&r);
         let r = r.into_inner();
         let spec = String::from_utf8(r.spec).map_err(|e| not_utf8(e.utf8_error()))?;
         let s = self
             .0
-            .submit(spec, r.user, some(r.base_dir), some(r.submit_key))
+            .submit(who, spec, r.user, some(r.base_dir), some(r.submit_key))
             .await?;
         Ok(Response::new(pb::SubmitReply {
             job_id: s.id,
@@ -88,22 +143,30 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsReply>, Status> {
-        let jobs = self.0.list_jobs(r.into_inner().all).await?;
+        let who = credentials(&r);
+        let jobs = self.0.list_jobs(who, r.into_inner().all).await?;
         Ok(Response::new(pb::ListJobsReply {
             jobs: jobs.into_iter().map(Into::into).collect(),
         }))
     }
 
     async fn get_job(&self, r: Request<pb::JobRef>) -> Result<Response<pb::JobDetail>, Status> {
-        Ok(Response::new(self.0.job(r.into_inner().job).await?.into()))
+        let who = credentials(&r);
+        Ok(Response::new(
+            self.0.job(who, r.into_inner().job).await?.into(),
+        ))
     }
 
     async fn list_frames(
         &self,
         r: Request<pb::ListFramesRequest>,
     ) -> Result<Response<pb::ListFramesReply>, Status> {
+        let who = credentials(&r);
         let r = r.into_inner();
-        let frames = self.0.frames(r.job, some(r.layer), some(r.state)).await?;
+        let frames = self
+            .0
+            .frames(who, r.job, some(r.layer), some(r.state))
+            .await?;
         Ok(Response::new(pb::ListFramesReply {
             frames: frames.into_iter().map(Into::into).collect(),
         }))
@@ -113,16 +176,20 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::ReadLogRequest>,
     ) -> Result<Response<pb::ReadLogReply>, Status> {
+        let who = credentials(&r);
         let r = r.into_inner();
         let s = self
             .0
-            .read_log(LogQuery {
-                job: r.job,
-                frame: r.frame,
-                attempt: (r.attempt != 0).then_some(r.attempt),
-                offset: r.offset,
-                max_bytes: r.max_bytes,
-            })
+            .read_log(
+                who,
+                LogQuery {
+                    job: r.job,
+                    frame: r.frame,
+                    attempt: (r.attempt != 0).then_some(r.attempt),
+                    offset: r.offset,
+                    max_bytes: r.max_bytes,
+                },
+            )
             .await?;
         Ok(Response::new(pb::ReadLogReply {
             data: s.data,
@@ -135,25 +202,29 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
     }
 
     async fn act(&self, r: Request<pb::ActRequest>) -> Result<Response<pb::ActReply>, Status> {
+        let who = credentials(&r);
         let r = r.into_inner();
         let (frames, message) = self
             .0
-            .act(ActQuery {
-                action: r.action,
-                job: r.job,
-                targets: r.targets,
-                state: some(r.state),
-                user: r.user,
-            })
+            .act(
+                who,
+                ActQuery {
+                    action: r.action,
+                    job: r.job,
+                    targets: r.targets,
+                    state: some(r.state),
+                    user: r.user,
+                },
+            )
             .await?;
         Ok(Response::new(pb::ActReply { frames, message }))
     }
 
     async fn list_hosts(
         &self,
-        _: Request<pb::ListHostsRequest>,
+        r: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsReply>, Status> {
-        let hosts = self.0.hosts().await?;
+        let hosts = self.0.hosts(credentials(&r)).await?;
         Ok(Response::new(pb::ListHostsReply {
             hosts: hosts.into_iter().map(Into::into).collect(),
         }))
@@ -163,9 +234,10 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::SetHostLockRequest>,
     ) -> Result<Response<pb::HostInfo>, Status> {
+        let who = credentials(&r);
         let r = r.into_inner();
         Ok(Response::new(
-            self.0.set_host_lock(r.host, r.locked).await?.into(),
+            self.0.set_host_lock(who, r.host, r.locked).await?.into(),
         ))
     }
 
@@ -173,29 +245,99 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::AdminRequest>,
     ) -> Result<Response<pb::AdminReply>, Status> {
+        let who = credentials(&r);
         let cmd = admin_command(r.into_inner())?;
-        let message = self.0.admin(cmd).await?;
+        let message = self.0.admin(who, cmd).await?;
         Ok(Response::new(pb::AdminReply { message }))
     }
 
     async fn get_structure(
         &self,
-        _: Request<pb::StructureRequest>,
+        r: Request<pb::StructureRequest>,
     ) -> Result<Response<pb::Structure>, Status> {
-        Ok(Response::new(self.0.structure().await?.into()))
+        Ok(Response::new(
+            self.0.structure(credentials(&r)).await?.into(),
+        ))
     }
 
     async fn server_info(
         &self,
-        _: Request<pb::ServerInfoRequest>,
+        r: Request<pb::ServerInfoRequest>,
     ) -> Result<Response<pb::ServerInfoReply>, Status> {
-        let i = self.0.server_info().await?;
+        let i = self.0.server_info(credentials(&r)).await?;
         Ok(Response::new(pb::ServerInfoReply {
             version: i.version,
             data_dir: i.data_dir,
             jobs: i.jobs,
             hosts: i.hosts,
         }))
+    }
+
+    async fn who_am_i(
+        &self,
+        r: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIReply>, Status> {
+        Ok(Response::new(self.0.whoami(credentials(&r)).await?.into()))
+    }
+
+    async fn login(
+        &self,
+        r: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginReply>, Status> {
+        let who = credentials(&r);
+        let r = r.into_inner();
+        let l = self
+            .0
+            .login(who, r.user, r.password, some(r.token_name))
+            .await?;
+        Ok(Response::new(l.into()))
+    }
+
+    async fn list_users(
+        &self,
+        r: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersReply>, Status> {
+        let users = self.0.users(credentials(&r)).await?;
+        Ok(Response::new(pb::ListUsersReply {
+            users: users.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        r: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensReply>, Status> {
+        let who = credentials(&r);
+        let tokens = self.0.tokens(who, r.into_inner().all).await?;
+        Ok(Response::new(pb::ListTokensReply {
+            tokens: tokens.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        r: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditReply>, Status> {
+        let who = credentials(&r);
+        let r = r.into_inner();
+        let q = AuditQuery {
+            who: some(r.user),
+            since: (r.since != 0).then_some(r.since),
+            limit: r.limit,
+        };
+        let records = self.0.audit(who, q).await?;
+        Ok(Response::new(pb::ListAuditReply {
+            records: records.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn identity(
+        &self,
+        r: Request<pb::IdentityRequest>,
+    ) -> Result<Response<pb::IdentityReply>, Status> {
+        let who = credentials(&r);
+        let cmd = identity_cmd(r.into_inner())?;
+        Ok(Response::new(self.0.identity(who, cmd).await?.into()))
     }
 }
 
@@ -211,15 +353,29 @@ impl<T: WorkerLinkApi> pb::worker_link_server::WorkerLink for LinkAdapter<T> {
         &self,
         r: Request<tonic::Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        let who = credentials(&r);
+        let host = r
+            .metadata()
+            .get(HOST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         // An open link is a request in flight for as long as it lasts, so
         // its connection is not idle, however quiet (see `inflight`).
         let incoming = r.into_inner().map(|m| match m {
             Ok(m) => worker_msg(m),
             Err(s) => Err(Error::from(s)),
         });
-        let out = self.0.connect(Box::pin(incoming)).await?;
+        let out = self.0.connect(who, host, Box::pin(incoming)).await?;
         let out: PbServerStream = Box::pin(out.map(|m| Ok(pb::ServerMessage::from(m))));
         Ok(Response::new(out))
+    }
+
+    async fn join(&self, r: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
+        let who = credentials(&r);
+        let r = r.into_inner();
+        let credential = self.0.join(who, r.token, r.host).await?;
+        Ok(Response::new(pb::JoinReply { credential }))
     }
 }
 

@@ -1,8 +1,16 @@
-//! The client API: validates what it can on its own task, then asks the
-//! applier, whose answers come only after the change is durable.
+//! The client API: authenticates the caller at the [`Gate`], validates what
+//! it can on its own task, then asks the applier, which authorizes the call
+//! against the farm and answers only after the change is durable.
 
-use crate::applier::Request;
+use crate::applier::{AuditDraft, Caller, IdentityAsk, LoginAsk, Request};
+use crate::auth::edge::Gate;
+use crate::auth::secret::{self, Kind};
 use crate::logs::LogStore;
+use crate::now_ms;
+use kiln_core::auth::audit::{AuditQuery, AuditRecord};
+use kiln_core::auth::identity::Source;
+use kiln_core::auth::views::*;
+use kiln_core::auth::{authorize, Action as A, Credentials, Principal, Target};
 use kiln_core::farm::{Action, Admin};
 use kiln_core::spec::{self, Format, SubmitContext};
 use kiln_core::view::*;
@@ -20,9 +28,40 @@ pub struct Api<S: Store> {
     pub(crate) store: Arc<S>,
     pub(crate) logs: Arc<LogStore>,
     pub(crate) data_dir: String,
+    pub(crate) gate: Gate,
+}
+
+fn forbidden(d: kiln_core::auth::Decision<'_>) -> Result<()> {
+    d.into_result().map_err(Error::Forbidden)
+}
+
+fn blocking_failed(e: tokio::task::JoinError) -> Error {
+    Error::Internal(format!("hashing failed: {e}"))
+}
+
+async fn hash_password(password: String) -> Result<String> {
+    if password.chars().count() < 8 {
+        return Err(Error::Invalid("password: use at least 8 characters".into()));
+    }
+    tokio::task::spawn_blocking(move || secret::hash_password(&password))
+        .await
+        .map_err(blocking_failed)?
+        .map_err(Error::Internal)
+}
+
+fn new_token(kind: Kind) -> Result<secret::NewToken> {
+    secret::new_token(kind).map_err(|e| Error::Internal(format!("no random source: {e}")))
 }
 
 impl<S: Store> Api<S> {
+    /// The caller, authenticated, or the call ends here.
+    fn caller(&self, c: &Credentials) -> Result<Caller> {
+        Ok(Caller {
+            who: self.gate.user(c, now_ms())?,
+            from: c.from_text(),
+        })
+    }
+
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<std::result::Result<T, kiln_core::Error>>) -> Request,
@@ -65,19 +104,23 @@ fn parse_state(s: Option<String>) -> Result<Option<DisplayState>> {
 impl<S: Store> FarmApi for Api<S> {
     async fn submit(
         &self,
+        who: Credentials,
         text: String,
-        user: String,
+        run_as: String,
         base_dir: Option<String>,
         key: Option<String>,
     ) -> Result<Submitted> {
+        let caller = self.caller(&who)?;
         if let Some(k) = &key {
             check_key(k)?;
         }
+        // Frames run as the caller unless the spec or the request names
+        // someone else, which the applier checks (the impersonate right).
         let ctx = SubmitContext {
-            user: if user.is_empty() {
-                "unknown".into()
+            user: if run_as.is_empty() {
+                caller.who.name().to_string()
             } else {
-                user
+                run_as
             },
             base_dir,
             ..SubmitContext::default()
@@ -91,30 +134,36 @@ impl<S: Store> FarmApi for Api<S> {
         .await
         .map_err(|e| Error::Internal(format!("reading the spec failed: {e}")))??;
         job.submit_key = key;
-        self.ask(|tx| Request::Submit(job, tx)).await
+        self.ask(|tx| Request::Submit(caller, job, tx)).await
     }
 
-    async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>> {
-        self.ask(|tx| Request::ListJobs(all, tx)).await
+    async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>> {
+        let caller = self.caller(&who)?;
+        self.ask(|tx| Request::ListJobs(caller, all, tx)).await
     }
 
-    async fn job(&self, key: String) -> Result<JobDetail> {
-        self.ask(|tx| Request::Job(key, tx)).await
+    async fn job(&self, who: Credentials, key: String) -> Result<JobDetail> {
+        let caller = self.caller(&who)?;
+        self.ask(|tx| Request::Job(caller, key, tx)).await
     }
 
     async fn frames(
         &self,
+        who: Credentials,
         job: String,
         layer: Option<String>,
         state: Option<String>,
     ) -> Result<Vec<FrameInfo>> {
+        let caller = self.caller(&who)?;
         let state = parse_state(state)?;
-        self.ask(|tx| Request::Frames(job, layer, state, tx)).await
+        self.ask(|tx| Request::Frames(caller, job, layer, state, tx))
+            .await
     }
 
-    async fn read_log(&self, q: LogQuery) -> Result<LogSlice> {
+    async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice> {
+        let caller = self.caller(&who)?;
         let t = self
-            .ask(|tx| Request::LogTarget(q.job.clone(), q.frame.clone(), tx))
+            .ask(|tx| Request::LogTarget(caller, q.job.clone(), q.frame.clone(), tx))
             .await?;
         let Some((latest, latest_number)) = t.attempt else {
             // Not run yet: an empty slice with attempt number 0, so a client
@@ -168,7 +217,8 @@ impl<S: Store> FarmApi for Api<S> {
         })
     }
 
-    async fn act(&self, q: ActQuery) -> Result<(u32, String)> {
+    async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)> {
+        let caller = self.caller(&who)?;
         let action = Action::parse(&q.action).ok_or_else(|| {
             Error::Invalid(format!(
                 "unknown action {:?}: use kill, pause, resume, retry or eat",
@@ -177,7 +227,7 @@ impl<S: Store> FarmApi for Api<S> {
         })?;
         let state = parse_state(q.state)?;
         let n = self
-            .ask(|tx| Request::Act(action, q.job.clone(), q.targets.clone(), state, q.user, tx))
+            .ask(|tx| Request::Act(caller, action, q.job.clone(), q.targets.clone(), state, tx))
             .await?;
         let what = if q.targets.is_empty() {
             format!("job {}", q.job)
@@ -197,23 +247,34 @@ impl<S: Store> FarmApi for Api<S> {
         Ok((n, message))
     }
 
-    async fn hosts(&self) -> Result<Vec<HostInfo>> {
-        self.ask(Request::Hosts).await
+    async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>> {
+        let caller = self.caller(&who)?;
+        self.ask(|tx| Request::Hosts(caller, tx)).await
     }
 
-    async fn set_host_lock(&self, host: String, locked: bool) -> Result<HostInfo> {
-        self.ask(|tx| Request::Lock(host, locked, tx)).await
+    async fn set_host_lock(
+        &self,
+        who: Credentials,
+        host: String,
+        locked: bool,
+    ) -> Result<HostInfo> {
+        let caller = self.caller(&who)?;
+        self.ask(|tx| Request::Lock(caller, host, locked, tx)).await
     }
 
-    async fn admin(&self, cmd: Admin) -> Result<String> {
-        self.ask(|tx| Request::Admin(cmd, tx)).await
+    async fn admin(&self, who: Credentials, cmd: Admin) -> Result<String> {
+        let caller = self.caller(&who)?;
+        self.ask(|tx| Request::Admin(caller, cmd, tx)).await
     }
 
-    async fn structure(&self) -> Result<StructureView> {
-        self.ask(Request::Structure).await
+    async fn structure(&self, who: Credentials) -> Result<StructureView> {
+        let caller = self.caller(&who)?;
+        self.ask(|tx| Request::Structure(caller, tx)).await
     }
 
-    async fn server_info(&self) -> Result<ServerInfo> {
+    async fn server_info(&self, who: Credentials) -> Result<ServerInfo> {
+        let caller = self.caller(&who)?;
+        forbidden(authorize(&caller.who, A::Read, Target::Farm))?;
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Request::Counts(tx))
@@ -227,5 +288,162 @@ impl<S: Store> FarmApi for Api<S> {
             jobs: jobs as u32,
             hosts: hosts as u32,
         })
+    }
+
+    async fn whoami(&self, who: Credentials) -> Result<WhoAmI> {
+        let caller = self.caller(&who)?;
+        let Principal::User { name, grants } = caller.who else {
+            return Err(Error::Forbidden("a host's credential has no user".into()));
+        };
+        let source = self
+            .gate
+            .identity()
+            .user(&name)
+            .map_or(Source::Local, |u| u.source);
+        Ok(WhoAmI {
+            user: name,
+            grants,
+            source,
+        })
+    }
+
+    async fn login(
+        &self,
+        who: Credentials,
+        user: String,
+        password: String,
+        token_name: Option<String>,
+    ) -> Result<LoggedIn> {
+        let from = who.from_text();
+        let wrong = || {
+            Error::Unauthenticated(format!(
+                "wrong user name or password for {user:?}; try again"
+            ))
+        };
+        let known = self.gate.identity().user(&user).cloned();
+        let verified = match known.as_ref() {
+            Some(u) if u.source == Source::Local => match u.password.clone() {
+                Some(phc) => {
+                    let pw = password.clone();
+                    let ok =
+                        tokio::task::spawn_blocking(move || secret::verify_password(&phc, &pw))
+                            .await
+                            .map_err(blocking_failed)?;
+                    ok.then_some(None)
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let Some(directory_grants) = verified else {
+            let _ = self.tx.send(Request::Audit(AuditDraft {
+                who: user.clone(),
+                from,
+                action: "login".into(),
+                target: format!("user {user}"),
+                outcome: "denied: wrong user name or password".into(),
+            }));
+            return Err(wrong());
+        };
+        let ask = LoginAsk {
+            user,
+            from,
+            directory_grants,
+            token_name: token_name.unwrap_or_else(|| "login".into()),
+            token: new_token(Kind::Api)?,
+        };
+        self.ask(|tx| Request::Login(ask, tx)).await
+    }
+
+    async fn users(&self, who: Credentials) -> Result<Vec<UserInfo>> {
+        let caller = self.caller(&who)?;
+        forbidden(authorize(&caller.who, A::Users, Target::Farm))?;
+        let id = self.gate.identity();
+        Ok(id
+            .users()
+            .map(|u| UserInfo {
+                name: u.name.clone(),
+                source: u.source,
+                disabled: u.disabled,
+                grants: id.grants(&u.name).to_vec(),
+                created_at: u.created_at,
+                has_password: u.password.is_some(),
+            })
+            .collect())
+    }
+
+    async fn tokens(&self, who: Credentials, all: bool) -> Result<Vec<TokenInfo>> {
+        use kiln_core::auth::identity::TokenKind;
+        let caller = self.caller(&who)?;
+        let action = if all {
+            A::TokensForOthers
+        } else {
+            A::OwnTokens
+        };
+        forbidden(authorize(&caller.who, action, Target::Farm))?;
+        let me = caller.who.name();
+        let mut v: Vec<TokenInfo> = self
+            .gate
+            .identity()
+            .tokens()
+            .filter(|t| all || (t.user == me && !matches!(t.kind, TokenKind::Join(_))))
+            .map(|t| TokenInfo {
+                id: t.id.clone(),
+                user: t.user.clone(),
+                name: t.name.clone(),
+                kind: match t.kind {
+                    TokenKind::Api => "api",
+                    TokenKind::Session => "session",
+                    TokenKind::Join(_) => "join",
+                }
+                .into(),
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                join: match &t.kind {
+                    TokenKind::Join(r) => Some(r.clone()),
+                    _ => None,
+                },
+            })
+            .collect();
+        v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(v)
+    }
+
+    async fn audit(&self, who: Credentials, q: AuditQuery) -> Result<Vec<AuditRecord>> {
+        let caller = self.caller(&who)?;
+        forbidden(authorize(&caller.who, A::Audit, Target::Farm))?;
+        self.store
+            .audit(&q)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    async fn identity(&self, who: Credentials, mut cmd: IdentityCmd) -> Result<IdentityDone> {
+        let caller = self.caller(&who)?;
+        let mut ask = IdentityAsk {
+            cmd: cmd.clone(),
+            password_hash: None,
+            token: None,
+        };
+        match &mut cmd {
+            IdentityCmd::CreateUser {
+                password: Some(p), ..
+            }
+            | IdentityCmd::SetPassword { password: p, .. } => {
+                ask.password_hash = Some(hash_password(std::mem::take(p)).await?);
+            }
+            IdentityCmd::CreateToken { join, .. } => {
+                let kind = if join.is_some() {
+                    Kind::Join
+                } else {
+                    Kind::Api
+                };
+                ask.token = Some(new_token(kind)?);
+            }
+            _ => {}
+        }
+        // The plaintext never reaches the applier, its audit or its log.
+        ask.cmd = cmd;
+        self.ask(|tx| Request::Identity(caller, ask, tx)).await
     }
 }

@@ -2,10 +2,14 @@
 //! it, and serves the client API and the worker link on one port.
 //!
 //! Data directory layout: `kiln.db` (the SQLite store), `logs/` (one
-//! file per frame attempt) and `kiln.lock` (held by the one server using it).
+//! file per frame attempt), `kiln.lock` (held by the one server using it),
+//! the TLS files (`ca.pem`, `server.pem`, their keys) and `admin.token`,
+//! the first admin's token, written once (mode 0600).
 
 mod api;
 mod applier;
+mod bootstrap;
+pub use bootstrap::{write_secret, TOKEN_FILE as ADMIN_TOKEN_FILE};
 pub mod auth;
 mod link;
 mod lock;
@@ -112,7 +116,19 @@ pub async fn serve(
             source,
         })?;
     let store = Arc::new(store);
-    let image = store.load().await?;
+    let mut image = store.load().await?;
+    let mut identity = kiln_core::auth::identity::Identity::default();
+    for c in std::mem::take(&mut image.identity) {
+        identity.apply(c);
+    }
+    let next_audit = bootstrap::first_admin(
+        &config.data_dir,
+        &*store,
+        &mut identity,
+        image.max_ids.audit,
+    )
+    .await?;
+    let gate = auth::edge::Gate::new(identity);
     let ids = image.max_ids;
     let jobs = image.jobs.len();
     let frames = image.frames.len();
@@ -147,12 +163,20 @@ pub async fn serve(
 
     let logs = Arc::new(logs::LogStore::new(config.data_dir.join("logs"))?);
     let (tx, rx) = mpsc::unbounded_channel();
-    let applier = applier::Applier::new(farm, store.clone(), logs.clone(), rx);
+    let applier = applier::Applier::new(
+        farm,
+        store.clone(),
+        logs.clone(),
+        rx,
+        gate.clone(),
+        next_audit,
+    );
     let api = api::Api {
         tx: tx.clone(),
         store,
         logs: logs.clone(),
         data_dir: config.data_dir.display().to_string(),
+        gate: gate.clone(),
     };
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {
@@ -160,6 +184,7 @@ pub async fn serve(
         logs,
         next_session: AtomicU64::new(1),
         fatal,
+        gate,
     };
     let dir = config.data_dir.display().to_string();
     // Said once, by whoever prints the error the server stops with.

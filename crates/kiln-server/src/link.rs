@@ -1,16 +1,22 @@
-//! Worker connections: each gets a session id, its log chunks go straight
-//! to the log store, everything else goes to the applier in order.
+//! Worker connections: each is authenticated as one enrolled host, gets a
+//! session id, writes log chunks straight to the log store (for its own
+//! attempts only), and sends everything else to the applier in order.
 
-use crate::applier::Request;
+use crate::applier::{AuditDraft, JoinAsk, Request};
+use crate::auth::edge::Gate;
+use crate::auth::secret::{self, Kind};
 use crate::logs::LogStore;
 use futures::StreamExt;
+use kiln_core::auth::{authorize, Action as A, Credentials, Target};
 use kiln_core::farm::WorkerEvent;
-use kiln_core::link::WorkerMsg;
+use kiln_core::link::{ServerMsg, WorkerMsg};
+use kiln_core::model::AttemptId;
 use kiln_proto::server::{ServerStream, WorkerLinkApi, WorkerStream};
 use kiln_proto::{Error, Result};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 pub struct Link {
@@ -19,6 +25,25 @@ pub struct Link {
     pub(crate) next_session: AtomicU64,
     /// Where a failure of the data directory goes: it stops the server.
     pub(crate) fatal: mpsc::UnboundedSender<String>,
+    pub(crate) gate: Gate,
+}
+
+/// The attempts the server gave one connection: launched on it, or
+/// confirmed as current in its `Registered`. Its log chunks and log ends
+/// may only touch these.
+type Owned = Arc<Mutex<HashSet<AttemptId>>>;
+
+impl Link {
+    fn refuse(&self, c: &Credentials, host: &str, why: &Error) {
+        tracing::warn!(from = %c.from_text(), host, "refused a worker link: {why}");
+        let _ = self.tx.send(Request::Audit(AuditDraft {
+            who: format!("host {host}"),
+            from: c.from_text(),
+            action: "attach".into(),
+            target: format!("host {host}"),
+            outcome: format!("denied: {why}"),
+        }));
+    }
 }
 
 /// Whether an error writing a log is the data directory's (full, read-only,
@@ -33,16 +58,35 @@ fn disk_failed(e: &std::io::Error) -> bool {
 
 #[tonic::async_trait]
 impl WorkerLinkApi for Link {
-    async fn connect(&self, mut incoming: WorkerStream) -> Result<ServerStream> {
+    async fn connect(
+        &self,
+        who: Credentials,
+        host: String,
+        mut incoming: WorkerStream,
+    ) -> Result<ServerStream> {
+        let principal = self
+            .gate
+            .worker(&who, &host)
+            .and_then(|p| {
+                authorize(&p, A::AttachHost, Target::Host(&host))
+                    .into_result()
+                    .map_err(Error::Forbidden)?;
+                Ok(p)
+            })
+            .inspect_err(|e| self.refuse(&who, &host, e))?;
+        drop(principal);
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         self.tx
-            .send(Request::Attach(session, out_tx))
+            .send(Request::Attach(session, host.clone(), out_tx))
             .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
         let tx = self.tx.clone();
         let logs = self.logs.clone();
         let fatal = self.fatal.clone();
+        let owned: Owned = Owned::default();
+        let mine = owned.clone();
         tokio::spawn(async move {
+            let mut registered = false;
             while let Some(msg) = incoming.next().await {
                 let msg = match msg {
                     Ok(m) => m,
@@ -51,7 +95,35 @@ impl WorkerLinkApi for Link {
                         break;
                     }
                 };
-                if let Err(e) = forward(&logs, &tx, session, msg).await {
+                // The name a host registers as is the one its credential
+                // is bound to; the first message of a link says it.
+                match &msg {
+                    WorkerMsg::Register { host: report, .. } if report.name != host => {
+                        tracing::warn!(
+                            session,
+                            "dropping a worker link: its credential is for host {host} but it registers as {:?}",
+                            report.name
+                        );
+                        let _ = tx.send(Request::Audit(AuditDraft {
+                            who: format!("host {host}"),
+                            from: String::new(),
+                            action: "attach".into(),
+                            target: format!("host {}", report.name),
+                            outcome: "denied: registered under another host's name".into(),
+                        }));
+                        break;
+                    }
+                    WorkerMsg::Register { .. } => registered = true,
+                    _ if !registered => {
+                        tracing::warn!(
+                            session,
+                            "dropping a worker link that spoke before registering"
+                        );
+                        break;
+                    }
+                    _ => {}
+                }
+                if let Err(e) = forward(&logs, &tx, session, &mine, msg).await {
                     if disk_failed(&e) {
                         // Every worker would hit it again on reconnect: stop.
                         let _ = fatal.send(e.to_string());
@@ -63,7 +135,51 @@ impl WorkerLinkApi for Link {
             }
             let _ = tx.send(Request::Worker(WorkerEvent::Disconnected { session }));
         });
-        Ok(Box::pin(UnboundedReceiverStream::new(out_rx)))
+        // Noted as each message leaves, before the worker can answer it.
+        let out = UnboundedReceiverStream::new(out_rx).inspect(move |m| {
+            let mut owned = owned.lock().expect("owned lock");
+            match m {
+                ServerMsg::Launch(l) => {
+                    owned.insert(l.attempt);
+                }
+                ServerMsg::Registered { log_sizes, .. } => owned.extend(log_sizes.keys()),
+                ServerMsg::Acked(done) => {
+                    for a in done {
+                        owned.remove(a);
+                    }
+                }
+                _ => {}
+            }
+        });
+        Ok(Box::pin(out))
+    }
+
+    async fn join(&self, who: Credentials, token: String, host: String) -> Result<String> {
+        let p = secret::parse(&token)
+            .filter(|p| p.kind == Kind::Join)
+            .ok_or_else(|| {
+                Error::Unauthenticated(
+                    "that is not a worker join token (they read kiln_join_…): make one with `kiln token create --worker`"
+                        .into(),
+                )
+            })?;
+        let credential = secret::new_token(Kind::Host)
+            .map_err(|e| Error::Internal(format!("no random source: {e}")))?;
+        let ask = JoinAsk {
+            token_id: p.id,
+            token_hash: p.hash,
+            host,
+            from: who.from.map(|a| a.ip()),
+            from_text: who.from_text(),
+            credential,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Join(ask, tx))
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+        rx.await
+            .map_err(|_| Error::Unavailable("the server stopped before answering".into()))?
+            .map_err(Error::from)
     }
 }
 
@@ -74,15 +190,29 @@ async fn forward(
     logs: &Arc<LogStore>,
     tx: &mpsc::UnboundedSender<Request>,
     session: u64,
+    owned: &Owned,
     msg: WorkerMsg,
 ) -> std::io::Result<()> {
+    let ours = |a: &AttemptId| owned.lock().expect("owned lock").contains(a);
     match &msg {
+        // Not this connection's attempt: its log is another host's.
+        WorkerMsg::Log { attempt, .. } if !ours(attempt) => {
+            tracing::warn!(
+                session,
+                ?attempt,
+                "dropped log bytes for an attempt this link was not given"
+            );
+            return Ok(());
+        }
         // A write lands in the page cache: quick enough to do here.
         WorkerMsg::Log {
             attempt,
             offset,
             data,
         } => return logs.write(*attempt, *offset, data),
+        // The farm ignores an end from a host the attempt is not on (and
+        // acknowledges it, so the worker lets go); its log is left alone.
+        WorkerMsg::Ended(e) if !ours(&e.attempt) => {}
         WorkerMsg::Ended(e) => {
             let (logs, attempt, size) = (logs.clone(), e.attempt, e.log_size);
             tokio::task::spawn_blocking(move || logs.finish(attempt, size))

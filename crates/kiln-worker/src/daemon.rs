@@ -49,6 +49,9 @@ pub struct WorkerConfig {
     /// Run each frame in its own cgroup where the host allows it (else, or
     /// if false, in its own process group).
     pub cgroups: bool,
+    /// The host's own credential (`kiln_host_…`), from its join; its
+    /// links present it with the host's name, to which it is bound.
+    pub credential: String,
 }
 
 struct Daemon {
@@ -320,8 +323,13 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             reg
         });
         let server = d.cfg.server.clone();
+        let auth = kiln_proto::client::HostAuth {
+            host: d.report.name.clone(),
+            credential: d.cfg.credential.clone(),
+        };
         let connect = kiln_proto::client::connect_worker(
             &server,
+            &auth,
             first.chain(logship::outgoing(out_rx, budget.clone())),
         );
         tokio::pin!(connect);
@@ -331,7 +339,11 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                 r = &mut connect => break match r {
                     Ok(s) => Some(Box::pin(s)),
                     // Not a passing condition: the admin must act.
-                    Err(e @ kiln_proto::Error::Untrusted(_)) => {
+                    Err(
+                        e @ (kiln_proto::Error::Untrusted(_)
+                        | kiln_proto::Error::Unauthenticated(_)
+                        | kiln_proto::Error::Forbidden(_)),
+                    ) => {
                         tracing::warn!("{e}");
                         None
                     }

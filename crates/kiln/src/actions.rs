@@ -5,7 +5,6 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use kiln_core::farm::Admin;
 use kiln_core::view::ActQuery;
-use kiln_proto::client::Client;
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -54,7 +53,7 @@ pub enum HostCmd {
 }
 
 pub async fn act(action: &str, a: ActArgs, server: &str) -> Result<ExitCode> {
-    let client = Client::connect(server).await?;
+    let client = crate::session::connect(server).await?;
     let (_, message) = client
         .act(ActQuery {
             action: action.to_string(),
@@ -99,7 +98,7 @@ pub async fn host(cmd: HostCmd, server: &str) -> Result<ExitCode> {
         HostCmd::Repair { host } => return admin(Admin::Repair { host, on: true }).await,
         HostCmd::Fixed { host } => return admin(Admin::Repair { host, on: false }).await,
     };
-    let client = Client::connect(server).await?;
+    let client = crate::session::connect(server).await?;
     let h = client.set_host_lock(&name, locked).await?;
     println!(
         "host {} is {}",

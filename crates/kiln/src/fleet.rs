@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_core::model::HostReport;
 use kiln_core::size::{parse_duration_s, parse_memory_kb};
-use kiln_proto::client::{Client, LinkChannel};
+use kiln_proto::client::LinkChannel;
 use stats::{Progress, Stats};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -138,12 +138,61 @@ enum Stop {
     Signal,
 }
 
+/// Enrolls the simulated hosts as real workers are: one join token (the
+/// caller must be an admin), one join per host. A host left enrolled by an
+/// earlier fleet is removed and joins again: its credential went with that
+/// fleet.
+async fn enroll(
+    client: &kiln_proto::client::Client,
+    server: &str,
+    names: &[String],
+) -> Result<Vec<String>> {
+    use kiln_core::auth::identity::JoinRules;
+    use kiln_core::auth::views::IdentityCmd;
+    let made = client
+        .identity(IdentityCmd::CreateToken {
+            name: "kiln-fleet".into(),
+            user: None,
+            expires_in: Some(3_600_000),
+            join: Some(JoinRules::default()),
+        })
+        .await?;
+    let (token, id) = (
+        made.token.unwrap_or_default(),
+        made.token_id.unwrap_or_default(),
+    );
+    use futures::StreamExt;
+    let mut joins = futures::stream::iter(names.iter().cloned())
+        .map(|name: String| {
+            let token = token.clone();
+            async move {
+                match kiln_proto::client::join(server, &token, &name).await {
+                    Err(kiln_proto::Error::Forbidden(m)) if m.contains("already enrolled") => {
+                        client
+                            .identity(IdentityCmd::RemoveHost(name.clone()))
+                            .await?;
+                        kiln_proto::client::join(server, &token, &name).await
+                    }
+                    r => r,
+                }
+            }
+        })
+        .buffered(32);
+    let mut out = Vec::with_capacity(names.len());
+    while let Some(c) = joins.next().await {
+        out.push(c?);
+    }
+    client.identity(IdentityCmd::RevokeToken(id)).await?;
+    Ok(out)
+}
+
 pub async fn fleet(a: FleetArgs, server: &str) -> Result<ExitCode> {
     crate::local::init_logging("warn");
     let p = plan(&a)?;
     // Fail fast, with the client's usual advice, if no server is there;
     // the links themselves would retry forever.
-    Client::connect(server).await?.server_info().await?;
+    let client = crate::session::connect(server).await?;
+    client.server_info().await?;
 
     let total = p.hosts as u64 * p.report.cores as u64;
     let stats = Arc::new(Stats::new(total, p.until_busy));
@@ -158,15 +207,24 @@ pub async fn fleet(a: FleetArgs, server: &str) -> Result<ExitCode> {
     let channels = (0..links)
         .map(|_| LinkChannel::lazy(server))
         .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = (0..p.hosts)
+        .map(|i| format!("{}-{:05}", p.prefix, i + 1))
+        .collect();
+    let credentials = enroll(&client, server, &names).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..p.hosts {
+    for (i, (name, credential)) in names.into_iter().zip(credentials).enumerate() {
         let mut report = p.report.clone();
-        report.name = format!("{}-{:05}", p.prefix, i + 1);
+        report.name = name.clone();
         let phase = i as f64 / p.hosts as f64;
         let h = host::SimHost::new(report, shared.clone(), phase);
+        let auth = kiln_proto::client::HostAuth {
+            host: name,
+            credential,
+        };
         tasks.spawn(host::run(
             h,
-            channels[(i / p.per_connection) as usize].clone(),
+            channels[i / p.per_connection as usize].clone(),
+            auth,
         ));
     }
     eprintln!(

@@ -7,7 +7,6 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use kiln_core::farm::Admin;
 use kiln_core::view::{JobDetail, LayerSummary};
-use kiln_proto::client::Client;
 use std::process::ExitCode;
 
 /// Show a job; or change one with `kiln job set` / `kiln job unavoid`. A
@@ -80,7 +79,7 @@ fn list_cell(items: &[String]) -> String {
 }
 
 async fn show(job: String, json: bool, server: &str) -> Result<ExitCode> {
-    let d = Client::connect(server).await?.job(&job).await?;
+    let d = crate::session::connect(server).await?.job(&job).await?;
     if json {
         fmt::json(&d)?;
         return Ok(ExitCode::SUCCESS);

@@ -86,6 +86,16 @@ pub struct WorkerArgs {
     /// process a frame starts in a session of its own then survives it).
     #[arg(long)]
     no_cgroups: bool,
+    /// A worker join token (`kiln token create --worker`): exchanged once
+    /// for this host's own credential, kept in --work-dir. Needed on the
+    /// first start only.
+    #[arg(long, value_name = "TOKEN", env = "KILN_JOIN", hide_env_values = true)]
+    join: Option<String>,
+    /// Run every frame as the worker's own account, whatever the job's user
+    /// (a single-user farm). A root worker otherwise switches to the job's
+    /// user.
+    #[arg(long)]
+    run_as_self: bool,
 }
 
 #[derive(Args)]
@@ -238,13 +248,14 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
         std::env::temp_dir().join(format!("kiln-worker-{}", unsafe { libc::geteuid() }))
     });
     Ok(WorkerConfig {
+        credential: String::new(),
         server: server.to_string(),
         name: a.name,
         tags: a.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         cores,
         memory_kb,
         work_dir,
-        switch_user: is_root,
+        switch_user: is_root && !a.run_as_self,
         allow_root: a.allow_root,
         log_cap: log_cap_kb * 1024,
         // This very binary, whatever replaces it on disk meanwhile.
@@ -254,10 +265,52 @@ fn worker_config(a: WorkerArgs, server: &str) -> Result<WorkerConfig> {
     })
 }
 
+/// Where a worker keeps the credential of host `name`.
+fn credential_file(work_dir: &std::path::Path, name: &str) -> PathBuf {
+    work_dir.join(format!("credential-{name}"))
+}
+
+/// This host's credential: the one kept in the work directory, else one
+/// a join token is exchanged for (and then kept).
+async fn host_credential(
+    server: &str,
+    work_dir: &std::path::Path,
+    name: &str,
+    join: Option<&str>,
+) -> Result<String> {
+    let file = credential_file(work_dir, name);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        if !text.trim().is_empty() {
+            return Ok(text.trim().to_string());
+        }
+    }
+    let Some(token) = join else {
+        bail!(
+            "host {name} is not enrolled: start the worker once with --join TOKEN              (a wrangler makes one with `kiln token create --worker`)"
+        );
+    };
+    let credential = kiln_proto::client::join(server, token, name)
+        .await
+        .with_context(|| format!("joining {server} as host {name}"))?;
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    kiln_server::write_secret(&file, &format!("{credential}\n"))
+        .with_context(|| format!("keeping the credential in {}", file.display()))?;
+    eprintln!(
+        "joined {server} as host {name}; its credential is in {}",
+        file.display()
+    );
+    Ok(credential)
+}
+
 pub async fn worker(a: WorkerArgs, server: &str) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
     kiln_proto::client::check_url(server)?;
-    let cfg = worker_config(a, server)?;
+    let join = a.join.clone();
+    let mut cfg = worker_config(a, server)?;
+    let name = cfg.name.clone().unwrap_or_else(kiln_worker::host::hostname);
+    cfg.credential = host_credential(server, &cfg.work_dir, &name, join.as_deref()).await?;
+    cfg.name = Some(name);
     eprintln!("kiln worker connecting to {}", cfg.server);
     kiln_worker::run(cfg, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -293,7 +346,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
         stopped(stop_rx.clone()),
     );
     // A single-user local farm: frames run as whoever ran `kiln up`.
-    let mut wcfg = worker_config(
+    let wcfg = worker_config(
         WorkerArgs {
             name: None,
             tags: vec![],
@@ -304,18 +357,43 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             log_cap: "1G".into(),
             min_available_memory: None,
             no_cgroups: false,
+            join: None,
+            run_as_self: true,
         },
         &url,
     )?;
-    wcfg.switch_user = false;
     let (wstop_tx, wstop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(kiln_worker::run(wcfg, stopped(wstop_rx)));
-    eprintln!("kiln farm up: API at {url} (data in {})", data.display());
-    eprintln!("  try: KILN_SERVER={url} kiln jobs     stop: Ctrl-C");
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let worker = tokio::spawn({
+        let (url, data) = (url.clone(), data.clone());
+        async move {
+            let (admin, wcfg) = match enroll_local(&url, &data, wcfg).await {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let _ = started_tx.send(Ok(admin));
+            kiln_worker::run(wcfg, stopped(wstop_rx)).await
+        }
+    });
 
     // The server runs in this task (it is not spawned): whichever of it and
     // the driver ends first decides how the farm stops.
-    let control = drive(&url, &a.submit, a.exit_when_done);
+    let control = async {
+        let admin = started_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the local worker stopped before it started"))??;
+        // The CLI on this machine signs in to the local farm by itself.
+        let kept = crate::session::save_token(&url, &admin)?;
+        eprintln!("kiln farm up: API at {url} (data in {})", data.display());
+        eprintln!(
+            "  you are its admin (token in {}); try: KILN_SERVER={url} kiln jobs     stop: Ctrl-C",
+            kept.display()
+        );
+        drive(&url, &admin, &a.submit, a.exit_when_done).await
+    };
     tokio::pin!(server, control);
     let (code, served) = tokio::select! {
         code = &mut control => {
@@ -337,10 +415,71 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
     code
 }
 
+/// The local farm's admin token, once its server made it and answers to
+/// it, and the local worker's config with its host credential (made with a
+/// join token of one use on first start, kept in the worker's directory).
+async fn enroll_local(
+    url: &str,
+    data: &std::path::Path,
+    mut wcfg: WorkerConfig,
+) -> Result<(String, WorkerConfig)> {
+    use kiln_core::auth::identity::JoinRules;
+    use kiln_core::auth::views::IdentityCmd;
+    let file = data.join(kiln_server::ADMIN_TOKEN_FILE);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (admin, client) = loop {
+        let token = std::fs::read_to_string(&file).unwrap_or_default();
+        let token = token.trim();
+        if !token.is_empty() {
+            if let Ok(c) = kiln_proto::client::Client::connect_as(url, Some(token)).await {
+                if c.whoami().await.is_ok() {
+                    break (token.to_string(), c);
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the local server did not come up with an admin token in {}",
+                file.display()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let name = wcfg
+        .name
+        .clone()
+        .unwrap_or_else(kiln_worker::host::hostname);
+    let file = credential_file(&wcfg.work_dir, &name);
+    if !file.exists() {
+        let made = client
+            .identity(IdentityCmd::CreateToken {
+                name: format!("kiln-up-{name}"),
+                user: None,
+                expires_in: Some(600_000),
+                join: Some(JoinRules {
+                    uses_left: Some(1),
+                    ..JoinRules::default()
+                }),
+            })
+            .await?;
+        let token = made.token.context("the server made no join token")?;
+        wcfg.credential = host_credential(url, &wcfg.work_dir, &name, Some(&token)).await?;
+    } else {
+        wcfg.credential = host_credential(url, &wcfg.work_dir, &name, None).await?;
+    }
+    wcfg.name = Some(name);
+    Ok((admin, wcfg))
+}
+
 /// Submits the given specs to the local farm and waits as `kiln up` should:
 /// until the jobs are over (then, unless told to exit, until Ctrl-C).
-async fn drive(url: &str, specs: &[PathBuf], exit_when_done: bool) -> Result<ExitCode> {
-    let client = kiln_proto::client::Client::connect(url).await?;
+async fn drive(
+    url: &str,
+    token: &str,
+    specs: &[PathBuf],
+    exit_when_done: bool,
+) -> Result<ExitCode> {
+    let client = kiln_proto::client::Client::connect_as(url, Some(token)).await?;
     let mut jobs = Vec::new();
     for spec in specs {
         let s = crate::submit::submit_file(&client, spec).await?;

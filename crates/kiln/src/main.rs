@@ -10,6 +10,7 @@ mod job;
 mod local;
 mod parse;
 mod service;
+mod session;
 mod show;
 mod simulate;
 mod structure;
@@ -40,6 +41,10 @@ struct Cli {
     /// `kiln login` stored for the server, else the system's roots.
     #[arg(long, global = true, env = "KILN_CA")]
     ca: Option<PathBuf>,
+    /// The token to present (kiln_api_…). Default: the one `kiln login`
+    /// stored for the server (`kiln up` stores one for its local farm).
+    #[arg(long, global = true, env = "KILN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -166,10 +171,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let server = cli.server.clone();
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
+            match e.downcast_ref::<kiln_proto::Error>() {
+                Some(kiln_proto::Error::Unauthenticated(m)) => {
+                    eprintln!("error: {}", session::not_logged_in(&server, m))
+                }
+                _ => eprintln!("error: {}", error_text(&e)),
+            }
             ExitCode::FAILURE
         }
     }
@@ -194,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(ca) = cli.ca {
         kiln_proto::tls::trust_ca_file(ca);
     }
+    session::init(cli.token);
     match cli.command {
         Cmd::Up(a) => local::up(a).await,
         Cmd::Server(a) => local::server(a).await,

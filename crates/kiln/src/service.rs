@@ -9,7 +9,6 @@ use kiln_core::farm::Admin;
 use kiln_core::model::{CoreRequest, TagReq};
 use kiln_core::structure::Service;
 use kiln_core::view::ServiceInfo;
-use kiln_proto::client::Client;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -112,7 +111,7 @@ pub async fn service(cmd: ServiceCmd, server: &str) -> Result<ExitCode> {
         }
         ServiceCmd::Set(a) => a,
     };
-    let client = Client::connect(server).await?;
+    let client = crate::session::connect(server).await?;
     let current = client
         .structure()
         .await?

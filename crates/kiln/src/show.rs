@@ -4,7 +4,6 @@ use crate::fmt::{self, print_table, table};
 use anyhow::Result;
 use clap::Args;
 use kiln_core::view::{DisplayState, FrameInfo, LogQuery, StateCounts};
-use kiln_proto::client::Client;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,7 +69,10 @@ fn counts_cell(c: &StateCounts) -> String {
 }
 
 pub async fn jobs(a: JobsArgs, server: &str) -> Result<ExitCode> {
-    let jobs = Client::connect(server).await?.list_jobs(a.all).await?;
+    let jobs = crate::session::connect(server)
+        .await?
+        .list_jobs(a.all)
+        .await?;
     if a.json {
         fmt::json(&jobs)?;
         return Ok(ExitCode::SUCCESS);
@@ -125,7 +127,7 @@ fn exit_cell(f: &FrameInfo) -> String {
 }
 
 pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
-    let frames = Client::connect(server)
+    let frames = crate::session::connect(server)
         .await?
         .frames(&a.job, a.layer.as_deref(), a.state.as_deref())
         .await?;
@@ -185,7 +187,7 @@ pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
 }
 
 pub async fn log(a: LogArgs, server: &str) -> Result<ExitCode> {
-    let client = Client::connect(server).await?;
+    let client = crate::session::connect(server).await?;
     let mut q = LogQuery {
         job: a.job,
         frame: a.frame,
@@ -229,7 +231,7 @@ pub async fn log(a: LogArgs, server: &str) -> Result<ExitCode> {
 }
 
 pub async fn hosts(a: HostsArgs, server: &str) -> Result<ExitCode> {
-    let hosts = Client::connect(server).await?.hosts().await?;
+    let hosts = crate::session::connect(server).await?.hosts().await?;
     if a.json {
         fmt::json(&hosts)?;
         return Ok(ExitCode::SUCCESS);

@@ -6,7 +6,6 @@ use crate::parse::cores_text;
 use anyhow::{bail, Result};
 use clap::Args;
 use kiln_core::view::{StructureView, SubscriptionInfo};
-use kiln_proto::client::Client;
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -27,7 +26,7 @@ pub struct SubsArgs {
 }
 
 async fn fetch(server: &str) -> Result<StructureView> {
-    Ok(Client::connect(server).await?.structure().await?)
+    Ok(crate::session::connect(server).await?.structure().await?)
 }
 
 fn or_dash(s: Option<String>) -> String {

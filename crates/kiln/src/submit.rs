@@ -29,6 +29,10 @@ pub struct SubmitArgs {
     /// is unknown (the server unreachable or gone during the call).
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     retry_for: u64,
+    /// Run the job as this user instead of yourself (needs the impersonate
+    /// right: a pipeline's service account). A spec's `user:` does the same.
+    #[arg(long = "as", value_name = "USER")]
+    run_as: Option<String>,
 }
 
 /// Reads a spec file (or stdin for `-`): its text, and the directory that
@@ -67,12 +71,12 @@ fn new_key() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Reads a spec file and submits it once, as the current OS user, with a
+/// Reads a spec file and submits it once, as the signed-in user, with a
 /// fresh key (for `kiln up`, whose server is local).
 pub async fn submit_file(client: &Client, path: &Path) -> Result<Submitted> {
     let (text, base) = read_spec(path)?;
     Ok(client
-        .submit(text, crate::os_user(), base, Some(new_key()))
+        .submit(text, String::new(), base, Some(new_key()))
         .await?)
 }
 
@@ -89,6 +93,7 @@ async fn submit_retrying(
     text: String,
     base: Option<String>,
     key: &str,
+    run_as: Option<&str>,
     retry_for: Duration,
 ) -> Result<(Client, Submitted)> {
     let started = Instant::now();
@@ -104,11 +109,11 @@ async fn submit_retrying(
             .saturating_sub(started.elapsed())
             .clamp(TRY_MIN, TRY_MAX);
         let attempt = async {
-            let c = Client::connect(server).await?;
+            let c = crate::session::connect(server).await?;
             let s = c
                 .submit(
                     text.clone(),
-                    crate::os_user(),
+                    run_as.unwrap_or_default().to_string(),
                     base.clone(),
                     Some(key.into()),
                 )
@@ -127,7 +132,13 @@ async fn submit_retrying(
         // the spec, and the key is looked up before anything else of the
         // farm, so no earlier try made the job either. (An internal error
         // may come from anywhere, so it settles nothing.)
-        let answered = matches!(e, Error::Invalid(_) | Error::NotFound(_));
+        let answered = matches!(
+            e,
+            Error::Invalid(_)
+                | Error::NotFound(_)
+                | Error::Forbidden(_)
+                | Error::Unauthenticated(_)
+        );
         // Whether this try may have reached the server.
         unsure |= matches!(e, Error::Unavailable(_) | Error::Malformed(_));
         let retry = matches!(e, Error::Unavailable(_) | Error::Unreached(_));
@@ -159,8 +170,15 @@ async fn submit_retrying(
 pub async fn submit(a: SubmitArgs, server: &str) -> Result<ExitCode> {
     let (text, base) = read_spec(&a.spec).map_err(|e| anyhow!("{e:#}\nnothing was submitted"))?;
     let key = a.key.unwrap_or_else(new_key);
-    let (client, s) =
-        submit_retrying(server, text, base, &key, Duration::from_secs(a.retry_for)).await?;
+    let (client, s) = submit_retrying(
+        server,
+        text,
+        base,
+        &key,
+        a.run_as.as_deref(),
+        Duration::from_secs(a.retry_for),
+    )
+    .await?;
     if a.json && !a.wait {
         fmt::json(&s)?;
         return Ok(ExitCode::SUCCESS);

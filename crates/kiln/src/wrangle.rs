@@ -8,7 +8,6 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use kiln_core::farm::Admin;
 use kiln_core::structure::UNLIMITED;
-use kiln_proto::client::Client;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -106,7 +105,7 @@ pub enum LimitCmd {
 
 /// Sends one command and prints what changed.
 pub async fn send(server: &str, cmd: Admin) -> Result<ExitCode> {
-    let message = Client::connect(server).await?.admin(cmd).await?;
+    let message = crate::session::connect(server).await?.admin(cmd).await?;
     println!("{message}");
     Ok(ExitCode::SUCCESS)
 }
@@ -131,7 +130,7 @@ pub async fn alloc(cmd: AllocCmd, server: &str) -> Result<ExitCode> {
 }
 
 pub async fn show(cmd: ShowCmd, server: &str) -> Result<ExitCode> {
-    let client = Client::connect(server).await?;
+    let client = crate::session::connect(server).await?;
     let shows = client.structure().await?.shows;
     let exists = |name: &str| shows.iter().any(|s| s.name == name);
     let cmd = match cmd {
@@ -197,7 +196,7 @@ pub async fn sub(cmd: SubCmd, server: &str) -> Result<ExitCode> {
             burst,
         } => (show, alloc, size, burst),
     };
-    let client = Client::connect(server).await?;
+    let client = crate::session::connect(server).await?;
     let current = client
         .structure()
         .await?

@@ -14,6 +14,7 @@ mod identity_tests;
 mod policy;
 #[cfg(test)]
 mod tests;
+pub mod views;
 
 pub use policy::authorize;
 
@@ -230,7 +231,10 @@ pub enum Action {
     Structure,
     /// Create, list or disable users; grant and revoke rights.
     Users,
-    /// Make an API token for another user, or a worker join token.
+    /// Make, list or revoke one's own API tokens.
+    OwnTokens,
+    /// Make an API token for another user, or a worker join token; list or
+    /// revoke anyone's.
     TokensForOthers,
     /// Read the audit trail.
     Audit,
@@ -288,6 +292,25 @@ pub struct Refusal<'a> {
     pub action: Action,
     pub target: Target<'a>,
     pub(crate) why: policy::Why<'a>,
+}
+
+/// What the transport saw of a caller before anyone authenticated it: the
+/// bearer token it presented and the address it came from. Each adapter
+/// (gRPC, REST, …) fills it from its own wire; the server turns it into a
+/// [`Principal`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// `kiln_<kind>_<id>_<secret>`, without the `Bearer ` scheme.
+    pub bearer: Option<String>,
+    /// The peer's address, for the audit trail and join rules.
+    pub from: Option<std::net::SocketAddr>,
+}
+
+impl Credentials {
+    /// The peer's address as the audit trail writes it.
+    pub fn from_text(&self) -> String {
+        self.from.map(|a| a.to_string()).unwrap_or_default()
+    }
 }
 
 /// Users no job may run as, whoever submits it: frames run as their

@@ -102,6 +102,9 @@ fn rule<'a>(who: &Principal, action: Action, target: Target<'a>) -> Result<(), W
         (Action::Host | Action::Limit | Action::Structure, _) => {
             need(Right::Wrangler, None, Why::FarmWrangler)
         }
+        // Any signed-in person or service account manages its own tokens,
+        // role or not: a token is only ever as strong as its user.
+        (Action::OwnTokens, Target::Farm) => Ok(()),
         (Action::Users | Action::TokensForOthers | Action::Audit, _) => {
             need(Right::Admin, None, Why::Admin)
         }
@@ -180,7 +183,8 @@ fn what(f: &mut fmt::Formatter<'_>, action: Action, target: Target<'_>) -> fmt::
         Action::Limit => write!(f, "change limits"),
         Action::Structure => write!(f, "change facilities, allocations or services"),
         Action::Users => write!(f, "manage users and their rights"),
-        Action::TokensForOthers => write!(f, "make tokens for other users or workers"),
+        Action::OwnTokens => write!(f, "manage its own tokens"),
+        Action::TokensForOthers => write!(f, "manage tokens of other users or workers"),
         Action::Audit => write!(f, "read the audit trail"),
         Action::AttachHost => write!(f, "run the worker link of {t}"),
     }

@@ -251,6 +251,14 @@ impl Farm {
             })
     }
 
+    /// The job `key` names, with its owner and show: what authorization
+    /// asks about a job.
+    pub fn job_access(&self, key: &str) -> Result<(i64, &str, &str)> {
+        let id = self.resolve_job(key)?;
+        let j = &self.jobs[&id].job;
+        Ok((id.0, &j.user, &j.show))
+    }
+
     /// Applies a user action; returns how many frames it touched.
     pub fn act(
         &mut self,

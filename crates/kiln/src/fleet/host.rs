@@ -278,14 +278,14 @@ fn send_end(host: &str, e: FrameEnded, out: &mpsc::UnboundedSender<WorkerMsg>) {
 
 /// Runs one host until the fleet stops: connect, register, serve the
 /// stream; on a drop, back off and do it again, as `kiln worker` does.
-pub async fn run(mut h: SimHost, link: LinkChannel) {
+pub async fn run(mut h: SimHost, link: LinkChannel, auth: kiln_proto::client::HostAuth) {
     let mut stop = h.shared.stop.clone();
     loop {
         let (tx, rx) = mpsc::unbounded_channel();
         let now = h.now();
         let reg = h.session.register(h.report.clone(), h.running(), now);
         let _ = tx.send(reg);
-        if let Ok(stream) = attach_worker(&link, UnboundedReceiverStream::new(rx)).await {
+        if let Ok(stream) = attach_worker(&link, &auth, UnboundedReceiverStream::new(rx)).await {
             if connected(&mut h, stream, &tx, &mut stop).await {
                 return;
             }

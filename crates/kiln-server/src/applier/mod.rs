@@ -6,10 +6,27 @@
 //! state already committed. A step starts at most `MAX_STARTS` frames, so
 //! no request waits behind a huge fill; a capped step is followed at once
 //! by the next.
+//!
+//! Every call from a client comes with its [`Caller`]; the applier asks
+//! `kiln_core::auth::authorize` about it against the farm's records
+//! (`access`), and writes an audit record of each state-changing call,
+//! refused or not, into the same transaction as its change. It also owns
+//! the identity registry (`identity`): users, grants, tokens, host
+//! credentials, published to the edges after each commit ([`Gate`]).
 
+mod access;
+mod identity;
+
+pub use identity::{IdentityAsk, JoinAsk, LoginAsk};
+
+use crate::auth::edge::Gate;
 use crate::logs::LogStore;
 use crate::{now_ms, Error};
 use futures::FutureExt;
+use kiln_core::auth::audit::AuditRecord;
+use kiln_core::auth::identity::{Change, Identity};
+use kiln_core::auth::views::{IdentityDone, LoggedIn};
+use kiln_core::auth::{Action as AuthAction, Principal};
 use kiln_core::farm::{Action, Admin, Dirty, Farm, WorkerEvent};
 use kiln_core::link::ServerMsg;
 use kiln_core::model::{AttemptId, FrameId, FrameState};
@@ -35,33 +52,61 @@ pub struct LogTarget {
     pub state: DisplayState,
 }
 
+/// Who is calling, as the edge authenticated it, and from where.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub who: Principal,
+    pub from: String,
+}
+
+/// An audit record still to be numbered: what the edge refused before any
+/// request reached the applier (a failed sign-in, an impostor worker).
+#[derive(Debug, Clone)]
+pub struct AuditDraft {
+    pub who: String,
+    pub from: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+}
+
 pub enum Request {
-    Submit(NewJob, Reply<Submitted>),
-    ListJobs(bool, Reply<Vec<JobSummary>>),
-    Job(String, Reply<JobDetail>),
+    Submit(Caller, NewJob, Reply<Submitted>),
+    ListJobs(Caller, bool, Reply<Vec<JobSummary>>),
+    Job(Caller, String, Reply<JobDetail>),
     Frames(
+        Caller,
         String,
         Option<String>,
         Option<DisplayState>,
         Reply<Vec<FrameInfo>>,
     ),
-    LogTarget(String, String, Reply<LogTarget>),
+    LogTarget(Caller, String, String, Reply<LogTarget>),
     Act(
+        Caller,
         Action,
         String,
         Vec<String>,
         Option<DisplayState>,
-        String,
         Reply<u32>,
     ),
-    Hosts(Reply<Vec<HostInfo>>),
-    Lock(String, bool, Reply<HostInfo>),
+    Hosts(Caller, Reply<Vec<HostInfo>>),
+    Lock(Caller, String, bool, Reply<HostInfo>),
     Counts(oneshot::Sender<(usize, usize)>),
     /// A wrangler's change; the reply is the line saying what changed.
-    Admin(Admin, Reply<String>),
-    Structure(Reply<StructureView>),
-    /// A worker connection opened; messages for it go to the sender.
-    Attach(u64, mpsc::UnboundedSender<ServerMsg>),
+    Admin(Caller, Admin, Reply<String>),
+    Structure(Caller, Reply<StructureView>),
+    /// A change to users, grants, tokens or host credentials.
+    Identity(Caller, IdentityAsk, Reply<IdentityDone>),
+    /// A sign-in the edge verified: issue its session token.
+    Login(LoginAsk, Reply<LoggedIn>),
+    /// A worker's join token, to exchange for its host credential.
+    Join(JoinAsk, Reply<String>),
+    /// Something the edge refused, for the audit trail.
+    Audit(AuditDraft),
+    /// A worker connection for `host` opened; messages for it go to the
+    /// sender.
+    Attach(u64, String, mpsc::UnboundedSender<ServerMsg>),
     /// The server is stopping: end every worker stream so the transport can
     /// finish. Workers reconnect to the next server.
     CloseSessions,
@@ -73,9 +118,16 @@ pub struct Applier<S: Store> {
     store: Arc<S>,
     logs: Arc<LogStore>,
     rx: mpsc::UnboundedReceiver<Request>,
-    sessions: HashMap<u64, mpsc::UnboundedSender<ServerMsg>>,
+    /// Each worker connection's sender, and the host it is for.
+    sessions: HashMap<u64, (String, mpsc::UnboundedSender<ServerMsg>)>,
     max_starts: u64,
     tick: Duration,
+    identity: Identity,
+    gate: Gate,
+    /// This step's identity changes and audit records, committed with it.
+    changes: Vec<Change>,
+    audit: Vec<AuditRecord>,
+    next_audit: i64,
 }
 
 /// Most events taken into one transaction.
@@ -103,6 +155,10 @@ impl Request {
             | Request::Act(..)
             | Request::Lock(..)
             | Request::Admin(..)
+            | Request::Identity(..)
+            | Request::Login(..)
+            | Request::Join(..)
+            | Request::Audit(..)
             | Request::Attach(..)
             | Request::CloseSessions
             | Request::Worker(..) => false,
@@ -111,11 +167,15 @@ impl Request {
 }
 
 impl<S: Store> Applier<S> {
+    /// `gate` holds `identity` as committed; `next_audit` follows the
+    /// store's last audit record.
     pub fn new(
         farm: Farm,
         store: Arc<S>,
         logs: Arc<LogStore>,
         rx: mpsc::UnboundedReceiver<Request>,
+        gate: Gate,
+        next_audit: i64,
     ) -> Self {
         Applier {
             farm,
@@ -125,6 +185,11 @@ impl<S: Store> Applier<S> {
             sessions: HashMap::new(),
             max_starts: MAX_STARTS,
             tick: Duration::from_millis(1000),
+            identity: (*gate.identity()).clone(),
+            gate,
+            changes: Vec::new(),
+            audit: Vec::new(),
+            next_audit,
         }
     }
 
@@ -251,8 +316,11 @@ impl<S: Store> Applier<S> {
     async fn finish(&mut self, replies: Vec<Box<dyn FnOnce() + Send>>) -> Result<(), Error> {
         let dirty = self.farm.take_dirty();
         let outgoing = self.farm.take_outgoing();
-        if !dirty.is_empty() {
-            let batch = to_batch(dirty);
+        let identity_changed = !self.changes.is_empty();
+        if !dirty.is_empty() || identity_changed || !self.audit.is_empty() {
+            let mut batch = to_batch(dirty);
+            batch.identity = std::mem::take(&mut self.changes);
+            batch.audit = std::mem::take(&mut self.audit);
             for a in batch.attempts.iter().filter(|a| a.outcome.is_some()) {
                 self.logs.forget(a.id);
             }
@@ -264,6 +332,11 @@ impl<S: Store> Applier<S> {
                 commit_ms = t.elapsed().as_secs_f64() * 1e3,
                 "commit"
             );
+        }
+        // Before any answer: a caller told its token is revoked must find
+        // it refused on its next call.
+        if identity_changed {
+            self.gate.publish(self.identity.clone());
         }
         for r in replies {
             r();
@@ -286,7 +359,7 @@ impl<S: Store> Applier<S> {
                 },
                 m => m,
             };
-            if let Some(tx) = self.sessions.get(&o.session) {
+            if let Some((_, tx)) = self.sessions.get(&o.session) {
                 let _ = tx.send(msg);
             }
         }
@@ -305,69 +378,89 @@ impl<S: Store> Applier<S> {
                 let _ = tx.send(v);
             }));
         }
-        let farm = &mut self.farm;
         match r {
-            Request::Submit(job, tx) => {
-                let name = job.name.clone();
-                let v = farm.submit(job, now).map(|(id, frames)| Submitted {
-                    id: id.0,
-                    name,
-                    frames,
-                });
+            Request::Submit(caller, job, tx) => {
+                let v = self.submit(&caller, job, now);
                 let written = v.as_ref().map_or(0, |s| s.frames as u64);
                 later(replies, tx, v);
                 return written;
             }
-            Request::ListJobs(all, tx) => later(replies, tx, Ok(farm.list_jobs(all))),
-            Request::Job(key, tx) => later(replies, tx, farm.job_detail(&key)),
-            Request::Frames(job, layer, state, tx) => {
-                later(replies, tx, farm.list_frames(&job, layer.as_deref(), state))
+            Request::ListJobs(caller, all, tx) => {
+                let mut jobs = self.farm.list_jobs(all);
+                jobs.retain(|j| access::may_read(&caller.who, j));
+                later(replies, tx, Ok(jobs))
             }
-            Request::LogTarget(job, frame, tx) => {
-                let v = farm.resolve_frame(&job, &frame).map(|f| LogTarget {
-                    frame: f.id,
-                    attempt: f.attempt.map(|a| (a, f.attempts)),
-                    running: f.state == FrameState::Running
-                        || f.attempt.is_some_and(|a| farm.live_attempt(a).is_some()),
-                    state: farm.display_state(f),
-                });
+            Request::Job(caller, key, tx) => later(replies, tx, self.job_detail(&caller, &key)),
+            Request::Frames(caller, job, layer, state, tx) => {
+                let v = access::job(&self.farm, &caller.who, AuthAction::Read, &job)
+                    .and_then(|()| self.farm.list_frames(&job, layer.as_deref(), state));
                 later(replies, tx, v)
             }
-            Request::Act(action, job, targets, state, user, tx) => {
-                let v = farm.act(action, &job, &targets, state, &user, now);
+            Request::LogTarget(caller, job, frame, tx) => {
+                let farm = &self.farm;
+                let v = access::job(farm, &caller.who, AuthAction::ReadSecrets, &job)
+                    .and_then(|()| farm.resolve_frame(&job, &frame))
+                    .map(|f| LogTarget {
+                        frame: f.id,
+                        attempt: f.attempt.map(|a| (a, f.attempts)),
+                        running: f.state == FrameState::Running
+                            || f.attempt.is_some_and(|a| farm.live_attempt(a).is_some()),
+                        state: farm.display_state(f),
+                    });
+                later(replies, tx, v)
+            }
+            Request::Act(caller, action, job, targets, state, tx) => {
+                let v = self.act(&caller, action, &job, &targets, state, now);
                 let written = v.as_ref().map_or(0, |&n| n as u64);
                 later(replies, tx, v);
                 return written;
             }
-            Request::Hosts(tx) => later(replies, tx, Ok(farm.hosts())),
-            Request::Lock(host, locked, tx) => {
-                let v = farm.set_lock(&host, locked).map(|id| {
-                    farm.hosts()
-                        .into_iter()
-                        .find(|h| h.id == id.0)
-                        .expect("just locked")
-                });
+            Request::Hosts(caller, tx) => {
+                let v = access::farm(&caller.who).map(|()| self.farm.hosts());
+                later(replies, tx, v)
+            }
+            Request::Lock(caller, host, locked, tx) => {
+                let v = self.lock(&caller, &host, locked, now);
                 later(replies, tx, v)
             }
             Request::Counts(tx) => {
-                let counts = (farm.job_count(), farm.host_count());
+                let counts = (self.farm.job_count(), self.farm.host_count());
                 replies.push(Box::new(move || {
                     let _ = tx.send(counts);
                 }));
             }
             // Like every write, the reply waits for the commit of the batch
             // holding the change (see `step`).
-            Request::Admin(cmd, tx) => later(replies, tx, farm.admin(cmd, now)),
-            Request::Structure(tx) => later(replies, tx, Ok(farm.structure())),
-            Request::Attach(session, tx) => {
-                self.sessions.insert(session, tx);
+            Request::Admin(caller, cmd, tx) => {
+                let v = self.admin(&caller, cmd, now);
+                later(replies, tx, v)
+            }
+            Request::Structure(caller, tx) => {
+                let v = access::farm(&caller.who).map(|()| self.farm.structure());
+                later(replies, tx, v)
+            }
+            Request::Identity(caller, ask, tx) => {
+                let v = self.identity_cmd(&caller, ask, now);
+                later(replies, tx, v)
+            }
+            Request::Login(ask, tx) => {
+                let v = self.login(ask, now);
+                later(replies, tx, v)
+            }
+            Request::Join(ask, tx) => {
+                let v = self.join(ask, now);
+                later(replies, tx, v)
+            }
+            Request::Audit(draft) => self.record(draft, now),
+            Request::Attach(session, host, tx) => {
+                self.sessions.insert(session, (host, tx));
             }
             Request::CloseSessions => self.sessions.clear(),
             Request::Worker(ev) => {
                 if let WorkerEvent::Disconnected { session } = ev {
                     self.sessions.remove(&session);
                 }
-                farm.worker_event(ev, now);
+                self.farm.worker_event(ev, now);
             }
         }
         0
