@@ -18,5 +18,14 @@ fi
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 ms() { date +%s%3N; }
-# After starting the server: in TLS mode, waits until it has made its CA.
-wait_ca() { [ -z "${KILN_CA:-}" ] || for _ in $(seq 100); do [ -s "$KILN_CA" ] && break; sleep 0.1; done; }
+# After starting the server: in TLS mode, waits until it has made its CA;
+# then signs the CLI in as the first admin (KILN_TOKEN, from the token the
+# server writes in its data directory) and makes a join token for the
+# bench's workers (JOIN: `kiln worker --join "$JOIN"`).
+wait_ca() {
+  [ -z "${KILN_CA:-}" ] || for _ in $(seq 100); do [ -s "$KILN_CA" ] && break; sleep 0.1; done
+  for _ in $(seq 600); do [ -s "$dir/data/admin.token" ] && break; sleep 0.05; done
+  KILN_TOKEN=$(cat "$dir/data/admin.token"); export KILN_TOKEN
+  for _ in $(seq 600); do "$KILN" whoami >/dev/null 2>&1 && break; sleep 0.05; done
+  JOIN=$("$KILN" token create --worker --name bench --expires 1d 2>/dev/null)
+}

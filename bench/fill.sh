@@ -14,6 +14,7 @@ FRAMES=${4:-120000}
 . "$(dirname "$0")/common.sh"
 
 "$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags 2>"$dir/server.log" &
+wait_ca
 for _ in $(seq 100); do "$KILN" jobs >/dev/null 2>&1 && break; sleep 0.1; done
 "$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --until-busy 99 --json \
   >"$dir/fleet.json" 2>"$dir/fleet.log" &

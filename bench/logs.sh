@@ -13,7 +13,7 @@ sizes=("$@")
 wait_ca
 for mb in "${sizes[@]}"; do
   # A fresh worker per size: VmHWM is the peak over a process's life.
-  "$KILN" worker --name "logs$mb" --cores 1 --work-dir "$dir/work$mb" --allow-root --log-cap 2G 2>"$dir/worker$mb.log" &
+  "$KILN" worker --name "logs$mb" --cores 1 --work-dir "$dir/work$mb" --allow-root --run-as-self --join "$JOIN" --log-cap 2G 2>"$dir/worker$mb.log" &
   wpid=$!
   for _ in $(seq 100); do
     "$KILN" hosts --json 2>/dev/null | python3 -c '

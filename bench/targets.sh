@@ -16,7 +16,7 @@ KILN=${1:-target/release/kiln}
 
 "$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags 2>"$dir/server.log" &
 wait_ca
-"$KILN" worker --name bench --cores 16 --work-dir "$dir/work" --allow-root 2>"$dir/worker.log" &
+"$KILN" worker --name bench --cores 16 --work-dir "$dir/work" --allow-root --run-as-self --join "$JOIN" 2>"$dir/worker.log" &
 wpid=$!
 for _ in $(seq 100); do "$KILN" hosts --json 2>/dev/null | grep -q '"UP"' && break; sleep 0.1; done
 # VmRSS, its anonymous and file-backed parts, in KiB.

@@ -13,6 +13,7 @@ mem() { awk '/^(VmRSS|VmHWM)/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$1/s
 serve() {
   "$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags 2>>"$dir/server.log" &
   server=$!
+  wait_ca
   for _ in $(seq 6000); do "$KILN" jobs >/dev/null 2>&1 && return; sleep 0.05; done
   echo "server did not start" >&2; exit 1
 }

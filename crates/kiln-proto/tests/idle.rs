@@ -2,6 +2,9 @@
 //! than `idle_timeout`, silent meanwhile, answers; the connection is not
 //! cut under the request.
 
+use kiln_core::auth::audit::{AuditQuery, AuditRecord};
+use kiln_core::auth::views::*;
+use kiln_core::auth::Credentials;
 use kiln_core::farm::Admin;
 use kiln_core::view::*;
 use kiln_proto::client::Client;
@@ -23,6 +26,7 @@ fn none<T>() -> Result<T> {
 impl FarmApi for Slow {
     async fn submit(
         &self,
+        _: Credentials,
         _: String,
         _: String,
         _: Option<String>,
@@ -30,40 +34,65 @@ impl FarmApi for Slow {
     ) -> Result<Submitted> {
         none()
     }
-    async fn list_jobs(&self, _: bool) -> Result<Vec<JobSummary>> {
+    async fn list_jobs(&self, _: Credentials, _: bool) -> Result<Vec<JobSummary>> {
         tokio::time::sleep(self.delay).await;
         Ok(Vec::new())
     }
-    async fn job(&self, _: String) -> Result<JobDetail> {
+    async fn job(&self, _: Credentials, _: String) -> Result<JobDetail> {
         none()
     }
     async fn frames(
         &self,
+        _: Credentials,
         _: String,
         _: Option<String>,
         _: Option<String>,
     ) -> Result<Vec<FrameInfo>> {
         none()
     }
-    async fn read_log(&self, _: LogQuery) -> Result<LogSlice> {
+    async fn read_log(&self, _: Credentials, _: LogQuery) -> Result<LogSlice> {
         none()
     }
-    async fn act(&self, _: ActQuery) -> Result<(u32, String)> {
+    async fn act(&self, _: Credentials, _: ActQuery) -> Result<(u32, String)> {
         none()
     }
-    async fn hosts(&self) -> Result<Vec<HostInfo>> {
+    async fn hosts(&self, _: Credentials) -> Result<Vec<HostInfo>> {
         none()
     }
-    async fn set_host_lock(&self, _: String, _: bool) -> Result<HostInfo> {
+    async fn set_host_lock(&self, _: Credentials, _: String, _: bool) -> Result<HostInfo> {
         none()
     }
-    async fn server_info(&self) -> Result<ServerInfo> {
+    async fn server_info(&self, _: Credentials) -> Result<ServerInfo> {
         none()
     }
-    async fn admin(&self, _: Admin) -> Result<String> {
+    async fn admin(&self, _: Credentials, _: Admin) -> Result<String> {
         none()
     }
-    async fn structure(&self) -> Result<StructureView> {
+    async fn structure(&self, _: Credentials) -> Result<StructureView> {
+        none()
+    }
+    async fn whoami(&self, _: Credentials) -> Result<WhoAmI> {
+        none()
+    }
+    async fn login(
+        &self,
+        _: Credentials,
+        _: String,
+        _: String,
+        _: Option<String>,
+    ) -> Result<LoggedIn> {
+        none()
+    }
+    async fn users(&self, _: Credentials) -> Result<Vec<UserInfo>> {
+        none()
+    }
+    async fn tokens(&self, _: Credentials, _: bool) -> Result<Vec<TokenInfo>> {
+        none()
+    }
+    async fn audit(&self, _: Credentials, _: AuditQuery) -> Result<Vec<AuditRecord>> {
+        none()
+    }
+    async fn identity(&self, _: Credentials, _: IdentityCmd) -> Result<IdentityDone> {
         none()
     }
 }
@@ -72,7 +101,10 @@ struct NoLink;
 
 #[tonic::async_trait]
 impl WorkerLinkApi for NoLink {
-    async fn connect(&self, _: WorkerStream) -> Result<ServerStream> {
+    async fn connect(&self, _: Credentials, _: String, _: WorkerStream) -> Result<ServerStream> {
+        none()
+    }
+    async fn join(&self, _: Credentials, _: String, _: String) -> Result<String> {
         none()
     }
 }

@@ -50,6 +50,9 @@ pub enum HostCmd {
     /// Take a host out of REPAIR (Kiln also puts hosts there when frames of
     /// several jobs kept failing on them).
     Fixed { host: String },
+    /// Revoke a host's credential and close its link: the machine must join
+    /// again (`kiln worker --join`) to reconnect under that name.
+    Remove { host: String },
 }
 
 pub async fn act(action: &str, a: ActArgs, server: &str) -> Result<ExitCode> {
@@ -97,6 +100,14 @@ pub async fn host(cmd: HostCmd, server: &str) -> Result<ExitCode> {
         }
         HostCmd::Repair { host } => return admin(Admin::Repair { host, on: true }).await,
         HostCmd::Fixed { host } => return admin(Admin::Repair { host, on: false }).await,
+        HostCmd::Remove { host } => {
+            let done = crate::session::connect(server)
+                .await?
+                .identity(kiln_core::auth::views::IdentityCmd::RemoveHost(host))
+                .await?;
+            println!("{}", done.message);
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let client = crate::session::connect(server).await?;
     let h = client.set_host_lock(&name, locked).await?;

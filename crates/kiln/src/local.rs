@@ -367,7 +367,13 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
     let worker = tokio::spawn({
         let (url, data) = (url.clone(), data.clone());
         async move {
-            let (admin, wcfg) = match enroll_local(&url, &data, wcfg).await {
+            // The server may stop before it ever answers (its data
+            // directory in use, say): then so does this.
+            let enrolled = tokio::select! {
+                r = enroll_local(&url, &data, wcfg) => r,
+                _ = stopped(wstop_rx.clone()) => return Ok(()),
+            };
+            let (admin, wcfg) = match enrolled {
                 Ok(v) => v,
                 Err(e) => {
                     let _ = started_tx.send(Err(e));

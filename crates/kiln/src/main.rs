@@ -6,6 +6,7 @@ mod actions;
 mod alloc;
 mod fleet;
 mod fmt;
+mod identity;
 mod job;
 mod local;
 mod parse;
@@ -127,6 +128,32 @@ enum Cmd {
         #[command(subcommand)]
         command: service::ServiceCmd,
     },
+    /// Sign in to a server: checks its certificate, asks for a password
+    /// (or takes --with-token) and keeps a token under ~/.config/kiln.
+    Login(identity::LoginArgs),
+    /// Forget (and revoke) the token kept for a server.
+    Logout {
+        /// The server (default: --server).
+        url: Option<String>,
+    },
+    /// Who you are on the server, and your roles.
+    Whoami(identity::JsonArgs),
+    /// Users: create, list, disable, enable, password.
+    User {
+        #[command(subcommand)]
+        command: identity::UserCmd,
+    },
+    /// Give a user a role, farm-wide or (--show) for one show.
+    Grant(identity::GrantArgs),
+    /// Take a role away.
+    Revoke(identity::GrantArgs),
+    /// API tokens and worker join tokens.
+    Token {
+        #[command(subcommand)]
+        command: identity::TokenCmd,
+    },
+    /// The audit trail: who changed what, from where, when, and the outcome.
+    Audit(identity::AuditArgs),
     /// Load test: simulate N workers that run frames by waiting.
     Fleet(fleet::FleetArgs),
     /// Run the scheduler in virtual time over a scenario (sim/*.yaml) and
@@ -234,6 +261,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Limit { command } => wrangle::limit(command, &server).await,
         Cmd::Services(a) => structure::services(a, &server).await,
         Cmd::Service { command } => service::service(command, &server).await,
+        Cmd::Login(a) => identity::login(a, &server).await,
+        Cmd::Logout { url } => identity::logout(url, &server).await,
+        Cmd::Whoami(a) => identity::whoami(a, &server).await,
+        Cmd::User { command } => identity::user(command, &server).await,
+        Cmd::Grant(a) => identity::grant_cmd(a, false, &server).await,
+        Cmd::Revoke(a) => identity::grant_cmd(a, true, &server).await,
+        Cmd::Token { command } => identity::token(command, &server).await,
+        Cmd::Audit(a) => identity::audit(a, &server).await,
         Cmd::Fleet(a) => fleet::fleet(a, &server).await,
         Cmd::Simulate(a) => simulate::simulate(a).map(|()| ExitCode::SUCCESS),
     }

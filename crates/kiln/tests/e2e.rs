@@ -305,16 +305,18 @@ fn a_root_worker_runs_frames_as_their_user_and_never_as_root() {
     let log = farm.kiln(&["log", &nobody, "a/1"]);
     assert!(log.contains("65534"), "ran as nobody: {log}");
 
-    let root = farm.submit(
+    // Root is refused at submit, before any worker sees it (the worker
+    // refuses it too without --allow-root: runner tests).
+    let spec = farm.write_spec(
         "root",
         "name: root\nuser: root\nlayers:\n  - name: a\n    command: 'id -u'\n    frames: 1\n    retries: 0\n",
     );
-    farm.wait_status(&root, "FAILED", Duration::from_secs(20));
-    let log = farm.kiln(&["log", &root, "a/1"]);
+    let err = farm.kiln_fails(&["submit", &spec]);
     assert!(
-        log.contains("--allow-root"),
-        "refused with the fix named: {log}"
+        err.contains("no job may run as \"root\"") && err.contains("nothing was submitted"),
+        "refused with the fix named: {err}"
     );
+    assert!(!farm.kiln(&["jobs", "--all"]).contains("root"));
 
     let ghost = farm.submit(
         "ghost",

@@ -125,7 +125,7 @@ fn a_sigkilled_worker_leaves_no_frame_running_when_it_is_requeued() {
 fn without_cgroups_a_sigkilled_worker_leaves_no_frame_running() {
     let mut farm = Farm::start_with(0, 1, "3s");
     for w in ["w0", "w1"] {
-        farm.add_worker_with(w, 1, &["--allow-root", "--no-cgroups"]);
+        farm.add_worker_with(w, 1, &["--allow-root", "--run-as-self", "--no-cgroups"]);
     }
     farm.wait_hosts(2);
     let job = farm.submit("wrapped", &wrapper(&farm));

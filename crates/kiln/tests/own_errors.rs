@@ -13,9 +13,15 @@ fn is_root() -> bool {
 
 #[test]
 fn jobs_that_cannot_start_die_fast_with_the_cause_and_no_host_goes_to_repair() {
-    let farm = Farm::start(3, 2);
-    // Without root the worker runs frames as itself and never looks the
-    // user up, so an unknown user is no error there.
+    // Workers that switch to each job's user, as root workers do; jobs
+    // other than the unknown user's run as nobody. Without root the worker
+    // runs frames as itself and never looks the user up, so an unknown
+    // user is no error there.
+    let mut farm = Farm::start(0, 2);
+    for w in ["w0", "w1", "w2"] {
+        farm.add_worker_with(w, 2, &["--allow-root"]);
+    }
+    farm.wait_hosts(3);
     let kinds: &[(&str, &str, &str)] = &[
         (
             "user",
@@ -24,11 +30,11 @@ fn jobs_that_cannot_start_die_fast_with_the_cause_and_no_host_goes_to_repair() {
         ),
         (
             "cwd",
-            "cwd: /kiln-no-such-dir/shot\n",
+            "user: nobody\ncwd: /kiln-no-such-dir/shot\n",
             "working directory /kiln-no-such-dir/shot does not exist",
         ),
-        ("sh", "", "command not found"),
-        ("argv", "", "command not found in PATH"),
+        ("sh", "user: nobody\n", "command not found"),
+        ("argv", "user: nobody\n", "command not found in PATH"),
     ];
     if !is_root() {
         skip("an unknown user is only an error where the worker switches users (root)");
@@ -103,9 +109,19 @@ fn a_frame_that_cannot_start_on_one_host_is_retried_on_another() {
     std::fs::write(&prog, "#!/bin/sh\nsleep 0.5\n").unwrap();
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
-    farm.add_worker_env("w0", 1, &["--allow-root"], &[("PATH", &path)]);
+    farm.add_worker_env(
+        "w0",
+        1,
+        &["--allow-root", "--run-as-self"],
+        &[("PATH", &path)],
+    );
     let with_bin = format!("{}:{path}", bin.display());
-    farm.add_worker_env("w1", 1, &["--allow-root"], &[("PATH", &with_bin)]);
+    farm.add_worker_env(
+        "w1",
+        1,
+        &["--allow-root", "--run-as-self"],
+        &[("PATH", &with_bin)],
+    );
     farm.wait_hosts(2);
     let job = farm.submit(
         "only",

@@ -80,7 +80,12 @@ impl TlsFarm {
             .env_remove("KILN_CA")
             .env_remove("XDG_CONFIG_HOME")
             .env("HOME", self.path("home"))
+            .env_remove("KILN_TOKEN")
             .stdin(Stdio::null());
+        // As the server's first admin, once it has one.
+        if let Ok(t) = std::fs::read_to_string(self.path("data/admin.token")) {
+            cmd.env("KILN_TOKEN", t.trim());
+        }
         if let Some(ca) = ca {
             cmd.env("KILN_CA", ca);
         }
@@ -161,11 +166,14 @@ fn a_server_with_its_own_ca_serves_clients_and_workers_that_trust_it_only() {
     // With it: a worker runs the job's frames, each once.
     let out = farm.ok(&url, &ca, &["submit", spec, "--json"]);
     let job: Value = serde_json::from_str(&out).unwrap();
+    let join = farm.ok(&url, &ca, &["token", "create", "--worker"]);
     let w = Command::new(kiln_bin())
         .args(["worker", "--server", &url, "--name", "w0", "--ca"])
         .arg(&ca)
+        .args(["--join", join.trim()])
         .args([
             "--allow-root",
+            "--run-as-self",
             "--cores",
             "2",
             "--memory",

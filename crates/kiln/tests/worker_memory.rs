@@ -164,7 +164,11 @@ fn a_200_mb_log_reaches_the_server_byte_exact_and_the_worker_stays_small() {
 fn a_log_past_the_cap_is_cut_with_a_note_and_the_frame_goes_on() {
     const CAP: usize = 10 << 20;
     let mut farm = Farm::start(0, 1);
-    farm.add_worker_with("w0", 1, &["--allow-root", "--log-cap", "10M"]);
+    farm.add_worker_with(
+        "w0",
+        1,
+        &["--allow-root", "--run-as-self", "--log-cap", "10M"],
+    );
     farm.wait_hosts(1);
     let written = farm.path("written");
     let job = farm.submit(
@@ -298,7 +302,10 @@ fn a_root_worker_leaves_user_lookups_to_the_frames_supervisors() {
     if mapped("self", "libnss_").is_empty() {
         eprintln!("note: this host's NSS loads no module, so a lookup would map nothing");
     }
-    let farm = Farm::start(1, 2);
+    // A worker that switches to each job's user, as a root worker does.
+    let mut farm = Farm::start(0, 2);
+    farm.add_worker_with("w0", 2, &["--allow-root"]);
+    farm.wait_hosts(1);
     let worker = farm.workers[0].id().to_string();
     let job = farm.submit(
         "nobody",

@@ -4,9 +4,10 @@
 use super::identity::{JoinRules, Source};
 use super::Grant;
 use crate::model::Millis;
+use serde::Serialize;
 
 /// The caller, as the server knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WhoAmI {
     pub user: String,
     pub grants: Vec<Grant>,
@@ -14,7 +15,7 @@ pub struct WhoAmI {
 }
 
 /// A sign-in's result: a session token, shown once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoggedIn {
     pub user: String,
     pub token: String,
@@ -22,7 +23,7 @@ pub struct LoggedIn {
     pub grants: Vec<Grant>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserInfo {
     pub name: String,
     pub source: Source,
@@ -33,7 +34,7 @@ pub struct UserInfo {
 }
 
 /// A token as listed: never its secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {
     pub id: String,
     pub user: String,
@@ -85,7 +86,7 @@ pub enum IdentityCmd {
 }
 
 /// What an identity change did: a line, and the token it made, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct IdentityDone {
     pub message: String,
     pub token: Option<String>,

@@ -531,6 +531,17 @@ mod tests {
     use kiln_core::spec::{parse_and_validate, Format, SubmitContext};
     use kiln_store::SqliteStore;
 
+    /// A farm-wide admin: these tests are about batching, not rights.
+    fn admin() -> Caller {
+        Caller {
+            who: Principal::user(
+                "admin",
+                vec![kiln_core::auth::Grant::farm(kiln_core::auth::Right::Admin)],
+            ),
+            from: String::new(),
+        }
+    }
+
     fn a(layer: i64, host: i64, count: u32) -> Assignment {
         Assignment {
             layer: LayerId(layer),
@@ -619,12 +630,24 @@ mod tests {
         let logs = LogStore::new(dir.path().join("logs")).unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let farm = Farm::new(FarmConfig::default());
-        let mut applier = Applier::new(farm, Arc::new(store), Arc::new(logs), rx);
+        let mut applier = Applier::new(
+            farm,
+            Arc::new(store),
+            Arc::new(logs),
+            rx,
+            Gate::default(),
+            0,
+        );
         applier.max_starts = max_starts;
         applier.tick = tick;
         let (out_tx, out) = mpsc::unbounded_channel();
         for session in 1..=hosts {
-            tx.send(Request::Attach(session, out_tx.clone())).unwrap();
+            tx.send(Request::Attach(
+                session,
+                format!("h{session}"),
+                out_tx.clone(),
+            ))
+            .unwrap();
             let msg = WorkerMsg::Register {
                 host: HostReport {
                     name: format!("h{session}"),
@@ -654,7 +677,7 @@ mod tests {
             );
             let ctx = SubmitContext::default();
             let job = parse_and_validate(&yaml, Format::Yaml, &ctx).unwrap();
-            self.ask(|tx| Request::Submit(job, tx)).await
+            self.ask(|tx| Request::Submit(admin(), job, tx)).await
         }
 
         /// Launches received until `n` have come, or none for `quiet`.
@@ -678,7 +701,7 @@ mod tests {
         assert_eq!(job.frames, 1000);
         // The submit's step started at most 10 frames; this read waits for
         // one more step, not for the other 98.
-        let jobs = rig.ask(|tx| Request::ListJobs(true, tx)).await;
+        let jobs = rig.ask(|tx| Request::ListJobs(admin(), true, tx)).await;
         let running = jobs[0].counts.running;
         assert!(
             running < 1000,
@@ -694,11 +717,18 @@ mod tests {
         let ctx = SubmitContext::default();
         let yaml = "name: one\nlayers: [{name: r, command: r, frames: 1}]\n";
         let job = parse_and_validate(yaml, Format::Yaml, &ctx).unwrap();
-        rig.tx.send(Request::Submit(job, submit_tx)).unwrap();
-        let jobs = rig.ask(|tx| Request::ListJobs(true, tx)).await;
+        rig.tx
+            .send(Request::Submit(admin(), job, submit_tx))
+            .unwrap();
+        let jobs = rig.ask(|tx| Request::ListJobs(admin(), true, tx)).await;
         assert!(jobs.is_empty(), "the read saw its batch's submit: {jobs:?}");
         assert_eq!(submit.await.unwrap().unwrap().frames, 1);
-        assert_eq!(rig.ask(|tx| Request::ListJobs(true, tx)).await.len(), 1);
+        assert_eq!(
+            rig.ask(|tx| Request::ListJobs(admin(), true, tx))
+                .await
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -708,7 +738,7 @@ mod tests {
         rig.submit(1000).await;
         let launched = rig.launches(1000, Duration::from_secs(30)).await;
         assert_eq!(launched, 1000, "the fill stopped after a capped step");
-        let jobs = rig.ask(|tx| Request::ListJobs(true, tx)).await;
+        let jobs = rig.ask(|tx| Request::ListJobs(admin(), true, tx)).await;
         assert_eq!(jobs[0].counts.running, 1000);
     }
 }

@@ -33,10 +33,63 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The `kiln` CLI with `args`, talking to the server at `url`, reading nothing.
+/// The admin token (and, over TLS, the CA file) of each server these tests
+/// started, by URL.
+static TOKENS: std::sync::Mutex<Vec<(String, String, Option<PathBuf>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Makes [`cli`] present `token` to the server at `url`, trusting `ca`.
+pub fn register_server(url: &str, token: &str, ca: Option<PathBuf>) {
+    let mut t = TOKENS.lock().unwrap();
+    t.retain(|(u, ..)| u != url);
+    t.push((url.to_string(), token.trim().to_string(), ca));
+}
+
+pub fn token_for(url: &str) -> Option<String> {
+    let t = TOKENS.lock().unwrap();
+    t.iter().find(|(u, ..)| u == url).map(|(_, t, _)| t.clone())
+}
+
+fn ca_for(url: &str) -> Option<PathBuf> {
+    let t = TOKENS.lock().unwrap();
+    t.iter()
+        .find(|(u, ..)| u == url)
+        .and_then(|(.., c)| c.clone())
+}
+
+/// Reads the first admin's token from a server's data directory, waiting
+/// for the server to write it.
+pub fn admin_token(data: &Path) -> String {
+    let file = data.join("admin.token");
+    let start = Instant::now();
+    loop {
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            if !t.trim().is_empty() {
+                return t.trim().to_string();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {} after 20 s",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `kiln` CLI with `args`, talking to the server at `url` as its admin
+/// (when the server is one these tests started), reading nothing.
 pub fn cli(url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(kiln_bin());
     cmd.args(args).env("KILN_SERVER", url).stdin(Stdio::null());
+    match token_for(url) {
+        Some(t) => cmd.env("KILN_TOKEN", t),
+        None => cmd.env_remove("KILN_TOKEN"),
+    };
+    match ca_for(url) {
+        Some(ca) => cmd.env("KILN_CA", ca),
+        None => cmd.env_remove("KILN_CA"),
+    };
     cmd
 }
 
@@ -66,6 +119,10 @@ pub struct Farm {
     pub server: Option<Child>,
     pub workers: Vec<Child>,
     down_after: String,
+    /// A join token for this farm's workers, made on first need.
+    join: Option<String>,
+    /// The server speaks TLS with its own CA (clients trust data/ca.pem).
+    pub tls: bool,
 }
 
 impl Farm {
@@ -81,6 +138,27 @@ impl Farm {
             server: None,
             workers: Vec::new(),
             down_after: down_after.to_string(),
+            join: None,
+            tls: false,
+        };
+        farm.start_server();
+        for i in 0..workers {
+            farm.add_worker(&format!("w{i}"), cores);
+        }
+        farm.wait_hosts(workers);
+        farm
+    }
+
+    /// A server over TLS with a CA of its own, and `workers` workers.
+    pub fn start_tls(workers: usize, cores: u32) -> Farm {
+        let mut farm = Farm {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            server: None,
+            workers: Vec::new(),
+            down_after: "60s".into(),
+            join: None,
+            tls: true,
         };
         farm.start_server();
         for i in 0..workers {
@@ -91,7 +169,11 @@ impl Farm {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("https://localhost:{}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}", self.port)
+        }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -128,10 +210,10 @@ impl Farm {
                 "server",
                 "--listen",
                 &format!("127.0.0.1:{}", self.port),
-                "--plaintext",
                 "--down-after",
             ])
             .arg(&self.down_after)
+            .args((!self.tls).then_some("--plaintext"))
             .arg("--data")
             .arg(self.path("data"))
             .args(extra)
@@ -141,6 +223,8 @@ impl Farm {
             .spawn()
             .expect("spawn kiln server");
         self.server = Some(child);
+        let ca = self.tls.then(|| self.path("data/ca.pem"));
+        register_server(&self.url(), &admin_token(&self.path("data")), ca);
         wait_until(Duration::from_secs(20), || {
             self.try_kiln(&["hosts", "--json"]).status.success()
         });
@@ -181,8 +265,31 @@ impl Farm {
         logs.iter().map(|p| read(p)).collect()
     }
 
+    /// A worker that runs frames as its own account (root, in these tests)
+    /// whoever submitted them: the harness submits as the first admin,
+    /// who has no account on this machine.
     pub fn add_worker(&mut self, name: &str, cores: u32) {
-        self.add_worker_with(name, cores, &["--allow-root"]);
+        self.add_worker_with(name, cores, &["--allow-root", "--run-as-self"]);
+    }
+
+    /// A join token for this farm's workers (many uses, a week).
+    pub fn join_token(&mut self) -> String {
+        if let Some(t) = &self.join {
+            return t.clone();
+        }
+        let out = self.kiln(&[
+            "token",
+            "create",
+            "--worker",
+            "--name",
+            "harness",
+            "--expires",
+            "7d",
+        ]);
+        let token = out.trim().to_string();
+        assert!(token.starts_with("kiln_join_"), "no join token: {out}");
+        self.join = Some(token.clone());
+        token
     }
 
     pub fn add_worker_with(&mut self, name: &str, cores: u32, extra: &[&str]) {
@@ -191,9 +298,16 @@ impl Farm {
 
     /// A worker with `extra` arguments and `env` set in its environment.
     pub fn add_worker_env(&mut self, name: &str, cores: u32, extra: &[&str], env: &[(&str, &str)]) {
+        let join = self.join_token();
         let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
-        let child = Command::new(kiln_bin())
+        let mut cmd = Command::new(kiln_bin());
+        cmd.env_remove("KILN_CA");
+        if self.tls {
+            cmd.env("KILN_CA", self.path("data/ca.pem"));
+        }
+        let child = cmd
             .args(["worker", "--server", &self.url(), "--name", name])
+            .args(["--join", &join])
             .envs(env.iter().copied())
             .args(extra)
             .args([
@@ -222,6 +336,35 @@ impl Farm {
 
     pub fn try_kiln(&self, args: &[&str]) -> Output {
         cli(&self.url(), args).output().expect("run kiln")
+    }
+
+    /// The CLI as whoever holds `token` (`None`: no token at all, and no
+    /// home with a stored one).
+    pub fn kiln_as(&self, token: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = cli(&self.url(), args);
+        cmd.env("HOME", self.path("nohome"))
+            .env_remove("XDG_CONFIG_HOME");
+        match token {
+            Some(t) => cmd.env("KILN_TOKEN", t),
+            None => cmd.env_remove("KILN_TOKEN"),
+        };
+        cmd.output().expect("run kiln")
+    }
+
+    /// A user with `grants` (`role` or `role@show`) and an API token; returns
+    /// the token.
+    pub fn user(&self, name: &str, grants: &[&str]) -> String {
+        self.kiln(&["user", "create", name]);
+        for g in grants {
+            match g.split_once('@') {
+                Some((role, show)) => self.kiln(&["grant", role, name, "--show", show]),
+                None => self.kiln(&["grant", g, name]),
+            };
+        }
+        let out = self.kiln(&["token", "create", "--user", name, "--name", "test"]);
+        let token = out.trim().to_string();
+        assert!(token.starts_with("kiln_api_"), "{out}");
+        token
     }
 
     /// Runs a CLI command that must fail; returns its stderr.
