@@ -1,4 +1,5 @@
 //! Authentication at the server's edge: credentials in, principals out. What
 //! a principal may then do is decided once, in `kiln_core::auth`.
 
+pub mod ldap;
 pub mod secret;
