@@ -193,4 +193,32 @@ async fn a_failed_group_search_is_a_directory_error() {
         matches!(&e, LdapError::Directory(m) if m.contains("32") && m.contains("ou=nowhere")),
         "{e:?}"
     );
+    // A filter that does not parse is the flag's fault, not the network's.
+    let mut cfg = config(&s);
+    cfg.group_filter = "(|(member={dn})(cn=*)".into();
+    let e = login(&cfg, "alice", "alice-pw").await.unwrap_err();
+    assert!(
+        matches!(&e, LdapError::Directory(m) if m.contains("--ldap-group-filter")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    // Connects (the kernel accepts into the backlog), then silence.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", silent.local_addr().unwrap());
+    let mut cfg = LdapConfig::new(&url, "uid={user},dc=t", "dc=t");
+    cfg.timeout = std::time::Duration::from_millis(300);
+    let start = std::time::Instant::now();
+    let e = login(&cfg, "alice", "alice-pw").await.unwrap_err();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(&e, LdapError::Unreachable(m) if m.contains(&url) && m.contains("--ldap-url")),
+        "{e:?}"
+    );
 }

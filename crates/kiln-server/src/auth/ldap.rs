@@ -333,9 +333,14 @@ async fn search(
     filter: &str,
     what: &str,
 ) -> Result<Vec<SearchEntry>, Fail> {
-    let found = ldap
-        .search(base, Scope::Subtree, filter, vec!["cn"])
-        .await?;
+    let found = match ldap.search(base, Scope::Subtree, filter, vec!["cn"]).await {
+        Err(ldap3::LdapError::FilterParsing) => {
+            return Err(Fail::Other(LdapError::Directory(format!(
+                "{what}: {filter} is not an LDAP filter; check the flag's parentheses"
+            ))))
+        }
+        found => found?,
+    };
     if found.1.rc != 0 {
         return Err(Fail::Other(directory(
             cfg,
