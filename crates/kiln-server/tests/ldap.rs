@@ -22,6 +22,10 @@ fn skip(why: &str) {
 /// alice is an artist, bob a wrangler and an artist of show demo, carol in a
 /// group no role names, `x)(cn=*` in none at all.
 fn directory() -> Option<Slapd> {
+    directory_with(None)
+}
+
+fn directory_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> Option<Slapd> {
     let users = [
         ("alice", "alice-pw"),
         ("bob", "bob-pw"),
@@ -35,7 +39,7 @@ fn directory() -> Option<Slapd> {
         ("admins", &[]),
         ("lighting", &["carol"]),
     ];
-    let s = Slapd::start(&users, &groups);
+    let s = Slapd::start_with(&users, &groups, tls);
     if s.is_none() {
         skip("/usr/sbin/slapd is not installed (Debian package slapd)");
     }
@@ -221,4 +225,44 @@ async fn a_server_that_never_answers_times_out() {
         matches!(&e, LdapError::Unreachable(m) if m.contains(&url) && m.contains("--ldap-url")),
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn ldaps_and_starttls_trust_the_given_ca_only() {
+    // A CA and a certificate for localhost, as kiln server makes its own.
+    let certs = tempfile::tempdir().unwrap();
+    let own = kiln_server::tls::Tls::OwnCa { names: vec![] };
+    kiln_server::tls::prepare(certs.path(), &own).unwrap();
+    let (cert, key) = (
+        certs.path().join("server.pem"),
+        certs.path().join("server.key"),
+    );
+    let Some(s) = directory_with(Some((&cert, &key))) else {
+        return;
+    };
+    let mut cfg = config(&s);
+    cfg.ca = Some(certs.path().join("ca.pem"));
+    let artist = vec![Grant::farm(Right::Artist)];
+
+    cfg.url = s.ldaps_url().unwrap();
+    assert_eq!(login(&cfg, "alice", "alice-pw").await.unwrap(), artist);
+    cfg.url = s.url().replace("127.0.0.1", "localhost");
+    cfg.starttls = true;
+    assert_eq!(login(&cfg, "alice", "alice-pw").await.unwrap(), artist);
+
+    // Another CA (the system's roots, or one of another server) is refused,
+    // and the error says which flag to look at.
+    let other = tempfile::tempdir().unwrap();
+    kiln_server::tls::prepare(other.path(), &own).unwrap();
+    for ca in [None, Some(other.path().join("ca.pem"))] {
+        for (url, starttls) in [(s.ldaps_url().unwrap(), false), (cfg.url.clone(), true)] {
+            let mut cfg = cfg.clone();
+            (cfg.url, cfg.starttls, cfg.ca) = (url, starttls, ca.clone());
+            let e = login(&cfg, "alice", "alice-pw").await.unwrap_err();
+            assert!(
+                matches!(&e, LdapError::Unreachable(m) if m.contains("--ldap-ca") && m.contains(&cfg.url)),
+                "{ca:?} {starttls}: {e:?}"
+            );
+        }
+    }
 }

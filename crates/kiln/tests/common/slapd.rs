@@ -23,6 +23,8 @@ pub const ROOT_PW: &str = "kiln-test-root";
 pub struct Slapd {
     child: Child,
     port: u16,
+    /// The ldaps:// port, when started with a certificate.
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
 }
 
@@ -32,13 +34,24 @@ impl Slapd {
     /// if slapd is not installed (the caller skips, or fails under CI);
     /// panics, with slapd's own words, if it is installed but will not run.
     pub fn start(users: &[(&str, &str)], groups: &[(&str, &[&str])]) -> Option<Slapd> {
+        Slapd::start_with(users, groups, None)
+    }
+
+    /// As [`Slapd::start`], and with `tls` (the PEM files of a certificate
+    /// chain and its key) it also offers StartTLS on `url()` and listens on
+    /// `ldaps_url()`.
+    pub fn start_with(
+        users: &[(&str, &str)],
+        groups: &[(&str, &[&str])],
+        tls: Option<(&Path, &Path)>,
+    ) -> Option<Slapd> {
         if !Path::new(SLAPD).exists() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("db")).unwrap();
-        std::fs::write(d.join("slapd.conf"), config(d)).unwrap();
+        std::fs::write(d.join("slapd.conf"), config(d, tls)).unwrap();
         std::fs::write(d.join("data.ldif"), ldif(users, groups)).unwrap();
         // `slapd -Ta` is slapadd: it writes the database directly, with no
         // server to wait for and no client library to load through.
@@ -60,12 +73,17 @@ impl Slapd {
         // process may take it: then slapd exits, and a new port is tried.
         for _ in 0..5 {
             let port = free_port();
+            let tls_port = tls.map(|_| free_port());
+            let mut urls = format!("ldap://127.0.0.1:{port}/");
+            if let Some(p) = tls_port {
+                write!(urls, " ldaps://127.0.0.1:{p}/").unwrap();
+            }
             let log = std::fs::File::create(d.join("slapd.log")).unwrap();
             let mut child = Command::new(SLAPD)
                 .arg("-f")
                 .arg(d.join("slapd.conf"))
                 .arg("-h")
-                .arg(format!("ldap://127.0.0.1:{port}/"))
+                .arg(&urls)
                 // Any -d keeps slapd in the foreground, our child, for Drop
                 // to kill; 0 logs nothing but errors.
                 .args(["-d", "0"])
@@ -79,8 +97,14 @@ impl Slapd {
                 if child.try_wait().unwrap().is_some() {
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Slapd { child, port, dir });
+                let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+                if up(port) && tls_port.is_none_or(up) {
+                    return Some(Slapd {
+                        child,
+                        port,
+                        tls_port,
+                        dir,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -95,6 +119,11 @@ impl Slapd {
 
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// The ldaps:// URL, named `localhost` (what a test certificate names).
+    pub fn ldaps_url(&self) -> Option<String> {
+        Some(format!("ldaps://localhost:{}", self.tls_port?))
     }
 
     pub fn port(&self) -> u16 {
@@ -140,7 +169,7 @@ fn free_port() -> u16 {
 
 /// slapd.conf: the mdb backend in `d/db`, the pid and args files in `d`, so
 /// nothing touches /var/run/slapd or the system's own directory.
-fn config(d: &Path) -> String {
+fn config(d: &Path, tls: Option<(&Path, &Path)>) -> String {
     let d = d.display();
     let mut c = String::new();
     for schema in ["core", "cosine", "nis", "inetorgperson"] {
@@ -149,6 +178,15 @@ fn config(d: &Path) -> String {
     writeln!(c, "pidfile {d}/slapd.pid\nargsfile {d}/slapd.args").unwrap();
     // Debian builds its backends as modules.
     c.push_str("modulepath /usr/lib/ldap\nmoduleload back_mdb\n");
+    if let Some((cert, key)) = tls {
+        writeln!(
+            c,
+            "TLSCertificateFile {}\nTLSCertificateKeyFile {}",
+            cert.display(),
+            key.display()
+        )
+        .unwrap();
+    }
     writeln!(c, "database mdb\nmaxsize 16777216\ndirectory {d}/db").unwrap();
     writeln!(
         c,
