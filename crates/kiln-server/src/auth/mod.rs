@@ -2,4 +2,5 @@
 //! a principal may then do is decided once, in `kiln_core::auth`.
 
 pub mod edge;
+pub mod ldap;
 pub mod secret;
