@@ -323,3 +323,13 @@ fn an_administrators_certificate_is_fetched_and_refused_once_it_has_run_out() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plaintext_server_has_no_certificate_to_fetch() {
+    let mut server = Server::new();
+    server.start(&["--plaintext"]);
+    match fetch(&server.url("127.0.0.1")) {
+        Err(kiln_proto::Error::Unavailable(m)) => assert!(m.contains("plaintext"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -136,8 +136,8 @@ pub async fn fetch_ca(url: &str) -> Result<FetchedCa> {
         .peer_certificates()
         .map(<[_]>::to_vec)
         .unwrap_or_default();
-    // A polite close; the certificate is already in hand.
-    let _ = tls.shutdown().await;
+    // A polite close, not waited on long: the certificate is in hand.
+    let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
     let last = chain
         .last()
         .ok_or_else(|| Error::Untrusted(format!("the server at {url} presented no certificate")))?;
