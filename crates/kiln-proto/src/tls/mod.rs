@@ -1,7 +1,16 @@
 //! TLS on the wire: the server's rustls configuration from PEM, and the
 //! client's: which CA it trusts for a URL, and errors that say what to do
 //! when the server's certificate is not trusted. Plaintext (`http://`) is
-//! for loopback only.
+//! for loopback only. Trusting a server's CA on first use is in `fetch`
+//! (what the server presents) and `pin` (where it is kept).
+
+mod cert;
+mod fetch;
+mod pin;
+
+pub use cert::{cert_info, fingerprint, pem_certificates, same_fingerprint, CertInfo};
+pub use fetch::{fetch_ca, FetchedCa};
+pub use pin::{pinned_ca_path, save_trusted_ca};
 
 use crate::{Error, Result};
 use rustls::pki_types::pem::PemObject;
@@ -50,15 +59,6 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Where `kiln login` keeps the CA it trusts for one server.
-fn pinned_ca(host: &str, port: u16) -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    let file = base.join(format!("kiln/ca/{host}_{port}.pem"));
-    file.is_file().then_some(file)
-}
-
 fn read_ca(path: &Path) -> Result<Certificate> {
     std::fs::read(path)
         .map(Certificate::from_pem)
@@ -71,7 +71,11 @@ pub(crate) fn client_config(host: &str, port: u16) -> Result<ClientTlsConfig> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let cfg = ClientTlsConfig::new().domain_name(host);
     Ok(
-        match CA_FILE.get().cloned().or_else(|| pinned_ca(host, port)) {
+        match CA_FILE
+            .get()
+            .cloned()
+            .or_else(|| pin::pin_file(host, port).filter(|f| f.is_file()))
+        {
             Some(ca) => cfg.ca_certificate(read_ca(&ca)?),
             None => cfg.with_native_roots(),
         },
