@@ -69,7 +69,10 @@ const JOBS: [J; 4] = [J::OwnDemo, J::BobsDemo, J::OwnOther, J::BobsOther];
 #[derive(Debug, Clone, Copy)]
 enum RunAs {
     Me,
+    /// The request's run-as field names bob.
     Bob,
+    /// The spec's `user:` names bob; the request names no one.
+    SpecBob,
     Root,
 }
 
@@ -87,6 +90,9 @@ enum Call {
     Frames(J),
     ReadLog(J),
     Act(&'static str, J),
+    /// An act whose request claims to come from bob (the server must go by
+    /// the credential, not by that field).
+    ActClaimingBob(&'static str, J),
     Hosts,
     Lock(bool),
     ServerInfo,
@@ -129,6 +135,25 @@ enum Call {
     },
     RevokeJoinToken,
     RemoveHost,
+    /// The worker link: the caller's token as the credential of the
+    /// enrolled host `render01`.
+    AttachAs,
+    /// The worker link as the host the caller's credential is for
+    /// (`render02` for the `host` column), registering as `render01`.
+    RegisterAsAnother,
+    /// A worker join with the caller's token as the join token.
+    JoinWith,
+}
+
+impl Call {
+    /// The worker link's rows: there every caller is refused, as
+    /// unauthenticated or by closing the link, and no principal is audited.
+    fn on_link(self) -> bool {
+        matches!(
+            self,
+            Call::AttachAs | Call::RegisterAsAnother | Call::JoinWith
+        )
+    }
 }
 
 /// The expected decisions, one row per call and target, one character per
@@ -165,6 +190,8 @@ fn table() -> Vec<(Call, &'static str)> {
         // holds every right).
         (Submit("demo", RunAs::Bob), "Y......Y...."),
         (Submit("other", RunAs::Bob), ADMIN),
+        (Submit("demo", RunAs::SpecBob), "Y......Y...."),
+        (Submit("other", RunAs::SpecBob), ADMIN),
         (Submit("demo", RunAs::Root), "............"),
         (ListJobs(false), SIGNED_IN),
         (ListJobs(true), SIGNED_IN),
@@ -216,6 +243,9 @@ fn table() -> Vec<(Call, &'static str)> {
         (RevokeJoinToken, ADMIN),
         // Hosts are farm-wide: a show's wrangler runs none.
         (RemoveHost, FARM_WRANGLER),
+        (AttachAs, "............"),
+        (RegisterAsAnother, "............"),
+        (JoinWith, "............"),
     ];
     for j in JOBS {
         rows.push((Job(j), read(j)));
@@ -231,20 +261,28 @@ fn table() -> Vec<(Call, &'static str)> {
         for j in JOBS {
             rows.push((Act(verb, j), act(j)));
         }
+        if verb == "pause" {
+            rows.push((ActClaimingBob(verb, J::BobsDemo), act(J::BobsDemo)));
+            rows.push((ActClaimingBob(verb, J::BobsOther), act(J::BobsOther)));
+        }
     }
     rows
 }
 
 /// What a call is, once its target is made: the request itself.
 enum Req {
-    Submit { show: &'static str, run_as: String },
+    Submit {
+        show: &'static str,
+        run_as: String,
+        spec_user: Option<&'static str>,
+    },
     ListJobs(bool),
     Sees(&'static str),
     Job(String),
     Env(String),
     Frames(String),
     Log(String),
-    Act(&'static str, String),
+    Act(&'static str, String, &'static str),
     Hosts,
     Lock(bool),
     ServerInfo,
@@ -255,13 +293,17 @@ enum Req {
     Audit,
     Admin(Admin),
     Identity(IdentityCmd),
+    Attach {
+        header: &'static str,
+    },
+    Join(String),
 }
 
 impl Req {
     /// The job a write names, whose detail its snapshots hold.
     fn job(&self) -> Option<&str> {
         match self {
-            Req::Act(_, job)
+            Req::Act(_, job, _)
             | Req::Admin(Admin::SetJob { job, .. } | Admin::Unavoid { job, .. }) => Some(job),
             _ => None,
         }
@@ -270,7 +312,13 @@ impl Req {
     fn is_write(&self) -> bool {
         matches!(
             self,
-            Req::Submit { .. } | Req::Act(..) | Req::Lock(_) | Req::Admin(_) | Req::Identity(_)
+            Req::Submit { .. }
+                | Req::Act(..)
+                | Req::Lock(_)
+                | Req::Admin(_)
+                | Req::Identity(_)
+                | Req::Attach { .. }
+                | Req::Join(_)
         )
     }
 }
@@ -306,9 +354,10 @@ const HOST: &str = "render01";
 const LAYER: &str = "a";
 const FRAME: &str = "a/1";
 
-fn spec(name: &str, show: &str) -> String {
+fn spec(name: &str, show: &str, user: Option<&str>) -> String {
+    let user = user.map_or(String::new(), |u| format!("user: {u}\n"));
     format!(
-        "name: {name}\nshow: {show}\nenv: {{SECRET: s3cret-{name}}}\n\
+        "name: {name}\nshow: {show}\n{user}env: {{SECRET: s3cret-{name}}}\n\
          layers:\n  - {{name: {LAYER}, command: [echo, hi], frames: 1-3}}\n"
     )
 }
@@ -323,6 +372,8 @@ struct Fixture {
     home: String,
     /// A worker join token with unlimited uses, for throwaway hosts.
     join: String,
+    /// Each column's token, as the worker link's rows present it.
+    tokens: HashMap<&'static str, String>,
     /// Counts cells, for fresh names.
     n: u32,
 }
@@ -356,10 +407,11 @@ impl Fixture {
             Call::Submit(show, run_as) => Req::Submit {
                 show,
                 run_as: match run_as {
-                    RunAs::Me => String::new(),
+                    RunAs::Me | RunAs::SpecBob => String::new(),
                     RunAs::Bob => "bob".into(),
                     RunAs::Root => "root".into(),
                 },
+                spec_user: matches!(run_as, RunAs::SpecBob).then_some("bob"),
             },
             Call::ListJobs(all) => Req::ListJobs(all),
             Call::SeesJobsOf(show) => Req::Sees(show),
@@ -367,7 +419,7 @@ impl Fixture {
             Call::EnvValues(j) => Req::Env(self.job(me, j)),
             Call::Frames(j) => Req::Frames(self.job(me, j)),
             Call::ReadLog(j) => Req::Log(self.job(me, j)),
-            Call::Act(verb, j) => {
+            Call::Act(verb, j) | Call::ActClaimingBob(verb, j) => {
                 let job = self.job(me, j);
                 // Put the job where the verb changes something.
                 let undo = match verb {
@@ -376,8 +428,13 @@ impl Fixture {
                     "retry" => "eat",
                     _ => "retry",
                 };
-                let _ = a.act(act(undo, &job)).await;
-                Req::Act(verb, job)
+                let _ = a.act(act(undo, &job, "")).await;
+                let claim = if matches!(call, Call::Act(..)) {
+                    ""
+                } else {
+                    "bob"
+                };
+                Req::Act(verb, job, claim)
             }
             Call::Hosts => Req::Hosts,
             Call::Lock(locked) => {
@@ -592,14 +649,26 @@ impl Fixture {
                 };
                 Req::Identity(IdentityCmd::RemoveHost(host))
             }
+            Call::AttachAs => Req::Attach { header: HOST },
+            Call::RegisterAsAnother => Req::Attach { header: "render02" },
+            Call::JoinWith => Req::Join(format!("evil{n}")),
         }
     }
 
     async fn perform(&self, me: &str, c: &Client, req: Req) -> Got {
         let n = self.n;
         match req {
-            Req::Submit { show, run_as } => got(c
-                .submit(spec(&format!("s{n}-{me}"), show), run_as, None, None)
+            Req::Submit {
+                show,
+                run_as,
+                spec_user,
+            } => got(c
+                .submit(
+                    spec(&format!("s{n}-{me}"), show, spec_user),
+                    run_as,
+                    None,
+                    None,
+                )
                 .await),
             Req::ListJobs(all) => got(c.list_jobs(all).await),
             Req::Sees(show) => {
@@ -653,7 +722,7 @@ impl Fixture {
                     max_bytes: 0,
                 })
                 .await),
-            Req::Act(verb, job) => got(c.act(act(verb, &job)).await),
+            Req::Act(verb, job, claim) => got(c.act(act(verb, &job, claim)).await),
             Req::Hosts => got(c.hosts().await),
             Req::Lock(locked) => got(c.set_host_lock(HOST, locked).await),
             Req::ServerInfo => got(c.server_info().await),
@@ -663,10 +732,47 @@ impl Fixture {
                 r => got(r),
             },
             Req::Users => got(c.users().await),
-            Req::Tokens(all) => got(c.tokens(all).await),
+            Req::Tokens(all) => match c.tokens(all).await {
+                Ok(v) if !all && v.iter().any(|t| t.user != me) => {
+                    Got::Bad(format!("listed others' tokens: {v:?}"))
+                }
+                r => got(r),
+            },
             Req::Audit => got(c.audit(&AuditQuery::default()).await),
             Req::Admin(cmd) => got(c.admin(cmd).await),
             Req::Identity(cmd) => got(c.identity(cmd).await),
+            Req::Attach { header } => {
+                let auth = HostAuth {
+                    host: header.into(),
+                    credential: self.tokens.get(me).cloned().unwrap_or_default(),
+                };
+                let hello = WorkerMsg::Register {
+                    host: report(HOST),
+                    running: vec![],
+                };
+                let link = match client::connect_worker(
+                    &self.url,
+                    &auth,
+                    futures::stream::iter([hello]).chain(futures::stream::pending()),
+                )
+                .await
+                {
+                    Ok(link) => link,
+                    Err(e) => return got::<()>(Err(e)),
+                };
+                let mut link = Box::pin(link);
+                match tokio::time::timeout(Duration::from_secs(5), link.next()).await {
+                    Ok(Some(Ok(ServerMsg::Registered { .. }))) => Got::Done,
+                    Ok(Some(Err(e))) => got::<()>(Err(e)),
+                    // Dropped without a word: refused.
+                    Ok(None) => Got::Hidden,
+                    r => Got::Bad(format!("the link said {r:?}")),
+                }
+            }
+            Req::Join(host) => {
+                let token = self.tokens.get(me).cloned().unwrap_or_default();
+                got(client::join(&self.url, &token, &host).await)
+            }
         }
     }
 
@@ -707,13 +813,22 @@ impl Fixture {
     }
 }
 
-fn act(verb: &str, job: &str) -> ActQuery {
+fn act(verb: &str, job: &str, user: &str) -> ActQuery {
     ActQuery {
         action: verb.into(),
         job: job.into(),
         targets: vec![],
         state: None,
-        user: String::new(),
+        user: user.into(),
+    }
+}
+
+fn report(name: &str) -> HostReport {
+    HostReport {
+        name: name.into(),
+        os: "linux".into(),
+        version: "test".into(),
+        ..HostReport::default()
     }
 }
 
@@ -759,8 +874,9 @@ fn one_use() -> JoinRules {
 }
 
 /// Whether a cell came out as its row expects; if not, why.
-fn verdict(want: char, col: usize, got: &Got) -> Result<(), String> {
+fn verdict(want: char, col: usize, call: Call, got: &Got) -> Result<(), String> {
     match (want, got) {
+        ('.', Got::Refused(_) | Got::Hidden) if call.on_link() => Ok(()),
         ('Y', Got::Done) => Ok(()),
         ('Y', Got::Hidden) => Err("allowed, but showed nothing".into()),
         ('Y', Got::Refused(e)) => Err(format!("refused: {e:?}")),
@@ -799,12 +915,7 @@ async fn enroll(
     };
     let (tx, rx) = mpsc::unbounded_channel();
     tx.send(WorkerMsg::Register {
-        host: HostReport {
-            name: HOST.into(),
-            os: "linux".into(),
-            version: "test".into(),
-            ..HostReport::default()
-        },
+        host: report(HOST),
         running: vec![],
     })
     .unwrap();
@@ -967,14 +1078,18 @@ async fn matrix() {
         if adm.ends_with('0') { '1' } else { '0' }
     );
     let mut callers = Vec::new();
+    let mut presented = HashMap::new();
     for col in COLS {
         let token = match col {
-            "host" => Some(credential.as_str()),
+            "host" => Some(credential.clone()),
             "anon" => None,
-            "junk" => Some(forged.as_str()),
-            user => Some(tokens[user].as_str()),
+            "junk" => Some(forged.clone()),
+            user => Some(tokens[user].clone()),
         };
-        callers.push(Client::connect_as(&url, token).await.unwrap());
+        callers.push(Client::connect_as(&url, token.as_deref()).await.unwrap());
+        if let Some(t) = token {
+            presented.insert(col, t);
+        }
     }
 
     // Every caller's own job in each show, and bob's, submitted by the
@@ -984,7 +1099,7 @@ async fn matrix() {
         for show in SHOWS {
             let s = admin
                 .submit(
-                    spec(&format!("{owner}-{show}"), show),
+                    spec(&format!("{owner}-{show}"), show, None),
                     owner.into(),
                     None,
                     None,
@@ -1000,6 +1115,7 @@ async fn matrix() {
         jobs,
         home,
         join,
+        tokens: presented,
         n: 0,
     };
     let frames = f
@@ -1028,7 +1144,7 @@ async fn matrix() {
                 None
             };
             let got = f.perform(me, c, req).await;
-            let mut why = verdict(want, col, &got).err();
+            let mut why = verdict(want, col, *call, &got).err();
             if let (Some((before, last)), Got::Refused(e)) = (before, &got) {
                 refused_writes += 1;
                 let after = f.snapshot(job.as_deref()).await;
@@ -1042,6 +1158,9 @@ async fn matrix() {
                 let new: Vec<_> = f.admin.audit(&q).await.unwrap();
                 let new: Vec<_> = new.into_iter().filter(|r| r.id > last).collect();
                 let audited = match e {
+                    // A refused link is logged, and audited only where a
+                    // join token or a host's name was given (not checked).
+                    _ if call.on_link() => true,
                     Error::Forbidden(m) => {
                         new.len() == 1
                             && new[0].who == *me
