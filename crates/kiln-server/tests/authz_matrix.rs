@@ -28,11 +28,13 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
 /// The callers, one column each: nine users (their role in the name), then
-/// three that present no user credential: the enrolled host's own
-/// credential, no token at all, and the admin's token with a wrong secret.
-const COLS: [&str; 12] = [
-    "adm", "wfarm", "wdemo", "afarm", "ademo", "vfarm", "vdemo", "imp", "none", "host", "anon",
-    "junk",
+/// six that present no valid user credential: an artist's token after its
+/// user was disabled, a revoked token, an expired one, the enrolled host's
+/// own credential, no token at all, and the admin's token with a wrong
+/// secret.
+const COLS: [&str; 15] = [
+    "adm", "wfarm", "wdemo", "afarm", "ademo", "vfarm", "vdemo", "imp", "none", "off", "old",
+    "exp", "host", "anon", "junk",
 ];
 /// Columns from this one on are not signed in: every call is refused as
 /// unauthenticated, and nothing is audited (no principal made the call).
@@ -43,7 +45,7 @@ fn grants(user: &str) -> Vec<Grant> {
         "adm" => vec![Grant::farm(Right::Admin)],
         "wfarm" => vec![Grant::farm(Right::Wrangler)],
         "wdemo" => vec![Grant::show(Right::Wrangler, "demo")],
-        "afarm" | "bob" => vec![Grant::farm(Right::Artist)],
+        "afarm" | "bob" | "off" | "old" | "exp" => vec![Grant::farm(Right::Artist)],
         "ademo" => vec![Grant::show(Right::Artist, "demo")],
         "vfarm" => vec![Grant::farm(Right::Viewer)],
         "vdemo" => vec![Grant::show(Right::Viewer, "demo")],
@@ -160,19 +162,19 @@ impl Call {
 /// column of [`COLS`]: `Y` allowed, `.` refused.
 fn table() -> Vec<(Call, &'static str)> {
     use Call::*;
-    //                 adm wfarm wdemo afarm ademo vfarm vdemo imp none | host anon junk
-    const ANY_ROLE: &str = "YYYYYYY.....";
-    const SIGNED_IN: &str = "YYYYYYYYY...";
-    const FARM_ROLE: &str = "YY.Y.Y......";
-    const FARM_WRANGLER: &str = "YY..........";
-    const DEMO_WRANGLER: &str = "YYY.........";
-    const ADMIN: &str = "Y...........";
+    //  adm wfarm wdemo afarm ademo vfarm vdemo imp none | off old exp host anon junk
+    const ANY_ROLE: &str = "YYYYYYY........";
+    const SIGNED_IN: &str = "YYYYYYYYY......";
+    const FARM_ROLE: &str = "YY.Y.Y.........";
+    const FARM_WRANGLER: &str = "YY.............";
+    const DEMO_WRANGLER: &str = "YYY............";
+    const ADMIN: &str = "Y..............";
     // Acting on a job (and reading its environment values and logs): its
     // owner while an artist of its show, or a wrangler of its show.
     let act = |j: J| match j {
-        J::OwnDemo => "YYYYY.......",
+        J::OwnDemo => "YYYYY..........",
         J::BobsDemo => DEMO_WRANGLER,
-        J::OwnOther => "YY.Y........",
+        J::OwnOther => "YY.Y...........",
         J::BobsOther => FARM_WRANGLER,
     };
     let read = |j: J| match j {
@@ -184,15 +186,15 @@ fn table() -> Vec<(Call, &'static str)> {
         J::OwnOther | J::BobsOther => FARM_WRANGLER,
     };
     let mut rows = vec![
-        (Submit("demo", RunAs::Me), "YYYYY..Y...."),
-        (Submit("other", RunAs::Me), "YY.Y........"),
+        (Submit("demo", RunAs::Me), "YYYYY..Y......."),
+        (Submit("other", RunAs::Me), "YY.Y..........."),
         // For someone else: the impersonate right on the show (an admin
         // holds every right).
-        (Submit("demo", RunAs::Bob), "Y......Y...."),
+        (Submit("demo", RunAs::Bob), "Y......Y......."),
         (Submit("other", RunAs::Bob), ADMIN),
-        (Submit("demo", RunAs::SpecBob), "Y......Y...."),
+        (Submit("demo", RunAs::SpecBob), "Y......Y......."),
         (Submit("other", RunAs::SpecBob), ADMIN),
-        (Submit("demo", RunAs::Root), "............"),
+        (Submit("demo", RunAs::Root), "..............."),
         (ListJobs(false), SIGNED_IN),
         (ListJobs(true), SIGNED_IN),
         (SeesJobsOf("demo"), ANY_ROLE),
@@ -243,9 +245,9 @@ fn table() -> Vec<(Call, &'static str)> {
         (RevokeJoinToken, ADMIN),
         // Hosts are farm-wide: a show's wrangler runs none.
         (RemoveHost, FARM_WRANGLER),
-        (AttachAs, "............"),
-        (RegisterAsAnother, "............"),
-        (JoinWith, "............"),
+        (AttachAs, "..............."),
+        (RegisterAsAnother, "..............."),
+        (JoinWith, "..............."),
     ];
     for j in JOBS {
         rows.push((Job(j), read(j)));
@@ -1019,7 +1021,7 @@ async fn matrix() {
         .await
         .unwrap();
     let mut tokens = HashMap::new();
-    for user in COLS[..USERS].iter().copied().chain(["bob", "dummy"]) {
+    for user in COLS[..USERS + 3].iter().copied().chain(["bob", "dummy"]) {
         admin
             .identity(IdentityCmd::CreateUser {
                 name: user.into(),
@@ -1040,12 +1042,21 @@ async fn matrix() {
             .identity(IdentityCmd::CreateToken {
                 name: "api".into(),
                 user: Some(user.into()),
-                expires_in: None,
+                expires_in: (user == "exp").then_some(1),
                 join: None,
             })
             .await
             .unwrap();
         tokens.insert(user, made.token.unwrap());
+        let undo = match user {
+            "off" => IdentityCmd::SetDisabled {
+                name: user.into(),
+                disabled: true,
+            },
+            "old" => IdentityCmd::RevokeToken(made.token_id.unwrap()),
+            _ => continue,
+        };
+        admin.identity(undo).await.unwrap();
     }
     let join = admin
         .identity(IdentityCmd::CreateToken {
