@@ -95,6 +95,10 @@ enum Call {
     /// An act whose request claims to come from bob (the server must go by
     /// the credential, not by that field).
     ActClaimingBob(&'static str, J),
+    /// An act on the caller's own job in demo that names a frame of bob's
+    /// job by its id: it may be allowed (the job is its own) but must not
+    /// touch bob's frame.
+    ActOnBobsFrame(&'static str),
     Hosts,
     Lock(bool),
     ServerInfo,
@@ -263,6 +267,9 @@ fn table() -> Vec<(Call, &'static str)> {
         for j in JOBS {
             rows.push((Act(verb, j), act(j)));
         }
+        if verb == "eat" {
+            rows.push((ActOnBobsFrame(verb), act(J::OwnDemo)));
+        }
         if verb == "pause" {
             rows.push((ActClaimingBob(verb, J::BobsDemo), act(J::BobsDemo)));
             rows.push((ActClaimingBob(verb, J::BobsOther), act(J::BobsOther)));
@@ -285,6 +292,13 @@ enum Req {
     Frames(String),
     Log(String),
     Act(&'static str, String, &'static str),
+    /// An act on a job, naming a frame (by id) of another job.
+    ActOn {
+        verb: &'static str,
+        job: String,
+        frame: String,
+        other: String,
+    },
     Hosts,
     Lock(bool),
     ServerInfo,
@@ -316,6 +330,7 @@ impl Req {
             self,
             Req::Submit { .. }
                 | Req::Act(..)
+                | Req::ActOn { .. }
                 | Req::Lock(_)
                 | Req::Admin(_)
                 | Req::Identity(_)
@@ -391,6 +406,22 @@ impl Fixture {
         self.jobs[&(owner.to_string(), show)].clone()
     }
 
+    /// Puts the job where `verb` changes something: a pause finds it
+    /// running, a resume paused, a retry with every frame eaten, an eat with
+    /// them waiting, a kill with the job live.
+    async fn unact(&self, verb: &str, job: &str) {
+        let (undo, frames) = match verb {
+            "pause" => ("resume", None),
+            "resume" => ("pause", None),
+            "retry" => ("eat", None),
+            "eat" => ("retry", Some(format!("{LAYER}/1-3"))),
+            _ => ("retry", None),
+        };
+        let mut q = act(undo, job, "");
+        q.targets = frames.into_iter().collect();
+        let _ = self.admin.act(q).await;
+    }
+
     async fn as_admin(&self, cmd: Admin) {
         let _ = self.admin.admin(cmd).await;
     }
@@ -423,14 +454,7 @@ impl Fixture {
             Call::ReadLog(j) => Req::Log(self.job(me, j)),
             Call::Act(verb, j) | Call::ActClaimingBob(verb, j) => {
                 let job = self.job(me, j);
-                // Put the job where the verb changes something.
-                let undo = match verb {
-                    "pause" => "resume",
-                    "resume" => "pause",
-                    "retry" => "eat",
-                    _ => "retry",
-                };
-                let _ = a.act(act(undo, &job, "")).await;
+                self.unact(verb, &job).await;
                 let claim = if matches!(call, Call::Act(..)) {
                     ""
                 } else {
@@ -651,6 +675,17 @@ impl Fixture {
                 };
                 Req::Identity(IdentityCmd::RemoveHost(host))
             }
+            Call::ActOnBobsFrame(verb) => {
+                let other = self.job(me, J::BobsDemo);
+                self.unact(verb, &other).await;
+                let frames = a.frames(&other, None, None).await.unwrap();
+                Req::ActOn {
+                    verb,
+                    job: self.job(me, J::OwnDemo),
+                    frame: frames[0].id.to_string(),
+                    other,
+                }
+            }
             Call::AttachAs => Req::Attach { header: HOST },
             Call::RegisterAsAnother => Req::Attach { header: "render02" },
             Call::JoinWith => Req::Join(format!("evil{n}")),
@@ -725,6 +760,23 @@ impl Fixture {
                 })
                 .await),
             Req::Act(verb, job, claim) => got(c.act(act(verb, &job, claim)).await),
+            Req::ActOn {
+                verb,
+                job,
+                frame,
+                other,
+            } => {
+                let before = self.admin.frames(&other, None, None).await.unwrap();
+                let mut q = act(verb, &job, "");
+                q.targets = vec![frame];
+                let r = c.act(q).await;
+                let after = self.admin.frames(&other, None, None).await.unwrap();
+                if before != after {
+                    Got::Bad(format!("changed bob's frames: {r:?}"))
+                } else {
+                    got(r)
+                }
+            }
             Req::Hosts => got(c.hosts().await),
             Req::Lock(locked) => got(c.set_host_lock(HOST, locked).await),
             Req::ServerInfo => got(c.server_info().await),
@@ -891,11 +943,28 @@ fn verdict(want: char, col: usize, call: Call, got: &Got) -> Result<(), String> 
                 Err(format!("refused without saying whom to ask: {m:?}"))
             }
         }
-        ('.', Got::Refused(Error::Unauthenticated(_))) if col >= USERS => Ok(()),
+        ('.', Got::Refused(Error::Unauthenticated(m))) if col >= USERS => {
+            if m.contains(says(COLS[col])) {
+                Ok(())
+            } else {
+                Err(format!("refused without saying why: {m:?}"))
+            }
+        }
         ('.', Got::Refused(e)) => Err(format!("refused, but as {e:?}")),
         ('.', Got::Hidden) => Err("answered instead of refusing".into()),
         (_, Got::Bad(why)) => Err(why.clone()),
         (w, _) => Err(format!("bad expectation {w:?}")),
+    }
+}
+
+/// What the farm API tells each caller that is not signed in.
+fn says(col: &str) -> &'static str {
+    match col {
+        "off" => "is disabled",
+        "old" | "junk" => "unknown or was revoked",
+        "exp" => "expired",
+        "host" => "host's credential",
+        _ => "no token",
     }
 }
 
