@@ -858,6 +858,50 @@ impl Fixture {
         lines
     }
 
+    /// Whether the audit trail gained exactly what a refusal should add
+    /// after record `last`: one `denied:` record of the caller's, with the
+    /// message it was given; one of the host's for a refused worker link
+    /// (written as the link is refused, so it is waited for); none where no
+    /// principal made the call (refused at the gate).
+    async fn audited(&self, call: Call, me: &str, got: &Got, last: i64) -> Result<(), String> {
+        let q = AuditQuery {
+            limit: 20,
+            ..AuditQuery::default()
+        };
+        let link = matches!(call, Call::AttachAs | Call::RegisterAsAnother);
+        let t = Instant::now();
+        let new = loop {
+            let all = self.admin.audit(&q).await.unwrap();
+            let new: Vec<_> = all.into_iter().filter(|r| r.id > last).collect();
+            if !link || !new.is_empty() || t.elapsed() > Duration::from_secs(3) {
+                break new;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let ok = match got {
+            _ if link => {
+                let host = match call {
+                    Call::AttachAs => HOST,
+                    _ => "render02",
+                };
+                new.len() == 1
+                    && new[0].who == format!("host {host}")
+                    && new[0].action == "attach"
+                    && new[0].outcome.starts_with("denied: ")
+            }
+            Got::Refused(Error::Forbidden(m)) => {
+                new.len() == 1 && new[0].who == me && new[0].outcome == format!("denied: {m}")
+            }
+            // No principal made the call: there is no one to record.
+            _ => new.is_empty(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("refused, but the audit gained {new:?}"))
+        }
+    }
+
     async fn last_audit(&self) -> i64 {
         let q = AuditQuery {
             limit: 1,
@@ -1225,32 +1269,14 @@ async fn matrix() {
             };
             let got = f.perform(me, c, req).await;
             let mut why = verdict(want, col, *call, &got).err();
-            if let (Some((before, last)), Got::Refused(e)) = (before, &got) {
+            if let (Some((before, last)), Got::Refused(_) | Got::Hidden) = (before, &got) {
                 refused_writes += 1;
                 let after = f.snapshot(job.as_deref()).await;
                 if let Some(changed) = first_change(&before, &after) {
                     why.get_or_insert(format!("refused, but the farm changed: {changed}"));
                 }
-                let q = AuditQuery {
-                    limit: 20,
-                    ..AuditQuery::default()
-                };
-                let new: Vec<_> = f.admin.audit(&q).await.unwrap();
-                let new: Vec<_> = new.into_iter().filter(|r| r.id > last).collect();
-                let audited = match e {
-                    // A refused link is logged, and audited only where a
-                    // join token or a host's name was given (not checked).
-                    _ if call.on_link() => true,
-                    Error::Forbidden(m) => {
-                        new.len() == 1
-                            && new[0].who == *me
-                            && new[0].outcome == format!("denied: {m}")
-                    }
-                    // No principal made the call: there is no one to record.
-                    _ => new.is_empty(),
-                };
-                if !audited {
-                    why.get_or_insert(format!("refused, but the audit gained {new:?}"));
+                if let Err(e) = f.audited(*call, me, &got, last).await {
+                    why.get_or_insert(e);
                 }
             }
             if let Some(why) = why {
