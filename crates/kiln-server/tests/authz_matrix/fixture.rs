@@ -219,6 +219,7 @@ impl Fixture {
                     r => Got::Bad(format!("the link said {r:?}")),
                 }
             }
+            Req::Login => got(c.login("dummy", "not the password", None).await),
             Req::Join(host) => {
                 let token = self.tokens.get(me).cloned().unwrap_or_default();
                 got(client::join(&self.url, &token, &host).await)
@@ -264,7 +265,8 @@ impl Fixture {
             limit: 20,
             ..AuditQuery::default()
         };
-        let link = matches!(call, Call::AttachAs | Call::RegisterAsAnother);
+        // Written as the call is refused, not in a commit it waits for.
+        let link = matches!(call, Call::AttachAs | Call::RegisterAsAnother | Call::Login);
         let t = Instant::now();
         let new = loop {
             let all = self.admin.audit(&q).await.unwrap();
@@ -276,13 +278,14 @@ impl Fixture {
         };
         let ok = match got {
             _ if link => {
-                let host = match call {
-                    Call::AttachAs => HOST,
-                    _ => "render02",
+                let (who, action) = match call {
+                    Call::AttachAs => (format!("host {HOST}"), "attach"),
+                    Call::Login => ("dummy".to_string(), "login"),
+                    _ => ("host render02".to_string(), "attach"),
                 };
                 new.len() == 1
-                    && new[0].who == format!("host {host}")
-                    && new[0].action == "attach"
+                    && new[0].who == who
+                    && new[0].action == action
                     && new[0].outcome.starts_with("denied: ")
             }
             Got::Refused(Error::Forbidden(m)) => {

@@ -92,6 +92,7 @@ async fn matrix() {
         farm: FarmConfig::default(),
         connections: Default::default(),
         tls: kiln_server::tls::Tls::Plaintext,
+        ldap: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // As `kiln server` runs it: on a runtime of its own, from its thread.

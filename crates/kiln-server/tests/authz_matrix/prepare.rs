@@ -47,6 +47,7 @@ pub enum Req {
         header: &'static str,
     },
     Join(String),
+    Login,
 }
 
 impl Req {
@@ -70,6 +71,7 @@ impl Req {
                 | Req::Identity(_)
                 | Req::Attach { .. }
                 | Req::Join(_)
+                | Req::Login
         )
     }
 }
@@ -348,6 +350,7 @@ impl Fixture {
             Call::AttachAs => Req::Attach { header: HOST },
             Call::RegisterAsAnother => Req::Attach { header: "render02" },
             Call::JoinWith => Req::Join(format!("evil{n}")),
+            Call::Login => Req::Login,
         }
     }
 }

@@ -125,15 +125,19 @@ pub enum Call {
     RegisterAsAnother,
     /// A worker join with the caller's token as the join token.
     JoinWith,
+    /// A password sign-in as the dummy user, who has no password: the
+    /// caller's own token makes no difference.
+    Login,
 }
 
 impl Call {
-    /// The worker link's rows: there every caller is refused, as
-    /// unauthenticated or by closing the link, and no principal is audited.
+    /// The rows that need no user's credential (the worker link, a
+    /// sign-in): there every caller is refused alike, as unauthenticated or
+    /// by closing the link.
     pub fn on_link(self) -> bool {
         matches!(
             self,
-            Call::AttachAs | Call::RegisterAsAnother | Call::JoinWith
+            Call::AttachAs | Call::RegisterAsAnother | Call::JoinWith | Call::Login
         )
     }
 }
@@ -228,6 +232,7 @@ pub fn table() -> Vec<(Call, &'static str)> {
         (AttachAs, "..............."),
         (RegisterAsAnother, "..............."),
         (JoinWith, "..............."),
+        (Login, "..............."),
     ];
     for j in JOBS {
         rows.push((Job(j), read(j)));
