@@ -4,6 +4,7 @@
 
 use crate::applier::{AuditDraft, Caller, IdentityAsk, LoginAsk, Request};
 use crate::auth::edge::Gate;
+use crate::auth::ldap::{self, LdapConfig, LdapError};
 use crate::auth::secret::{self, Kind};
 use crate::logs::LogStore;
 use crate::now_ms;
@@ -29,6 +30,7 @@ pub struct Api<S: Store> {
     pub(crate) logs: Arc<LogStore>,
     pub(crate) data_dir: String,
     pub(crate) gate: Gate,
+    pub(crate) ldap: Option<Arc<LdapConfig>>,
 }
 
 fn forbidden(d: kiln_core::auth::Decision<'_>) -> Result<()> {
@@ -320,9 +322,20 @@ impl<S: Store> FarmApi for Api<S> {
                 "wrong user name or password for {user:?}; try again"
             ))
         };
+        let refused = |outcome: &str| {
+            let _ = self.tx.send(Request::Audit(AuditDraft {
+                who: user.clone(),
+                from: from.clone(),
+                action: "login".into(),
+                target: format!("user {user}"),
+                outcome: format!("denied: {outcome}"),
+            }));
+        };
         let known = self.gate.identity().user(&user).cloned();
-        let verified = match known.as_ref() {
-            Some(u) if u.source == Source::Local => match u.password.clone() {
+        // A local account signs in with its own password only; any other
+        // name is the directory's, when there is one.
+        let verified = match (known.as_ref(), &self.ldap) {
+            (Some(u), _) if u.source == Source::Local => match u.password.clone() {
                 Some(phc) => {
                     let pw = password.clone();
                     let ok =
@@ -333,16 +346,20 @@ impl<S: Store> FarmApi for Api<S> {
                 }
                 None => None,
             },
-            _ => None,
+            (_, Some(cfg)) => match ldap::login(cfg, &user, &password).await {
+                Ok(grants) => Some(Some(grants)),
+                Err(LdapError::BadCredentials) => None,
+                Err(e) => {
+                    refused(&format!("the directory did not answer: {e}"));
+                    return Err(Error::Unavailable(format!(
+                        "cannot check the password with the directory: {e}"
+                    )));
+                }
+            },
+            (_, None) => None,
         };
         let Some(directory_grants) = verified else {
-            let _ = self.tx.send(Request::Audit(AuditDraft {
-                who: user.clone(),
-                from,
-                action: "login".into(),
-                target: format!("user {user}"),
-                outcome: "denied: wrong user name or password".into(),
-            }));
+            refused("wrong user name or password");
             return Err(wrong());
         };
         let ask = LoginAsk {

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub farm: FarmConfig,
     pub connections: kiln_proto::conn::ConnLimits,
     pub tls: tls::Tls,
+    /// Password sign-in against a directory as well as local users.
+    pub ldap: Option<auth::ldap::LdapConfig>,
 }
 
 /// Milliseconds since the Unix epoch: the server's one clock.
@@ -177,6 +179,7 @@ pub async fn serve(
         logs: logs.clone(),
         data_dir: config.data_dir.display().to_string(),
         gate: gate.clone(),
+        ldap: config.ldap.clone().map(Arc::new),
     };
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {

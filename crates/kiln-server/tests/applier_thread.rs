@@ -29,6 +29,7 @@ fn a_huge_submit_leaves_the_runtime_free() {
         farm: FarmConfig::default(),
         connections: Default::default(),
         tls: kiln_server::tls::Tls::Plaintext,
+        ldap: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let on_server = rt.handle().clone();

@@ -9,7 +9,9 @@ use kiln_core::auth::identity::{JoinRules, Source};
 use kiln_core::auth::views::IdentityCmd;
 use kiln_core::auth::{Grant, Right};
 use kiln_core::size::parse_duration_s;
+use kiln_proto::tls;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -26,6 +28,11 @@ pub struct LoginArgs {
     /// password (checked first).
     #[arg(long = "with-token", value_name = "TOKEN")]
     with_token: Option<String>,
+    /// Trust the server's CA without asking if its fingerprint is this
+    /// (`SHA256:…`, as `kiln server` prints it): for scripts. At a terminal
+    /// `kiln login` shows the fingerprint and asks instead.
+    #[arg(long, value_name = "SHA256:…")]
+    fingerprint: Option<String>,
 }
 
 #[derive(Args)]
@@ -234,9 +241,75 @@ fn since_ms(text: &str) -> Result<i64> {
     bail!("--since {text:?}: give a duration ago (1h, 7d) or a UTC date such as 2026-12-07 or 2026-12-07T09:30:00Z")
 }
 
-pub async fn login(a: LoginArgs, server: &str) -> Result<ExitCode> {
+/// Makes sure the server at `url` is one this user trusts before a
+/// password or token goes to it: `--ca FILE` as given; a CA stored by an
+/// earlier login or the system's roots, if they accept it; else the CA the
+/// server presents, once its fingerprint is confirmed (at the terminal, or
+/// by `--fingerprint`). Returns the PEM to keep for the server once the
+/// login succeeds.
+async fn trust_server(
+    url: &str,
+    ca: Option<&Path>,
+    expect: Option<&str>,
+) -> Result<Option<Vec<u8>>> {
+    if !url.starts_with("https://") {
+        return Ok(None);
+    }
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).with_context(|| format!("--ca: reading {}", ca.display()))?;
+        return Ok(Some(pem));
+    }
+    match kiln_proto::client::Client::connect(url).await {
+        Ok(_) => return Ok(None),
+        Err(kiln_proto::Error::Untrusted(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(old) = tls::pinned_ca_path(url).filter(|p| p.is_file()) {
+        eprintln!(
+            "WARNING: the server at {url} no longer presents the CA trusted for it in {}: \
+             its CA was made again, or this is not the same server. Ask its admin before \
+             trusting the new one.",
+            old.display()
+        );
+    }
+    let got = tls::fetch_ca(url).await?;
+    eprintln!(
+        "The server at {url} presents a certificate from {:?} with fingerprint\n  {}\n\
+         It is trusted only if that is the fingerprint its `kiln server` printed at start.",
+        got.subject, got.fingerprint
+    );
+    let yes = match expect {
+        Some(fp) if tls::same_fingerprint(fp, &got.fingerprint) => true,
+        Some(fp) => bail!(
+            "--fingerprint {fp} is not the server's: do not log in; check the address, \
+             or ask the farm's admin for the fingerprint `kiln server` printed"
+        ),
+        None if std::io::stdin().is_terminal() => {
+            eprint!("Trust it from now on? [y/N] ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+        }
+        None => bail!(
+            "no terminal to ask whether to trust it: after checking the fingerprint, run \
+             `kiln login {url} --fingerprint {}`, or pass --ca FILE (ca.pem from the server's \
+             data directory)",
+            got.fingerprint
+        ),
+    };
+    if !yes {
+        bail!("not trusted: nothing was stored and no password was sent");
+    }
+    let file = tls::save_trusted_ca(url, &got.pem)?;
+    eprintln!("trusted; its CA is kept in {}", file.display());
+    Ok(None)
+}
+
+pub async fn login(a: LoginArgs, server: &str, ca: Option<&Path>) -> Result<ExitCode> {
     let url = kiln_proto::client::normalize_url(a.url.as_deref().unwrap_or(server));
     kiln_proto::client::check_url(&url)?;
+    let keep_ca = trust_server(&url, ca, a.fingerprint.as_deref()).await?;
     let token = match a.with_token {
         Some(t) => t.trim().to_string(),
         None => {
@@ -270,6 +343,10 @@ pub async fn login(a: LoginArgs, server: &str) -> Result<ExitCode> {
     let client = kiln_proto::client::Client::connect_as(&url, Some(&token)).await?;
     let me = client.whoami().await?;
     let kept = crate::session::save_token(&url, &token)?;
+    if let Some(pem) = keep_ca {
+        let file = tls::save_trusted_ca(&url, &pem)?;
+        eprintln!("the CA from --ca is kept for {url} in {}", file.display());
+    }
     println!(
         "logged in to {url} as {} ({}); the token is in {}",
         me.user,
@@ -445,7 +522,10 @@ pub async fn token(cmd: TokenCmd, server: &str) -> Result<ExitCode> {
             println!("{token}");
             if worker {
                 let url = kiln_proto::client::normalize_url(server);
-                eprintln!("on each render host: kiln worker --server {url} --join {token}");
+                let pin = tls::trusted_ca_file(&url)
+                    .and_then(|f| tls::file_fingerprint(&f).ok())
+                    .map_or(String::new(), |fp| format!(" --fingerprint {fp}"));
+                eprintln!("on each render host: kiln worker --server {url} --join {token}{pin}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -50,6 +50,8 @@ pub struct ServerArgs {
     /// No TLS: only when listening on a loopback address.
     #[arg(long)]
     plaintext: bool,
+    #[command(flatten)]
+    ldap: crate::ldap::LdapArgs,
 }
 
 #[derive(Args)]
@@ -91,6 +93,12 @@ pub struct WorkerArgs {
     /// first start only.
     #[arg(long, value_name = "TOKEN", env = "KILN_JOIN", hide_env_values = true)]
     join: Option<String>,
+    /// On the first start over https: trust the CA the server presents if
+    /// its fingerprint is this (`SHA256:…`, printed by `kiln server` and by
+    /// `kiln token create --worker`). The CA is then kept in --work-dir,
+    /// as one given with --ca is, and trusted from then on.
+    #[arg(long, value_name = "SHA256:…")]
+    fingerprint: Option<String>,
     /// Run every frame as the worker's own account, whatever the job's user
     /// (a single-user farm). A root worker otherwise switches to the job's
     /// user.
@@ -165,6 +173,7 @@ pub(crate) async fn shutdown_signal() {
 
 pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
+    let ldap = a.ldap.config()?;
     let data = a.data.unwrap_or_else(crate::default_data_dir);
     let farm = farm_config(&a.down_after)?;
     let idle =
@@ -210,6 +219,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             farm,
             connections,
             tls,
+            ldap,
         },
         listener,
         shutdown_signal(),
@@ -286,7 +296,8 @@ async fn host_credential(
     }
     let Some(token) = join else {
         bail!(
-            "host {name} is not enrolled: start the worker once with --join TOKEN              (a wrangler makes one with `kiln token create --worker`)"
+            "host {name} is not enrolled: start the worker once with --join TOKEN \
+             (an admin makes one with `kiln token create --worker`)"
         );
     };
     let credential = kiln_proto::client::join(server, token, name)
@@ -303,11 +314,95 @@ async fn host_credential(
     Ok(credential)
 }
 
-pub async fn worker(a: WorkerArgs, server: &str) -> Result<ExitCode> {
+/// Where a worker keeps the CA it trusts for `server`.
+fn pinned_ca_file(work_dir: &std::path::Path, server: &str) -> PathBuf {
+    let authority: String = server
+        .split("://")
+        .last()
+        .unwrap_or(server)
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    work_dir.join(format!("ca-{authority}.pem"))
+}
+
+/// Which CA the worker trusts for an https server: `--ca` (kept in the
+/// work directory at a join), else the one kept there, else the one the
+/// server presents if it has the `--fingerprint` given (then kept), else
+/// the system's roots.
+async fn pin_ca(
+    server: &str,
+    work_dir: &std::path::Path,
+    ca: Option<&std::path::Path>,
+    fingerprint: Option<&str>,
+    joining: bool,
+) -> Result<()> {
+    if !server.starts_with("https://") {
+        return Ok(());
+    }
+    let pin = pinned_ca_file(work_dir, server);
+    let keep = |pem: &[u8]| -> Result<()> {
+        std::fs::create_dir_all(work_dir)
+            .with_context(|| format!("creating {}", work_dir.display()))?;
+        let tmp = pin.with_extension("pem.tmp");
+        std::fs::write(&tmp, pem)
+            .and_then(|()| std::fs::rename(&tmp, &pin))
+            .with_context(|| format!("keeping the CA in {}", pin.display()))
+    };
+    if let Some(ca) = ca {
+        if joining {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("--ca: reading {}", ca.display()))?;
+            keep(&pem)?;
+        }
+        return Ok(());
+    }
+    if pin.is_file() {
+        kiln_proto::tls::trust_ca_file(pin);
+        return Ok(());
+    }
+    let Some(expect) = fingerprint else {
+        return Ok(());
+    };
+    let got = kiln_proto::tls::fetch_ca(server).await?;
+    if !kiln_proto::tls::same_fingerprint(expect, &got.fingerprint) {
+        bail!(
+            "--fingerprint: the server at {server} presents a CA with fingerprint {}, not {expect}: \
+             check the address and the fingerprint `kiln server` printed; nothing was trusted",
+            got.fingerprint
+        );
+    }
+    keep(&got.pem)?;
+    eprintln!(
+        "trusting {server}'s CA ({}), kept in {}",
+        got.fingerprint,
+        pin.display()
+    );
+    kiln_proto::tls::trust_ca_file(pin);
+    Ok(())
+}
+
+pub async fn worker(a: WorkerArgs, server: &str, ca: Option<&std::path::Path>) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
     kiln_proto::client::check_url(server)?;
     let join = a.join.clone();
+    let fingerprint = a.fingerprint.clone();
     let mut cfg = worker_config(a, server)?;
+    pin_ca(
+        server,
+        &cfg.work_dir,
+        ca,
+        fingerprint.as_deref(),
+        join.is_some(),
+    )
+    .await?;
     let name = cfg.name.clone().unwrap_or_else(kiln_worker::host::hostname);
     cfg.credential = host_credential(server, &cfg.work_dir, &name, join.as_deref()).await?;
     cfg.name = Some(name);
@@ -341,6 +436,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             connections: ConnLimits::default(),
             // The local quick start: loopback only, nothing to set up.
             tls: Tls::Plaintext,
+            ldap: None,
         },
         listener,
         stopped(stop_rx.clone()),
@@ -358,6 +454,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             min_available_memory: None,
             no_cgroups: false,
             join: None,
+            fingerprint: None,
             run_as_self: true,
         },
         &url,

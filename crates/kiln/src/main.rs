@@ -8,6 +8,7 @@ mod fleet;
 mod fmt;
 mod identity;
 mod job;
+mod ldap;
 mod local;
 mod parse;
 mod service;
@@ -229,14 +230,15 @@ fn error_text(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let server = cli.server;
-    if let Some(ca) = cli.ca {
-        kiln_proto::tls::trust_ca_file(ca);
+    let ca = cli.ca;
+    if let Some(ca) = &ca {
+        kiln_proto::tls::trust_ca_file(ca.clone());
     }
     session::init(cli.token);
     match cli.command {
         Cmd::Up(a) => local::up(a).await,
         Cmd::Server(a) => local::server(a).await,
-        Cmd::Worker(a) => local::worker(a, &server).await,
+        Cmd::Worker(a) => local::worker(a, &server, ca.as_deref()).await,
         Cmd::Submit(a) => submit::submit(a, &server).await,
         Cmd::Jobs(a) => show::jobs(a, &server).await,
         Cmd::Job(a) => job::job(a, &server).await,
@@ -261,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Limit { command } => wrangle::limit(command, &server).await,
         Cmd::Services(a) => structure::services(a, &server).await,
         Cmd::Service { command } => service::service(command, &server).await,
-        Cmd::Login(a) => identity::login(a, &server).await,
+        Cmd::Login(a) => identity::login(a, &server, ca.as_deref()).await,
         Cmd::Logout { url } => identity::logout(url, &server).await,
         Cmd::Whoami(a) => identity::whoami(a, &server).await,
         Cmd::User { command } => identity::user(command, &server).await,

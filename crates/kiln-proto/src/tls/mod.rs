@@ -65,6 +65,27 @@ fn read_ca(path: &Path) -> Result<Certificate> {
         .map_err(|e| Error::Invalid(format!("cannot read the CA file {}: {e}", path.display())))
 }
 
+/// The CA file connections to `url` trust: `--ca`/`KILN_CA`, else the one
+/// `kiln login` stored for that server. `None`: the system's roots (or a
+/// plaintext URL).
+pub fn trusted_ca_file(url: &str) -> Option<PathBuf> {
+    let (host, port) = pin::https_target(url).ok()?;
+    CA_FILE
+        .get()
+        .cloned()
+        .or_else(|| pin::pin_file(&host, port).filter(|f| f.is_file()))
+}
+
+/// The fingerprint of the CA (the last certificate) in the PEM file `path`.
+pub fn file_fingerprint(path: &Path) -> Result<String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Invalid(format!("cannot read the CA file {}: {e}", path.display())))?;
+    let certs = pem_certificates(&pem, &path.display().to_string())?;
+    Ok(fingerprint(
+        certs.last().expect("pem_certificates refuses none"),
+    ))
+}
+
 /// The client side for `https://host:port`: trusts `--ca`/`KILN_CA`, else
 /// the CA `kiln login` stored for this server, else the system's roots.
 pub(crate) fn client_config(host: &str, port: u16) -> Result<ClientTlsConfig> {

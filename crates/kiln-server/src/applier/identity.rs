@@ -372,7 +372,13 @@ impl<S: Store> Applier<S> {
                     });
                 }
             }
-            (Some(_), _) => {}
+            // The name is a local account's: a directory's word is not its.
+            (Some(_), Some(_)) => {
+                return Err(CoreError::Forbidden(format!(
+                    "{name} is a local user: sign in with its Kiln password"
+                )))
+            }
+            (Some(_), None) => {}
         }
         let expires_at = now + SESSION_MS;
         self.change(Change::PutToken(Token {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod slapd;
+
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -151,6 +153,11 @@ impl Farm {
 
     /// A server over TLS with a CA of its own, and `workers` workers.
     pub fn start_tls(workers: usize, cores: u32) -> Farm {
+        Farm::start_tls_with(workers, cores, &[])
+    }
+
+    /// [`Farm::start_tls`] with `extra` arguments to `kiln server`.
+    pub fn start_tls_with(workers: usize, cores: u32, extra: &[&str]) -> Farm {
         let mut farm = Farm {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
@@ -160,7 +167,7 @@ impl Farm {
             join: None,
             tls: true,
         };
-        farm.start_server();
+        farm.start_server_with(extra, None);
         for i in 0..workers {
             farm.add_worker(&format!("w{i}"), cores);
         }
