@@ -142,6 +142,7 @@ impl Server {
         cmd.args(["jobs", "--all"])
             .env("KILN_SERVER", url)
             .env("XDG_CONFIG_HOME", config_home())
+            .env("KILN_TOKEN", common::admin_token(&self.path("data")))
             .env_remove("KILN_CA")
             .stdin(Stdio::null());
         if let Some(ca) = ca {
