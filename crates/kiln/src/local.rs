@@ -351,9 +351,8 @@ async fn pin_ca(
     let keep = |pem: &[u8]| -> Result<()> {
         std::fs::create_dir_all(work_dir)
             .with_context(|| format!("creating {}", work_dir.display()))?;
-        let tmp = pin.with_extension("pem.tmp");
-        std::fs::write(&tmp, pem)
-            .and_then(|()| std::fs::rename(&tmp, &pin))
+        let pem = String::from_utf8_lossy(pem);
+        kiln_server::write_secret(&pin, &pem)
             .with_context(|| format!("keeping the CA in {}", pin.display()))
     };
     if let Some(ca) = ca {

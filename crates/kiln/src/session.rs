@@ -4,8 +4,6 @@
 
 use anyhow::{Context, Result};
 use kiln_proto::client::Client;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -68,17 +66,8 @@ pub fn save_token(url: &str, token: &str) -> Result<PathBuf> {
     let path = token_file(url).context("no home directory to keep the token in: set HOME")?;
     let dir = path.parent().expect("has a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(format!("{}\n", token.trim()).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    kiln_server::write_secret(&path, &format!("{}\n", token.trim()))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
