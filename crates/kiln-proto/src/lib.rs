@@ -1,7 +1,7 @@
 //! Kiln's wire protocol: the generated gRPC code, its conversions to and from
 //! domain types, and thin client and server adapters. No other crate sees a
-//! protobuf type: servers implement [`server::FarmApi`] and
-//! [`server::WorkerLinkApi`] in domain terms, clients use [`client::Client`]
+//! protobuf type: servers implement `kiln_api`'s `FarmApi` and
+//! `WorkerLinkApi` in domain terms, clients use [`client::Client`]
 //! and [`client::connect_worker`].
 
 pub mod client;
@@ -147,10 +147,38 @@ fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
 
 impl From<kiln_core::Error> for Error {
     fn from(e: kiln_core::Error) -> Self {
+        kiln_api::Error::from(e).into()
+    }
+}
+
+impl From<kiln_api::Error> for Error {
+    fn from(e: kiln_api::Error) -> Self {
+        use kiln_api::Error as A;
         match e {
-            kiln_core::Error::NotFound(m) => Error::NotFound(m),
-            kiln_core::Error::Forbidden(m) => Error::Forbidden(m),
-            other => Error::Invalid(other.to_string()),
+            A::NotFound(m) => Error::NotFound(m),
+            A::Invalid(m) => Error::Invalid(m),
+            A::Unavailable(m) => Error::Unavailable(m),
+            A::Unauthenticated(m) => Error::Unauthenticated(m),
+            A::Forbidden(m) => Error::Forbidden(m),
+            A::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
+/// What a worker's stream brought, for the domain: a message this version
+/// cannot read is the peer's invalid request; a transport failure, the
+/// peer being unavailable.
+impl From<Error> for kiln_api::Error {
+    fn from(e: Error) -> Self {
+        use kiln_api::Error as A;
+        match e {
+            Error::NotFound(m) => A::NotFound(m),
+            Error::Invalid(m) => A::Invalid(m),
+            Error::Malformed(m) => A::Invalid(format!("malformed message from the peer: {m}")),
+            Error::Unavailable(m) | Error::Unreached(m) | Error::Untrusted(m) => A::Unavailable(m),
+            Error::Unauthenticated(m) => A::Unauthenticated(m),
+            Error::Forbidden(m) => A::Forbidden(m),
+            Error::Internal(m) => A::Internal(m),
         }
     }
 }

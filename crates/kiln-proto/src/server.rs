@@ -1,86 +1,19 @@
-//! The server side of the wire: domain-level traits the server implements,
-//! adapted to tonic's generated services and served on one port.
+//! The server side of the wire: `kiln_api`'s domain traits, as the server
+//! implements them, adapted to tonic's generated services and served on
+//! one port.
 
 use crate::conn::ConnLimits;
 use crate::convert::{admin_command, identity_cmd, worker_msg};
 use crate::pb;
 use crate::{Error, Result};
 use futures::{Stream, StreamExt};
-use kiln_core::auth::audit::{AuditQuery, AuditRecord};
-use kiln_core::auth::views::*;
+use kiln_api::{FarmApi, WorkerLinkApi};
+use kiln_core::auth::audit::AuditQuery;
 use kiln_core::auth::Credentials;
-use kiln_core::farm::Admin;
-use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
 use std::future::Future;
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
-
-pub type WorkerStream = Pin<Box<dyn Stream<Item = Result<WorkerMsg>> + Send>>;
-pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
-
-/// The client API in domain terms. Every call takes the caller's
-/// [`Credentials`] as the transport saw them; the implementation
-/// authenticates them and asks `kiln_core::auth::authorize`.
-#[tonic::async_trait]
-pub trait FarmApi: Send + Sync + 'static {
-    /// `run_as`: who the job runs as when its spec names no user (empty:
-    /// the caller). `key`: the client's idempotency key, if it sent one.
-    async fn submit(
-        &self,
-        who: Credentials,
-        spec: String,
-        run_as: String,
-        base_dir: Option<String>,
-        key: Option<String>,
-    ) -> Result<Submitted>;
-    async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>>;
-    async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;
-    async fn frames(
-        &self,
-        who: Credentials,
-        job: String,
-        layer: Option<String>,
-        state: Option<String>,
-    ) -> Result<Vec<FrameInfo>>;
-    async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice>;
-    async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)>;
-    async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>>;
-    async fn set_host_lock(&self, who: Credentials, host: String, locked: bool)
-        -> Result<HostInfo>;
-    async fn server_info(&self, who: Credentials) -> Result<ServerInfo>;
-    /// Applies a wrangler's change; returns a line saying what changed.
-    async fn admin(&self, who: Credentials, cmd: Admin) -> Result<String>;
-    async fn structure(&self, who: Credentials) -> Result<StructureView>;
-    async fn whoami(&self, who: Credentials) -> Result<WhoAmI>;
-    /// A password or directory sign-in; needs no credential.
-    async fn login(
-        &self,
-        who: Credentials,
-        user: String,
-        password: String,
-        token_name: Option<String>,
-    ) -> Result<LoggedIn>;
-    async fn users(&self, who: Credentials) -> Result<Vec<UserInfo>>;
-    async fn tokens(&self, who: Credentials, all: bool) -> Result<Vec<TokenInfo>>;
-    async fn audit(&self, who: Credentials, q: AuditQuery) -> Result<Vec<AuditRecord>>;
-    async fn identity(&self, who: Credentials, cmd: IdentityCmd) -> Result<IdentityDone>;
-}
-
-/// The worker link in domain terms: one call per worker connection.
-#[tonic::async_trait]
-pub trait WorkerLinkApi: Send + Sync + 'static {
-    /// `host`: the name the connection says it is for, which its
-    /// credential must be bound to.
-    async fn connect(
-        &self,
-        who: Credentials,
-        host: String,
-        incoming: WorkerStream,
-    ) -> Result<ServerStream>;
-    /// Exchanges a join token for the host's own credential.
-    async fn join(&self, who: Credentials, token: String, host: String) -> Result<String>;
-}
 
 /// The metadata key naming the host a worker link is for.
 pub const HOST_HEADER: &str = "kiln-host";
@@ -113,6 +46,11 @@ pub fn not_utf8(e: std::str::Utf8Error) -> Error {
     ))
 }
 
+/// A domain error as a gRPC status.
+fn wire(e: kiln_api::Error) -> Status {
+    Error::from(e).into()
+}
+
 fn some(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -131,7 +69,8 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let s = self
             .0
             .submit(who, spec, r.user, some(r.base_dir), some(r.submit_key))
-            .await?;
+            .await
+            .map_err(wire)?;
         Ok(Response::new(pb::SubmitReply {
             job_id: s.id,
             name: s.name,
@@ -144,7 +83,11 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         r: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsReply>, Status> {
         let who = credentials(&r);
-        let jobs = self.0.list_jobs(who, r.into_inner().all).await?;
+        let jobs = self
+            .0
+            .list_jobs(who, r.into_inner().all)
+            .await
+            .map_err(wire)?;
         Ok(Response::new(pb::ListJobsReply {
             jobs: jobs.into_iter().map(Into::into).collect(),
         }))
@@ -153,7 +96,11 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
     async fn get_job(&self, r: Request<pb::JobRef>) -> Result<Response<pb::JobDetail>, Status> {
         let who = credentials(&r);
         Ok(Response::new(
-            self.0.job(who, r.into_inner().job).await?.into(),
+            self.0
+                .job(who, r.into_inner().job)
+                .await
+                .map_err(wire)?
+                .into(),
         ))
     }
 
@@ -166,7 +113,8 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let frames = self
             .0
             .frames(who, r.job, some(r.layer), some(r.state))
-            .await?;
+            .await
+            .map_err(wire)?;
         Ok(Response::new(pb::ListFramesReply {
             frames: frames.into_iter().map(Into::into).collect(),
         }))
@@ -190,7 +138,8 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
                     max_bytes: r.max_bytes,
                 },
             )
-            .await?;
+            .await
+            .map_err(wire)?;
         Ok(Response::new(pb::ReadLogReply {
             data: s.data,
             next_offset: s.next_offset,
@@ -216,7 +165,8 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
                     user: r.user,
                 },
             )
-            .await?;
+            .await
+            .map_err(wire)?;
         Ok(Response::new(pb::ActReply { frames, message }))
     }
 
@@ -224,7 +174,7 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsReply>, Status> {
-        let hosts = self.0.hosts(credentials(&r)).await?;
+        let hosts = self.0.hosts(credentials(&r)).await.map_err(wire)?;
         Ok(Response::new(pb::ListHostsReply {
             hosts: hosts.into_iter().map(Into::into).collect(),
         }))
@@ -237,7 +187,11 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let who = credentials(&r);
         let r = r.into_inner();
         Ok(Response::new(
-            self.0.set_host_lock(who, r.host, r.locked).await?.into(),
+            self.0
+                .set_host_lock(who, r.host, r.locked)
+                .await
+                .map_err(wire)?
+                .into(),
         ))
     }
 
@@ -247,7 +201,7 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
     ) -> Result<Response<pb::AdminReply>, Status> {
         let who = credentials(&r);
         let cmd = admin_command(r.into_inner())?;
-        let message = self.0.admin(who, cmd).await?;
+        let message = self.0.admin(who, cmd).await.map_err(wire)?;
         Ok(Response::new(pb::AdminReply { message }))
     }
 
@@ -256,7 +210,11 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         r: Request<pb::StructureRequest>,
     ) -> Result<Response<pb::Structure>, Status> {
         Ok(Response::new(
-            self.0.structure(credentials(&r)).await?.into(),
+            self.0
+                .structure(credentials(&r))
+                .await
+                .map_err(wire)?
+                .into(),
         ))
     }
 
@@ -264,7 +222,7 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::ServerInfoRequest>,
     ) -> Result<Response<pb::ServerInfoReply>, Status> {
-        let i = self.0.server_info(credentials(&r)).await?;
+        let i = self.0.server_info(credentials(&r)).await.map_err(wire)?;
         Ok(Response::new(pb::ServerInfoReply {
             version: i.version,
             data_dir: i.data_dir,
@@ -277,7 +235,9 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIReply>, Status> {
-        Ok(Response::new(self.0.whoami(credentials(&r)).await?.into()))
+        Ok(Response::new(
+            self.0.whoami(credentials(&r)).await.map_err(wire)?.into(),
+        ))
     }
 
     async fn login(
@@ -289,7 +249,8 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let l = self
             .0
             .login(who, r.user, r.password, some(r.token_name))
-            .await?;
+            .await
+            .map_err(wire)?;
         Ok(Response::new(l.into()))
     }
 
@@ -297,7 +258,7 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersReply>, Status> {
-        let users = self.0.users(credentials(&r)).await?;
+        let users = self.0.users(credentials(&r)).await.map_err(wire)?;
         Ok(Response::new(pb::ListUsersReply {
             users: users.into_iter().map(Into::into).collect(),
         }))
@@ -308,7 +269,7 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         r: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensReply>, Status> {
         let who = credentials(&r);
-        let tokens = self.0.tokens(who, r.into_inner().all).await?;
+        let tokens = self.0.tokens(who, r.into_inner().all).await.map_err(wire)?;
         Ok(Response::new(pb::ListTokensReply {
             tokens: tokens.into_iter().map(Into::into).collect(),
         }))
@@ -325,7 +286,7 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
             since: (r.since != 0).then_some(r.since),
             limit: r.limit,
         };
-        let records = self.0.audit(who, q).await?;
+        let records = self.0.audit(who, q).await.map_err(wire)?;
         Ok(Response::new(pb::ListAuditReply {
             records: records.into_iter().map(Into::into).collect(),
         }))
@@ -337,7 +298,9 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
     ) -> Result<Response<pb::IdentityReply>, Status> {
         let who = credentials(&r);
         let cmd = identity_cmd(r.into_inner())?;
-        Ok(Response::new(self.0.identity(who, cmd).await?.into()))
+        Ok(Response::new(
+            self.0.identity(who, cmd).await.map_err(wire)?.into(),
+        ))
     }
 }
 
@@ -363,10 +326,14 @@ impl<T: WorkerLinkApi> pb::worker_link_server::WorkerLink for LinkAdapter<T> {
         // An open link is a request in flight for as long as it lasts, so
         // its connection is not idle, however quiet (see `inflight`).
         let incoming = r.into_inner().map(|m| match m {
-            Ok(m) => worker_msg(m),
-            Err(s) => Err(Error::from(s)),
+            Ok(m) => worker_msg(m).map_err(kiln_api::Error::from),
+            Err(s) => Err(Error::from(s).into()),
         });
-        let out = self.0.connect(who, host, Box::pin(incoming)).await?;
+        let out = self
+            .0
+            .connect(who, host, Box::pin(incoming))
+            .await
+            .map_err(wire)?;
         let out: PbServerStream = Box::pin(out.map(|m| Ok(pb::ServerMessage::from(m))));
         Ok(Response::new(out))
     }
@@ -374,7 +341,7 @@ impl<T: WorkerLinkApi> pb::worker_link_server::WorkerLink for LinkAdapter<T> {
     async fn join(&self, r: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
         let who = credentials(&r);
         let r = r.into_inner();
-        let credential = self.0.join(who, r.token, r.host).await?;
+        let credential = self.0.join(who, r.token, r.host).await.map_err(wire)?;
         Ok(Response::new(pb::JoinReply { credential }))
     }
 }

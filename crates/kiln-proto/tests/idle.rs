@@ -2,6 +2,8 @@
 //! than `idle_timeout`, silent meanwhile, answers; the connection is not
 //! cut under the request.
 
+use kiln_api::{Error, Result};
+use kiln_api::{FarmApi, ServerStream, WorkerLinkApi, WorkerStream};
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::views::*;
 use kiln_core::auth::Credentials;
@@ -9,8 +11,7 @@ use kiln_core::farm::Admin;
 use kiln_core::view::*;
 use kiln_proto::client::Client;
 use kiln_proto::conn::ConnLimits;
-use kiln_proto::server::{serve, FarmApi, ServerStream, WorkerLinkApi, WorkerStream};
-use kiln_proto::{Error, Result};
+use kiln_proto::server::serve;
 use std::time::{Duration, Instant};
 
 /// A farm that takes `delay` to list its jobs, and has nothing else.
@@ -22,7 +23,7 @@ fn none<T>() -> Result<T> {
     Err(Error::Internal("not in this test".into()))
 }
 
-#[tonic::async_trait]
+#[kiln_api::async_trait]
 impl FarmApi for Slow {
     async fn submit(
         &self,
@@ -99,7 +100,7 @@ impl FarmApi for Slow {
 
 struct NoLink;
 
-#[tonic::async_trait]
+#[kiln_api::async_trait]
 impl WorkerLinkApi for NoLink {
     async fn connect(&self, _: Credentials, _: String, _: WorkerStream) -> Result<ServerStream> {
         none()

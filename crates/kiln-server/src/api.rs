@@ -8,6 +8,8 @@ use crate::auth::ldap::{self, LdapConfig, LdapError};
 use crate::auth::secret::{self, Kind};
 use crate::logs::LogStore;
 use crate::now_ms;
+use kiln_api::FarmApi;
+use kiln_api::{Error, Result};
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::identity::Source;
 use kiln_core::auth::views::*;
@@ -15,8 +17,6 @@ use kiln_core::auth::{authorize, Action as A, Credentials, Principal, Target};
 use kiln_core::farm::{Action, Admin};
 use kiln_core::spec::{self, Format, SubmitContext};
 use kiln_core::view::*;
-use kiln_proto::server::FarmApi;
-use kiln_proto::{Error, Result};
 use kiln_store::Store;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -102,7 +102,7 @@ fn parse_state(s: Option<String>) -> Result<Option<DisplayState>> {
     .transpose()
 }
 
-#[tonic::async_trait]
+#[kiln_api::async_trait]
 impl<S: Store> FarmApi for Api<S> {
     async fn submit(
         &self,

@@ -7,12 +7,12 @@ use crate::auth::edge::Gate;
 use crate::auth::secret::{self, Kind};
 use crate::logs::LogStore;
 use futures::StreamExt;
+use kiln_api::{Error, Result};
+use kiln_api::{ServerStream, WorkerLinkApi, WorkerStream};
 use kiln_core::auth::{authorize, Action as A, Credentials, Target};
 use kiln_core::farm::WorkerEvent;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::model::AttemptId;
-use kiln_proto::server::{ServerStream, WorkerLinkApi, WorkerStream};
-use kiln_proto::{Error, Result};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,7 +56,7 @@ fn disk_failed(e: &std::io::Error) -> bool {
     ) || e.raw_os_error() == Some(libc::EIO)
 }
 
-#[tonic::async_trait]
+#[kiln_api::async_trait]
 impl WorkerLinkApi for Link {
     async fn connect(
         &self,

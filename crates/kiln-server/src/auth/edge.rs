@@ -7,9 +7,9 @@
 //! revoked token or a disabled user is refused from the very next call.
 
 use super::secret::{self, Kind};
+use kiln_api::Error;
 use kiln_core::auth::identity::{Identity, Rejected};
 use kiln_core::auth::{Credentials, Principal};
-use kiln_proto::Error;
 use std::sync::{Arc, RwLock};
 
 /// The registry as last committed, shared by the applier and the edges.

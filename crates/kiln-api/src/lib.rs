@@ -1,0 +1,123 @@
+//! Kiln's domain API: the calls a client and a worker make, in domain terms,
+//! that every transport serves alike. `kiln-server` implements the traits;
+//! each wire (gRPC in `kiln-proto`, REST, later OpenCue's protocol) is an
+//! adapter that converts at its edge and holds no policy. Every call
+//! carries the caller's [`Credentials`] as its transport saw them: the
+//! implementation authenticates them, and `kiln_core::auth::authorize`
+//! decides, whichever wire the call came on.
+
+/// The macro implementations of [`FarmApi`] and [`WorkerLinkApi`] use.
+pub use async_trait::async_trait;
+use futures::Stream;
+use kiln_core::auth::audit::{AuditQuery, AuditRecord};
+use kiln_core::auth::views::*;
+use kiln_core::auth::Credentials;
+use kiln_core::farm::Admin;
+use kiln_core::link::{ServerMsg, WorkerMsg};
+use kiln_core::view::*;
+use std::pin::Pin;
+
+/// Why a call failed, in terms every transport maps to its own (a gRPC
+/// status, an HTTP problem). The message is for the person who made the
+/// call: it names the field, or says whom to ask or what to do.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request was rejected; the message names the field and the fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// The server cannot answer now (shutting down, its store failing):
+    /// the request may or may not have been carried out.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The call carried no credential the server accepts; the message says
+    /// how to sign in.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this; the message says whom to ask.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The server failed; the message says how.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<kiln_core::Error> for Error {
+    fn from(e: kiln_core::Error) -> Self {
+        match e {
+            kiln_core::Error::NotFound(m) => Error::NotFound(m),
+            kiln_core::Error::Forbidden(m) => Error::Forbidden(m),
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub type WorkerStream = Pin<Box<dyn Stream<Item = Result<WorkerMsg>> + Send>>;
+pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
+
+/// The client API in domain terms. Every call takes the caller's
+/// [`Credentials`] as the transport saw them; the implementation
+/// authenticates them and asks `kiln_core::auth::authorize`.
+#[async_trait::async_trait]
+pub trait FarmApi: Send + Sync + 'static {
+    /// `run_as`: who the job runs as when its spec names no user (empty:
+    /// the caller). `key`: the client's idempotency key, if it sent one.
+    async fn submit(
+        &self,
+        who: Credentials,
+        spec: String,
+        run_as: String,
+        base_dir: Option<String>,
+        key: Option<String>,
+    ) -> Result<Submitted>;
+    async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>>;
+    async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;
+    async fn frames(
+        &self,
+        who: Credentials,
+        job: String,
+        layer: Option<String>,
+        state: Option<String>,
+    ) -> Result<Vec<FrameInfo>>;
+    async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice>;
+    async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)>;
+    async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>>;
+    async fn set_host_lock(&self, who: Credentials, host: String, locked: bool)
+        -> Result<HostInfo>;
+    async fn server_info(&self, who: Credentials) -> Result<ServerInfo>;
+    /// Applies a wrangler's change; returns a line saying what changed.
+    async fn admin(&self, who: Credentials, cmd: Admin) -> Result<String>;
+    async fn structure(&self, who: Credentials) -> Result<StructureView>;
+    async fn whoami(&self, who: Credentials) -> Result<WhoAmI>;
+    /// A password or directory sign-in; needs no credential.
+    async fn login(
+        &self,
+        who: Credentials,
+        user: String,
+        password: String,
+        token_name: Option<String>,
+    ) -> Result<LoggedIn>;
+    async fn users(&self, who: Credentials) -> Result<Vec<UserInfo>>;
+    async fn tokens(&self, who: Credentials, all: bool) -> Result<Vec<TokenInfo>>;
+    async fn audit(&self, who: Credentials, q: AuditQuery) -> Result<Vec<AuditRecord>>;
+    async fn identity(&self, who: Credentials, cmd: IdentityCmd) -> Result<IdentityDone>;
+}
+
+/// The worker link in domain terms: one call per worker connection.
+#[async_trait::async_trait]
+pub trait WorkerLinkApi: Send + Sync + 'static {
+    /// `host`: the name the connection says it is for, which its
+    /// credential must be bound to.
+    async fn connect(
+        &self,
+        who: Credentials,
+        host: String,
+        incoming: WorkerStream,
+    ) -> Result<ServerStream>;
+    /// Exchanges a join token for the host's own credential.
+    async fn join(&self, who: Credentials, token: String, host: String) -> Result<String>;
+}
