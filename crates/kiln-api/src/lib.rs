@@ -84,6 +84,9 @@ pub trait FarmApi: Send + Sync + 'static {
         state: Option<String>,
     ) -> Result<Vec<FrameInfo>>;
     async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice>;
+    /// Lines of a job's logs matching a regular expression, with the frame
+    /// each is from: whoever may read the job's logs may search them.
+    async fn grep(&self, who: Credentials, q: GrepQuery) -> Result<GrepResult>;
     async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)>;
     async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>>;
     async fn set_host_lock(&self, who: Credentials, host: String, locked: bool)

@@ -294,6 +294,42 @@ pub struct LogQuery {
     pub max_bytes: u32,
 }
 
+/// A search of a job's logs (the latest attempt of each frame) for lines
+/// matching a regular expression.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GrepQuery {
+    pub job: String,
+    pub pattern: String,
+    /// Only this layer's frames.
+    pub layer: Option<String>,
+    /// Only this frame (`layer/frame` or an id).
+    pub frame: Option<String>,
+    pub ignore_case: bool,
+    /// At most this many lines (0: the server's cap).
+    pub max_lines: u32,
+}
+
+/// A matching log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrepLine {
+    /// `layer/frame`, as `kiln log` takes it.
+    pub frame: String,
+    pub attempt: u32,
+    /// 1 for the log's first line.
+    pub line_number: u64,
+    pub text: String,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GrepResult {
+    pub lines: Vec<GrepLine>,
+    /// Logs read (frames that have run).
+    pub logs: u32,
+    /// The line cap was reached: there may be more.
+    pub truncated: bool,
+}
+
 /// A user action on a job, some layers or some frames.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ActQuery {

@@ -300,6 +300,36 @@ impl Client {
         })
     }
 
+    pub async fn grep(&self, q: &GrepQuery) -> Result<GrepResult> {
+        let r = self
+            .inner
+            .clone()
+            .grep(pb::GrepRequest {
+                job: q.job.clone(),
+                pattern: q.pattern.clone(),
+                layer: q.layer.clone().unwrap_or_default(),
+                frame: q.frame.clone().unwrap_or_default(),
+                ignore_case: q.ignore_case,
+                max_lines: q.max_lines,
+            })
+            .await?
+            .into_inner();
+        Ok(GrepResult {
+            lines: r
+                .lines
+                .into_iter()
+                .map(|l| GrepLine {
+                    frame: l.frame,
+                    attempt: l.attempt,
+                    line_number: l.line_number,
+                    text: l.text,
+                })
+                .collect(),
+            logs: r.logs,
+            truncated: r.truncated,
+        })
+    }
+
     pub async fn act(&self, q: ActQuery) -> Result<(u32, String)> {
         let r = self
             .inner

@@ -150,6 +150,34 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         }))
     }
 
+    async fn grep(&self, r: Request<pb::GrepRequest>) -> Result<Response<pb::GrepReply>, Status> {
+        let who = credentials(&r);
+        let r = r.into_inner();
+        let q = GrepQuery {
+            job: r.job,
+            pattern: r.pattern,
+            layer: some(r.layer),
+            frame: some(r.frame),
+            ignore_case: r.ignore_case,
+            max_lines: r.max_lines,
+        };
+        let g = self.0.grep(who, q).await.map_err(wire)?;
+        Ok(Response::new(pb::GrepReply {
+            lines: g
+                .lines
+                .into_iter()
+                .map(|l| pb::GrepLine {
+                    frame: l.frame,
+                    attempt: l.attempt,
+                    line_number: l.line_number,
+                    text: l.text,
+                })
+                .collect(),
+            logs: g.logs,
+            truncated: g.truncated,
+        }))
+    }
+
     async fn act(&self, r: Request<pb::ActRequest>) -> Result<Response<pb::ActReply>, Status> {
         let who = credentials(&r);
         let r = r.into_inner();

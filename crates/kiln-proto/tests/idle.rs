@@ -54,6 +54,9 @@ impl FarmApi for Slow {
     async fn read_log(&self, _: Credentials, _: LogQuery) -> Result<LogSlice> {
         none()
     }
+    async fn grep(&self, _: Credentials, _: GrepQuery) -> Result<GrepResult> {
+        none()
+    }
     async fn act(&self, _: Credentials, _: ActQuery) -> Result<(u32, String)> {
         none()
     }

@@ -219,6 +219,21 @@ impl<S: Store> FarmApi for Api<S> {
         })
     }
 
+    async fn grep(&self, who: Credentials, q: GrepQuery) -> Result<GrepResult> {
+        let caller = self.caller(&who)?;
+        let re = crate::grep::pattern(&q)?;
+        let targets = self
+            .ask(|tx| {
+                Request::LogTargets(caller, q.job.clone(), q.layer.clone(), q.frame.clone(), tx)
+            })
+            .await?;
+        let logs = self.logs.clone();
+        tokio::task::spawn_blocking(move || crate::grep::search(&logs, &targets, &re, q.max_lines))
+            .await
+            .map_err(|e| Error::Internal(format!("searching the logs failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("reading the logs: {e}")))
+    }
+
     async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)> {
         let caller = self.caller(&who)?;
         let action = Action::parse(&q.action).ok_or_else(|| {

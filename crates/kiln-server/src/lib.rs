@@ -9,6 +9,7 @@
 mod api;
 mod applier;
 mod bootstrap;
+mod grep;
 pub use bootstrap::{write_secret, TOKEN_FILE as ADMIN_TOKEN_FILE};
 pub mod auth;
 mod link;

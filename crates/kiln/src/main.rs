@@ -6,6 +6,7 @@ mod actions;
 mod alloc;
 mod fleet;
 mod fmt;
+mod grep;
 mod identity;
 mod job;
 mod ldap;
@@ -70,6 +71,9 @@ enum Cmd {
     Frames(show::FramesArgs),
     /// Print a frame's log (--follow to keep reading while it runs).
     Log(show::LogArgs),
+    /// Search a job's logs (the latest attempt of each frame) for a regular
+    /// expression; each line comes with its frame and line number.
+    Grep(grep::GrepArgs),
     /// Kill a job, or some of its layers or frames (frames become DEAD).
     Kill(actions::ActArgs),
     /// Pause a job or some of its layers: nothing new starts.
@@ -244,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Job(a) => job::job(a, &server).await,
         Cmd::Frames(a) => show::frames(a, &server).await,
         Cmd::Log(a) => show::log(a, &server).await,
+        Cmd::Grep(a) => grep::grep(a, &server).await,
         Cmd::Kill(a) => actions::act("kill", a, &server).await,
         Cmd::Pause(a) => actions::act("pause", a, &server).await,
         Cmd::Resume(a) => actions::act("resume", a, &server).await,

@@ -44,6 +44,13 @@ pub struct LogArgs {
     /// Which attempt (1 = first); default the latest.
     #[arg(long)]
     attempt: Option<u32>,
+    /// Print only the lines of the latest attempt's log that match this
+    /// regular expression, with their line numbers.
+    #[arg(long, value_name = "REGEX", conflicts_with_all = ["follow", "attempt"])]
+    grep: Option<String>,
+    /// With --grep: ignore case.
+    #[arg(long, short = 'i', requires = "grep")]
+    ignore_case: bool,
 }
 
 #[derive(Args)]
@@ -187,6 +194,9 @@ pub async fn frames(a: FramesArgs, server: &str) -> Result<ExitCode> {
 }
 
 pub async fn log(a: LogArgs, server: &str) -> Result<ExitCode> {
+    if let Some(pattern) = a.grep {
+        return crate::grep::one_frame(a.job, a.frame, pattern, a.ignore_case, server).await;
+    }
     let client = crate::session::connect(server).await?;
     let mut q = LogQuery {
         job: a.job,

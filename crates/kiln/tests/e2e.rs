@@ -392,3 +392,57 @@ fn the_runnable_examples_run_to_completion() {
     assert_eq!(frames[2]["attempts"], 3);
     assert_eq!(frames[3]["outcome"], "TIMEDOUT");
 }
+
+#[test]
+fn a_jobs_logs_are_searched_with_frame_names_by_those_who_may_read_them() {
+    let farm = Farm::start(1, 4);
+    let spec = "name: grepped\nlayers:\n  - name: render\n    command: 'echo start; if [ $KILN_FRAME = 2 ]; then echo \"ERROR: NaN in frame $KILN_FRAME\"; fi; echo done'\n    frames: 1-3\n  - name: comp\n    command: 'echo error in comp'\n    frames: 1\n";
+    let job = farm.submit("grepped", spec);
+    wait_until(Duration::from_secs(30), || {
+        farm.job_status(&job) == "FINISHED"
+    });
+
+    // The whole job: each line with its frame and its line number in that
+    // frame's log (`kiln log` shows the same line there); -i.
+    let out = farm.kiln(&["grep", &job, "^error", "-i"]);
+    let mut frames = Vec::new();
+    for line in out.lines() {
+        let (frame, rest) = line.split_once(':').unwrap();
+        let (n, text) = rest.split_once(": ").unwrap();
+        let log = farm.kiln(&["log", &job, frame]);
+        let n: usize = n.parse().unwrap();
+        assert_eq!(log.lines().nth(n - 1), Some(text), "{line} in\n{log}");
+        frames.push(frame.to_string());
+    }
+    assert_eq!(frames, ["render/2", "comp/1"], "{out}");
+    assert!(out.contains("ERROR: NaN in frame 2") && out.contains("error in comp"));
+    // One layer, case kept; one frame's log through `kiln log --grep`.
+    assert_eq!(
+        farm.kiln(&["grep", &job, "^ERROR", "--layer", "comp"])
+            .trim(),
+        ""
+    );
+    let one = farm.kiln(&["log", &job, "render/2", "--grep", "^(ERROR|done)"]);
+    let texts: Vec<&str> = one.lines().map(|l| l.split_once(": ").unwrap().1).collect();
+    assert_eq!(texts, ["ERROR: NaN in frame 2", "done"], "{one}");
+    let v = farm.json(&["grep", &job, "^done$"]);
+    assert_eq!(v["logs"], 4, "{v}");
+    assert_eq!(v["lines"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["truncated"], false);
+    let v = farm.json(&["grep", &job, "^done$", "--max", "2"]);
+    assert_eq!(v["lines"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["truncated"], true);
+
+    // A pattern that is not one, a layer that does not exist: said, with
+    // the field.
+    let err = farm.kiln_fails(&["grep", &job, "(unclosed"]);
+    assert!(err.contains("is not a regular expression"), "{err}");
+    let err = farm.kiln_fails(&["grep", &job, "x", "--layer", "nope"]);
+    assert!(err.contains("nope"), "{err}");
+    // Whoever may not read the job's logs may not search them either.
+    let carol = farm.user("carol", &["artist"]);
+    let out = farm.kiln_as(Some(&carol), &["grep", &job, "error"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("carol (artist) may not read"), "{err}");
+}

@@ -288,6 +288,47 @@ impl Farm {
     }
 
     /// Finds a frame of a job by `layer/number` or by frame id.
+    /// The logs to search for `kiln grep`: each frame of the job (of `layer`
+    /// only, or only `frame`) that has run, as `layer/number` with its
+    /// current or last attempt and that attempt's number.
+    pub fn log_targets(
+        &self,
+        key: &str,
+        layer: Option<&str>,
+        frame: Option<&str>,
+    ) -> Result<Vec<(String, AttemptId, u32)>> {
+        let id = self.resolve_job(key)?;
+        let name = |f: &Frame| format!("{}/{}", self.layers[&f.layer].layer.name, f.number);
+        if let Some(frame) = frame {
+            let f = self.resolve_frame(key, frame)?;
+            return Ok(f
+                .attempt
+                .map(|a| (name(f), a, f.attempts))
+                .into_iter()
+                .collect());
+        }
+        let e = &self.jobs[&id];
+        let mut out = Vec::new();
+        let mut found_layer = layer.is_none();
+        for lid in &e.layers {
+            let le = &self.layers[lid];
+            if layer.is_some_and(|n| n != le.layer.name) {
+                continue;
+            }
+            found_layer = true;
+            for fid in &le.frames {
+                let f = &self.frames[fid];
+                if let Some(a) = f.attempt {
+                    out.push((name(f), a, f.attempts));
+                }
+            }
+        }
+        if !found_layer {
+            return Err(self.no_layer_error(id, layer.unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
     pub fn resolve_frame(&self, job_key: &str, frame: &str) -> Result<&Frame> {
         let job = self.resolve_job(job_key)?;
         if let Some((layer, num)) = frame.split_once('/') {

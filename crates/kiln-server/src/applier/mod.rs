@@ -82,6 +82,14 @@ pub enum Request {
         Reply<Vec<FrameInfo>>,
     ),
     LogTarget(Caller, String, String, Reply<LogTarget>),
+    /// A job's logs to search: (job, layer, frame).
+    LogTargets(
+        Caller,
+        String,
+        Option<String>,
+        Option<String>,
+        Reply<Vec<(String, AttemptId, u32)>>,
+    ),
     Act(
         Caller,
         Action,
@@ -148,6 +156,7 @@ impl Request {
             | Request::Job(..)
             | Request::Frames(..)
             | Request::LogTarget(..)
+            | Request::LogTargets(..)
             | Request::Hosts(..)
             | Request::Counts(..)
             | Request::Structure(..) => true,
@@ -407,6 +416,12 @@ impl<S: Store> Applier<S> {
                             || f.attempt.is_some_and(|a| farm.live_attempt(a).is_some()),
                         state: farm.display_state(f),
                     });
+                later(replies, tx, v)
+            }
+            Request::LogTargets(caller, job, layer, frame, tx) => {
+                let farm = &self.farm;
+                let v = access::job(farm, &caller.who, AuthAction::ReadSecrets, &job)
+                    .and_then(|()| farm.log_targets(&job, layer.as_deref(), frame.as_deref()));
                 later(replies, tx, v)
             }
             Request::Act(caller, action, job, targets, state, tx) => {

@@ -7,7 +7,7 @@ use kiln_core::auth::audit::AuditQuery;
 use kiln_core::auth::views::IdentityCmd;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
-use kiln_core::view::LogQuery;
+use kiln_core::view::{GrepQuery, LogQuery};
 use kiln_proto::client::{self, Client, HostAuth};
 use kiln_proto::Error;
 use std::collections::HashMap;
@@ -153,6 +153,13 @@ impl Fixture {
                     attempt: None,
                     offset: 0,
                     max_bytes: 0,
+                })
+                .await),
+            Req::Grep(job) => got(c
+                .grep(&GrepQuery {
+                    job,
+                    pattern: ".".into(),
+                    ..GrepQuery::default()
                 })
                 .await),
             Req::Act(verb, job, claim) => got(c.act(act(verb, &job, claim)).await),

@@ -25,6 +25,7 @@ pub enum Req {
     Env(String),
     Frames(String),
     Log(String),
+    Grep(String),
     Act(&'static str, String, &'static str),
     /// An act on a job, naming a frame (by id) of another job.
     ActOn {
@@ -113,6 +114,7 @@ impl Fixture {
             Call::EnvValues(j) => Req::Env(self.job(me, j)),
             Call::Frames(j) => Req::Frames(self.job(me, j)),
             Call::ReadLog(j) => Req::Log(self.job(me, j)),
+            Call::Grep(j) => Req::Grep(self.job(me, j)),
             Call::Act(verb, j) | Call::ActClaimingBob(verb, j) => {
                 let job = self.job(me, j);
                 self.unact(verb, &job).await;

@@ -67,6 +67,8 @@ pub enum Call {
     EnvValues(J),
     Frames(J),
     ReadLog(J),
+    /// `grep` over the job's logs: as reading them.
+    Grep(J),
     Act(&'static str, J),
     /// An act whose request claims to come from bob (the server must go by
     /// the credential, not by that field).
@@ -239,6 +241,7 @@ pub fn table() -> Vec<(Call, &'static str)> {
         rows.push((Frames(j), read(j)));
         rows.push((EnvValues(j), act(j)));
         rows.push((ReadLog(j), act(j)));
+        rows.push((Grep(j), act(j)));
         rows.push((SetJob(j), wrangle(j)));
         rows.push((Unavoid(j), wrangle(j)));
     }
