@@ -87,6 +87,8 @@ pub trait FarmApi: Send + Sync + 'static {
     /// Lines of a job's logs matching a regular expression, with the frame
     /// each is from: whoever may read the job's logs may search them.
     async fn grep(&self, who: Credentials, q: GrepQuery) -> Result<GrepResult>;
+    /// Ended attempts of the jobs the caller may read, a page at a time.
+    async fn history(&self, who: Credentials, q: HistoryQuery) -> Result<HistoryPage>;
     async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)>;
     async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>>;
     async fn set_host_lock(&self, who: Credentials, host: String, locked: bool)

@@ -330,6 +330,59 @@ pub struct GrepResult {
     pub truncated: bool,
 }
 
+/// Which ended attempts to export, in the order they ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryQuery {
+    pub show: Option<String>,
+    pub user: Option<String>,
+    /// A job's name or id.
+    pub job: Option<String>,
+    /// Ended at or after this.
+    pub since: Option<Millis>,
+    /// Ended before this.
+    pub until: Option<Millis>,
+    /// Only attempts after this (ended_at, attempt id): a page's cursor.
+    pub after: Option<(Millis, i64)>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One ended attempt, flat, for a spreadsheet or a data frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub attempt_id: i64,
+    pub job_id: i64,
+    pub job: String,
+    pub show: String,
+    pub user: String,
+    pub layer: String,
+    /// The first frame number of the task.
+    pub frame: i64,
+    pub chunk: String,
+    /// 1 for the frame's first attempt.
+    pub attempt: u32,
+    pub host: String,
+    pub cores: f64,
+    pub memory_kb: u64,
+    pub started_at: Millis,
+    pub ended_at: Millis,
+    pub runtime_ms: i64,
+    pub max_rss_kb: u64,
+    pub cpu_ms: u64,
+    /// SUCCEEDED, FAILED, TIMEDOUT, KILLED, LOST or OOM.
+    pub outcome: String,
+    pub exit_status: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub reason: Option<String>,
+}
+
+/// A page of history, and where the next one starts (`None`: the last).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryPage {
+    pub rows: Vec<HistoryRow>,
+    pub next: Option<(Millis, i64)>,
+}
+
 /// A user action on a job, some layers or some frames.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ActQuery {

@@ -2,8 +2,8 @@
 //! worker's end of the link.
 
 use crate::convert::{
-    audit_record, frame_info, host_info, identity_done, job_detail, job_summary, logged_in,
-    server_msg, structure_view, token_info, user_info, whoami,
+    audit_record, frame_info, history_page, history_request, host_info, identity_done, job_detail,
+    job_summary, logged_in, server_msg, structure_view, token_info, user_info, whoami,
 };
 use crate::pb;
 use crate::pb::farm_client::FarmClient;
@@ -328,6 +328,16 @@ impl Client {
             logs: r.logs,
             truncated: r.truncated,
         })
+    }
+
+    pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {
+        let r = self
+            .inner
+            .clone()
+            .history(history_request(q))
+            .await?
+            .into_inner();
+        history_page(r)
     }
 
     pub async fn act(&self, q: ActQuery) -> Result<(u32, String)> {

@@ -2,11 +2,13 @@
 //! "none" on the wire where proto3 has no optional scalar.
 
 mod admin;
+mod history;
 mod identity;
 mod link;
 mod structure;
 
 pub(crate) use admin::admin_command;
+pub(crate) use history::{history_page, history_query, history_request, page_token};
 pub(crate) use identity::*;
 pub(crate) use link::{server_msg, worker_msg};
 pub(crate) use structure::structure_view;

@@ -3,7 +3,7 @@
 //! one port.
 
 use crate::conn::ConnLimits;
-use crate::convert::{admin_command, identity_cmd, worker_msg};
+use crate::convert::{admin_command, history_query, identity_cmd, page_token, worker_msg};
 use crate::pb;
 use crate::{Error, Result};
 use futures::{Stream, StreamExt};
@@ -175,6 +175,19 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
                 .collect(),
             logs: g.logs,
             truncated: g.truncated,
+        }))
+    }
+
+    async fn history(
+        &self,
+        r: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        let who = credentials(&r);
+        let q = history_query(r.into_inner())?;
+        let page = self.0.history(who, q).await.map_err(wire)?;
+        Ok(Response::new(pb::HistoryReply {
+            rows: page.rows.into_iter().map(Into::into).collect(),
+            next_page_token: page_token(page.next),
         }))
     }
 

@@ -57,6 +57,9 @@ impl FarmApi for Slow {
     async fn grep(&self, _: Credentials, _: GrepQuery) -> Result<GrepResult> {
         none()
     }
+    async fn history(&self, _: Credentials, _: HistoryQuery) -> Result<HistoryPage> {
+        none()
+    }
     async fn act(&self, _: Credentials, _: ActQuery) -> Result<(u32, String)> {
         none()
     }

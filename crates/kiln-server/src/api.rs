@@ -21,6 +21,10 @@ use kiln_store::Store;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// History rows a page holds by default, and at most.
+const HISTORY_PAGE: u32 = 5_000;
+const HISTORY_PAGE_MAX: u32 = 10_000;
+
 /// Largest log slice one call returns.
 const MAX_LOG_READ: u32 = 1 << 20;
 
@@ -232,6 +236,49 @@ impl<S: Store> FarmApi for Api<S> {
             .await
             .map_err(|e| Error::Internal(format!("searching the logs failed: {e}")))?
             .map_err(|e| Error::Internal(format!("reading the logs: {e}")))
+    }
+
+    async fn history(&self, who: Credentials, mut q: HistoryQuery) -> Result<HistoryPage> {
+        let caller = self.caller(&who)?;
+        if let (Some(since), Some(until)) = (q.since, q.until) {
+            if since >= until {
+                return Err(Error::Invalid(
+                    "since: it is not before until; give an earlier since or a later until".into(),
+                ));
+            }
+        }
+        let limit = match q.limit {
+            0 => HISTORY_PAGE,
+            n => n.min(HISTORY_PAGE_MAX),
+        };
+        // One more than the page, to know whether another follows.
+        q.limit = limit + 1;
+        let mut rows = self
+            .store
+            .history(&q)
+            .await
+            .map_err(|e| Error::Internal(format!("reading the history: {e}")))?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = more
+            .then(|| rows.last().map(|r| (r.ended_at, r.attempt_id)))
+            .flatten();
+        // The store knows no principal: each row is shown to those who may
+        // read its job, as a listing is. The cursor still moves past the
+        // rows left out.
+        rows.retain(|r| {
+            authorize(
+                &caller.who,
+                A::Read,
+                Target::Job {
+                    id: r.job_id,
+                    owner: &r.user,
+                    show: &r.show,
+                },
+            )
+            .is_allowed()
+        });
+        Ok(HistoryPage { rows, next })
     }
 
     async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)> {

@@ -19,6 +19,7 @@ use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::identity;
 use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, Layer};
 use kiln_core::structure::{Change, Record};
+use kiln_core::view::{HistoryQuery, HistoryRow};
 
 /// What the server needs from durable storage.
 #[async_trait::async_trait]
@@ -44,6 +45,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit records matching the query, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
+
+    /// Ended attempts matching the query, in the order they ended (ties by
+    /// id), at most `query.limit` of them, after `query.after`.
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRow>>;
 }
 
 /// Records to write together. Each record replaces the stored record with

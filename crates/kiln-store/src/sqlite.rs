@@ -1,6 +1,7 @@
 //! The SQLite backend: one database file in WAL mode, one writer connection
 //! for commits and a small pool of read-only connections for everything else.
 
+mod history;
 mod identity;
 mod keyed;
 mod read;
@@ -13,6 +14,7 @@ mod write;
 use crate::{Batch, Error, Image, Result, Store};
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::model::{Attempt, AttemptId, FrameId};
+use kiln_core::view::{HistoryQuery, HistoryRow};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -133,5 +135,10 @@ impl Store for SqliteStore {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let mut conn = self.readers.acquire().await?;
         identity::query(&mut conn, query).await
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRow>> {
+        let mut conn = self.readers.acquire().await?;
+        history::query(&mut conn, query).await
     }
 }

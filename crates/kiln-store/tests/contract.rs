@@ -46,6 +46,7 @@ contract_tests!(Sqlite::fresh();
     audit_goes_with_its_batch,
     reopen_keeps_everything,
     attempt_history,
+    history_export,
     running_attempts_only,
     max_ids,
     big_batch,

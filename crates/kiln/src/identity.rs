@@ -227,6 +227,12 @@ pub fn utc(ms: i64) -> String {
 
 /// `--since`: a duration ago, or a UTC date with an optional time.
 fn since_ms(text: &str) -> Result<i64> {
+    time_ms("--since", text)
+}
+
+/// A time given to `flag`: a duration ago, or a UTC date with an optional
+/// time.
+pub fn time_ms(flag: &str, text: &str) -> Result<i64> {
     use time::format_description::well_known::Rfc3339;
     use time::macros::format_description;
     if let Ok(s) = parse_duration_s(text) {
@@ -238,7 +244,7 @@ fn since_ms(text: &str) -> Result<i64> {
     if let Ok(d) = time::Date::parse(text, format_description!("[year]-[month]-[day]")) {
         return Ok(d.midnight().assume_utc().unix_timestamp() * 1000);
     }
-    bail!("--since {text:?}: give a duration ago (1h, 7d) or a UTC date such as 2026-12-07 or 2026-12-07T09:30:00Z")
+    bail!("{flag} {text:?}: give a duration ago (1h, 7d) or a UTC date such as 2026-12-07 or 2026-12-07T09:30:00Z")
 }
 
 /// Makes sure the server at `url` is one this user trusts before a

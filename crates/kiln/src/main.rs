@@ -7,6 +7,7 @@ mod alloc;
 mod fleet;
 mod fmt;
 mod grep;
+mod history;
 mod identity;
 mod job;
 mod ldap;
@@ -74,6 +75,9 @@ enum Cmd {
     /// Search a job's logs (the latest attempt of each frame) for a regular
     /// expression; each line comes with its frame and line number.
     Grep(grep::GrepArgs),
+    /// Every ended attempt (host, times, memory, CPU, exit, why) as a table,
+    /// CSV or JSON lines: `--format csv > history.csv` for pandas.
+    History(history::HistoryArgs),
     /// Kill a job, or some of its layers or frames (frames become DEAD).
     Kill(actions::ActArgs),
     /// Pause a job or some of its layers: nothing new starts.
@@ -249,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Frames(a) => show::frames(a, &server).await,
         Cmd::Log(a) => show::log(a, &server).await,
         Cmd::Grep(a) => grep::grep(a, &server).await,
+        Cmd::History(a) => history::history(a, &server).await,
         Cmd::Kill(a) => actions::act("kill", a, &server).await,
         Cmd::Pause(a) => actions::act("pause", a, &server).await,
         Cmd::Resume(a) => actions::act("resume", a, &server).await,

@@ -7,7 +7,7 @@ use kiln_core::auth::audit::AuditQuery;
 use kiln_core::auth::views::IdentityCmd;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
-use kiln_core::view::{GrepQuery, LogQuery};
+use kiln_core::view::{GrepQuery, HistoryQuery, LogQuery};
 use kiln_proto::client::{self, Client, HostAuth};
 use kiln_proto::Error;
 use std::collections::HashMap;
@@ -104,6 +104,7 @@ impl Fixture {
                 )
                 .await),
             Req::ListJobs(all) => got(c.list_jobs(all).await),
+            Req::History => got(c.history(&HistoryQuery::default()).await),
             Req::Sees(show) => {
                 let mine = match c.list_jobs(true).await {
                     Ok(v) => v,

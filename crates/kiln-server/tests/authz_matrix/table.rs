@@ -62,6 +62,9 @@ pub enum Call {
     ListJobs(bool),
     /// `list_jobs(true)` shows every job of the show (`Y`) or none (`.`).
     SeesJobsOf(&'static str),
+    /// The history export: open to whoever is signed in; its rows are
+    /// those of the jobs the caller may read (tests/history.rs checks them).
+    History,
     Job(J),
     /// `job` shows the environment's values (`Y`) or `<hidden>` (`.`).
     EnvValues(J),
@@ -183,6 +186,7 @@ pub fn table() -> Vec<(Call, &'static str)> {
         (Submit("demo", RunAs::Root), "..............."),
         (ListJobs(false), SIGNED_IN),
         (ListJobs(true), SIGNED_IN),
+        (History, SIGNED_IN),
         (SeesJobsOf("demo"), ANY_ROLE),
         (SeesJobsOf("other"), FARM_ROLE),
         (Hosts, ANY_ROLE),

@@ -300,7 +300,7 @@ fn parse<T>(
     })
 }
 
-fn attempt_row(row: &SqliteRow) -> Result<Attempt> {
+pub(super) fn attempt_row(row: &SqliteRow) -> Result<Attempt> {
     let mut c = Cols::new(row, ATTEMPTS.name);
     Ok(Attempt {
         id: AttemptId(c.get()?),

@@ -3,10 +3,12 @@
 //! checks with [`contract_tests!`].
 
 pub mod fixtures;
+mod history;
 mod identity;
 mod structure;
 pub mod timings;
 
+pub use history::history_export;
 pub use identity::{audit_goes_with_its_batch, identity_changes_apply_in_order};
 pub use structure::structure_changes_apply_in_order;
 
