@@ -47,8 +47,9 @@ pub enum UserCmd {
     /// Make a local user (who signs in with a password or a token).
     Create {
         name: String,
-        /// Read its password from the first line of stdin (else it has none:
-        /// it signs in with tokens an admin makes for it).
+        /// Read its password from the first line of stdin. Otherwise, at a
+        /// terminal, it is asked for (empty: none); else the user has none
+        /// and signs in with tokens an admin makes for it.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -408,6 +409,19 @@ pub async fn user(cmd: UserCmd, server: &str) -> Result<ExitCode> {
         } => {
             let password = if password_stdin {
                 Some(stdin_line("password")?)
+            } else if std::io::stdin().is_terminal() {
+                // At a terminal: ask, twice; empty makes a token-only user.
+                let first = ask_hidden(&format!(
+                    "password for {name} (empty: none; {name} then signs in with tokens): "
+                ))?;
+                if first.is_empty() {
+                    None
+                } else {
+                    if ask_hidden("again: ")? != first {
+                        bail!("the two passwords differ: nothing was made; run it again");
+                    }
+                    Some(first)
+                }
             } else {
                 None
             };
