@@ -199,16 +199,8 @@ impl Farm {
         layer: Option<&str>,
         state: Option<DisplayState>,
     ) -> Result<Vec<FrameInfo>> {
-        let id = self.resolve_job(key)?;
-        let e = &self.jobs[&id];
         let mut out = Vec::new();
-        let mut found_layer = layer.is_none();
-        for lid in &e.layers {
-            let le = &self.layers[lid];
-            if layer.is_some_and(|n| n != le.layer.name) {
-                continue;
-            }
-            found_layer = true;
+        for le in self.job_layers(key, layer)? {
             // One reason serves every waiting frame of the layer; worked
             // out only if one is listed.
             let mut layer_why: Option<Why> = None;
@@ -233,10 +225,22 @@ impl Farm {
                 out.push(self.frame_info(f, &le.layer.name, ds, why));
             }
         }
-        if !found_layer {
-            return Err(self.no_layer_error(id, layer.unwrap_or_default()));
-        }
         Ok(out)
+    }
+
+    /// The layers of the job `key` names, in order: all, or the one named
+    /// `layer` (an error naming the job's layers if there is none).
+    fn job_layers(&self, key: &str, layer: Option<&str>) -> Result<Vec<&LayerEntry>> {
+        let id = self.resolve_job(key)?;
+        let all = self.jobs[&id].layers.iter().map(|l| &self.layers[l]);
+        let Some(name) = layer else {
+            return Ok(all.collect());
+        };
+        let found: Vec<&LayerEntry> = all.filter(|le| le.layer.name == name).collect();
+        if found.is_empty() {
+            return Err(self.no_layer_error(id, name));
+        }
+        Ok(found)
     }
 
     fn no_layer_error(&self, job: JobId, name: &str) -> Error {
@@ -297,7 +301,6 @@ impl Farm {
         layer: Option<&str>,
         frame: Option<&str>,
     ) -> Result<Vec<(String, AttemptId, u32)>> {
-        let id = self.resolve_job(key)?;
         let name = |f: &Frame| format!("{}/{}", self.layers[&f.layer].layer.name, f.number);
         if let Some(frame) = frame {
             let f = self.resolve_frame(key, frame)?;
@@ -307,24 +310,13 @@ impl Farm {
                 .into_iter()
                 .collect());
         }
-        let e = &self.jobs[&id];
         let mut out = Vec::new();
-        let mut found_layer = layer.is_none();
-        for lid in &e.layers {
-            let le = &self.layers[lid];
-            if layer.is_some_and(|n| n != le.layer.name) {
-                continue;
-            }
-            found_layer = true;
-            for fid in &le.frames {
-                let f = &self.frames[fid];
+        for le in self.job_layers(key, layer)? {
+            for f in le.frames.iter().map(|fid| &self.frames[fid]) {
                 if let Some(a) = f.attempt {
                     out.push((name(f), a, f.attempts));
                 }
             }
-        }
-        if !found_layer {
-            return Err(self.no_layer_error(id, layer.unwrap_or_default()));
         }
         Ok(out)
     }
