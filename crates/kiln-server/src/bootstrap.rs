@@ -86,7 +86,13 @@ pub async fn first_admin<S: Store>(
 
 /// Writes `text` to a new file only its owner can read, replacing `path`.
 pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // Beside it, named after the whole file name and this process: two
+    // processes saving tokens for `127.0.0.1_7676` and `127.0.0.1_7677` at
+    // once must not share a temporary file (`with_extension` would make
+    // both `127.0.0.tmp`).
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = path.with_file_name(name);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -96,4 +102,33 @@ pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_secret;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Tokens for two servers on one address, saved at once, each end up in
+    /// its own file, whole (the CLI names them `<host>_<port>`).
+    #[test]
+    fn secrets_for_two_ports_of_one_address_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("127.0.0.1_7676");
+        let b = dir.path().join("127.0.0.1_7677");
+        std::thread::scope(|s| {
+            for (path, text) in [(&a, "token-a\n"), (&b, "token-b\n")] {
+                s.spawn(move || {
+                    for _ in 0..300 {
+                        write_secret(path, text).unwrap();
+                        assert_eq!(std::fs::read_to_string(path).unwrap(), text);
+                    }
+                });
+            }
+        });
+        let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temporary file left behind");
+    }
 }
