@@ -12,6 +12,7 @@ use kiln_core::auth::Credentials;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
@@ -26,6 +27,7 @@ pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
 pub trait FarmApi: Send + Sync + 'static {
     /// `run_as`: who the job runs as when its spec names no user (empty:
     /// the caller). `key`: the client's idempotency key, if it sent one.
+    /// `params`: an OpenJD template's parameter values (empty for a spec).
     async fn submit(
         &self,
         who: Credentials,
@@ -33,6 +35,7 @@ pub trait FarmApi: Send + Sync + 'static {
         run_as: String,
         base_dir: Option<String>,
         key: Option<String>,
+        params: BTreeMap<String, String>,
     ) -> Result<Submitted>;
     async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>>;
     async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;
@@ -130,7 +133,14 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let spec = String::from_utf8(r.spec).map_err(|e| not_utf8(e.utf8_error()))?;
         let s = self
             .0
-            .submit(who, spec, r.user, some(r.base_dir), some(r.submit_key))
+            .submit(
+                who,
+                spec,
+                r.user,
+                some(r.base_dir),
+                some(r.submit_key),
+                r.params.into_iter().collect(),
+            )
             .await?;
         Ok(Response::new(pb::SubmitReply {
             job_id: s.id,
