@@ -78,7 +78,9 @@ fn check_features(out: &Path, shot: &str) -> Vec<String> {
 
 #[test]
 fn a_template_runs_every_task_once_in_its_sessions_and_step_order() {
-    let farm = Farm::start(2, 2);
+    // Slots for every task at once: only the step dependency holds the
+    // encode tasks back until every render task is done.
+    let farm = Farm::start(2, 8);
     let out = out_dir(&farm, "features");
     let job = submit(
         &farm,
