@@ -274,7 +274,7 @@ fn layer(
         params,
         ctx.max_frames_per_layer,
     )?;
-    let mut script = script::Script::new(&tasks.values);
+    let mut script = script::Script::new(&tasks);
     for (k, e) in t.job_environments.iter().enumerate() {
         script.environment(&format!("jobEnvironments[{k}]"), e, params)?;
     }
@@ -304,7 +304,7 @@ fn layer(
             "openjd-session".into(),
             "#FRAME#".into(),
         ]),
-        frames: format!("1-{}", tasks.values.len()),
+        frames: format!("1-{}", tasks.count),
         chunk: 1,
         service: None,
         cores,

@@ -7,6 +7,7 @@
 use super::fmt::{quote, resolve, shell_word, Scope};
 use super::model::{Action, EmbeddedFile, Environment};
 use super::params::scalar;
+use super::space::Tasks;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -22,16 +23,13 @@ pub struct Script {
 }
 
 impl Script {
-    pub fn new(tasks: &[Vec<String>]) -> Script {
-        let mut head = String::from("set -u\ncase \"$1\" in\n");
-        for (i, row) in tasks.iter().enumerate() {
-            let _ = write!(head, "{})", i + 1);
-            for (k, v) in row.iter().enumerate() {
-                let _ = write!(head, " t{k}={}", quote(v));
-            }
-            head.push_str(" ;;\n");
-        }
-        head.push_str("*) echo \"kiln: this step has no task $1\" >&2; exit 2 ;;\nesac\n");
+    pub fn new(tasks: &Tasks) -> Script {
+        let mut head = format!(
+            "set -u\ncase \"$1\" in ''|*[!0-9]*) i=-1 ;; *) i=$(( $1 - 1 )) ;; esac\n\
+             if [ \"$i\" -lt 0 ] || [ \"$i\" -ge {} ]; then echo \"kiln: this step has no task $1\" >&2; exit 2; fi\n",
+            tasks.count
+        );
+        head.push_str(&tasks.script());
         head.push_str(concat!(
             "wd=$(mktemp -d \"${TMPDIR:-/tmp}/kiln-openjd-session.XXXXXX\") || exit 1\n",
             "cd \"$wd\" || exit 1\n",

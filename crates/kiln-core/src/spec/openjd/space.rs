@@ -1,9 +1,12 @@
 //! Task parameter spaces: each definition's range (a list, or for INT a
 //! range expression such as `1-100:2`), combined by the step's
 //! `combination` expression (`A * B` for every pair, `(A, B)` to pair them
-//! in order) into the list of the step's tasks.
+//! in order) into the step's tasks. Tasks are never listed: task `i`'s
+//! values are computed from `i` (mixed-radix digits for a product, one
+//! index for an association), in Rust for checks and in the generated
+//! script on the host, so the script stays small however many tasks.
 
-use super::fmt::resolve_now;
+use super::fmt::{quote, resolve_now};
 use super::model::ParamSpace;
 use super::params::{is_identifier, scalar};
 use crate::error::{Error, Result};
@@ -13,11 +16,92 @@ use std::collections::BTreeMap;
 const MAX_DEFS: usize = 16;
 const MAX_LIST: usize = 1024;
 
-/// A step's tasks: its parameter names, and for each task one value per name.
+/// One task parameter's values: a list, or (INT range expressions) runs
+/// of `count` values from `start` by `step`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Range {
+    List(Vec<String>),
+    Runs(Vec<Run>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub start: i64,
+    pub step: i64,
+    pub count: u64,
+}
+
+impl Range {
+    fn len(&self) -> usize {
+        match self {
+            Range::List(v) => v.len(),
+            Range::Runs(r) => r.iter().map(|r| r.count as usize).sum(),
+        }
+    }
+
+    /// The `k`th value (0-based).
+    #[cfg(test)]
+    pub fn get(&self, mut k: usize) -> String {
+        match self {
+            Range::List(v) => v[k].clone(),
+            Range::Runs(runs) => {
+                for r in runs {
+                    if (k as u64) < r.count {
+                        return (r.start + k as i64 * r.step).to_string();
+                    }
+                    k -= r.count as usize;
+                }
+                unreachable!("index past the range")
+            }
+        }
+    }
+}
+
+/// A step's tasks: its parameter names, their ranges, how they combine.
+#[derive(Debug)]
 pub struct Tasks {
     pub names: Vec<String>,
-    pub values: Vec<Vec<String>>,
+    ranges: Vec<Range>,
+    expr: Option<Expr>,
+    pub count: usize,
+}
+
+impl Tasks {
+    /// Task `i`'s values (0-based), one per name: what the script's
+    /// arithmetic must give, checked against it in the tests.
+    #[cfg(test)]
+    pub fn row(&self, i: usize) -> Vec<String> {
+        let mut row = vec![String::new(); self.names.len()];
+        if let Some(e) = &self.expr {
+            e.fill(i, &self.ranges, &mut row);
+        }
+        row
+    }
+
+    /// Bash that sets `t0`, `t1`, ... to task `$i`'s values (`i` 0-based).
+    pub fn script(&self) -> String {
+        let mut out = String::new();
+        for (p, r) in self.ranges.iter().enumerate() {
+            match r {
+                Range::List(v) => {
+                    let items: Vec<String> = v.iter().map(|x| quote(x)).collect();
+                    out.push_str(&format!("r{p}=({})\n", items.join(" ")));
+                }
+                Range::Runs(runs) => {
+                    let items: Vec<String> = runs
+                        .iter()
+                        .map(|r| format!("{},{},{}", r.start, r.step, r.count))
+                        .collect();
+                    out.push_str(&format!("r{p}='{}'\n", items.join(" ")));
+                }
+            }
+        }
+        if let Some(e) = &self.expr {
+            let mut n = 0;
+            e.bash("$i", &self.ranges, &mut n, &mut out);
+        }
+        out
+    }
 }
 
 /// Expands a step's parameter space; `at` is the step's field path.
@@ -30,7 +114,9 @@ pub fn expand(
     let Some(space) = space else {
         return Ok(Tasks {
             names: vec![],
-            values: vec![vec![]],
+            ranges: vec![],
+            expr: None,
+            count: 1,
         });
     };
     let at = format!("{at}.parameterSpace");
@@ -42,7 +128,7 @@ pub fn expand(
         ));
     }
     let mut names: Vec<String> = Vec::new();
-    let mut ranges: Vec<Vec<String>> = Vec::new();
+    let mut ranges: Vec<Range> = Vec::new();
     for (i, d) in defs.iter().enumerate() {
         let f = format!("{at}.taskParameterDefinitions[{i}]");
         if !is_identifier(&d.name) {
@@ -56,7 +142,7 @@ pub fn expand(
         }
         let range = match d.kind.as_str() {
             "INT" => int_range(&format!("{f}.range"), &d.range, params, max_tasks)?,
-            "FLOAT" | "STRING" | "PATH" => list(&format!("{f}.range"), &d.kind, &d.range, params)?,
+            "FLOAT" | "STRING" | "PATH" => Range::List(list(&format!("{f}.range"), &d.kind, &d.range, params)?),
             "CHUNK[INT]" => return Err(Error::spec(format!("{f}.type"), "CHUNK[INT] needs the TASK_CHUNKING extension, which Kiln does not support yet; use INT (and Kiln's chunking is not available through templates)")),
             k => return Err(Error::spec(format!("{f}.type"), format!("{k:?} is not a task parameter type; use INT, FLOAT, STRING or PATH"))),
         };
@@ -75,15 +161,12 @@ pub fn expand(
             format!("makes {n} tasks; a step may have at most {max_tasks}"),
         ));
     }
-    let mut values = Vec::with_capacity(n);
-    for combo in expr.eval(&ranges) {
-        let mut row = vec![String::new(); names.len()];
-        for (p, v) in combo {
-            row[p] = ranges[p][v].clone();
-        }
-        values.push(row);
-    }
-    Ok(Tasks { names, values })
+    Ok(Tasks {
+        names,
+        ranges,
+        expr: Some(expr),
+        count: n,
+    })
 }
 
 /// An INT range: a list of integers, or a range expression.
@@ -92,21 +175,21 @@ fn int_range(
     range: &Value,
     params: &BTreeMap<String, String>,
     max: usize,
-) -> Result<Vec<String>> {
+) -> Result<Range> {
     if let Some(text) = range.as_str() {
         let text = resolve_now(f, text, params)?;
-        return range_expr(f, &text, max);
+        return Ok(Range::Runs(range_expr(f, &text, max)?));
     }
-    let items = list(f, "INT", range, params)?;
-    Ok(items)
+    Ok(Range::List(list(f, "INT", range, params)?))
 }
 
 /// A range expression: `1-10:2,20,30-25:-1`; values may not repeat.
-pub fn range_expr(f: &str, text: &str, max: usize) -> Result<Vec<String>> {
+pub fn range_expr(f: &str, text: &str, max: usize) -> Result<Vec<Run>> {
     let bad = |m: String| {
         Error::spec(f, format!("{text:?} is not a range expression: {m}; write e.g. \"1-100\", \"1-100:2\" or \"1,5,10-20\""))
     };
-    let mut out: Vec<i64> = Vec::new();
+    let mut out: Vec<Run> = Vec::new();
+    let mut total = 0u64;
     for item in text.split(',') {
         let item = item.trim();
         if item.is_empty() {
@@ -144,20 +227,29 @@ pub fn range_expr(f: &str, text: &str, max: usize) -> Result<Vec<String>> {
             )));
         }
         let n = ((b - a) / step) as u64 + 1;
-        if out.len() as u64 + n > max as u64 {
+        total += n;
+        if total > max as u64 {
             return Err(Error::spec(
                 f,
                 format!("{text:?} has more than {max} values"),
             ));
         }
-        out.extend((0..n as i64).map(|k| a + k * step));
+        out.push(Run {
+            start: a,
+            step,
+            count: n,
+        });
     }
-    let mut sorted = out.clone();
+    // Bounded by `max` above, so listing them to find a repeat is cheap.
+    let mut sorted: Vec<i64> = out
+        .iter()
+        .flat_map(|r| (0..r.count as i64).map(move |k| r.start + k * r.step))
+        .collect();
     sorted.sort_unstable();
     if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
         return Err(bad(format!("{} appears twice (ranges overlap)", w[0])));
     }
-    Ok(out.iter().map(i64::to_string).collect())
+    Ok(out)
 }
 
 /// A list range of `kind` values, each item possibly a format string.
@@ -223,7 +315,7 @@ enum Expr {
 }
 
 impl Expr {
-    fn count(&self, f: &str, ranges: &[Vec<String>]) -> Result<usize> {
+    fn count(&self, f: &str, ranges: &[Range]) -> Result<usize> {
         Ok(match self {
             Expr::Param(p) => ranges[*p].len(),
             Expr::Product(xs) => {
@@ -246,31 +338,57 @@ impl Expr {
         })
     }
 
-    /// Each task as (parameter, index into its range) pairs; the last
-    /// factor of a product varies fastest.
-    fn eval(&self, ranges: &[Vec<String>]) -> Vec<Vec<(usize, usize)>> {
+    #[cfg(test)]
+    /// Task `i`'s values into `row`: a product's last factor varies
+    /// fastest; an association's parts all take the same index.
+    fn fill(&self, i: usize, ranges: &[Range], row: &mut [String]) {
         match self {
-            Expr::Param(p) => (0..ranges[*p].len()).map(|v| vec![(*p, v)]).collect(),
+            Expr::Param(p) => row[*p] = ranges[*p].get(i),
             Expr::Product(xs) => {
-                let mut acc = vec![vec![]];
-                for x in xs {
-                    let part = x.eval(ranges);
-                    let mut next = Vec::with_capacity(acc.len() * part.len());
-                    for a in &acc {
-                        for b in &part {
-                            next.push([a.clone(), b.clone()].concat());
-                        }
-                    }
-                    acc = next;
+                let mut rest = i;
+                for x in xs.iter().rev() {
+                    let c = x.size(ranges);
+                    x.fill(rest % c, ranges, row);
+                    rest /= c;
                 }
-                acc
             }
-            Expr::Zip(xs) => {
-                let parts: Vec<_> = xs.iter().map(|x| x.eval(ranges)).collect();
-                (0..parts[0].len())
-                    .map(|i| parts.iter().flat_map(|p| p[i].clone()).collect())
-                    .collect()
+            Expr::Zip(xs) => xs.iter().for_each(|x| x.fill(i, ranges, row)),
+        }
+    }
+
+    /// How many tasks, once [`Expr::count`] has checked the expression.
+    fn size(&self, ranges: &[Range]) -> usize {
+        match self {
+            Expr::Param(p) => ranges[*p].len(),
+            Expr::Product(xs) => xs.iter().map(|x| x.size(ranges)).product(),
+            Expr::Zip(xs) => xs[0].size(ranges),
+        }
+    }
+
+    /// [`Expr::fill`] in bash: `idx` is an arithmetic expression; `n`
+    /// numbers the helper variables.
+    fn bash(&self, idx: &str, ranges: &[Range], n: &mut usize, out: &mut String) {
+        match self {
+            Expr::Param(p) => match &ranges[*p] {
+                Range::List(_) => out.push_str(&format!("t{p}=${{r{p}[{idx}]}}\n")),
+                Range::Runs(_) => out.push_str(&format!(
+                    "k=$(( {idx} )); for run in $r{p}; do IFS=, read -r a s c <<< \"$run\"; \
+                     if [ \"$k\" -lt \"$c\" ]; then t{p}=$(( a + k * s )); break; fi; k=$(( k - c )); done\n"
+                )),
+            },
+            Expr::Product(xs) => {
+                let v = format!("i{}", *n);
+                *n += 1;
+                out.push_str(&format!("{v}=$(( {idx} ))\n"));
+                for x in xs.iter().rev() {
+                    let c = x.size(ranges);
+                    let sub = format!("i{}", *n);
+                    *n += 1;
+                    out.push_str(&format!("{sub}=$(( {v} % {c} )); {v}=$(( {v} / {c} ))\n"));
+                    x.bash(&format!("${sub}"), ranges, n, out);
+                }
             }
+            Expr::Zip(xs) => xs.iter().for_each(|x| x.bash(idx, ranges, n, out)),
         }
     }
 }
@@ -379,5 +497,103 @@ impl<'a> Parser<'a> {
             }
             None => Err(self.err(format!("{t:?} is not a task parameter of this step"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::openjd::model::{ParamSpace, TaskParamDef};
+    use serde_json::json;
+
+    fn space(defs: &[(&str, &str, Value)], combination: Option<&str>) -> ParamSpace {
+        ParamSpace {
+            task_parameter_definitions: defs
+                .iter()
+                .map(|(n, k, r)| TaskParamDef {
+                    name: n.to_string(),
+                    kind: k.to_string(),
+                    range: r.clone(),
+                })
+                .collect(),
+            combination: combination.map(str::to_owned),
+        }
+    }
+
+    /// Every task's values as the generated bash computes them.
+    fn by_bash(t: &Tasks) -> Vec<Vec<String>> {
+        let echo: Vec<String> = (0..t.names.len()).map(|p| format!("$t{p}")).collect();
+        let script = format!(
+            "for i in $(seq 0 {}); do\n{}echo \"{}\"\ndone",
+            t.count - 1,
+            t.script(),
+            echo.join("|")
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("bash");
+        assert!(out.status.success(), "{script}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('|').map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[test]
+    fn the_script_computes_each_task_as_the_spec_combines_them() {
+        let params = BTreeMap::new();
+        let cases = [
+            space(
+                &[
+                    ("F", "INT", json!("1-9:4, 20, 12-10")),
+                    ("C", "STRING", json!(["a b", "it's"])),
+                    ("L", "FLOAT", json!([1.5, "2"])),
+                    ("P", "PATH", json!(["/x", "/y", "/z"])),
+                ],
+                None,
+            ),
+            space(
+                &[
+                    ("F", "INT", json!("1-3")),
+                    ("C", "STRING", json!(["a", "b"])),
+                    ("L", "FLOAT", json!([1.5, "2"])),
+                ],
+                Some("F * (C, L)"),
+            ),
+            space(
+                &[
+                    ("A", "INT", json!([1, 2, 3, 4, 5, 6])),
+                    ("B", "INT", json!("10-12")),
+                    ("C", "STRING", json!(["x", "y"])),
+                ],
+                Some("(A, B * C)"),
+            ),
+        ];
+        for s in &cases {
+            let t = expand("steps[0]", Some(s), &params, 1000).unwrap();
+            let rust: Vec<Vec<String>> = (0..t.count).map(|i| t.row(i)).collect();
+            assert_eq!(by_bash(&t), rust);
+            let distinct: std::collections::BTreeSet<_> = rust.iter().collect();
+            assert_eq!(distinct.len(), t.count, "{rust:?}");
+        }
+        let t = expand("steps[0]", Some(&cases[1]), &params, 1000).unwrap();
+        assert_eq!(t.count, 6);
+        assert_eq!(t.row(0), ["1", "a", "1.5"]);
+        assert_eq!(t.row(1), ["1", "b", "2"]);
+        assert_eq!(t.row(5), ["3", "b", "2"]);
+        let t = expand("steps[0]", Some(&cases[0]), &params, 1000).unwrap();
+        assert_eq!(t.count, 7 * 2 * 2 * 3);
+        assert_eq!(t.row(0), ["1", "a b", "1.5", "/x"]);
+    }
+
+    #[test]
+    fn a_million_tasks_make_a_small_script() {
+        let s = space(&[("F", "INT", json!("1-1000000"))], None);
+        let t = expand("steps[0]", Some(&s), &BTreeMap::new(), 1_000_000).unwrap();
+        assert_eq!(t.count, 1_000_000);
+        assert!(t.script().len() < 1000, "{}", t.script());
+        assert_eq!(t.row(999_999), ["1000000"]);
     }
 }
