@@ -267,3 +267,56 @@ fn kiln_and_the_reference_runner_make_the_same_task_outputs() {
     b.sort();
     assert_eq!(a, b);
 }
+
+/// A step of 60,000 tasks: the frame's command holds each parameter's
+/// values once, not every task's, so it stays far below the kernel's
+/// 128 KiB cap on one argument, and the first frames run with their values.
+#[test]
+fn a_step_of_many_tasks_runs_its_frames() {
+    let farm = Farm::start(1, 2);
+    let out = out_dir(&farm, "many");
+    let job = submit(
+        &farm,
+        "many.yaml",
+        &["-p", &format!("Out={out}"), "--retries", "0"],
+    );
+    let log = Path::new(&out).join("ran.log");
+    wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 4)
+    });
+    farm.kiln(&["kill", &job]);
+    let ran: BTreeSet<String> = lines(&log).into_iter().collect();
+    for f in 1..=4 {
+        assert!(
+            ran.contains(&format!("{f} beauty_with_a_long_name")),
+            "{ran:?}"
+        );
+    }
+    let frames = farm.frames(&job);
+    assert_eq!(frames.len(), 60_000);
+    assert!(
+        frames.iter().all(|f| f["state"] != "DEAD"),
+        "no frame failed"
+    );
+}
+
+/// Killing a running frame still exits its session's environments.
+#[test]
+fn a_killed_task_still_exits_its_environments() {
+    let farm = Farm::start(1, 1);
+    let out = out_dir(&farm, "killed");
+    let job = submit(&farm, "killed.yaml", &["-p", &format!("Out={out}")]);
+    let log = Path::new(&out).join("exits.log");
+    wait_until(Duration::from_secs(30), || {
+        read_opt(&log).contains("started")
+    });
+    farm.kiln(&["kill", &job]);
+    wait_until(Duration::from_secs(10), || {
+        read_opt(&log).contains("exited")
+    });
+    assert_eq!(lines(&log), ["started", "exited"]);
+}
+
+fn read_opt(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
