@@ -320,3 +320,23 @@ fn a_killed_task_still_exits_its_environments() {
 fn read_opt(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
+
+/// An action's `timeout` ends it the way its `cancelation` says: SIGTERM
+/// first for NOTIFY_THEN_TERMINATE, and the task fails.
+#[test]
+fn an_action_past_its_timeout_is_notified_then_fails() {
+    let farm = Farm::start(1, 1);
+    let out = out_dir(&farm, "timeout");
+    let job = submit(
+        &farm,
+        "timeout.yaml",
+        &["-p", &format!("Out={out}"), "--retries", "0"],
+    );
+    let t = std::time::Instant::now();
+    farm.wait_status(&job, "FAILED", Duration::from_secs(20));
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "ended by its timeout, not the sleep"
+    );
+    assert_eq!(lines(&Path::new(&out).join("log")), ["notified"]);
+}
