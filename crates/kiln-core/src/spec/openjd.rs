@@ -5,6 +5,7 @@
 //! a generated bash script that is one OpenJD session (see `script`).
 //! docs/openjd.md says what maps to what and what is not supported.
 
+mod combination;
 mod fmt;
 mod model;
 mod params;
