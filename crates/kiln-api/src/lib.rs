@@ -15,6 +15,7 @@ use kiln_core::auth::Credentials;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
+use std::collections::BTreeMap;
 use std::pin::Pin;
 
 /// Why a call failed, in terms every transport maps to its own (a gRPC
@@ -66,6 +67,7 @@ pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
 pub trait FarmApi: Send + Sync + 'static {
     /// `run_as`: who the job runs as when its spec names no user (empty:
     /// the caller). `key`: the client's idempotency key, if it sent one.
+    /// `params`: an OpenJD template's parameter values (empty for a spec).
     async fn submit(
         &self,
         who: Credentials,
@@ -73,6 +75,7 @@ pub trait FarmApi: Send + Sync + 'static {
         run_as: String,
         base_dir: Option<String>,
         key: Option<String>,
+        params: BTreeMap<String, String>,
     ) -> Result<Submitted>;
     async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>>;
     async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;

@@ -5,6 +5,7 @@
 //! `layers[1].frames`, so a user can find the line to fix.
 
 mod check;
+pub mod openjd;
 mod read;
 
 use crate::error::{Error, Result};
@@ -263,6 +264,28 @@ pub fn parse(text: &str, format: Format) -> Result<JobSpec> {
 /// Reads and checks a spec in one step.
 pub fn parse_and_validate(text: &str, format: Format, ctx: &SubmitContext) -> Result<NewJob> {
     validate(parse(text, format)?, ctx)
+}
+
+/// Reads and checks a Kiln spec or an OpenJD job template (told apart by
+/// its `specificationVersion`); `params` are the template's parameter
+/// values (and Kiln's `kiln.*` extras), and must be empty for a Kiln spec.
+pub fn parse_and_validate_with(
+    text: &str,
+    format: Format,
+    params: &BTreeMap<String, String>,
+    ctx: &SubmitContext,
+) -> Result<NewJob> {
+    if openjd::is_template(text) {
+        return openjd::convert(text, params, ctx);
+    }
+    if let Some(k) = params.keys().next() {
+        return Err(Error::spec(
+            format!("parameter {k}"),
+            "parameters apply only to OpenJD job templates (specificationVersion: \
+             jobtemplate-2023-09); a Kiln spec takes none",
+        ));
+    }
+    parse_and_validate(text, format, ctx)
 }
 
 /// Checks a whole spec and builds the job; the first problem found is

@@ -14,6 +14,7 @@ use kiln_core::auth::views::*;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -219,6 +220,20 @@ impl Client {
         base_dir: Option<String>,
         key: Option<String>,
     ) -> Result<Submitted> {
+        self.submit_with(spec, user, base_dir, key, BTreeMap::new())
+            .await
+    }
+
+    /// [`Client::submit`] with an OpenJD template's parameter values (and
+    /// Kiln's `kiln.*` settings; see docs/openjd.md).
+    pub async fn submit_with(
+        &self,
+        spec: String,
+        user: String,
+        base_dir: Option<String>,
+        key: Option<String>,
+        params: BTreeMap<String, String>,
+    ) -> Result<Submitted> {
         let r = self
             .inner
             .clone()
@@ -227,6 +242,7 @@ impl Client {
                 user,
                 base_dir: base_dir.unwrap_or_default(),
                 submit_key: key.unwrap_or_default(),
+                params: params.into_iter().collect(),
             })
             .await?
             .into_inner();

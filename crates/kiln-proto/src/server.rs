@@ -68,7 +68,14 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let spec = String::from_utf8(r.spec).map_err(|e| not_utf8(e.utf8_error()))?;
         let s = self
             .0
-            .submit(who, spec, r.user, some(r.base_dir), some(r.submit_key))
+            .submit(
+                who,
+                spec,
+                r.user,
+                some(r.base_dir),
+                some(r.submit_key),
+                r.params.into_iter().collect(),
+            )
             .await
             .map_err(wire)?;
         Ok(Response::new(pb::SubmitReply {

@@ -32,6 +32,7 @@ impl FarmApi for Slow {
         _: String,
         _: Option<String>,
         _: Option<String>,
+        _: std::collections::BTreeMap<String, String>,
     ) -> Result<Submitted> {
         none()
     }

@@ -115,6 +115,7 @@ impl<S: Store> FarmApi for Api<S> {
         run_as: String,
         base_dir: Option<String>,
         key: Option<String>,
+        params: std::collections::BTreeMap<String, String>,
     ) -> Result<Submitted> {
         let caller = self.caller(&who)?;
         if let Some(k) = &key {
@@ -135,7 +136,7 @@ impl<S: Store> FarmApi for Api<S> {
         // and on a blocking thread: a big spec takes milliseconds of CPU
         // that would otherwise stall every connection on this runtime thread.
         let mut job = tokio::task::spawn_blocking(move || {
-            spec::parse_and_validate(&text, Format::Auto, &ctx)
+            spec::parse_and_validate_with(&text, Format::Auto, &params, &ctx)
         })
         .await
         .map_err(|e| Error::Internal(format!("reading the spec failed: {e}")))??;

@@ -61,7 +61,7 @@ enum Cmd {
     Server(local::ServerArgs),
     /// Run a worker daemon on a render host; it connects out to --server.
     Worker(local::WorkerArgs),
-    /// Submit a job spec (YAML or JSON).
+    /// Submit a job spec or an OpenJD job template (YAML or JSON).
     Submit(submit::SubmitArgs),
     /// List jobs (unfinished ones unless --all).
     Jobs(show::JobsArgs),

@@ -7,14 +7,41 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln_core::view::{JobStatus, Submitted};
 use kiln_proto::client::Client;
 use kiln_proto::Error;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
+#[command(
+    after_help = "An Open Job Description job template (specificationVersion: \
+jobtemplate-2023-09) is submitted like a spec, its parameters given with -p:\n  \
+kiln submit render.yaml -p Frame=1-100 -p SceneFile=/x.blend --show ads\n\
+See docs/openjd.md for what is supported."
+)]
 pub struct SubmitArgs {
-    /// The job spec: a YAML or JSON file (see docs/spec.md), or - for stdin.
+    /// The job spec: a YAML or JSON file (see docs/spec.md), an OpenJD job
+    /// template (see docs/openjd.md), or - for stdin.
     spec: PathBuf,
+    /// A value for an OpenJD template's job parameter; repeat for each one.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// OpenJD template parameter values from a JSON or YAML file holding a
+    /// map of NAME: VALUE; -p values win over the file's.
+    #[arg(long, value_name = "FILE")]
+    param_file: Option<PathBuf>,
+    /// The show an OpenJD template's job goes to (a Kiln spec says `show:`).
+    #[arg(long)]
+    show: Option<String>,
+    /// The shot of an OpenJD template's job.
+    #[arg(long)]
+    shot: Option<String>,
+    /// The priority of an OpenJD template's job (default: the show's).
+    #[arg(long)]
+    priority: Option<i64>,
+    /// How often each task of an OpenJD template's job is retried (default 3).
+    #[arg(long)]
+    retries: Option<i64>,
     /// Wait for the job, showing progress; exit 0 only if every frame succeeded.
     #[arg(long, short)]
     wait: bool,
@@ -52,6 +79,50 @@ fn read_spec(path: &Path) -> Result<(String, Option<String>)> {
     let text =
         String::from_utf8(bytes).map_err(|e| kiln_proto::server::not_utf8(e.utf8_error()))?;
     Ok((text, base.map(|b| b.display().to_string())))
+}
+
+/// The submit's parameters: the file's, then each `-p`, then Kiln's own
+/// settings under `kiln.` names (docs/openjd.md).
+fn params(a: &SubmitArgs) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    if let Some(f) = &a.param_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the parameter file {}", f.display()))?;
+        let v: serde_json::Value = serde_norway::from_str(&text)
+            .with_context(|| format!("{} is not JSON or YAML", f.display()))?;
+        let Some(map) = v.as_object() else {
+            bail!("{} must hold a map of NAME: VALUE", f.display());
+        };
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => bail!(
+                    "{}: the value of {k} must be a string or a number",
+                    f.display()
+                ),
+            };
+            out.insert(k.clone(), v);
+        }
+    }
+    for p in &a.params {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("-p {p:?}: give NAME=VALUE");
+        };
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    let extras = [
+        ("show", a.show.clone()),
+        ("shot", a.shot.clone()),
+        ("priority", a.priority.map(|p| p.to_string())),
+        ("retries", a.retries.map(|r| r.to_string())),
+    ];
+    for (k, v) in extras {
+        if let Some(v) = v {
+            out.insert(format!("{}{k}", kiln_core::spec::openjd::KILN_PREFIX), v);
+        }
+    }
+    Ok(out)
 }
 
 /// A fresh idempotency key: 128 random bits as 32 hex digits.
@@ -94,6 +165,7 @@ async fn submit_retrying(
     base: Option<String>,
     key: &str,
     run_as: Option<&str>,
+    params: &BTreeMap<String, String>,
     retry_for: Duration,
 ) -> Result<(Client, Submitted)> {
     let started = Instant::now();
@@ -111,11 +183,12 @@ async fn submit_retrying(
         let attempt = async {
             let c = crate::session::connect(server).await?;
             let s = c
-                .submit(
+                .submit_with(
                     text.clone(),
                     run_as.unwrap_or_default().to_string(),
                     base.clone(),
                     Some(key.into()),
+                    params.clone(),
                 )
                 .await?;
             Ok::<_, Error>((c, s))
@@ -169,6 +242,7 @@ async fn submit_retrying(
 
 pub async fn submit(a: SubmitArgs, server: &str) -> Result<ExitCode> {
     let (text, base) = read_spec(&a.spec).map_err(|e| anyhow!("{e:#}\nnothing was submitted"))?;
+    let params = params(&a).map_err(|e| anyhow!("{e:#}\nnothing was submitted"))?;
     let key = a.key.unwrap_or_else(new_key);
     let (client, s) = submit_retrying(
         server,
@@ -176,6 +250,7 @@ pub async fn submit(a: SubmitArgs, server: &str) -> Result<ExitCode> {
         base,
         &key,
         a.run_as.as_deref(),
+        &params,
         Duration::from_secs(a.retry_for),
     )
     .await?;
