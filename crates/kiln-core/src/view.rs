@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// A job's status as users see it, derived from its state and its frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum JobStatus {
     /// Has frames to run, none running yet.
@@ -54,7 +54,7 @@ impl fmt::Display for JobStatus {
 
 /// Frame counts by display state. `depend` counts waiting frames held by a
 /// dependency; `waiting` counts those free to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateCounts {
     pub waiting: u32,
     pub depend: u32,
@@ -73,7 +73,7 @@ impl StateCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobSummary {
     pub id: i64,
     pub name: String,
@@ -86,11 +86,13 @@ pub struct JobSummary {
     pub paused: bool,
     pub counts: StateCounts,
     pub total: u32,
+    #[schema(value_type = i64)]
     pub submitted_at: Millis,
+    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LayerSummary {
     pub id: i64,
     pub name: String,
@@ -98,6 +100,7 @@ pub struct LayerSummary {
     pub frames: String,
     pub chunk: u32,
     /// What one frame reserves at least (the least of `cores_request`).
+    #[schema(value_type = u32)]
     pub cores: Centicores,
     /// The cores asked for, as a spec writes them: `4`, `4+`, `2-8`, `all`.
     pub cores_request: String,
@@ -123,15 +126,17 @@ pub struct LayerSummary {
     pub total: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobDetail {
     pub job: JobSummary,
     pub layers: Vec<LayerSummary>,
     pub depends_on_jobs: Vec<i64>,
     pub env: BTreeMap<String, String>,
     /// The most cores the job may hold at once; `None`: no cap.
+    #[schema(value_type = Option<u32>)]
     pub max_cores: Option<Centicores>,
     /// Cores its running frames hold now.
+    #[schema(value_type = u32)]
     pub cores_used: Centicores,
     /// Hosts the job no longer uses after its frames kept failing there.
     pub avoid_hosts: Vec<String>,
@@ -139,7 +144,7 @@ pub struct JobDetail {
 
 /// A frame's display state: the stored state, with waiting frames held by
 /// a dependency shown as `DEPEND`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum DisplayState {
     Waiting,
@@ -204,7 +209,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FrameInfo {
     pub id: i64,
     pub layer: String,
@@ -214,10 +219,13 @@ pub struct FrameInfo {
     pub attempts: u32,
     pub failures: u32,
     pub host: Option<String>,
+    #[schema(value_type = u32)]
     pub cores: Centicores,
     /// Memory the running attempt reserved; 0 when not running.
     pub memory_kb: u64,
+    #[schema(value_type = Option<i64>)]
     pub started_at: Option<Millis>,
+    #[schema(value_type = Option<i64>)]
     pub ended_at: Option<Millis>,
     pub max_rss_kb: u64,
     pub cpu_ms: u64,
@@ -242,7 +250,7 @@ impl FrameInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostInfo {
     pub id: i64,
     pub name: String,
@@ -251,7 +259,9 @@ pub struct HostInfo {
     pub state: HostState,
     pub lock: LockState,
     pub os: String,
+    #[schema(value_type = u32)]
     pub cores: Centicores,
+    #[schema(value_type = u32)]
     pub cores_used: Centicores,
     pub memory_kb: u64,
     pub memory_used_kb: u64,
@@ -268,6 +278,7 @@ pub struct HostInfo {
     pub manual_tags: Vec<String>,
     pub version: String,
     pub running: u32,
+    #[schema(value_type = i64)]
     pub last_seen: Millis,
 }
 
@@ -393,7 +404,7 @@ pub struct ActQuery {
     pub user: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServerInfo {
     pub version: String,
     pub data_dir: String,

@@ -1,8 +1,10 @@
 //! The server's own accept loop, so no client can stall it: when file
 //! descriptors run out it backs off instead of spinning on a listener that
 //! stays readable; it caps connections per client address; and each
-//! connection closes itself when it sends no HTTP/2 preface in time or
-//! stays idle (no request in flight, no open stream) too long. With TLS,
+//! connection closes itself when it has not spoken in time (sent the
+//! HTTP/2 preface, or for HTTP/1.1, whose clients send none, the head of a
+//! whole first request) or stays idle (no request in flight, no open
+//! stream) too long. With TLS,
 //! each connection's handshake runs on the connection's own task (never in
 //! this loop) and counts against its preface deadline. Every deadline here
 //! is on tokio's clock, so tests can pause and advance it.
@@ -21,8 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::{server::TlsStream, Accept, TlsAcceptor};
 
-/// What every HTTP/2 client sends first: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
-const PREFACE_LEN: u64 = 24;
+/// What every HTTP/2 client sends first.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const PREFACE_LEN: u64 = PREFACE.len() as u64;
 /// How often a refusal or an out-of-descriptors condition is logged.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -33,7 +36,8 @@ const EVICT_BATCH: usize = 8;
 /// Limits on client connections.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// A connection must send the HTTP/2 preface within this.
+    /// A connection must send the HTTP/2 preface (HTTP/1.1: a first
+    /// request's head) within this.
     pub preface_timeout: Duration,
     /// A connection with no request in flight (from its headers to the
     /// last byte of its response) and no open stream for this long is
@@ -63,14 +67,17 @@ pub struct Activity {
     /// When the connection was accepted: `last_ms` counts from there.
     base: Instant,
     last_ms: AtomicU64,
+    /// The connection's: a request reaching the server means it spoke.
+    conn: Arc<Shared>,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(conn: Arc<Shared>) -> Activity {
         Activity {
             busy: AtomicUsize::new(0),
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
+            conn,
         }
     }
 
@@ -86,6 +93,8 @@ impl Activity {
     /// Marks the connection busy (a request in flight, a stream open)
     /// until the returned guard drops.
     pub(crate) fn open(self: &Arc<Self>) -> StreamGuard {
+        // An HTTP/1.1 client speaks when its first request's head is whole.
+        self.conn.spoke.store(true, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         StreamGuard(self.clone())
@@ -115,7 +124,7 @@ impl Drop for StreamGuard {
 }
 
 /// What the accept loop knows of a connection it may have to close.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Shared {
     spoke: AtomicBool,
     /// Whether it was evicted, and the waker of its last read: one lock,
@@ -402,23 +411,28 @@ pub struct Conn {
     _slot: Slot,
     deadline: Pin<Box<Sleep>>,
     read: u64,
+    /// Its first bytes are not the HTTP/2 preface: an HTTP/1.1 client,
+    /// which speaks when a whole request head reaches the server.
+    http1: bool,
     preface_timeout: Duration,
     idle_timeout: Option<Duration>,
 }
 
 impl Conn {
     fn new(io: Io, peer: SocketAddr, slot: Slot, limits: &ConnLimits) -> Conn {
-        let activity = Arc::new(Activity::new());
+        let shared = Arc::new(Shared::default());
+        let activity = Arc::new(Activity::new(shared.clone()));
         Conn {
             io,
             info: ConnInfo {
                 remote: Some(peer),
                 activity,
             },
-            shared: Arc::default(),
+            shared,
             _slot: slot,
             deadline: Box::pin(tokio::time::sleep(limits.preface_timeout)),
             read: 0,
+            http1: false,
             preface_timeout: limits.preface_timeout,
             idle_timeout: limits.idle_timeout,
         }
@@ -427,9 +441,9 @@ impl Conn {
     /// The deadline passed: why the connection must close, or `None` after
     /// moving the deadline to the next moment it could.
     fn expired(&mut self) -> Option<String> {
-        if self.read < PREFACE_LEN {
+        if !self.shared.spoke.load(Ordering::Relaxed) {
             return Some(format!(
-                "no HTTP/2 preface within {} s",
+                "no HTTP/2 preface within {} s (nor a whole HTTP/1.1 request head)",
                 self.preface_timeout.as_secs_f64()
             ));
         }
@@ -469,7 +483,8 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if this.read < PREFACE_LEN && this.shared.register(cx.waker()) {
+        let spoke = this.shared.spoke.load(Ordering::Relaxed);
+        if !spoke && this.shared.register(cx.waker()) {
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "closed to free a file descriptor before it spoke",
@@ -493,8 +508,15 @@ impl AsyncRead for Conn {
             Io::Handshake(..) | Io::Failed => unreachable!("poll_ready settled the handshake"),
         };
         if let Poll::Ready(Ok(())) = r {
+            if !spoke && !this.http1 {
+                // Compare what came in against the preface, byte by byte.
+                let got = &buf.filled()[before..];
+                let want = &PREFACE[(this.read as usize).min(PREFACE.len())..];
+                let n = got.len().min(want.len());
+                this.http1 = got[..n] != want[..n];
+            }
             this.read += (buf.filled().len() - before) as u64;
-            if this.read >= PREFACE_LEN {
+            if this.read >= PREFACE_LEN && !this.http1 {
                 this.shared.spoke.store(true, Ordering::Relaxed);
             }
         }

@@ -396,28 +396,66 @@ impl<T: WorkerLinkApi> pb::worker_link_server::WorkerLink for LinkAdapter<T> {
 
 /// Serves both services on one listener until `shutdown` resolves, under
 /// `limits` (see [`crate::conn`]), over TLS when given a configuration
-/// ([`crate::tls::server_config`]).
+/// ([`crate::tls::server_config`]). The port speaks HTTP/2 and HTTP/1.1:
+/// requests whose content type is gRPC's go to the services, every other
+/// request to `rest` (a REST adapter, which this crate knows nothing of),
+/// with the caller's address as a `SocketAddr` in its extensions.
 pub async fn serve<F, W>(
     listener: tokio::net::TcpListener,
     limits: ConnLimits,
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     farm: F,
     link: W,
+    rest: axum::Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::result::Result<(), tonic::transport::Error>
 where
     F: FarmApi,
     W: WorkerLinkApi,
 {
+    let grpc = tonic::service::Routes::new(pb::farm_server::FarmServer::new(FarmAdapter(farm)))
+        .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(
+            link,
+        )))
+        .into_axum_router();
+    let app = axum::Router::new()
+        .fallback(move |r: axum::extract::Request| dispatch(r, grpc.clone(), rest.clone()));
     tonic::transport::Server::builder()
+        .accept_http1(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         // A request in flight keeps its connection from counting as idle.
         .layer(crate::inflight::InFlightLayer)
-        .add_service(pb::farm_server::FarmServer::new(FarmAdapter(farm)))
-        .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(
-            link,
-        )))
+        .add_routes(tonic::service::Routes::from(app))
         .serve_with_incoming_shutdown(crate::conn::incoming(listener, limits, tls), shutdown)
         .await
+}
+
+/// Sends a gRPC request to the services, any other to `rest`.
+async fn dispatch(
+    mut r: axum::extract::Request,
+    grpc: axum::Router,
+    rest: axum::Router,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    let is_grpc = r
+        .headers()
+        .get(tonic::codegen::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let res = if is_grpc {
+        grpc.oneshot(r).await
+    } else {
+        let from = r
+            .extensions()
+            .get::<crate::conn::ConnInfo>()
+            .and_then(|i| i.remote);
+        if let Some(from) = from {
+            r.extensions_mut().insert(from);
+        }
+        rest.oneshot(r).await
+    };
+    match res {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }
 }

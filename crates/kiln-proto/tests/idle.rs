@@ -137,6 +137,7 @@ async fn a_request_the_server_works_on_past_the_idle_time_is_answered() {
         None,
         slow,
         NoLink,
+        axum::Router::new(),
         futures::future::pending(),
     ));
     let client = Client::connect(&url).await.unwrap();

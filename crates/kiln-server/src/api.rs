@@ -37,6 +37,20 @@ pub struct Api<S: Store> {
     pub(crate) ldap: Option<Arc<LdapConfig>>,
 }
 
+/// One per wire (gRPC, REST): all of them share the applier and stores.
+impl<S: Store> Clone for Api<S> {
+    fn clone(&self) -> Self {
+        Api {
+            tx: self.tx.clone(),
+            store: self.store.clone(),
+            logs: self.logs.clone(),
+            data_dir: self.data_dir.clone(),
+            gate: self.gate.clone(),
+            ldap: self.ldap.clone(),
+        }
+    }
+}
+
 fn forbidden(d: kiln_core::auth::Decision<'_>) -> Result<()> {
     d.into_result().map_err(Error::Forbidden)
 }

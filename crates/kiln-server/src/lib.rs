@@ -206,12 +206,14 @@ pub async fn serve(
         let _ = tx.send(applier::Request::CloseSessions);
         stopping2.notify_one();
     };
+    let rest = kiln_rest::router(Arc::new(api.clone()));
     let server = kiln_proto::server::serve(
         listener,
         config.connections.clone(),
         tls,
         api,
         link,
+        rest,
         shutdown,
     );
     tokio::select! {

@@ -24,7 +24,19 @@ use std::fmt;
 /// What a grant lets its holder do. The four roles are ordered: each may do
 /// all that the one below it may. `Impersonate` is a separate right, held by
 /// a pipeline's service account, to submit jobs that run as someone else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Right {
     /// Reads jobs, frames, hosts and the farm's structure; sees another
@@ -85,7 +97,7 @@ impl fmt::Display for Right {
 }
 
 /// One right, farm-wide (`show: None`) or for one show.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     pub right: Right,
     pub show: Option<String>,

@@ -7,7 +7,7 @@ use crate::model::Millis;
 use serde::Serialize;
 
 /// The caller, as the server knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     pub user: String,
     pub grants: Vec<Grant>,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What holds a waiting frame back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhyKind {
     /// A job, layer or frame dependency is not met yet (state DEPEND).
@@ -86,7 +86,7 @@ impl WhyKind {
 }
 
 /// Why frames wait: a kind, what it names, and the reason in words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Why {
     pub kind: WhyKind,
     /// The show, limit, host or facility the reason names, if any.

@@ -184,3 +184,53 @@ async fn a_tls_handshake_counts_against_the_preface_deadline_and_stalls_nothing(
         "{took:?}"
     );
 }
+
+/// An HTTP/1.1 client sends no preface: it has spoken once a whole
+/// request head reached the server, not after 24 bytes of one. A client
+/// that trickles a head it never finishes is cut at the preface deadline;
+/// one whose request arrived is not.
+#[tokio::test(start_paused = true)]
+async fn an_http1_client_speaks_with_a_whole_request_head_not_with_24_bytes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ConnLimits {
+        preface_timeout: Duration::from_secs(5),
+        idle_timeout: Some(Duration::from_secs(300)),
+        ..ConnLimits::default()
+    };
+    let mut incoming = Box::pin(incoming(listener, limits, None));
+    let head = b"GET /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n";
+
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(head).await.unwrap();
+    let mut conn = incoming.next().await.unwrap().unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], head);
+    let start = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(60), conn.read(&mut buf))
+        .await
+        .expect("a head never finished is cut at the preface deadline");
+    let e = r.expect_err("closed");
+    assert!(
+        e.to_string().contains("no HTTP/2 preface within 5 s"),
+        "{e}"
+    );
+    assert!(start.elapsed() <= Duration::from_secs(5));
+
+    // The same head, finished: the request reaches the server, which
+    // marks it in flight; the connection then lives by the idle rule.
+    let mut fine = TcpStream::connect(addr).await.unwrap();
+    fine.write_all(head).await.unwrap();
+    let mut conn = incoming.next().await.unwrap().unwrap();
+    let n = conn.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], head);
+    drop(conn.info.activity.open());
+    let start = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(1_000), conn.read(&mut buf))
+        .await
+        .expect("closed once idle");
+    let e = r.expect_err("closed");
+    assert!(e.to_string().contains("idle for 300 s"), "{e}");
+    assert_eq!(start.elapsed().as_secs(), 300);
+}

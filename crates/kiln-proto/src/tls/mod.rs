@@ -29,7 +29,8 @@ pub fn trust_ca_file(path: PathBuf) {
 }
 
 /// The server side: `cert_pem` (the server's certificate, then any
-/// intermediates) and its key, for HTTP/2 only.
+/// intermediates) and its key; ALPN offers HTTP/2 (gRPC, REST) and
+/// HTTP/1.1 (REST clients such as Python's urllib).
 pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -46,7 +47,7 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::Serv
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| Error::Invalid(format!("the TLS certificate and key do not fit: {e}")))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
