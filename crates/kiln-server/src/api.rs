@@ -6,6 +6,7 @@ use crate::applier::{AuditDraft, Caller, IdentityAsk, LoginAsk, Request};
 use crate::auth::edge::Gate;
 use crate::auth::ldap::{self, LdapConfig, LdapError};
 use crate::auth::secret::{self, Kind};
+use crate::committed::Committed;
 use crate::logs::LogStore;
 use crate::now_ms;
 use kiln_api::FarmApi;
@@ -35,6 +36,9 @@ pub struct Api<S: Store> {
     pub(crate) data_dir: String,
     pub(crate) gate: Gate,
     pub(crate) ldap: Option<Arc<LdapConfig>>,
+    /// The farm as last committed: reads that need no frame records are
+    /// answered from it, without waiting for the applier's step.
+    pub(crate) committed: Committed,
 }
 
 /// One per wire (gRPC, REST): all of them share the applier and stores.
@@ -47,6 +51,7 @@ impl<S: Store> Clone for Api<S> {
             data_dir: self.data_dir.clone(),
             gate: self.gate.clone(),
             ldap: self.ldap.clone(),
+            committed: self.committed.clone(),
         }
     }
 }
@@ -160,12 +165,12 @@ impl<S: Store> FarmApi for Api<S> {
 
     async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>> {
         let caller = self.caller(&who)?;
-        self.ask(|tx| Request::ListJobs(caller, all, tx)).await
+        Ok(self.committed.list_jobs(&caller.who, all))
     }
 
     async fn job(&self, who: Credentials, key: String) -> Result<JobDetail> {
         let caller = self.caller(&who)?;
-        self.ask(|tx| Request::Job(caller, key, tx)).await
+        Ok(self.committed.job(&caller.who, &key)?)
     }
 
     async fn frames(
@@ -328,7 +333,7 @@ impl<S: Store> FarmApi for Api<S> {
 
     async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>> {
         let caller = self.caller(&who)?;
-        self.ask(|tx| Request::Hosts(caller, tx)).await
+        Ok(self.committed.hosts(&caller.who)?)
     }
 
     async fn set_host_lock(
@@ -348,19 +353,13 @@ impl<S: Store> FarmApi for Api<S> {
 
     async fn structure(&self, who: Credentials) -> Result<StructureView> {
         let caller = self.caller(&who)?;
-        self.ask(|tx| Request::Structure(caller, tx)).await
+        Ok(self.committed.structure(&caller.who)?)
     }
 
     async fn server_info(&self, who: Credentials) -> Result<ServerInfo> {
         let caller = self.caller(&who)?;
         forbidden(authorize(&caller.who, A::Read, Target::Farm))?;
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Counts(tx))
-            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
-        let (jobs, hosts) = rx
-            .await
-            .map_err(|_| Error::Unavailable("the server stopped".into()))?;
+        let (jobs, hosts) = self.committed.counts();
         Ok(ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             data_dir: self.data_dir.clone(),

@@ -9,6 +9,7 @@
 mod api;
 mod applier;
 mod bootstrap;
+mod committed;
 mod grep;
 pub use bootstrap::{write_secret, TOKEN_FILE as ADMIN_TOKEN_FILE};
 pub mod auth;
@@ -181,6 +182,7 @@ pub async fn serve(
         data_dir: config.data_dir.display().to_string(),
         gate: gate.clone(),
         ldap: config.ldap.clone().map(Arc::new),
+        committed: applier.committed(),
     };
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {

@@ -13,6 +13,7 @@ mod job;
 mod ldap;
 mod local;
 mod parse;
+mod probe;
 mod service;
 mod session;
 mod show;
@@ -165,6 +166,10 @@ enum Cmd {
     Audit(identity::AuditArgs),
     /// Load test: simulate N workers that run frames by waiting.
     Fleet(fleet::FleetArgs),
+    /// Read load test: one kind of read back to back; prints each read's
+    /// start and latency (bench/reads.sh).
+    #[command(hide = true)]
+    Probe(probe::ProbeArgs),
     /// Run the scheduler in virtual time over a scenario (sim/*.yaml) and
     /// report utilisation, shares, waits and planning times.
     Simulate(simulate::SimulateArgs),
@@ -282,6 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Token { command } => identity::token(command, &server).await,
         Cmd::Audit(a) => identity::audit(a, &server).await,
         Cmd::Fleet(a) => fleet::fleet(a, &server).await,
+        Cmd::Probe(a) => probe::probe(a, &server).await,
         Cmd::Simulate(a) => simulate::simulate(a).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -128,7 +128,12 @@ impl Farm {
 
     pub fn job_detail(&self, key: &str) -> Result<JobDetail> {
         let id = self.resolve_job(key)?;
-        let e = &self.jobs[&id];
+        Ok(self.detail(id).expect("a resolved job exists"))
+    }
+
+    /// The job with id `id` as clients see it; `None` if there is none.
+    pub fn detail(&self, id: JobId) -> Option<JobDetail> {
+        let e = self.jobs.get(&id)?;
         let layers = e
             .layers
             .iter()
@@ -177,7 +182,7 @@ impl Farm {
                 }
             })
             .collect();
-        Ok(JobDetail {
+        Some(JobDetail {
             job: self.summary(e),
             layers,
             depends_on_jobs: e.job.depends.iter().map(|d| d.0).collect(),

@@ -12,38 +12,16 @@ use kiln_core::view::*;
 use kiln_core::Error as CoreError;
 use kiln_store::Store;
 
-/// What a caller who may not read a job's secrets sees of each value.
-pub const HIDDEN: &str = "<hidden>";
-
 fn allow(who: &Principal, action: A, target: Target<'_>) -> Result<(), CoreError> {
     authorize(who, action, target)
         .into_result()
         .map_err(CoreError::Forbidden)
 }
 
-/// Farm-wide reads: hosts, the structure, the server's counts.
-pub(super) fn farm(who: &Principal) -> Result<(), CoreError> {
-    allow(who, A::Read, Target::Farm)
-}
-
 /// Whether `who` may do `action` to the job `key` names.
 pub(super) fn job(farm: &Farm, who: &Principal, action: A, key: &str) -> Result<(), CoreError> {
     let (id, owner, show) = farm.job_access(key)?;
     allow(who, action, Target::Job { id, owner, show })
-}
-
-/// Whether a listing shows `who` this job.
-pub(super) fn may_read(who: &Principal, j: &JobSummary) -> bool {
-    authorize(
-        who,
-        A::Read,
-        Target::Job {
-            id: j.id,
-            owner: &j.user,
-            show: &j.show,
-        },
-    )
-    .is_allowed()
 }
 
 fn verb(a: Action) -> JobVerb {
@@ -187,17 +165,6 @@ impl<S: Store> Applier<S> {
         let out = outcome(&v, |s| format!("job {}, {} frame(s)", s.id, s.frames));
         self.audit(caller, "submit", target, out, now);
         v
-    }
-
-    pub(super) fn job_detail(&self, caller: &Caller, key: &str) -> Result<JobDetail, CoreError> {
-        job(&self.farm, &caller.who, A::Read, key)?;
-        let mut d = self.farm.job_detail(key)?;
-        if job(&self.farm, &caller.who, A::ReadSecrets, key).is_err() {
-            for v in d.env.values_mut() {
-                *v = HIDDEN.to_string();
-            }
-        }
-        Ok(d)
     }
 
     pub(super) fn act(

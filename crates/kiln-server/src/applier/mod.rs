@@ -20,6 +20,7 @@ mod identity;
 pub use identity::{IdentityAsk, JoinAsk, LoginAsk};
 
 use crate::auth::edge::Gate;
+use crate::committed::{Committed, Publisher, Touched};
 use crate::logs::LogStore;
 use crate::{now_ms, Error};
 use futures::FutureExt;
@@ -72,8 +73,6 @@ pub struct AuditDraft {
 
 pub enum Request {
     Submit(Caller, NewJob, Reply<Submitted>),
-    ListJobs(Caller, bool, Reply<Vec<JobSummary>>),
-    Job(Caller, String, Reply<JobDetail>),
     Frames(
         Caller,
         String,
@@ -98,12 +97,9 @@ pub enum Request {
         Option<DisplayState>,
         Reply<u32>,
     ),
-    Hosts(Caller, Reply<Vec<HostInfo>>),
     Lock(Caller, String, bool, Reply<HostInfo>),
-    Counts(oneshot::Sender<(usize, usize)>),
     /// A wrangler's change; the reply is the line saying what changed.
     Admin(Caller, Admin, Reply<String>),
-    Structure(Caller, Reply<StructureView>),
     /// A change to users, grants, tokens or host credentials.
     Identity(Caller, IdentityAsk, Reply<IdentityDone>),
     /// A sign-in the edge verified: issue its session token.
@@ -136,6 +132,8 @@ pub struct Applier<S: Store> {
     changes: Vec<Change>,
     audit: Vec<AuditRecord>,
     next_audit: i64,
+    /// The farm as last committed, for reads that do not wait for a step.
+    publisher: Publisher,
 }
 
 /// Most events taken into one transaction.
@@ -152,14 +150,7 @@ impl Request {
     /// Whether the request only reads the farm.
     fn is_read(&self) -> bool {
         match self {
-            Request::ListJobs(..)
-            | Request::Job(..)
-            | Request::Frames(..)
-            | Request::LogTarget(..)
-            | Request::LogTargets(..)
-            | Request::Hosts(..)
-            | Request::Counts(..)
-            | Request::Structure(..) => true,
+            Request::Frames(..) | Request::LogTarget(..) | Request::LogTargets(..) => true,
             Request::Submit(..)
             | Request::Act(..)
             | Request::Lock(..)
@@ -186,7 +177,9 @@ impl<S: Store> Applier<S> {
         gate: Gate,
         next_audit: i64,
     ) -> Self {
+        let publisher = Publisher::new(&farm, Committed::default());
         Applier {
+            publisher,
             farm,
             store,
             logs,
@@ -200,6 +193,12 @@ impl<S: Store> Applier<S> {
             audit: Vec::new(),
             next_audit,
         }
+    }
+
+    /// The farm as last committed, which this applier publishes after
+    /// each commit.
+    pub fn committed(&self) -> Committed {
+        self.publisher.committed()
     }
 
     /// Runs [`Applier::run`] on a thread of its own, under a runtime of its
@@ -283,6 +282,11 @@ impl<S: Store> Applier<S> {
             self.farm.tick(now);
         }
         let mut written = 0;
+        // A client's change to hosts or the structure must show in its
+        // next read at once.
+        let urgent = writes
+            .iter()
+            .any(|r| matches!(r, Request::Lock(..) | Request::Admin(..)));
         for r in writes {
             written += self.handle(r, now, &mut replies);
         }
@@ -290,7 +294,7 @@ impl<S: Store> Applier<S> {
         // the frames it would start to the next step.
         let budget = self.max_starts.saturating_sub(written);
         if budget == 0 {
-            return self.finish(replies).await.map(|()| true);
+            return self.finish(replies, urgent, ticked).await.map(|()| true);
         }
         let t0 = std::time::Instant::now();
         let mut more = false;
@@ -317,14 +321,22 @@ impl<S: Store> Applier<S> {
                 "scheduling pass"
             );
         }
-        self.finish(replies).await?;
+        // Nothing left to do: the committed view need not trail the farm.
+        let settled = !more && self.rx.is_empty();
+        self.finish(replies, urgent || settled, ticked).await?;
         Ok(more)
     }
 
     /// Commits what the step changed, then answers and sends.
-    async fn finish(&mut self, replies: Vec<Box<dyn FnOnce() + Send>>) -> Result<(), Error> {
+    async fn finish(
+        &mut self,
+        replies: Vec<Box<dyn FnOnce() + Send>>,
+        urgent: bool,
+        ticked: bool,
+    ) -> Result<(), Error> {
         let dirty = self.farm.take_dirty();
         let outgoing = self.farm.take_outgoing();
+        let touched = Touched::of(&dirty);
         let identity_changed = !self.changes.is_empty();
         if !dirty.is_empty() || identity_changed || !self.audit.is_empty() {
             let mut batch = to_batch(dirty);
@@ -342,8 +354,9 @@ impl<S: Store> Applier<S> {
                 "commit"
             );
         }
-        // Before any answer: a caller told its token is revoked must find
-        // it refused on its next call.
+        // Before any answer: a caller must find what it was told is done
+        // in its next read, and a token it was told is revoked refused.
+        self.publisher.publish(&self.farm, touched, urgent, ticked);
         if identity_changed {
             self.gate.publish(self.identity.clone());
         }
@@ -394,12 +407,6 @@ impl<S: Store> Applier<S> {
                 later(replies, tx, v);
                 return written;
             }
-            Request::ListJobs(caller, all, tx) => {
-                let mut jobs = self.farm.list_jobs(all);
-                jobs.retain(|j| access::may_read(&caller.who, j));
-                later(replies, tx, Ok(jobs))
-            }
-            Request::Job(caller, key, tx) => later(replies, tx, self.job_detail(&caller, &key)),
             Request::Frames(caller, job, layer, state, tx) => {
                 let v = access::job(&self.farm, &caller.who, AuthAction::Read, &job)
                     .and_then(|()| self.farm.list_frames(&job, layer.as_deref(), state));
@@ -430,28 +437,14 @@ impl<S: Store> Applier<S> {
                 later(replies, tx, v);
                 return written;
             }
-            Request::Hosts(caller, tx) => {
-                let v = access::farm(&caller.who).map(|()| self.farm.hosts());
-                later(replies, tx, v)
-            }
             Request::Lock(caller, host, locked, tx) => {
                 let v = self.lock(&caller, &host, locked, now);
                 later(replies, tx, v)
-            }
-            Request::Counts(tx) => {
-                let counts = (self.farm.job_count(), self.farm.host_count());
-                replies.push(Box::new(move || {
-                    let _ = tx.send(counts);
-                }));
             }
             // Like every write, the reply waits for the commit of the batch
             // holding the change (see `step`).
             Request::Admin(caller, cmd, tx) => {
                 let v = self.admin(&caller, cmd, now);
-                later(replies, tx, v)
-            }
-            Request::Structure(caller, tx) => {
-                let v = access::farm(&caller.who).map(|()| self.farm.structure());
                 later(replies, tx, v)
             }
             Request::Identity(caller, ask, tx) => {
@@ -634,6 +627,7 @@ mod tests {
     struct Rig {
         tx: mpsc::UnboundedSender<Request>,
         out: mpsc::UnboundedReceiver<ServerMsg>,
+        committed: Committed,
         _dir: tempfile::TempDir,
     }
 
@@ -675,8 +669,14 @@ mod tests {
             tx.send(Request::Worker(WorkerEvent::Message { session, msg }))
                 .unwrap();
         }
+        let committed = applier.committed();
         tokio::spawn(applier.run());
-        Rig { tx, out, _dir: dir }
+        Rig {
+            tx,
+            out,
+            committed,
+            _dir: dir,
+        }
     }
 
     impl Rig {
@@ -710,40 +710,96 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_read_is_answered_between_the_steps_of_a_big_fill() {
-        let rig = rig(10, 100, 10, Duration::from_millis(1000)).await;
+    async fn a_read_during_a_big_fill_shows_the_last_commit() {
+        let mut rig = rig(10, 100, 10, Duration::from_millis(1000)).await;
         let job = rig.submit(1000).await;
         assert_eq!(job.frames, 1000);
-        // The submit's step started at most 10 frames; this read waits for
-        // one more step, not for the other 98.
-        let jobs = rig.ask(|tx| Request::ListJobs(admin(), true, tx)).await;
-        let running = jobs[0].counts.running;
-        assert!(
-            running < 1000,
-            "the read waited for the whole fill: {running} running"
-        );
+        // The submit's step wrote 1000 frames, over its budget of 10, so
+        // it started none; its commit is what a read sees now.
+        let jobs = rig.committed.list_jobs(&admin().who, true);
+        assert_eq!(jobs[0].counts.running, 0, "{jobs:?}");
+        assert_eq!(jobs[0].counts.waiting, 1000, "{jobs:?}");
+        assert_eq!(rig.launches(1000, Duration::from_secs(30)).await, 1000);
+        let jobs = rig.committed.list_jobs(&admin().who, true);
+        assert_eq!(jobs[0].counts.running, 1000, "{jobs:?}");
+        let d = rig.committed.job(&admin().who, "fill").unwrap();
+        assert_eq!(d.cores_used, 100_000, "{d:?}");
+    }
+
+    /// A store whose commits wait until the test lets them go.
+    struct Held {
+        inner: SqliteStore,
+        go: tokio::sync::Semaphore,
+    }
+
+    #[kiln_api::async_trait]
+    impl Store for Held {
+        async fn load(&self) -> kiln_store::Result<kiln_store::Image> {
+            self.inner.load().await
+        }
+        async fn commit(&self, batch: &Batch) -> kiln_store::Result<()> {
+            self.go.acquire().await.unwrap().forget();
+            self.inner.commit(batch).await
+        }
+        async fn attempts(&self, f: FrameId) -> kiln_store::Result<Vec<kiln_core::model::Attempt>> {
+            self.inner.attempts(f).await
+        }
+        async fn attempt(
+            &self,
+            id: AttemptId,
+        ) -> kiln_store::Result<Option<kiln_core::model::Attempt>> {
+            self.inner.attempt(id).await
+        }
+        async fn audit(
+            &self,
+            q: &kiln_core::auth::audit::AuditQuery,
+        ) -> kiln_store::Result<Vec<AuditRecord>> {
+            self.inner.audit(q).await
+        }
+        async fn history(&self, q: &HistoryQuery) -> kiln_store::Result<Vec<HistoryRow>> {
+            self.inner.history(q).await
+        }
     }
 
     #[tokio::test]
-    async fn a_read_does_not_wait_for_the_writes_of_its_batch() {
-        let rig = rig(1, 10, 10, Duration::from_millis(1000)).await;
-        // Sent together, so the applier takes them in one batch.
-        let (submit_tx, submit) = oneshot::channel();
-        let ctx = SubmitContext::default();
-        let yaml = "name: one\nlayers: [{name: r, command: r, frames: 1}]\n";
-        let job = parse_and_validate(yaml, Format::Yaml, &ctx).unwrap();
-        rig.tx
-            .send(Request::Submit(admin(), job, submit_tx))
+    async fn a_write_shows_in_reads_once_committed_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open(&dir.path().join("kiln.db"))
+            .await
             .unwrap();
-        let jobs = rig.ask(|tx| Request::ListJobs(admin(), true, tx)).await;
-        assert!(jobs.is_empty(), "the read saw its batch's submit: {jobs:?}");
-        assert_eq!(submit.await.unwrap().unwrap().frames, 1);
-        assert_eq!(
-            rig.ask(|tx| Request::ListJobs(admin(), true, tx))
-                .await
-                .len(),
-            1
+        let store = Arc::new(Held {
+            inner,
+            go: tokio::sync::Semaphore::new(0),
+        });
+        let logs = LogStore::new(dir.path().join("logs")).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let applier = Applier::new(
+            Farm::new(FarmConfig::default()),
+            store.clone(),
+            Arc::new(logs),
+            rx,
+            Gate::default(),
+            0,
         );
+        let committed = applier.committed();
+        tokio::spawn(applier.run());
+        let (submit_tx, mut submit) = oneshot::channel();
+        let yaml = "name: one\nlayers: [{name: r, command: r, frames: 1}]\n";
+        let job = parse_and_validate(yaml, Format::Yaml, &SubmitContext::default()).unwrap();
+        tx.send(Request::Submit(admin(), job, submit_tx)).unwrap();
+        // The applier has made the job in memory and waits on its commit.
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(submit.try_recv().is_err(), "acknowledged before its commit");
+            let jobs = committed.list_jobs(&admin().who, true);
+            assert!(jobs.is_empty(), "a read saw an uncommitted job: {jobs:?}");
+            assert!(committed.job(&admin().who, "one").is_err());
+        }
+        store.go.add_permits(1000);
+        assert_eq!(submit.await.unwrap().unwrap().frames, 1);
+        // Acknowledged: the caller's next read shows it.
+        assert_eq!(committed.list_jobs(&admin().who, true).len(), 1);
+        assert_eq!(committed.job(&admin().who, "one").unwrap().job.total, 1);
     }
 
     #[tokio::test]
@@ -753,7 +809,7 @@ mod tests {
         rig.submit(1000).await;
         let launched = rig.launches(1000, Duration::from_secs(30)).await;
         assert_eq!(launched, 1000, "the fill stopped after a capped step");
-        let jobs = rig.ask(|tx| Request::ListJobs(admin(), true, tx)).await;
+        let jobs = rig.committed.list_jobs(&admin().who, true);
         assert_eq!(jobs[0].counts.running, 1000);
     }
 }

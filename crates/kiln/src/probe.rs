@@ -1,0 +1,62 @@
+//! `kiln probe` (hidden): a read load test. Issues one kind of read back to
+//! back over one gRPC connection, as a dashboard or a pipeline polling the
+//! farm would, and prints each read's start (Unix ms) and latency (µs) on a
+//! line of its own, so a benchmark can line them up with what the farm was
+//! doing (bench/reads.sh).
+
+use crate::session;
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Read {
+    /// Every job (`kiln jobs --all`).
+    Jobs,
+    /// One job, as `kiln job` reads it (--job).
+    Job,
+    /// Every host.
+    Hosts,
+}
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// What to read.
+    #[arg(long, value_enum, default_value = "jobs")]
+    read: Read,
+    /// The job `--read job` reads.
+    #[arg(long, default_value = "")]
+    job: String,
+    /// Stop after this many seconds.
+    #[arg(long, default_value = "60")]
+    seconds: u64,
+    /// Pause between reads, in milliseconds.
+    #[arg(long, default_value = "0")]
+    every_ms: u64,
+}
+
+pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
+    let client = session::connect(server).await?;
+    let end = Instant::now() + Duration::from_secs(a.seconds);
+    let mut out = std::io::stdout().lock();
+    while Instant::now() < end {
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let t = Instant::now();
+        match a.read {
+            Read::Jobs => drop(client.list_jobs(true).await?),
+            Read::Job => drop(client.job(&a.job).await?),
+            Read::Hosts => drop(client.hosts().await?),
+        }
+        writeln!(out, "{start} {}", t.elapsed().as_micros())?;
+        out.flush()?;
+        if a.every_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(a.every_ms)).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
