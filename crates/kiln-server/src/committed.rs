@@ -150,6 +150,7 @@ impl Touched {
         jobs.extend(d.layers.iter().map(|l| l.job));
         jobs.extend(d.frames.iter().map(|f| f.job));
         jobs.extend(d.attempts.iter().map(|a| a.job));
+        jobs.extend(d.archived.iter().copied());
         Touched {
             // Frames starting and ending change the hosts' free cores.
             hosts: !d.hosts.is_empty() || !d.attempts.is_empty(),

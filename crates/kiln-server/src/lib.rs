@@ -58,6 +58,36 @@ pub struct ServerConfig {
     pub tls: tls::Tls,
     /// Password sign-in against a directory as well as local users.
     pub ldap: Option<auth::ldap::LdapConfig>,
+    /// How long finished jobs, their history and logs are kept.
+    pub retention: Retention,
+}
+
+/// How long the server keeps what finished work leaves behind, so that
+/// neither its memory, its database nor its log directory grows forever.
+/// `None`: keep forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// A job that finished (or was killed) this long ago leaves memory and
+    /// `kiln jobs --all`; its attempts stay readable through history.
+    pub archive_after_ms: Option<i64>,
+    /// An archived job's records are deleted this long after archiving.
+    pub history_ms: Option<i64>,
+    /// A frame log is deleted this long after its last write.
+    pub logs_ms: Option<i64>,
+    /// How often the server applies the above.
+    pub every_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: i64 = 86_400_000;
+        Retention {
+            archive_after_ms: Some(7 * DAY),
+            history_ms: Some(365 * DAY),
+            logs_ms: Some(30 * DAY),
+            every_ms: 60_000,
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch: the server's one clock.
@@ -174,7 +204,8 @@ pub async fn serve(
         rx,
         gate.clone(),
         next_audit,
-    );
+    )
+    .with_retention(config.retention.clone());
     let api = api::Api {
         tx: tx.clone(),
         store,

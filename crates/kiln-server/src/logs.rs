@@ -57,6 +57,44 @@ impl LogStore {
         Ok(open.entry(attempt).or_insert(file).clone())
     }
 
+    /// Deletes the logs of attempts that ended (their file was last written)
+    /// before `before`. Files still open (an attempt running) stay, and so do
+    /// the directories (one per 10,000 attempts): one removed while a chunk
+    /// makes its file there would fail that write. Returns how many files were deleted.
+    pub fn prune(&self, before: std::time::SystemTime) -> io::Result<u64> {
+        let mut deleted = 0;
+        for dir in std::fs::read_dir(&self.root)? {
+            let dir = dir?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&dir)? {
+                let f = f?;
+                let path = f.path();
+                let attempt = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map(AttemptId);
+                let open = attempt.is_some_and(|a| {
+                    self.open
+                        .lock()
+                        .expect("log table poisoned")
+                        .contains_key(&a)
+                });
+                let old = f.metadata()?.modified()? < before;
+                if old && !open && attempt.is_some() {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => deleted += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     pub fn write(&self, attempt: AttemptId, offset: u64, data: &[u8]) -> io::Result<()> {
         self.file(attempt)?.write_all_at(data, offset)
     }

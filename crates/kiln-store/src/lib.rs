@@ -17,7 +17,7 @@ pub use sqlite::SqliteStore;
 
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::identity;
-use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, Layer};
+use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, JobId, Layer};
 use kiln_core::structure::{Change, Record};
 use kiln_core::view::{HistoryQuery, HistoryRow};
 
@@ -49,6 +49,12 @@ pub trait Store: Send + Sync + 'static {
     /// Ended attempts matching the query, in the order they ended (ties by
     /// id), at most `query.limit` of them, after `query.after`.
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRow>>;
+
+    /// Deletes at most `max_jobs` jobs archived before `before` (Unix ms),
+    /// with their layers, frames and attempts, in short transactions.
+    /// Ids stay unique: none of theirs is handed out again after a
+    /// restart. Returns how many jobs were deleted.
+    async fn purge(&self, before: i64, max_jobs: u32) -> Result<u32>;
 }
 
 /// Records to write together. Each record replaces the stored record with
@@ -68,6 +74,9 @@ pub struct Batch {
     pub identity: Vec<identity::Change>,
     /// Audit records to append; each id is new.
     pub audit: Vec<AuditRecord>,
+    /// Jobs archived, and when: [`Store::load`] leaves them and their
+    /// layers and frames out from then on; history still reads them.
+    pub archived: Vec<(JobId, i64)>,
 }
 
 impl Batch {
@@ -85,6 +94,7 @@ impl Batch {
             + self.structure.len()
             + self.identity.len()
             + self.audit.len()
+            + self.archived.len()
     }
 }
 

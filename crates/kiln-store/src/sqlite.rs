@@ -5,6 +5,7 @@ mod history;
 mod identity;
 mod keyed;
 mod read;
+mod retention;
 mod structure;
 mod tables;
 #[cfg(test)]
@@ -140,5 +141,11 @@ impl Store for SqliteStore {
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRow>> {
         let mut conn = self.readers.acquire().await?;
         history::query(&mut conn, query).await
+    }
+
+    async fn purge(&self, before: i64, max_jobs: u32) -> Result<u32> {
+        // Each transaction takes the writer lock on its own, so commits
+        // interleave with a long purge instead of waiting for all of it.
+        retention::purge(&self.writer, before, max_jobs).await
     }
 }

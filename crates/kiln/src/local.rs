@@ -7,7 +7,7 @@ use kiln_core::farm::FarmConfig;
 use kiln_core::size::{parse_duration_s, parse_memory_kb};
 use kiln_proto::conn::ConnLimits;
 use kiln_server::tls::Tls;
-use kiln_server::ServerConfig;
+use kiln_server::{Retention, ServerConfig};
 use kiln_worker::WorkerConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,8 +50,43 @@ pub struct ServerArgs {
     /// No TLS: only when listening on a loopback address.
     #[arg(long)]
     plaintext: bool,
+    /// Finished and killed jobs leave the farm (and `kiln jobs --all`) this
+    /// long after they end; `kiln history` still reads them (never: keep).
+    #[arg(long, default_value = "7d")]
+    archive_after: String,
+    /// Archived jobs' history is deleted this long after archiving (never: keep).
+    #[arg(long, default_value = "365d")]
+    history_retention: String,
+    /// Frame logs are deleted this long after their last line (never: keep).
+    #[arg(long, default_value = "30d")]
+    log_retention: String,
+    /// How often the server archives and deletes what the retention flags say.
+    #[arg(long, default_value = "60s", hide = true)]
+    retention_every: String,
     #[command(flatten)]
     ldap: crate::ldap::LdapArgs,
+}
+
+/// A retention flag: a duration, or `never`.
+fn keep_for(flag: &str, v: &str) -> Result<Option<i64>> {
+    if v.trim().eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    let s = parse_duration_s(v)
+        .map_err(|e| anyhow::anyhow!("--{flag}: {e}; or give `never` to keep forever"))?;
+    Ok(Some(s as i64 * 1000))
+}
+
+fn retention(a: &ServerArgs) -> Result<Retention> {
+    let every = keep_for("retention-every", &a.retention_every)?
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| anyhow::anyhow!("--retention-every: give a duration above zero, as 60s"))?;
+    Ok(Retention {
+        archive_after_ms: keep_for("archive-after", &a.archive_after)?,
+        history_ms: keep_for("history-retention", &a.history_retention)?,
+        logs_ms: keep_for("log-retention", &a.log_retention)?,
+        every_ms: every,
+    })
 }
 
 #[derive(Args)]
@@ -173,6 +208,7 @@ pub(crate) async fn shutdown_signal() {
 
 pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
+    let retention = retention(&a)?;
     let ldap = a.ldap.config()?;
     let data = a.data.unwrap_or_else(crate::default_data_dir);
     let farm = farm_config(&a.down_after)?;
@@ -220,6 +256,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             connections,
             tls,
             ldap,
+            retention,
         },
         listener,
         shutdown_signal(),
@@ -436,6 +473,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             // The local quick start: loopback only, nothing to set up.
             tls: Tls::Plaintext,
             ldap: None,
+            retention: Retention::default(),
         },
         listener,
         stopped(stop_rx.clone()),

@@ -54,6 +54,9 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once per process and matched at once: the size of the largest
+// variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Start a local farm: a server and one worker on this machine.

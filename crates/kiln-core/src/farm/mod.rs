@@ -8,6 +8,7 @@ mod dispatch;
 mod jobs;
 mod mirror;
 mod queries;
+mod retention;
 mod tracked;
 mod usage;
 mod workers;
@@ -77,11 +78,14 @@ pub struct Dirty {
     pub hosts: Vec<Host>,
     /// Structure changes, in the order they were made.
     pub structure: Vec<Change>,
+    /// Jobs archived: gone from memory, kept in the store for history.
+    pub archived: Vec<JobId>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
         self.structure.is_empty()
+            && self.archived.is_empty()
             && self.jobs.is_empty()
             && self.layers.is_empty()
             && self.frames.is_empty()
@@ -98,6 +102,7 @@ struct DirtySet {
     attempts: BTreeSet<AttemptId>,
     hosts: BTreeSet<HostId>,
     structure: Vec<Change>,
+    archived: Vec<JobId>,
 }
 
 /// Everything needed to rebuild a farm after a restart.
@@ -406,6 +411,7 @@ impl Farm {
                 .filter_map(|id| self.hosts.get(id).map(|h| h.host.clone()))
                 .collect(),
             structure: set.structure,
+            archived: set.archived,
         }
     }
 

@@ -15,6 +15,7 @@ use std::ops::Deref;
 pub(super) trait Map<K, V> {
     fn entry_mut(&mut self, k: &K) -> Option<&mut V>;
     fn put(&mut self, k: K, v: V) -> Option<V>;
+    fn take(&mut self, k: &K) -> Option<V>;
 }
 
 impl<K: Ord, V> Map<K, V> for BTreeMap<K, V> {
@@ -24,6 +25,9 @@ impl<K: Ord, V> Map<K, V> for BTreeMap<K, V> {
     fn put(&mut self, k: K, v: V) -> Option<V> {
         self.insert(k, v)
     }
+    fn take(&mut self, k: &K) -> Option<V> {
+        self.remove(k)
+    }
 }
 
 impl<K: Hash + Eq, V> Map<K, V> for rustc_hash::FxHashMap<K, V> {
@@ -32,6 +36,9 @@ impl<K: Hash + Eq, V> Map<K, V> for rustc_hash::FxHashMap<K, V> {
     }
     fn put(&mut self, k: K, v: V) -> Option<V> {
         self.insert(k, v)
+    }
+    fn take(&mut self, k: &K) -> Option<V> {
+        self.remove(k)
     }
 }
 
@@ -93,6 +100,15 @@ impl<M, K: Copy> Tracked<M, K> {
     {
         self.touch(k);
         self.map.put(k, v)
+    }
+
+    /// Removes an entry. Not noted: the caller makes the mirror read
+    /// everything again ([`super::mirror::Mirror::stale`]).
+    pub fn remove<V>(&mut self, k: &K) -> Option<V>
+    where
+        M: Map<K, V>,
+    {
+        self.map.take(k)
     }
 
     /// Notes a key as changed without changing anything. A farm that is

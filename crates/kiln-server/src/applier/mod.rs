@@ -16,13 +16,14 @@
 
 mod access;
 mod identity;
+mod retention;
 
 pub use identity::{IdentityAsk, JoinAsk, LoginAsk};
 
 use crate::auth::edge::Gate;
 use crate::committed::{Committed, Publisher, Touched};
 use crate::logs::LogStore;
-use crate::{now_ms, Error};
+use crate::{now_ms, Error, Retention};
 use futures::FutureExt;
 use kiln_core::auth::audit::AuditRecord;
 use kiln_core::auth::identity::{Change, Identity};
@@ -134,6 +135,7 @@ pub struct Applier<S: Store> {
     next_audit: i64,
     /// The farm as last committed, for reads that do not wait for a step.
     publisher: Publisher,
+    retention: retention::Keeper,
 }
 
 /// Most events taken into one transaction.
@@ -180,6 +182,7 @@ impl<S: Store> Applier<S> {
         let publisher = Publisher::new(&farm, Committed::default());
         Applier {
             publisher,
+            retention: retention::Keeper::new(Retention::default()),
             farm,
             store,
             logs,
@@ -193,6 +196,12 @@ impl<S: Store> Applier<S> {
             audit: Vec::new(),
             next_audit,
         }
+    }
+
+    /// Keeps finished jobs, history and logs as `r` says.
+    pub fn with_retention(mut self, r: Retention) -> Self {
+        self.retention = retention::Keeper::new(r);
+        self
     }
 
     /// The farm as last committed, which this applier publishes after
@@ -280,6 +289,7 @@ impl<S: Store> Applier<S> {
         }
         if ticked {
             self.farm.tick(now);
+            self.retention.archive(&mut self.farm, now);
         }
         let mut written = 0;
         // A client's change to hosts or the structure must show in its
@@ -339,7 +349,8 @@ impl<S: Store> Applier<S> {
         let touched = Touched::of(&dirty);
         let identity_changed = !self.changes.is_empty();
         if !dirty.is_empty() || identity_changed || !self.audit.is_empty() {
-            let mut batch = to_batch(dirty);
+            let now = now_ms();
+            let mut batch = to_batch(dirty, now);
             batch.identity = std::mem::take(&mut self.changes);
             batch.audit = std::mem::take(&mut self.audit);
             for a in batch.attempts.iter().filter(|a| a.outcome.is_some()) {
@@ -357,6 +368,9 @@ impl<S: Store> Applier<S> {
         // Before any answer: a caller must find what it was told is done
         // in its next read, and a token it was told is revoked refused.
         self.publisher.publish(&self.farm, touched, urgent, ticked);
+        if ticked {
+            self.retention.clean(&self.store, &self.logs);
+        }
         if identity_changed {
             self.gate.publish(self.identity.clone());
         }
@@ -517,8 +531,9 @@ fn cap(plan: &mut Plan, max: u64, held: &[Reservation]) -> bool {
     true
 }
 
-fn to_batch(d: Dirty) -> Batch {
+fn to_batch(d: Dirty, now: i64) -> Batch {
     Batch {
+        archived: d.archived.into_iter().map(|j| (j, now)).collect(),
         jobs: d.jobs,
         layers: d.layers,
         frames: d.frames,
@@ -758,6 +773,9 @@ mod tests {
         }
         async fn history(&self, q: &HistoryQuery) -> kiln_store::Result<Vec<HistoryRow>> {
             self.inner.history(q).await
+        }
+        async fn purge(&self, before: i64, max_jobs: u32) -> kiln_store::Result<u32> {
+            self.inner.purge(before, max_jobs).await
         }
     }
 

@@ -2,6 +2,7 @@
 //! strictly, so a row that no longer fits its record is an error naming the
 //! row and column rather than a silently wrong value.
 
+use super::retention::{LIVE_JOBS, OF_LIVE_JOBS};
 use super::tables::{Table, ATTEMPTS, FRAMES, HOSTS, JOBS, LAYERS};
 use crate::codec::{self, ReportColumns};
 use crate::{Error, Image, MaxIds, Result};
@@ -18,8 +19,14 @@ use std::fmt::Display;
 /// inside one transaction so that every table is read from one snapshot.
 pub(super) async fn image(conn: &mut SqliteConnection) -> Result<Image> {
     Ok(Image {
-        jobs: all(conn, &JOBS, "ORDER BY id", job).await?,
-        layers: all(conn, &LAYERS, "ORDER BY id", layer).await?,
+        jobs: all(conn, &JOBS, &format!("WHERE {LIVE_JOBS} ORDER BY id"), job).await?,
+        layers: all(
+            conn,
+            &LAYERS,
+            &format!("WHERE {OF_LIVE_JOBS} ORDER BY id"),
+            layer,
+        )
+        .await?,
         frames: frames(conn).await?,
         hosts: all(conn, &HOSTS, "ORDER BY id", host).await?,
         // Served by the partial index `attempts_running`.
@@ -67,9 +74,15 @@ async fn all<T>(
 
 async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
     let row = sqlx::query(
-        "SELECT (SELECT COALESCE(MAX(id), 0) FROM jobs), (SELECT COALESCE(MAX(id), 0) FROM layers), \
-         (SELECT COALESCE(MAX(id), 0) FROM frames), (SELECT COALESCE(MAX(id), 0) FROM attempts), \
-         (SELECT COALESCE(MAX(id), 0) FROM hosts), (SELECT COALESCE(MAX(id), 0) FROM audit)",
+        "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), \
+                    (SELECT COALESCE(MAX(max_id), 0) FROM id_floor WHERE kind = 'job')), \
+                MAX((SELECT COALESCE(MAX(id), 0) FROM layers), \
+                    (SELECT COALESCE(MAX(max_id), 0) FROM id_floor WHERE kind = 'layer')), \
+                MAX((SELECT COALESCE(MAX(id), 0) FROM frames), \
+                    (SELECT COALESCE(MAX(max_id), 0) FROM id_floor WHERE kind = 'frame')), \
+                MAX((SELECT COALESCE(MAX(id), 0) FROM attempts), \
+                    (SELECT COALESCE(MAX(max_id), 0) FROM id_floor WHERE kind = 'attempt')), \
+                (SELECT COALESCE(MAX(id), 0) FROM hosts), (SELECT COALESCE(MAX(id), 0) FROM audit)",
     )
     .fetch_one(conn)
     .await?;
@@ -170,7 +183,7 @@ const FRAME_CHUNK: i64 = 20_000;
 async fn frames(conn: &mut SqliteConnection) -> Result<Vec<Frame>> {
     let sql = format!(
         "SELECT json_group_array(json_array({})), count(*), max(id) \
-         FROM (SELECT * FROM frames WHERE id > ? ORDER BY id LIMIT ?)",
+         FROM (SELECT * FROM frames WHERE id > ? AND {OF_LIVE_JOBS} ORDER BY id LIMIT ?)",
         FRAMES.cols.join(", ")
     );
     let mut frames = Vec::new();

@@ -5,11 +5,13 @@
 pub mod fixtures;
 mod history;
 mod identity;
+mod retention;
 mod structure;
 pub mod timings;
 
 pub use history::history_export;
 pub use identity::{audit_goes_with_its_batch, identity_changes_apply_in_order};
+pub use retention::archive_and_purge;
 pub use structure::structure_changes_apply_in_order;
 
 use fixtures::*;
