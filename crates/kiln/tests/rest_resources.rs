@@ -145,6 +145,48 @@ fn a_frame_fails_is_retried_through_rest_and_its_attempts_logs_and_history_show_
     let d = problem(&c.get(&format!("/api/v1/frames/{id}/log?offset=x")), 400);
     assert!(d.starts_with("offset: "), "{d}");
 
+    // An artist may read another's frame but not its log, nor retry it:
+    // the CLI's texts, and the frame stays DEAD.
+    let bob = farm.user("bob", &["artist"]);
+    let mut b = Rest::connect(&farm, Version::H2, Some(&bob));
+    let a = b.get(&format!("/api/v1/frames/{id}"));
+    s.check("get", "/api/v1/frames/{id}", &a);
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = b.get(&format!("/api/v1/frames/{id}/log"));
+    s.check("get", "/api/v1/frames/{id}/log", &a);
+    let detail = problem(&a, 403);
+    let cli = farm.kiln_as(Some(&bob), &["log", &job, "a/1"]);
+    assert!(
+        String::from_utf8_lossy(&cli.stderr).contains(&detail),
+        "{detail}"
+    );
+    let a = b.post(&format!("/api/v1/frames/{id}/retry"), &[], "");
+    s.check("post", "/api/v1/frames/{id}/{action}", &a);
+    let detail = problem(&a, 403);
+    let cli = farm.kiln_as(Some(&bob), &["retry", &job, &id.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&cli.stderr).contains(&detail),
+        "{detail}"
+    );
+    assert_eq!(
+        c.get(&format!("/api/v1/frames/{id}")).body["frame"]["state"],
+        "DEAD"
+    );
+
+    // A viewer of another show may not even read it, nor its attempts.
+    let carol = farm.user("carol", &["viewer@other"]);
+    let mut v = Rest::connect(&farm, Version::H1, Some(&carol));
+    for path in [
+        format!("/api/v1/frames/{id}"),
+        format!("/api/v1/frames/{id}/attempts"),
+    ] {
+        let detail = problem(&v.get(&path), 403);
+        assert!(
+            detail.starts_with("carol (viewer of show other) may not read job"),
+            "{detail}"
+        );
+    }
+
     // Retried through REST: the CLI's line, then it runs again and succeeds.
     let a = send(
         &mut c,
