@@ -12,6 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use kiln_api::FarmApi;
 use kiln_core::auth::Credentials;
 use kiln_core::view::{HistoryPage, HistoryQuery, HistoryRow};
@@ -189,4 +190,17 @@ fn rest<F: FarmApi>(
     ))
 }
 
-use futures::StreamExt;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_token_names_where_the_page_ended_and_no_other_is_taken() {
+        let t = token((1_796_000_000_000, 42));
+        assert_eq!(after(Some(t)).unwrap(), Some((1_796_000_000_000, 42)));
+        for bad in ["j12", "h12", "hzz.1", "h1.zz"] {
+            let e = after(Some(bad.into())).unwrap_err().to_string();
+            assert!(e.starts_with("page_token: "), "{bad}: {e}");
+        }
+    }
+}

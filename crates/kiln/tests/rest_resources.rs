@@ -350,6 +350,41 @@ fn a_frame_fails_is_retried_through_rest_and_its_attempts_logs_and_history_show_
     assert!(d.starts_with("tags: "), "{d}");
     c.post("/api/v1/hosts/w0/unlock", &[], "");
     assert_eq!(c.get("/api/v1/hosts/w0").body["lock"], "OPEN");
+    for (action, state) in [("repair", "REPAIR"), ("fixed", "UP")] {
+        let a = send(
+            &mut c,
+            &s,
+            "post",
+            "/api/v1/hosts/{name}/{action}",
+            &format!("/api/v1/hosts/w0/{action}"),
+            "",
+        );
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(c.get("/api/v1/hosts/w0").body["state"], state);
+    }
+    let a = send(
+        &mut c,
+        &s,
+        "post",
+        "/api/v1/hosts/{name}/{action}",
+        "/api/v1/hosts/w0/untag",
+        r#"{"tags": ["fast"]}"#,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(c.get("/api/v1/hosts/w0").body["manual_tags"], json!([]));
+    let d = problem(&c.post("/api/v1/hosts/w0/move", &[], ""), 400);
+    assert!(d.starts_with("allocation: "), "{d}");
+    let a = c.post(
+        "/api/v1/hosts/w0/move",
+        &[],
+        r#"{"allocation": "local.nowhere"}"#,
+    );
+    s.check("post", "/api/v1/hosts/{name}/{action}", &a);
+    assert!(a.status == 404 || a.status == 400, "{a:?}");
+    assert_eq!(
+        c.get("/api/v1/hosts/w0").body["allocation"],
+        "local.general"
+    );
     let a = c.get("/api/v1/hosts/nosuch");
     s.check("get", "/api/v1/hosts/{name}", &a);
     problem(&a, 404);
@@ -732,6 +767,42 @@ fn structure_identity_and_job_changes_over_rest_with_refusals_that_change_nothin
         1
     );
 
+    // A disabled account's token stops working until it is enabled; a
+    // revoked grant leaves it none.
+    let a = send(
+        &mut c,
+        &s,
+        "post",
+        "/api/v1/users/{name}/{action}",
+        "/api/v1/users/pipeline/disable",
+        "",
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    problem(&p.get("/api/v1/whoami"), 401);
+    send(
+        &mut c,
+        &s,
+        "post",
+        "/api/v1/users/{name}/{action}",
+        "/api/v1/users/pipeline/enable",
+        "",
+    );
+    assert_eq!(p.get("/api/v1/whoami").status, 200);
+    let a = send(
+        &mut c,
+        &s,
+        "delete",
+        "/api/v1/users/{name}/grants/{right}",
+        "/api/v1/users/pipeline/grants/artist?show=film",
+        "",
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(p.get("/api/v1/whoami").body["grants"], json!([]));
+    let d = problem(
+        &c.call("PUT", "/api/v1/users/pipeline/grants/boss", &[], ""),
+        400,
+    );
+    assert!(d.starts_with("right: "), "{d}");
     // Revoked: the token no longer works, and the trail says so.
     let a = send(
         &mut c,
