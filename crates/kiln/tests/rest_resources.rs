@@ -291,6 +291,23 @@ fn a_frame_fails_is_retried_through_rest_and_its_attempts_logs_and_history_show_
     );
     assert_eq!(h["rows"][0]["outcome"], "SUCCEEDED", "{h}");
     assert!(h["next_page_token"].is_null(), "{h}");
+    // Times as the CLI takes them: a duration ago, a UTC date.
+    let recent = get(
+        &mut c,
+        &s,
+        "/api/v1/history",
+        &format!("/api/v1/history?job={job}&since=1h"),
+    );
+    assert_eq!(recent["rows"].as_array().unwrap().len(), 2, "{recent}");
+    let old = get(
+        &mut c,
+        &s,
+        "/api/v1/history",
+        &format!("/api/v1/history?job={job}&until=2001-01-01"),
+    );
+    assert_eq!(old["rows"], json!([]), "{old}");
+    let d = problem(&c.get("/api/v1/history?since=lately"), 400);
+    assert!(d.starts_with("since: "), "{d}");
     let d = problem(&c.get("/api/v1/history?page_token=j12"), 400);
     assert!(d.starts_with("page_token: "), "{d}");
     let d = problem(&c.get("/api/v1/history?format=xlsx"), 400);
