@@ -75,7 +75,7 @@ enum Format {
         ("until" = Option<String>, Query, description = "Attempts that ended before this (the same forms as since)"),
         ("format" = Option<String>, Query, description = "json (a page, the default), csv or jsonl (every row)"),
         ("page_token" = Option<String>, Query, description = "The previous page's next_page_token"),
-        ("page_size" = Option<u32>, Query, description = "json: at most this many rows (default 5000, at most 10000)"),
+        ("page_size" = Option<u32>, Query, description = "json: at most this many rows (default 5000, at most 10000); csv and jsonl: rows read from the store at a time"),
     ), responses(
         (status = 200, description = "json: a page; csv: a header and a line per attempt; jsonl: an object per line",
             content(

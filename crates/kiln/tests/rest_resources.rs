@@ -312,10 +312,11 @@ fn a_frame_fails_is_retried_through_rest_and_its_attempts_logs_and_history_show_
     assert!(d.starts_with("page_token: "), "{d}");
     let d = problem(&c.get("/api/v1/history?format=xlsx"), 400);
     assert!(d.starts_with("format: "), "{d}");
-    for format in ["csv", "jsonl"] {
+    // page_size=1: the export streamed a store page at a time, whole.
+    for (format, size) in [("csv", 5000), ("jsonl", 5000), ("csv", 1), ("jsonl", 1)] {
         let (status, ct, text) = c.text(
             "GET",
-            &format!("/api/v1/history?job={job}&format={format}"),
+            &format!("/api/v1/history?job={job}&format={format}&page_size={size}"),
             "",
         );
         assert_eq!(status, 200, "{text}");
