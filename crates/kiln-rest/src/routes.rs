@@ -343,7 +343,7 @@ fn split_template_params(
     let mut rest = Vec::new();
     for (k, v) in pairs {
         match k.strip_prefix("param.") {
-            Some(name) if name.is_empty() => {
+            Some("") => {
                 return Err(Error::BadRequest(
                     "param.: a template parameter needs a name, as param.Frames=1-100".into(),
                 ))
