@@ -36,13 +36,14 @@ pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
         .route("/api/v1/jobs/{job}/{action}", post(act::<F>))
         .route("/api/v1/hosts", get(hosts::<F>))
         .route("/api/v1/openapi.json", get(crate::openapi::document))
+        .merge(crate::events::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(farm)
 }
 
 /// The caller as the wire saw it: its bearer token and its address.
-pub(crate) struct Who(Credentials);
+pub(crate) struct Who(pub(crate) Credentials);
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = Error;
