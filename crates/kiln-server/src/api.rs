@@ -39,6 +39,7 @@ pub struct Api<S: Store> {
     /// The farm as last committed: reads that need no frame records are
     /// answered from it, without waiting for the applier's step.
     pub(crate) committed: Committed,
+    pub(crate) hub: Arc<crate::events::Hub>,
 }
 
 /// One per wire (gRPC, REST): all of them share the applier and stores.
@@ -52,6 +53,7 @@ impl<S: Store> Clone for Api<S> {
             gate: self.gate.clone(),
             ldap: self.ldap.clone(),
             committed: self.committed.clone(),
+            hub: self.hub.clone(),
         }
     }
 }
@@ -558,6 +560,15 @@ impl<S: Store> FarmApi for Api<S> {
             .audit(&q)
             .await
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    async fn events(
+        &self,
+        who: Credentials,
+        q: kiln_core::event::EventQuery,
+    ) -> Result<kiln_api::EventStream> {
+        let caller = self.caller(&who)?;
+        self.hub.follow(self.store.clone(), caller.who, q)
     }
 
     async fn identity(&self, who: Credentials, mut cmd: IdentityCmd) -> Result<IdentityDone> {

@@ -10,6 +10,7 @@ mod api;
 mod applier;
 mod bootstrap;
 mod committed;
+pub mod events;
 mod grep;
 pub use bootstrap::{write_secret, TOKEN_FILE as ADMIN_TOKEN_FILE};
 pub mod auth;
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     pub tls: tls::Tls,
     /// Password sign-in against a directory as well as local users.
     pub ldap: Option<auth::ldap::LdapConfig>,
+    /// How long events are kept for clients catching up.
+    pub event_retention: std::time::Duration,
     /// How long finished jobs, their history and logs are kept.
     pub retention: Retention,
 }
@@ -89,6 +92,9 @@ impl Default for Retention {
         }
     }
 }
+
+/// How long events are kept when the server is not told otherwise.
+pub const DEFAULT_EVENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// Milliseconds since the Unix epoch: the server's one clock.
 pub fn now_ms() -> i64 {
@@ -164,6 +170,7 @@ pub async fn serve(
     .await?;
     let gate = auth::edge::Gate::new(identity);
     let ids = image.max_ids;
+    let hub = Arc::new(events::Hub::new(ids.event));
     let jobs = image.jobs.len();
     let frames = image.frames.len();
     let farm = Farm::restore(
@@ -176,6 +183,7 @@ pub async fn serve(
             running_attempts: image.running_attempts,
             structure: image.structure,
             max_ids: [ids.job, ids.layer, ids.frame, ids.attempt, ids.host],
+            event_seq: ids.event,
         },
         now_ms(),
     );
@@ -205,7 +213,8 @@ pub async fn serve(
         gate.clone(),
         next_audit,
     )
-    .with_retention(config.retention.clone());
+    .with_retention(config.retention.clone())
+    .events(hub.clone(), config.event_retention);
     let api = api::Api {
         tx: tx.clone(),
         store,
@@ -214,6 +223,7 @@ pub async fn serve(
         gate: gate.clone(),
         ldap: config.ldap.clone().map(Arc::new),
         committed: applier.committed(),
+        hub,
     };
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {

@@ -17,7 +17,8 @@ pub use sqlite::SqliteStore;
 
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::identity;
-use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, JobId, Layer};
+use kiln_core::event::{Event, EventFilter};
+use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, JobId, Layer, Millis};
 use kiln_core::structure::{Change, Record};
 use kiln_core::view::{HistoryQuery, HistoryRow};
 
@@ -55,6 +56,19 @@ pub trait Store: Send + Sync + 'static {
     /// Ids stay unique: none of theirs is handed out again after a
     /// restart. Returns how many jobs were deleted.
     async fn purge(&self, before: i64, max_jobs: u32) -> Result<u32>;
+    /// At most `limit` events numbered after `after` (and, if `since` is
+    /// given, made at or after it) that match `filter`, in order.
+    async fn events_after(
+        &self,
+        after: u64,
+        since: Option<Millis>,
+        limit: u32,
+        filter: &EventFilter,
+    ) -> Result<Vec<Event>>;
+
+    /// Deletes events made before `before`, always keeping the newest (the
+    /// numbering goes on from it after a restart). Returns how many went.
+    async fn prune_events(&self, before: Millis) -> Result<u64>;
 }
 
 /// Records to write together. Each record replaces the stored record with
@@ -77,6 +91,8 @@ pub struct Batch {
     /// Jobs archived, and when: [`Store::load`] leaves them and their
     /// layers and frames out from then on; history still reads them.
     pub archived: Vec<(JobId, i64)>,
+    /// Events the batch's changes made (the outbox); each number is new.
+    pub events: Vec<Event>,
 }
 
 impl Batch {
@@ -95,6 +111,7 @@ impl Batch {
             + self.identity.len()
             + self.audit.len()
             + self.archived.len()
+            + self.events.len()
     }
 }
 
@@ -124,4 +141,6 @@ pub struct MaxIds {
     pub attempt: i64,
     pub host: i64,
     pub audit: i64,
+    /// The last event's sequence number.
+    pub event: u64,
 }

@@ -48,6 +48,7 @@ contract_tests!(Sqlite::fresh();
     attempt_history,
     history_export,
     archive_and_purge,
+    events_outbox,
     running_attempts_only,
     max_ids,
     big_batch,

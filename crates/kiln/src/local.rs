@@ -31,6 +31,10 @@ pub struct ServerArgs {
     /// after it opened.
     #[arg(long, default_value = "5s")]
     preface_timeout: String,
+    /// Keep events (`kiln events`, `GET /api/v1/events`) this long for
+    /// clients catching up; older ones are pruned.
+    #[arg(long, default_value = "7d")]
+    event_retention: String,
     /// Connections at once from one IP address (0: no cap). `kiln fleet`
     /// opens one per 64 simulated hosts.
     #[arg(long, default_value = "256")]
@@ -219,6 +223,8 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     if preface == 0 {
         bail!("--preface-timeout: must be at least 1s");
     }
+    let event_retention = crate::parse::duration(&a.event_retention)
+        .map_err(|e| anyhow::anyhow!("--event-retention: {e}"))?;
     let connections = ConnLimits {
         preface_timeout: std::time::Duration::from_secs(preface),
         idle_timeout: (idle > 0).then(|| std::time::Duration::from_secs(idle)),
@@ -257,6 +263,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             tls,
             ldap,
             retention,
+            event_retention: std::time::Duration::from_secs(event_retention),
         },
         listener,
         shutdown_signal(),
@@ -474,6 +481,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             tls: Tls::Plaintext,
             ldap: None,
             retention: Retention::default(),
+            event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
         },
         listener,
         stopped(stop_rx.clone()),

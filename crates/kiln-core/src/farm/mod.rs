@@ -5,6 +5,7 @@
 
 mod admin;
 mod dispatch;
+mod events;
 mod jobs;
 mod mirror;
 mod queries;
@@ -25,6 +26,8 @@ use crate::model::*;
 use crate::structure::{Change, Record};
 use std::collections::{BTreeMap, BTreeSet};
 // Ids are small integers and the maps are hot: a fast hash, not SipHash.
+use crate::event::EventKind;
+use events::About;
 use rustc_hash::FxHashMap as HashMap;
 use tracked::Tracked;
 
@@ -80,12 +83,15 @@ pub struct Dirty {
     pub structure: Vec<Change>,
     /// Jobs archived: gone from memory, kept in the store for history.
     pub archived: Vec<JobId>,
+    /// What happened, in order: the outbox, written with the records.
+    pub events: Vec<crate::event::Event>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
         self.structure.is_empty()
             && self.archived.is_empty()
+            && self.events.is_empty()
             && self.jobs.is_empty()
             && self.layers.is_empty()
             && self.frames.is_empty()
@@ -103,6 +109,7 @@ struct DirtySet {
     hosts: BTreeSet<HostId>,
     structure: Vec<Change>,
     archived: Vec<JobId>,
+    events: Vec<events::Pending>,
 }
 
 /// Everything needed to rebuild a farm after a restart.
@@ -116,6 +123,8 @@ pub struct Restore {
     pub structure: Vec<Record>,
     /// The highest id in use per kind: job, layer, frame, attempt, host.
     pub max_ids: [i64; 5],
+    /// The last event's sequence number.
+    pub event_seq: u64,
 }
 
 #[derive(Debug)]
@@ -124,6 +133,8 @@ struct JobEntry {
     layers: Vec<LayerId>,
     /// Cores its running attempts hold.
     used: Centicores,
+    /// A frame of it has started (`job.started` was said).
+    started: bool,
 }
 
 #[derive(Debug)]
@@ -241,6 +252,10 @@ pub struct Farm {
     reservations: Vec<crate::sched::Reservation>,
     /// The scheduler's snapshot, kept from pass to pass.
     mirror: mirror::Mirror,
+    /// The time of the transition in progress, for its events.
+    clock: Millis,
+    /// The last event number handed out.
+    event_seq: u64,
 }
 
 impl Farm {
@@ -278,6 +293,8 @@ impl Farm {
             usage: usage::Usage::default(),
             reservations: Vec::new(),
             mirror: mirror::Mirror::default(),
+            clock: now,
+            event_seq: image.event_seq,
         };
         for r in image.structure {
             farm.structure.put(r);
@@ -293,6 +310,7 @@ impl Farm {
                     job,
                     layers: Vec::new(),
                     used: 0,
+                    started: false,
                 },
             );
         }
@@ -308,6 +326,11 @@ impl Farm {
         frames.sort_by_key(|f| (f.layer, f.index));
         for f in frames {
             farm.index_frame(&f);
+            if f.attempts > 0 {
+                if let Some(j) = farm.jobs.quiet_mut(&f.job) {
+                    j.started = true;
+                }
+            }
             if f.state == FrameState::Succeeded {
                 if let Some(l) = farm.layers.get_mut(&f.layer) {
                     l.learn_peak(f.max_rss_kb);
@@ -412,6 +435,7 @@ impl Farm {
                 .collect(),
             structure: set.structure,
             archived: set.archived,
+            events: self.name_events(set.events),
         }
     }
 
@@ -460,6 +484,7 @@ impl Farm {
         }
         f.state = to;
         let (layer, index, job) = (f.layer, f.index, f.job);
+        self.clock = now;
         self.dirty.frames.insert(id);
         if let Some(l) = self.layers.quiet_mut(&layer) {
             let complete = l.counts.done() == l.counts.total();
@@ -480,6 +505,8 @@ impl Farm {
         }
         // A start neither finishes a job nor reopens one (it had a
         // waiting frame); the check walks the job's layers, so skip it.
+        // Its own event first: the job's (finished) follows the frame's.
+        self.frame_moved(id, job, from, to);
         if !(from == FrameState::Waiting && to == FrameState::Running) {
             self.update_finished(job, now);
         }
@@ -497,8 +524,17 @@ impl Farm {
             None
         };
         if finished_at != j.job.finished_at {
+            let killed = j.job.state == JobState::Killed;
             self.jobs.get_mut(&job).expect("checked").job.finished_at = finished_at;
             self.dirty.jobs.insert(job);
+            // A kill says `job.killed` where it happens.
+            if done && finished_at.is_some() && !killed {
+                self.clock = now;
+                self.emit(
+                    crate::event::EventKind::JobFinished,
+                    events::About::job(job),
+                );
+            }
         }
     }
 

@@ -138,6 +138,11 @@ pub struct Applier<S: Store> {
     /// The farm as last committed, for reads that do not wait for a step.
     publisher: Publisher,
     retention: retention::Keeper,
+    /// Where committed events go live.
+    hub: Arc<crate::events::Hub>,
+    /// How long events are kept, and when they were last pruned.
+    retention_ms: i64,
+    pruned_at: i64,
 }
 
 /// Most events taken into one transaction.
@@ -200,6 +205,9 @@ impl<S: Store> Applier<S> {
             changes: Vec::new(),
             audit: Vec::new(),
             next_audit,
+            hub: Arc::new(crate::events::Hub::new(0)),
+            retention_ms: 7 * 86_400_000,
+            pruned_at: 0,
         }
     }
 
@@ -213,6 +221,13 @@ impl<S: Store> Applier<S> {
     /// each commit.
     pub fn committed(&self) -> Committed {
         self.publisher.committed()
+    }
+
+    /// Publishes committed events to `hub`, and keeps them `retention`.
+    pub fn events(mut self, hub: Arc<crate::events::Hub>, retention: Duration) -> Self {
+        self.hub = hub;
+        self.retention_ms = retention.as_millis().min(i64::MAX as u128) as i64;
+        self
     }
 
     /// Runs [`Applier::run`] on a thread of its own, under a runtime of its
@@ -295,6 +310,7 @@ impl<S: Store> Applier<S> {
         if ticked {
             self.farm.tick(now);
             self.retention.archive(&mut self.farm, now);
+            self.prune_events(now).await;
         }
         let mut written = 0;
         // A client's change to hosts or the structure must show in its
@@ -369,6 +385,8 @@ impl<S: Store> Applier<S> {
                 commit_ms = t.elapsed().as_secs_f64() * 1e3,
                 "commit"
             );
+            // Durable now, and never before: followers may see them.
+            self.hub.publish(batch.events);
         }
         // Before any answer: a caller must find what it was told is done
         // in its next read, and a token it was told is revoked refused.
@@ -490,7 +508,10 @@ impl<S: Store> Applier<S> {
             Request::Attach(session, host, tx) => {
                 self.sessions.insert(session, (host, tx));
             }
-            Request::CloseSessions => self.sessions.clear(),
+            Request::CloseSessions => {
+                self.sessions.clear();
+                self.hub.close();
+            }
             Request::Worker(ev) => {
                 if let WorkerEvent::Disconnected { session } = ev {
                     self.sessions.remove(&session);
@@ -499,6 +520,33 @@ impl<S: Store> Applier<S> {
             }
         }
         0
+    }
+}
+
+impl<S: Store> Applier<S> {
+    /// Once a minute, drops the events older than the retention. A minute's
+    /// worth at a time keeps each delete short.
+    async fn prune_events(&mut self, now: i64) {
+        const EVERY_MS: i64 = 60_000;
+        if now - self.pruned_at < EVERY_MS {
+            return;
+        }
+        self.pruned_at = now;
+        let t = std::time::Instant::now();
+        // Nothing acknowledged hangs on it: a failure waits for the next.
+        match self
+            .store
+            .prune_events(now.saturating_sub(self.retention_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(
+                pruned = n,
+                ms = t.elapsed().as_secs_f64() * 1e3,
+                "events pruned"
+            ),
+            Err(e) => tracing::warn!("pruning old events failed: {e}"),
+        }
     }
 }
 
@@ -553,6 +601,7 @@ fn to_batch(d: Dirty, now: i64) -> Batch {
         attempts: d.attempts,
         hosts: d.hosts,
         structure: d.structure,
+        events: d.events,
         ..Batch::default()
     }
 }
@@ -789,6 +838,18 @@ mod tests {
         }
         async fn purge(&self, before: i64, max_jobs: u32) -> kiln_store::Result<u32> {
             self.inner.purge(before, max_jobs).await
+        }
+        async fn events_after(
+            &self,
+            after: u64,
+            since: Option<i64>,
+            limit: u32,
+            filter: &kiln_core::event::EventFilter,
+        ) -> kiln_store::Result<Vec<kiln_core::event::Event>> {
+            self.inner.events_after(after, since, limit, filter).await
+        }
+        async fn prune_events(&self, before: i64) -> kiln_store::Result<u64> {
+            self.inner.prune_events(before).await
         }
     }
 

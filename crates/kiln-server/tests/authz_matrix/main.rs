@@ -94,6 +94,7 @@ async fn matrix() {
         tls: kiln_server::tls::Tls::Plaintext,
         ldap: None,
         retention: Default::default(),
+        event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // As `kiln server` runs it: on a runtime of its own, from its thread.

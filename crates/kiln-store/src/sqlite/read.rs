@@ -82,7 +82,8 @@ async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
                     (SELECT COALESCE(MAX(max_id), 0) FROM id_floor WHERE kind = 'frame')), \
                 MAX((SELECT COALESCE(MAX(id), 0) FROM attempts), \
                     (SELECT COALESCE(MAX(max_id), 0) FROM id_floor WHERE kind = 'attempt')), \
-                (SELECT COALESCE(MAX(id), 0) FROM hosts), (SELECT COALESCE(MAX(id), 0) FROM audit)",
+                (SELECT COALESCE(MAX(id), 0) FROM hosts), (SELECT COALESCE(MAX(id), 0) FROM audit), \
+                (SELECT COALESCE(MAX(seq), 0) FROM events)",
     )
     .fetch_one(conn)
     .await?;
@@ -93,6 +94,7 @@ async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
         attempt: row.try_get(3)?,
         host: row.try_get(4)?,
         audit: row.try_get(5)?,
+        event: row.try_get::<i64, _>(6)? as u64,
     })
 }
 

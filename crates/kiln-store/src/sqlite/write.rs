@@ -35,6 +35,7 @@ pub(super) async fn batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<
     super::identity::apply(conn, &batch.identity).await?;
     super::identity::append(conn, &batch.audit).await?;
     super::retention::mark(conn, &batch.archived).await?;
+    super::events::append(conn, &batch.events).await?;
     Ok(())
 }
 

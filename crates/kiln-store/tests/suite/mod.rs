@@ -2,6 +2,7 @@
 //! trait. A backend's test file implements [`Backend`] and instantiates the
 //! checks with [`contract_tests!`].
 
+mod events;
 pub mod fixtures;
 mod history;
 mod identity;
@@ -9,6 +10,7 @@ mod retention;
 mod structure;
 pub mod timings;
 
+pub use events::events_outbox;
 pub use history::history_export;
 pub use identity::{audit_goes_with_its_batch, identity_changes_apply_in_order};
 pub use retention::archive_and_purge;
@@ -354,6 +356,7 @@ pub async fn reopen_keeps_everything(b: &impl Backend) {
             attempt: 7,
             host: 3,
             audit: 0,
+            event: 0,
         }
     );
 }
@@ -446,6 +449,7 @@ pub async fn max_ids(b: &impl Backend) {
             attempt: 7,
             host: 3,
             audit: 0,
+            event: 0,
         }
     );
 
@@ -467,6 +471,7 @@ pub async fn max_ids(b: &impl Backend) {
             attempt: 7,
             host: 77,
             audit: 0,
+            event: 0,
         }
     );
 }

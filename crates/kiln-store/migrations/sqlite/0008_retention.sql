@@ -2,7 +2,7 @@
 -- (`archived_at` set; start-up no longer loads them) and are deleted with
 -- their layers, frames and attempts once history no longer keeps them.
 --
--- Never edit this file once released (see 0001_init.sql); add 0008_*.sql.
+-- Never edit this file once released (see 0001_init.sql); add 0009_*.sql.
 ALTER TABLE jobs ADD COLUMN archived_at INTEGER;
 
 CREATE INDEX jobs_archived ON jobs (archived_at, id) WHERE archived_at IS NOT NULL;
