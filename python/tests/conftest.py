@@ -45,13 +45,14 @@ def wait_until(what, cond, timeout=20.0):
 
 
 class Farm(object):
-    def __init__(self, root):
+    def __init__(self, root, plaintext=False):
         self.root = str(root)
         self.bin = kiln_bin()
         self.port = free_port()
-        self.url = "https://localhost:%d" % self.port
+        self.plaintext = plaintext
+        self.url = ("http://127.0.0.1:%d" if plaintext else "https://localhost:%d") % self.port
         self.data = os.path.join(self.root, "data")
-        self.ca = os.path.join(self.data, "ca.pem")
+        self.ca = None if plaintext else os.path.join(self.data, "ca.pem")
         self.procs = []
         self.server = None
 
@@ -62,7 +63,8 @@ class Farm(object):
         env = dict(os.environ, KILN_LOG="info")
         self.server = subprocess.Popen(
             [self.bin, "server", "--listen", "127.0.0.1:%d" % self.port,
-             "--down-after", "60s", "--data", self.data],
+             "--down-after", "60s", "--data", self.data]
+            + (["--plaintext"] if self.plaintext else []),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.log("server"), env=env)
         token_file = os.path.join(self.data, "admin.token")
@@ -85,8 +87,9 @@ class Farm(object):
 
     def cli(self, *args, **kw):
         """Runs the CLI as the farm's admin; returns its stdout."""
-        env = dict(os.environ, KILN_SERVER=self.url, KILN_TOKEN=kw.get("token", self.token),
-                   KILN_CA=self.ca)
+        env = dict(os.environ, KILN_SERVER=self.url, KILN_TOKEN=kw.get("token", self.token))
+        if self.ca:
+            env["KILN_CA"] = self.ca
         out = subprocess.run([self.bin] + list(args), env=env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert out.returncode == 0, "kiln %s: %s%s" % (args, out.stdout, out.stderr)
@@ -96,7 +99,9 @@ class Farm(object):
         join = self.cli("token", "create", "--worker", "--name", "harness-" + name,
                         "--expires", "7d")
         assert join.startswith("kiln_join_"), join
-        env = dict(os.environ, KILN_CA=self.ca, KILN_LOG="info")
+        env = dict(os.environ, KILN_LOG="info")
+        if self.ca:
+            env["KILN_CA"] = self.ca
         self.procs.append(subprocess.Popen(
             [self.bin, "worker", "--server", self.url, "--name", name, "--join", join,
              "--allow-root", "--run-as-self", "--cores", str(cores), "--memory", "8G",
