@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import kiln
-from conftest import Farm, free_port
+from conftest import Farm
 
 
 class Relay(object):
@@ -21,23 +21,27 @@ class Relay(object):
     closed after its request was carried out."""
 
     def __init__(self, target_port, delay=0.0, cut_answers=0):
-        self.port = free_port()
         self.target = target_port
         self.cut = cut_answers
         self.connections = 0
         self.lock = threading.Lock()
-        self.sock = None
+        # Bound now, listening after the delay: until then connections are
+        # refused, as by a server not up yet.
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        if delay == 0:
+            self.sock.listen(16)
         t = threading.Thread(target=self._serve, args=(delay,))
         t.daemon = True
         t.start()
 
     def _serve(self, delay):
-        time.sleep(delay)
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", self.port))
-        s.listen(16)
-        self.sock = s
+        s = self.sock
+        if delay:
+            time.sleep(delay)
+            s.listen(16)
         while True:
             try:
                 c, _ = s.accept()
@@ -70,8 +74,7 @@ class Relay(object):
             s.close()
 
     def close(self):
-        if self.sock is not None:
-            self.sock.close()
+        self.sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ def newer_than_37(path):
     with open(path) as f:
         text = f.read()
     try:
-        tree = ast.parse(text, path, feature_version=(3, 7))
+        # Run by 3.7 itself, its own parser is the judge.
+        kw = {"feature_version": (3, 7)} if sys.version_info >= (3, 8) else {}
+        tree = ast.parse(text, path, **kw)
     except SyntaxError as e:
         return "%s:%s: %s" % (path, e.lineno, e.msg)
     for node in ast.walk(tree):
