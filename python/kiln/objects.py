@@ -193,6 +193,45 @@ class Frame(_Thing):
                 return self
         raise errors.NotFound("frame %s of job %s is gone" % (self.target, self.job.name), 404)
 
+    def attempts(self):
+        """Every attempt of the frame, oldest first: dicts with ``attempt``
+        (1 for the first), ``host``, ``started_at``, ``ended_at``,
+        ``runtime_ms``, ``max_rss_kb``, ``cpu_ms``, ``outcome``,
+        ``exit_status``, ``exit_signal`` and ``reason``."""
+        return self._client._t.get("/api/v1/frames/%s/attempts" % self.data["id"])["attempts"]
+
+    def _log_slice(self, offset, attempt):
+        return self._client._t.get("/api/v1/frames/%s/log" % self.data["id"],
+                                   {"offset": offset, "attempt": attempt})
+
+    def log(self, attempt=None):
+        """The log of the frame's latest attempt (or of ``attempt``, 1 for
+        the first) as far as it is written now, as text."""
+        out, offset = [], 0
+        while True:
+            page = self._log_slice(offset, attempt)
+            out.append(page["data"])
+            if page["complete"] or page["next_offset"] == offset:
+                return "".join(out)
+            offset = page["next_offset"]
+
+    def tail(self, attempt=None, poll=1.0):
+        """The log as it is written: yields each new piece of text, and
+        ends when the attempt has ended and all of its log was read."""
+        offset = 0
+        while True:
+            page = self._log_slice(offset, attempt)
+            if page["data"]:
+                yield page["data"]
+            if page["complete"]:
+                return
+            if page["next_offset"] == offset:
+                time.sleep(poll)
+            offset = page["next_offset"]
+            if attempt is None and page.get("attempt"):
+                # Follow the attempt being read, not the next one.
+                attempt = page["attempt"]
+
     def retry(self):
         """Runs the frame again (whatever its state)."""
         return self.job._act("retry", [self.target], None)
@@ -213,6 +252,17 @@ class Host(_Thing):
 
     def key(self):
         return self.data.get("name")
+
+    def _act(self, action):
+        return self._client._t.post_json("/api/v1/hosts/%s/%s"
+                                         % (path_part(self.data["name"]), action))
+
+    def lock(self):
+        """Lets the host finish its frames and take no more."""
+        return self._act("lock")
+
+    def unlock(self):
+        return self._act("unlock")
 
     def __repr__(self):
         return "<Host %s %s>" % (self.data.get("name"), self.data.get("state"))
