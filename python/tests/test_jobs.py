@@ -33,7 +33,7 @@ def test_a_built_job_is_submitted_waited_for_and_its_frames_read(farm, client, t
     assert layers[0].counts["succeeded"] == 4 and layers[1].total == 1
     frames = list(layers[0].frames())
     assert [f.number for f in frames] == [1, 2, 3, 4]
-    assert all(f.state == "SUCCEEDED" and f.attempts == 1 for f in frames)
+    assert all(f.state == "SUCCEEDED" and f["attempts"] == 1 for f in frames)
     assert list(layers[0].frames(state="DEAD")) == []
     # The same job by name, and its spec's fields as given.
     again = client.job(job.name)
@@ -60,7 +60,7 @@ def test_a_failing_frame_is_retried_and_runs_again(farm, client, tmp_path):
     assert (tmp_path / "runs.1").read_text() == "run\nrun\n"
     assert (tmp_path / "runs.2").read_text() == "run\n"
     f1 = dead[0].refresh()
-    assert f1.state == "SUCCEEDED" and f1.attempts == 2
+    assert f1.state == "SUCCEEDED" and f1["attempts"] == 2
     # The rest of the job: retried whole, it finishes.
     assert job.retry()["frames"] == 1
     assert job.wait(timeout=60, poll=0.2).status == "FINISHED"
