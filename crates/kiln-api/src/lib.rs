@@ -86,6 +86,10 @@ pub trait FarmApi: Send + Sync + 'static {
         layer: Option<String>,
         state: Option<String>,
     ) -> Result<Vec<FrameInfo>>;
+    /// A frame by its id alone (as `kiln frames` lists it), with its job.
+    async fn frame(&self, who: Credentials, id: i64) -> Result<FrameDetail>;
+    /// Every attempt of a frame, first to last, the running one included.
+    async fn attempts(&self, who: Credentials, id: i64) -> Result<Vec<AttemptInfo>>;
     async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice>;
     /// Lines of a job's logs matching a regular expression, with the frame
     /// each is from: whoever may read the job's logs may search them.

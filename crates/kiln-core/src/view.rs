@@ -282,6 +282,40 @@ pub struct HostInfo {
     pub last_seen: Millis,
 }
 
+/// A frame found by its id, with the job it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrameDetail {
+    pub job_id: i64,
+    pub job: String,
+    pub frame: FrameInfo,
+}
+
+/// One attempt of a frame: where and when it ran, what it used, how it
+/// ended (`outcome` absent while it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptInfo {
+    pub attempt_id: i64,
+    /// 1 for the frame's first attempt.
+    pub attempt: u32,
+    pub host: String,
+    #[schema(value_type = u32)]
+    pub cores: Centicores,
+    pub memory_kb: u64,
+    #[schema(value_type = i64)]
+    pub started_at: Millis,
+    #[schema(value_type = Option<i64>)]
+    pub ended_at: Option<Millis>,
+    /// Wall time, up to now while it runs.
+    pub runtime_ms: i64,
+    pub max_rss_kb: u64,
+    pub cpu_ms: u64,
+    pub outcome: Option<Outcome>,
+    pub exit_status: Option<i32>,
+    pub exit_signal: Option<i32>,
+    /// Why it ended as it did, when there is more to say than the exit.
+    pub reason: Option<String>,
+}
+
 /// What a log read returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogSlice {
@@ -321,7 +355,7 @@ pub struct GrepQuery {
 }
 
 /// A matching log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GrepLine {
     /// `layer/frame`, as `kiln log` takes it.
     pub frame: String,
@@ -332,7 +366,7 @@ pub struct GrepLine {
 }
 
 /// What a search found.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GrepResult {
     pub lines: Vec<GrepLine>,
     /// Logs read (frames that have run).
@@ -359,7 +393,7 @@ pub struct HistoryQuery {
 }
 
 /// One ended attempt, flat, for a spreadsheet or a data frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryRow {
     pub attempt_id: i64,
     pub job_id: i64,
@@ -385,6 +419,71 @@ pub struct HistoryRow {
     pub exit_status: Option<i32>,
     pub exit_signal: Option<i32>,
     pub reason: Option<String>,
+}
+
+impl HistoryRow {
+    /// The CSV header `kiln history --format csv` and the REST API write.
+    pub const CSV_COLUMNS: [&'static str; 21] = [
+        "attempt_id",
+        "job_id",
+        "job",
+        "show",
+        "user",
+        "layer",
+        "frame",
+        "chunk",
+        "attempt",
+        "host",
+        "cores",
+        "memory_kb",
+        "started_at",
+        "ended_at",
+        "runtime_ms",
+        "max_rss_kb",
+        "cpu_ms",
+        "outcome",
+        "exit_status",
+        "exit_signal",
+        "reason",
+    ];
+
+    /// The row as a CSV line (RFC 4180 quoting), in [`Self::CSV_COLUMNS`] order.
+    pub fn csv_line(&self) -> String {
+        fn csv(s: &str) -> String {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        }
+        fn opt<T: ToString>(v: &Option<T>) -> String {
+            v.as_ref().map_or(String::new(), T::to_string)
+        }
+        [
+            self.attempt_id.to_string(),
+            self.job_id.to_string(),
+            csv(&self.job),
+            csv(&self.show),
+            csv(&self.user),
+            csv(&self.layer),
+            self.frame.to_string(),
+            csv(&self.chunk),
+            self.attempt.to_string(),
+            csv(&self.host),
+            self.cores.to_string(),
+            self.memory_kb.to_string(),
+            self.started_at.to_string(),
+            self.ended_at.to_string(),
+            self.runtime_ms.to_string(),
+            self.max_rss_kb.to_string(),
+            self.cpu_ms.to_string(),
+            self.outcome.clone(),
+            opt(&self.exit_status),
+            opt(&self.exit_signal),
+            csv(self.reason.as_deref().unwrap_or_default()),
+        ]
+        .join(",")
+    }
 }
 
 /// A page of history, and where the next one starts (`None`: the last).

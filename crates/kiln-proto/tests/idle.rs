@@ -52,6 +52,12 @@ impl FarmApi for Slow {
     ) -> Result<Vec<FrameInfo>> {
         none()
     }
+    async fn frame(&self, _: Credentials, _: i64) -> Result<FrameDetail> {
+        none()
+    }
+    async fn attempts(&self, _: Credentials, _: i64) -> Result<Vec<AttemptInfo>> {
+        none()
+    }
     async fn read_log(&self, _: Credentials, _: LogQuery) -> Result<LogSlice> {
         none()
     }

@@ -4,11 +4,18 @@
 //! [`Credentials`] each call carries and decides, as for every wire).
 //! The server mounts [`router`] on its one port beside gRPC.
 
+mod farm;
+mod frames;
+mod history;
+mod hosts;
+mod identity;
+mod layers;
 mod openapi;
 mod paging;
 mod problem;
 mod query;
 mod routes;
+mod wrangle;
 
 pub use openapi::document_value as openapi_document;
 pub use problem::{Error, Problem};

@@ -2,6 +2,7 @@
 //! declarations and the types they answer: never written by hand.
 
 use crate::routes::*;
+use crate::{farm, frames, history, hosts, identity, layers, wrangle};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
@@ -15,7 +16,24 @@ use utoipa::OpenApi;
             token); errors are RFC 9457 problem documents.",
         version = "1"
     ),
-    paths(whoami, server, jobs, submit, job, frames, act, hosts),
+    paths(
+        whoami, server, jobs, submit, job, frames, act, hosts,
+        layers::layers, layers::act, layers::grep,
+        wrangle::priority, wrangle::max_cores, wrangle::unavoid,
+        frames::frame, frames::attempts, frames::log, frames::act,
+        hosts::host, hosts::act, hosts::remove,
+        history::history,
+        farm::facilities, farm::put_facility, farm::rm_facility,
+        farm::allocations, farm::put_allocation, farm::rm_allocation,
+        farm::shows, farm::put_show,
+        farm::subscriptions, farm::put_subscription, farm::rm_subscription,
+        farm::limits, farm::put_limit, farm::rm_limit,
+        farm::services, farm::put_service, farm::rm_service,
+        identity::users, identity::create_user, identity::user_act,
+        identity::grant, identity::revoke,
+        identity::tokens, identity::create_token, identity::revoke_token,
+        identity::audit,
+    ),
     security(("bearer" = [])),
     modifiers(&Bearer)
 )]

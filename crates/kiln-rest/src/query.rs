@@ -74,3 +74,27 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Err
         }
     })
 }
+
+/// A JSON body that may be left out: none (or only whitespace) reads as
+/// `{}`, so a type whose fields all have defaults needs none, and one
+/// with a required field names it.
+pub(crate) fn json_or_empty<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        json(b"{}")
+    } else {
+        json(body)
+    }
+}
+
+/// A whole number parameter, refused naming it when it is not one.
+pub(crate) fn number<T: std::str::FromStr>(p: &Params, k: &str) -> Result<Option<T>, Error> {
+    p.get(k)
+        .map(|v| {
+            v.parse::<T>().map_err(|_| {
+                Error::BadRequest(format!(
+                    "{k}: {v:?} is not a whole number of the right size"
+                ))
+            })
+        })
+        .transpose()
+}

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-type Api<F> = State<Arc<F>>;
-type Answer<T> = Result<Json<T>, Error>;
+pub(crate) type Api<F> = State<Arc<F>>;
+pub(crate) type Answer<T> = Result<Json<T>, Error>;
 
 /// The REST API's routes over `farm`. Requests should carry the caller's
 /// address as a `SocketAddr` in their extensions (the audit trail uses
@@ -36,13 +36,20 @@ pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
         .route("/api/v1/jobs/{job}/{action}", post(act::<F>))
         .route("/api/v1/hosts", get(hosts::<F>))
         .route("/api/v1/openapi.json", get(crate::openapi::document))
+        .merge(crate::frames::routes::<F>())
+        .merge(crate::layers::routes::<F>())
+        .merge(crate::wrangle::routes::<F>())
+        .merge(crate::hosts::routes::<F>())
+        .merge(crate::history::routes::<F>())
+        .merge(crate::farm::routes::<F>())
+        .merge(crate::identity::routes::<F>())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(farm)
 }
 
 /// The caller as the wire saw it: its bearer token and its address.
-pub(crate) struct Who(Credentials);
+pub(crate) struct Who(pub(crate) Credentials);
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = Error;
@@ -120,6 +127,7 @@ pub struct JobPage {
         ("state" = Option<String>, Query, description = "PENDING, RUNNING, PAUSED, FAILED, FINISHED or KILLED"),
         ("name" = Option<String>, Query, description = "Only jobs whose name contains this"),
         ("all" = Option<bool>, Query, description = "Finished and killed jobs too (implied by a state that names them)"),
+        ("since" = Option<i64>, Query, description = "Only jobs submitted at or after this (ms since the Unix epoch)"),
         ("page_token" = Option<String>, Query, description = "The previous page's next_page_token"),
         ("page_size" = Option<u32>, Query, description = "At most this many (default 100, at most 1000)"),
     ), responses(
@@ -140,6 +148,7 @@ pub(crate) async fn jobs<F: FarmApi>(
             "state",
             "name",
             "all",
+            "since",
             "page_token",
             "page_size",
         ],
@@ -159,6 +168,7 @@ pub(crate) async fn jobs<F: FarmApi>(
     // asking for them by state brings them back.
     let all = p.flag("all")? || state.is_some_and(JobStatus::is_over);
     let (show, user, name) = (p.get("show"), p.get("user"), p.get("name"));
+    let since: Option<i64> = crate::query::number(&p, "since")?;
     let list: Vec<JobSummary> = f
         .list_jobs(w, all)
         .await?
@@ -167,6 +177,7 @@ pub(crate) async fn jobs<F: FarmApi>(
         .filter(|j| user.as_ref().is_none_or(|u| &j.user == u))
         .filter(|j| state.is_none_or(|s| j.status == s))
         .filter(|j| name.as_ref().is_none_or(|n| j.name.contains(n.as_str())))
+        .filter(|j| since.is_none_or(|s| j.submitted_at >= s))
         .collect();
     let (jobs, next_page_token) = paging::page(list, |j| j.id, 'j', after, size);
     Ok(Json(JobPage {
@@ -343,7 +354,7 @@ fn split_template_params(
     let mut rest = Vec::new();
     for (k, v) in pairs {
         match k.strip_prefix("param.") {
-            Some(name) if name.is_empty() => {
+            Some("") => {
                 return Err(Error::BadRequest(
                     "param.: a template parameter needs a name, as param.Frames=1-100".into(),
                 ))

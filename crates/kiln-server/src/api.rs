@@ -181,6 +181,55 @@ impl<S: Store> FarmApi for Api<S> {
             .await
     }
 
+    async fn frame(&self, who: Credentials, id: i64) -> Result<FrameDetail> {
+        let caller = self.caller(&who)?;
+        self.ask(|tx| Request::Frame(caller, id, tx)).await
+    }
+
+    async fn attempts(&self, who: Credentials, id: i64) -> Result<Vec<AttemptInfo>> {
+        // The frame first: it says whether the caller may read it, and
+        // what its running attempt has used so far.
+        let d = self.frame(who, id).await?;
+        let all = self
+            .store
+            .attempts(kiln_core::model::FrameId(id))
+            .await
+            .map_err(|e| Error::Internal(format!("reading the attempts: {e}")))?;
+        let now = now_ms();
+        let mut v: Vec<AttemptInfo> = all
+            .into_iter()
+            .map(|a| {
+                let live = a.outcome.is_none() && d.frame.attempt_id == Some(a.id.0);
+                AttemptInfo {
+                    attempt_id: a.id.0,
+                    attempt: a.number,
+                    host: a.host_name,
+                    cores: a.cores,
+                    memory_kb: a.memory_kb,
+                    started_at: a.started_at,
+                    ended_at: a.ended_at,
+                    runtime_ms: a
+                        .ended_at
+                        .unwrap_or(now)
+                        .saturating_sub(a.started_at)
+                        .max(0),
+                    max_rss_kb: if live {
+                        d.frame.max_rss_kb
+                    } else {
+                        a.max_rss_kb
+                    },
+                    cpu_ms: if live { d.frame.cpu_ms } else { a.cpu_ms },
+                    outcome: a.outcome,
+                    exit_status: a.exit_status,
+                    exit_signal: a.exit_signal,
+                    reason: a.reason,
+                }
+            })
+            .collect();
+        v.sort_by_key(|a| (a.attempt, a.attempt_id));
+        Ok(v)
+    }
+
     async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice> {
         let caller = self.caller(&who)?;
         let t = self

@@ -47,70 +47,6 @@ pub struct HistoryArgs {
     page_size: u32,
 }
 
-const COLUMNS: [&str; 21] = [
-    "attempt_id",
-    "job_id",
-    "job",
-    "show",
-    "user",
-    "layer",
-    "frame",
-    "chunk",
-    "attempt",
-    "host",
-    "cores",
-    "memory_kb",
-    "started_at",
-    "ended_at",
-    "runtime_ms",
-    "max_rss_kb",
-    "cpu_ms",
-    "outcome",
-    "exit_status",
-    "exit_signal",
-    "reason",
-];
-
-/// A CSV field, quoted when it must be.
-fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or(String::new(), T::to_string)
-}
-
-fn csv_line(r: &HistoryRow) -> String {
-    [
-        r.attempt_id.to_string(),
-        r.job_id.to_string(),
-        csv(&r.job),
-        csv(&r.show),
-        csv(&r.user),
-        csv(&r.layer),
-        r.frame.to_string(),
-        csv(&r.chunk),
-        r.attempt.to_string(),
-        csv(&r.host),
-        r.cores.to_string(),
-        r.memory_kb.to_string(),
-        r.started_at.to_string(),
-        r.ended_at.to_string(),
-        r.runtime_ms.to_string(),
-        r.max_rss_kb.to_string(),
-        r.cpu_ms.to_string(),
-        r.outcome.clone(),
-        opt(&r.exit_status),
-        opt(&r.exit_signal),
-        csv(r.reason.as_deref().unwrap_or_default()),
-    ]
-    .join(",")
-}
-
 pub async fn history(a: HistoryArgs, server: &str) -> Result<ExitCode> {
     let client = crate::session::connect(server).await?;
     let mut q = HistoryQuery {
@@ -146,7 +82,7 @@ pub async fn history(a: HistoryArgs, server: &str) -> Result<ExitCode> {
         ])
     });
     if matches!(a.format, Format::Csv) {
-        writeln!(out, "{}", COLUMNS.join(","))?;
+        writeln!(out, "{}", HistoryRow::CSV_COLUMNS.join(","))?;
     }
     while left > 0 {
         let page = client.history(&q).await?;
@@ -166,7 +102,7 @@ pub async fn history(a: HistoryArgs, server: &str) -> Result<ExitCode> {
                     ]);
                 }
                 (None, Format::Jsonl) => writeln!(out, "{}", serde_json::to_string(r)?)?,
-                (None, _) => writeln!(out, "{}", csv_line(r))?,
+                (None, _) => writeln!(out, "{}", r.csv_line())?,
             }
             left -= 1;
         }

@@ -60,7 +60,7 @@ pub enum TokenKind {
 }
 
 /// What a join token admits.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JoinRules {
     /// A glob host names must match (`render*`); `None`: any name.
     pub hosts: Option<String>,

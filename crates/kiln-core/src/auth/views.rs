@@ -23,7 +23,7 @@ pub struct LoggedIn {
     pub grants: Vec<Grant>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserInfo {
     pub name: String,
     pub source: Source,
@@ -34,7 +34,7 @@ pub struct UserInfo {
 }
 
 /// A token as listed: never its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub user: String,
@@ -86,7 +86,7 @@ pub enum IdentityCmd {
 }
 
 /// What an identity change did: a line, and the token it made, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct IdentityDone {
     pub message: String,
     pub token: Option<String>,

@@ -354,6 +354,29 @@ impl Farm {
             .ok_or_else(|| Error::NotFound(format!("job {job_key} has no frame with id {id}")))
     }
 
+    /// A frame by its id alone, with its job's id and name.
+    pub fn frame_detail(&self, id: i64) -> Result<FrameDetail> {
+        let f = self
+            .frames
+            .get(&FrameId(id))
+            .ok_or_else(|| Error::NotFound(format!("no frame with id {id}")))?;
+        let le = &self.layers[&f.layer];
+        let ds = self.display_state(f);
+        let why = match ds {
+            DisplayState::Depend => Some(Why::new(WhyKind::Depend, None)),
+            DisplayState::Waiting if f.attempt.is_some_and(|a| self.in_flight.contains_key(&a)) => {
+                Some(Why::new(WhyKind::Stopping, None))
+            }
+            DisplayState::Waiting => Some(self.layer_why(le)),
+            _ => None,
+        };
+        Ok(FrameDetail {
+            job_id: f.job.0,
+            job: self.jobs[&f.job].job.name.clone(),
+            frame: self.frame_info(f, &le.layer.name, ds, why),
+        })
+    }
+
     /// The in-flight attempt of a frame, if it is running now.
     pub fn live_attempt(&self, id: AttemptId) -> Option<&Attempt> {
         self.in_flight.get(&id).map(|f| &f.attempt)

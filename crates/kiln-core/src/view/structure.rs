@@ -4,14 +4,14 @@
 use crate::model::Centicores;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FacilityInfo {
     pub name: String,
     pub allocations: u32,
     pub hosts: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AllocationInfo {
     /// `facility.pool`.
     pub name: String,
@@ -27,7 +27,7 @@ pub struct AllocationInfo {
     pub cores_used: Centicores,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShowInfo {
     pub name: String,
     /// A disabled show starts nothing new and takes no new jobs.
@@ -42,7 +42,7 @@ pub struct ShowInfo {
     pub cores_used: Centicores,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubscriptionInfo {
     pub show: String,
     pub allocation: String,
@@ -54,7 +54,7 @@ pub struct SubscriptionInfo {
     pub used: Centicores,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LimitInfo {
     pub name: String,
     /// Frames naming it that may run at once, farm-wide.
@@ -65,7 +65,7 @@ pub struct LimitInfo {
 
 /// A service's defaults; `None` fields fall through to the farm-wide
 /// service of the same name, then to Kiln's defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceInfo {
     pub name: String,
     /// The show it applies to; `None`: every show.
@@ -82,7 +82,7 @@ pub struct ServiceInfo {
 }
 
 /// The whole structure, each kind sorted by name.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StructureView {
     pub facilities: Vec<FacilityInfo>,
     pub allocations: Vec<AllocationInfo>,

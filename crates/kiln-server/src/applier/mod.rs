@@ -81,6 +81,8 @@ pub enum Request {
         Option<DisplayState>,
         Reply<Vec<FrameInfo>>,
     ),
+    /// A frame by its id alone.
+    Frame(Caller, i64, Reply<FrameDetail>),
     LogTarget(Caller, String, String, Reply<LogTarget>),
     /// A job's logs to search: (job, layer, frame).
     LogTargets(
@@ -155,6 +157,7 @@ impl Request {
             Request::ListJobs(..)
             | Request::Job(..)
             | Request::Frames(..)
+            | Request::Frame(..)
             | Request::LogTarget(..)
             | Request::LogTargets(..)
             | Request::Hosts(..)
@@ -403,6 +406,14 @@ impl<S: Store> Applier<S> {
             Request::Frames(caller, job, layer, state, tx) => {
                 let v = access::job(&self.farm, &caller.who, AuthAction::Read, &job)
                     .and_then(|()| self.farm.list_frames(&job, layer.as_deref(), state));
+                later(replies, tx, v)
+            }
+            Request::Frame(caller, id, tx) => {
+                let farm = &self.farm;
+                let v = farm.frame_detail(id).and_then(|d| {
+                    access::job(farm, &caller.who, AuthAction::Read, &d.job_id.to_string())
+                        .map(|()| d)
+                });
                 later(replies, tx, v)
             }
             Request::LogTarget(caller, job, frame, tx) => {

@@ -1,0 +1,256 @@
+//! A frame as a resource of its own, by the id `kiln frames` lists: the
+//! frame with its job, its attempts (host, times, memory, CPU, exit, why),
+//! its log read a slice at a time (a client tails it by passing back
+//! `next_offset`) or searched, and the actions on one frame.
+
+use crate::problem::{Error, Problem};
+use crate::query::{number, Params};
+use crate::routes::{Acted, Answer, Api, Who};
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kiln_api::FarmApi;
+use kiln_core::view::{ActQuery, AttemptInfo, FrameDetail, GrepQuery, GrepResult, LogQuery};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub(crate) fn routes<F: FarmApi>() -> Router<Arc<F>> {
+    Router::new()
+        .route("/api/v1/frames/{id}", get(frame::<F>))
+        .route("/api/v1/frames/{id}/attempts", get(attempts::<F>))
+        .route("/api/v1/frames/{id}/log", get(log::<F>))
+        .route("/api/v1/frames/{id}/{action}", post(act::<F>))
+}
+
+/// A frame id from the path, refused naming the parameter.
+pub(crate) fn frame_id(id: &str) -> Result<i64, Error> {
+    id.parse().map_err(|_| {
+        Error::BadRequest(format!(
+            "id: {id:?} is not a frame id; give the id `kiln frames` lists (FrameInfo.id)"
+        ))
+    })
+}
+
+/// A frame and its job.
+#[utoipa::path(get, path = "/api/v1/frames/{id}", tag = "frames", params(
+        ("id" = i64, Path, description = "The frame's id, as `kiln frames` and FrameInfo.id give it"),
+    ), responses(
+        (status = 200, body = FrameDetail),
+        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such frame", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn frame<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer<FrameDetail> {
+    Params::parse(q.as_deref(), &[])?;
+    Ok(Json(f.frame(w, frame_id(&id)?).await?))
+}
+
+/// A frame's attempts.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptList {
+    /// First to last; the running one, if any, has no `outcome`.
+    pub attempts: Vec<AttemptInfo>,
+}
+
+/// Every attempt of a frame: where and when it ran, what it used, how it ended.
+#[utoipa::path(get, path = "/api/v1/frames/{id}/attempts", tag = "frames", params(
+        ("id" = i64, Path, description = "The frame's id"),
+    ), responses(
+        (status = 200, body = AttemptList),
+        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such frame", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn attempts<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer<AttemptList> {
+    Params::parse(q.as_deref(), &[])?;
+    Ok(Json(AttemptList {
+        attempts: f.attempts(w, frame_id(&id)?).await?,
+    }))
+}
+
+/// A slice of a frame's log.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogPage {
+    /// The log's text from `offset` (bytes not UTF-8 shown as U+FFFD).
+    pub data: String,
+    /// Pass as `offset` to read on.
+    pub next_offset: u64,
+    /// The attempt has ended and every byte of its log has been read.
+    pub complete: bool,
+    /// 0 when the frame has not run yet (it has no log).
+    pub attempt: u32,
+    pub attempt_id: i64,
+    pub frame_state: String,
+}
+
+/// The log slice, or with `grep` the matching lines.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LogAnswer {
+    Log(LogPage),
+    Grep(GrepResult),
+}
+
+/// Largest slice a read returns unless `max_bytes` asks for less.
+const LOG_SLICE: u32 = 1 << 20;
+
+/// The bytes of a slice that make whole UTF-8 characters: a character
+/// the slice cut in two is left for the next read.
+fn whole_chars(data: &[u8], at_end: bool) -> usize {
+    match std::str::from_utf8(data) {
+        Ok(_) => data.len(),
+        Err(e) if e.error_len().is_none() && !at_end => e.valid_up_to(),
+        Err(_) => data.len(),
+    }
+}
+
+/// A frame's log, a slice at a time: read on from `next_offset` until
+/// `complete`. With `grep`, the lines of its latest attempt's log that
+/// match, as `kiln log JOB FRAME --grep`.
+#[utoipa::path(get, path = "/api/v1/frames/{id}/log", tag = "frames", params(
+        ("id" = i64, Path, description = "The frame's id"),
+        ("offset" = Option<u64>, Query, description = "The byte to start at (the previous slice's next_offset)"),
+        ("attempt" = Option<u32>, Query, description = "Which attempt (1 = the first); default the latest"),
+        ("max_bytes" = Option<u32>, Query, description = "At most this many bytes (default and at most 1 MiB)"),
+        ("grep" = Option<String>, Query, description = "A regular expression: answer the matching lines of the latest attempt's log instead"),
+        ("i" = Option<bool>, Query, description = "With grep: ignore case"),
+    ), responses(
+        (status = 200, body = LogAnswer),
+        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such frame or attempt", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn log<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer<LogAnswer> {
+    let p = Params::parse(
+        q.as_deref(),
+        &["offset", "attempt", "max_bytes", "grep", "i"],
+    )?;
+    let id = frame_id(&id)?;
+    let offset: u64 = number(&p, "offset")?.unwrap_or(0);
+    let attempt: Option<u32> = number(&p, "attempt")?;
+    let max_bytes: u32 = number(&p, "max_bytes")?.unwrap_or(LOG_SLICE).min(LOG_SLICE);
+    let ignore_case = p.flag("i")?;
+    let d = f.frame(w.clone(), id).await?;
+    if let Some(pattern) = p.get("grep") {
+        if p.get("offset").is_some() || attempt.is_some() {
+            return Err(Error::BadRequest(
+                "grep: it searches the latest attempt's whole log; give no offset or attempt \
+                 with it"
+                    .into(),
+            ));
+        }
+        let found = f
+            .grep(
+                w,
+                GrepQuery {
+                    job: d.job_id.to_string(),
+                    pattern,
+                    layer: None,
+                    frame: Some(id.to_string()),
+                    ignore_case,
+                    max_lines: 0,
+                },
+            )
+            .await?;
+        return Ok(Json(LogAnswer::Grep(found)));
+    }
+    if ignore_case {
+        return Err(Error::BadRequest("i: it applies to grep only".into()));
+    }
+    let s = f
+        .read_log(
+            w,
+            LogQuery {
+                job: d.job_id.to_string(),
+                frame: id.to_string(),
+                attempt,
+                offset,
+                max_bytes,
+            },
+        )
+        .await?;
+    let keep = whole_chars(&s.data, s.complete);
+    Ok(Json(LogAnswer::Log(LogPage {
+        data: String::from_utf8_lossy(&s.data[..keep]).into_owned(),
+        next_offset: offset + keep as u64,
+        complete: s.complete && keep == s.data.len(),
+        attempt: s.attempt_number,
+        attempt_id: s.attempt_id,
+        frame_state: s.frame_state,
+    })))
+}
+
+const FRAME_ACTIONS: &[&str] = &["retry", "kill", "eat"];
+
+/// Retries, kills or eats one frame, as `kiln retry|kill|eat JOB ID`.
+#[utoipa::path(post, path = "/api/v1/frames/{id}/{action}", tag = "frames", params(
+        ("id" = i64, Path, description = "The frame's id"),
+        ("action" = String, Path, description = "retry, kill or eat"),
+    ), responses(
+        (status = 200, body = Acted),
+        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such frame or action", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn act<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    Path((id, action)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Answer<Acted> {
+    if !FRAME_ACTIONS.contains(&action.as_str()) {
+        return Err(Error::NoRoute(format!(
+            "/api/v1/frames/{id}/{action} (a frame's actions: {})",
+            FRAME_ACTIONS.join(", ")
+        )));
+    }
+    Params::parse(q.as_deref(), &[])?;
+    let id = frame_id(&id)?;
+    let d = f.frame(w.clone(), id).await?;
+    let (frames, message) = f
+        .act(
+            w,
+            ActQuery {
+                action,
+                job: d.job_id.to_string(),
+                targets: vec![id.to_string()],
+                state: None,
+                user: String::new(),
+            },
+        )
+        .await?;
+    Ok(Json(Acted { frames, message }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_chars;
+
+    #[test]
+    fn a_character_cut_by_the_slice_waits_for_the_next_read() {
+        let s = "né".as_bytes();
+        assert_eq!(whole_chars(&s[..2], false), 1);
+        assert_eq!(whole_chars(s, false), 3);
+        // Once the attempt is over and its log read, a lone byte is shown.
+        assert_eq!(whole_chars(&s[..2], true), 2);
+    }
+}
