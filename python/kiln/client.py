@@ -8,8 +8,9 @@ import uuid
 
 from . import config, events
 from .builder import Job
-from .objects import FarmJob, Host
-from .transport import Transport
+from .errors import NotFound
+from .objects import FarmJob, Frame, Host
+from .transport import Transport, path_part
 
 
 class Client(object):
@@ -157,15 +158,17 @@ class Client(object):
 
     # -- frames by id ------------------------------------------------------
 
-    def frame(self, job, target):
-        """A frame of ``job`` by ``layer/number`` (``"render/12"``)."""
-        if not isinstance(job, FarmJob):
-            job = self.job(job)
+    def frame(self, id_or_job, target=None):
+        """A frame by its id (``frame.id``, as ``kiln frames`` lists), or
+        by job and ``layer/number``: ``client.frame("shot010", "render/12")``."""
+        if target is None:
+            d = self._t.get("/api/v1/frames/%s" % path_part(id_or_job))
+            return Frame(self, FarmJob(self, {"id": d["job_id"], "name": d["job"]}), d["frame"])
+        job = id_or_job if isinstance(id_or_job, FarmJob) else self.job(id_or_job)
         layer, _, number = target.partition("/")
         for f in job.frames(layer=layer):
             if str(f.number) == number:
                 return f
-        from .errors import NotFound
         raise NotFound("job %s has no frame %s" % (job.name, target), 404)
 
 

@@ -187,11 +187,10 @@ class Frame(_Thing):
         return "%s/%s" % (self.data["layer"], self.data["number"])
 
     def refresh(self):
-        for f in self.job.frames(layer=self.data["layer"]):
-            if f.data["id"] == self.data["id"]:
-                self.data = f.data
-                return self
-        raise errors.NotFound("frame %s of job %s is gone" % (self.target, self.job.name), 404)
+        """Reads the frame again; returns it."""
+        d = self._client._t.get("/api/v1/frames/%s" % self.data["id"])
+        self.data = d["frame"]
+        return self
 
     def attempts(self):
         """Every attempt of the frame, oldest first: dicts with ``attempt``
