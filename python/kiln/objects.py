@@ -110,6 +110,12 @@ class FarmJob(_Thing):
     def eat(self, targets=None, state=None):
         return self._act("eat", targets, state)
 
+    def set_priority(self, priority):
+        """Sets the job's priority (higher runs first within its show), as
+        ``kiln job set JOB --priority N``."""
+        return self._client._t.post_json("/api/v1/jobs/%s/priority" % self._ref,
+                                         {"priority": int(priority)})
+
     def is_over(self):
         return self.status in OVER
 

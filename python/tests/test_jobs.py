@@ -38,6 +38,8 @@ def test_a_built_job_is_submitted_waited_for_and_its_frames_read(farm, client, t
     # The same job by name, and its spec's fields as given.
     again = client.job(job.name)
     assert again == job and again.show == "pyshow" and again.priority == 50
+    job.set_priority(70)
+    assert job.refresh().priority == 70
 
 
 def test_a_failing_frame_is_retried_and_runs_again(farm, client, tmp_path):
