@@ -41,7 +41,10 @@ class Relay(object):
         s = self.sock
         if delay:
             time.sleep(delay)
-            s.listen(16)
+            try:
+                s.listen(16)
+            except OSError:  # closed before it was up
+                return
         while True:
             try:
                 c, _ = s.accept()
