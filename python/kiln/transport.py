@@ -1,19 +1,16 @@
 """HTTP to the server with ``urllib``: the bearer token on every call,
 TLS against the trusted CA, problem documents turned into typed errors,
-and retries where a retry cannot do a thing twice."""
+and retries where a retry cannot do a thing twice. No proxy: the farm is
+reached directly, as by the CLI."""
 
 import json
-from http.client import HTTPException
 import random
 import ssl
 import time
-
-try:
-    from urllib.error import HTTPError, URLError
-    from urllib.parse import quote, urlencode
-    from urllib.request import HTTPSHandler, Request, build_opener
-except ImportError:  # pragma: no cover - Python 2 is not supported
-    raise
+from http.client import HTTPException
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote, urlencode
+from urllib.request import HTTPSHandler, ProxyHandler, Request, build_opener
 
 from . import errors
 
@@ -28,7 +25,11 @@ class Transport(object):
         self.token = token
         self.timeout = timeout
         self.retry_for = retry_for
-        handlers = [HTTPSHandler(context=context)] if context is not None else []
+        # Straight to the server, as the CLI goes: a proxy a DCC's
+        # environment sets for the internet must not carry farm traffic.
+        handlers = [ProxyHandler({})]
+        if context is not None:
+            handlers.append(HTTPSHandler(context=context))
         self._opener = build_opener(*handlers)
 
     def _request(self, method, path, query=None, body=None, headers=None):
