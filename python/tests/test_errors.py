@@ -103,3 +103,13 @@ def test_no_arguments_read_the_clis_configuration(farm, tmp_path, monkeypatch):
     monkeypatch.delenv("KILN_SERVER")
     assert kiln.Client().url == "http://127.0.0.1:7676"
     assert os.environ["HOME"] == str(home)
+
+
+def test_a_proxy_in_the_environment_is_not_used(farm, monkeypatch):
+    # A DCC's environment may name a proxy for the internet; the farm is
+    # reached directly, as by the CLI.
+    for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(k, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert farm.client(retry_for=0).whoami()["user"] == "admin"
