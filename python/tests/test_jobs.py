@@ -2,7 +2,10 @@
 for, a failing frame retried, cursor paging, idempotent submission."""
 
 import os
+import time
 import uuid
+
+import pytest
 
 import kiln
 
@@ -123,3 +126,14 @@ def test_a_spec_file_and_a_template_submit_from_their_paths(farm, client, tmp_pa
     assert t.show == "pyshow"
     t.pause()
     assert t.total == 3 and [layer.name for layer in t.layers()] == ["render"]
+
+
+def test_waiting_past_the_timeout_says_where_the_job_is(client):
+    job = client.submit(kiln.Job("py-paused-%s" % uuid.uuid4().hex[:6], paused=True)
+                        .layer("a", command="true", frames="1-2"))
+    start = time.time()
+    with pytest.raises(kiln.WaitTimeout) as e:
+        job.wait(timeout=0.5, poll=0.1)
+    assert 0.5 <= time.time() - start < 5
+    assert "is still PAUSED after 0.5s (2 waiting)" in str(e.value), str(e.value)
+    job.kill()
