@@ -119,15 +119,17 @@ class Client(object):
 
     # -- events ------------------------------------------------------------
 
-    def events(self, job=None, show=None, kinds=None, after=None, reconnect=True):
+    def events(self, job=None, show=None, kinds=None, after=None, since=None, reconnect=True):
         """A generator over the farm's events (:class:`kiln.Event`), live:
         it blocks for the next one, and after a cut reconnects by itself
         and resumes where it stopped (``Last-Event-ID``), missing nothing.
         ``kinds``: a list such as ``["job.finished", "frame.failed"]``;
-        ``after``: start after this event id (a resumed script's last)."""
+        ``after``: start after this event id (a resumed script's last);
+        ``since``: without ``after``, start with the events of this time
+        (a datetime or epoch milliseconds); neither: only what comes next."""
         if isinstance(job, FarmJob):
             job = job.data.get("id", job.data.get("name"))
-        query = {"job": job, "show": show,
+        query = {"job": job, "show": show, "since": _millis(since),
                  "kinds": ",".join(kinds) if isinstance(kinds, (list, tuple)) else kinds}
         query = dict((k, v) for k, v in query.items() if v is not None)
         return events.stream(self._t, query, after=after, reconnect=reconnect)
