@@ -12,6 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use kiln_api::FarmApi;
 use kiln_core::auth::Credentials;
 use kiln_core::view::{HistoryPage, HistoryQuery, HistoryRow};
@@ -70,11 +71,11 @@ enum Format {
         ("show" = Option<String>, Query, description = "Only this show's jobs"),
         ("user" = Option<String>, Query, description = "Only this user's jobs"),
         ("job" = Option<String>, Query, description = "Only this job (name or id)"),
-        ("since" = Option<i64>, Query, description = "Attempts that ended at or after this (ms since the Unix epoch)"),
-        ("until" = Option<i64>, Query, description = "Attempts that ended before this (ms since the Unix epoch)"),
+        ("since" = Option<String>, Query, description = "Attempts that ended at or after this: ms since the Unix epoch, a duration ago (7d) or a UTC date (2026-12-01, 2026-12-01T09:00:00Z)"),
+        ("until" = Option<String>, Query, description = "Attempts that ended before this (the same forms as since)"),
         ("format" = Option<String>, Query, description = "json (a page, the default), csv or jsonl (every row)"),
         ("page_token" = Option<String>, Query, description = "The previous page's next_page_token"),
-        ("page_size" = Option<u32>, Query, description = "json: at most this many rows (default 5000, at most 10000)"),
+        ("page_size" = Option<u32>, Query, description = "json: at most this many rows (default 5000, at most 10000); csv and jsonl: rows read from the store at a time"),
     ), responses(
         (status = 200, description = "json: a page; csv: a header and a line per attempt; jsonl: an object per line",
             content(
@@ -123,8 +124,8 @@ pub(crate) async fn history<F: FarmApi>(
         show: p.get("show"),
         user: p.get("user"),
         job: p.get("job"),
-        since: number(&p, "since")?,
-        until: number(&p, "until")?,
+        since: crate::query::time_ms(&p, "since")?,
+        until: crate::query::time_ms(&p, "until")?,
         after: after(p.get("page_token"))?,
         limit: size.unwrap_or(0),
     };
@@ -189,4 +190,17 @@ fn rest<F: FarmApi>(
     ))
 }
 
-use futures::StreamExt;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_token_names_where_the_page_ended_and_no_other_is_taken() {
+        let t = token((1_796_000_000_000, 42));
+        assert_eq!(after(Some(t)).unwrap(), Some((1_796_000_000_000, 42)));
+        for bad in ["j12", "h12", "hzz.1", "h1.zz"] {
+            let e = after(Some(bad.into())).unwrap_err().to_string();
+            assert!(e.starts_with("page_token: "), "{bad}: {e}");
+        }
+    }
+}

@@ -340,7 +340,7 @@ pub struct AuditList {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "identity",
     params(
         ("who" = Option<String>, Query, description = "Only this principal's records"),
-        ("since" = Option<i64>, Query, description = "Only records at or after this (ms since the Unix epoch)"),
+        ("since" = Option<String>, Query, description = "Only records at or after this: ms since the Unix epoch, a duration ago (7d) or a UTC date"),
         ("limit" = Option<u32>, Query, description = "At most this many (default 1000)"),
     ),
     responses(
@@ -357,7 +357,7 @@ pub(crate) async fn audit<F: FarmApi>(
     let p = Params::parse(q.as_deref(), &["who", "since", "limit"])?;
     let q = AuditQuery {
         who: p.get("who"),
-        since: number(&p, "since")?,
+        since: crate::query::time_ms(&p, "since")?,
         limit: number(&p, "limit")?.unwrap_or(0),
     };
     Ok(Json(AuditList {

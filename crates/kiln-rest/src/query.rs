@@ -98,3 +98,61 @@ pub(crate) fn number<T: std::str::FromStr>(p: &Params, k: &str) -> Result<Option
         })
         .transpose()
 }
+
+/// A time parameter, as milliseconds since the Unix epoch: given so, or
+/// as `kiln history --since` takes it, a duration ago (`7d`, `12h`) or a
+/// UTC date (`2026-12-01`, `2026-12-01T09:00:00Z`).
+pub(crate) fn time_ms(p: &Params, k: &str) -> Result<Option<i64>, Error> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let Some(v) = p.get(k) else { return Ok(None) };
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    if let Ok(s) = kiln_core::size::parse_duration_s(&v) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        return Ok(Some(now.saturating_sub((s as i64).saturating_mul(1000))));
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(&v, &Rfc3339) {
+        return Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as i64));
+    }
+    if let Ok(d) = time::Date::parse(&v, format_description!("[year]-[month]-[day]")) {
+        return Ok(Some(d.midnight().assume_utc().unix_timestamp() * 1000));
+    }
+    Err(Error::BadRequest(format!(
+        "{k}: {v:?} is not a time; give milliseconds since the Unix epoch, a duration ago \
+         (1h, 7d) or a UTC date such as 2026-12-07 or 2026-12-07T09:30:00Z"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_milliseconds_durations_ago_or_utc_dates() {
+        let p = |q: &str| Params::parse(Some(q), &["since"]).unwrap();
+        assert_eq!(time_ms(&p("since=1500"), "since").unwrap(), Some(1500));
+        assert_eq!(
+            time_ms(&p("since=2026-12-07"), "since").unwrap(),
+            Some(1_796_601_600_000)
+        );
+        assert_eq!(
+            time_ms(&p("since=2026-12-07T00:00:01Z"), "since").unwrap(),
+            Some(1_796_601_601_000)
+        );
+        let ago = time_ms(&p("since=1h"), "since").unwrap().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now - 3_600_000 - ago).abs() < 60_000, "{ago}");
+        let e = time_ms(&p("since=yesterday"), "since")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("since: "), "{e}");
+        assert_eq!(time_ms(&p(""), "since").unwrap(), None);
+    }
+}

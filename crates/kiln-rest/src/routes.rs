@@ -127,7 +127,7 @@ pub struct JobPage {
         ("state" = Option<String>, Query, description = "PENDING, RUNNING, PAUSED, FAILED, FINISHED or KILLED"),
         ("name" = Option<String>, Query, description = "Only jobs whose name contains this"),
         ("all" = Option<bool>, Query, description = "Finished and killed jobs too (implied by a state that names them)"),
-        ("since" = Option<i64>, Query, description = "Only jobs submitted at or after this (ms since the Unix epoch)"),
+        ("since" = Option<String>, Query, description = "Only jobs submitted at or after this: ms since the Unix epoch, a duration ago (7d) or a UTC date"),
         ("page_token" = Option<String>, Query, description = "The previous page's next_page_token"),
         ("page_size" = Option<u32>, Query, description = "At most this many (default 100, at most 1000)"),
     ), responses(
@@ -168,7 +168,7 @@ pub(crate) async fn jobs<F: FarmApi>(
     // asking for them by state brings them back.
     let all = p.flag("all")? || state.is_some_and(JobStatus::is_over);
     let (show, user, name) = (p.get("show"), p.get("user"), p.get("name"));
-    let since: Option<i64> = crate::query::number(&p, "since")?;
+    let since: Option<i64> = crate::query::time_ms(&p, "since")?;
     let list: Vec<JobSummary> = f
         .list_jobs(w, all)
         .await?
