@@ -12,6 +12,7 @@ use futures::Stream;
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::views::*;
 use kiln_core::auth::Credentials;
+use kiln_core::event::{Event, EventQuery};
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
@@ -59,6 +60,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub type WorkerStream = Pin<Box<dyn Stream<Item = Result<WorkerMsg>> + Send>>;
 pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
+/// Events in order of their numbers; it ends when the server stops, and
+/// after an error, which it yields last.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 
 /// The client API in domain terms. Every call takes the caller's
 /// [`Credentials`] as the transport saw them; the implementation
@@ -117,6 +121,11 @@ pub trait FarmApi: Send + Sync + 'static {
     async fn tokens(&self, who: Credentials, all: bool) -> Result<Vec<TokenInfo>>;
     async fn audit(&self, who: Credentials, q: AuditQuery) -> Result<Vec<AuditRecord>>;
     async fn identity(&self, who: Credentials, cmd: IdentityCmd) -> Result<IdentityDone>;
+    /// The farm's events as they are committed, those of jobs the caller
+    /// may read (hosts and the structure: any role), resuming after
+    /// `q.after` with none missed. An unauthenticated caller gets an error
+    /// here, not a stream.
+    async fn events(&self, who: Credentials, q: EventQuery) -> Result<EventStream>;
 }
 
 /// The worker link in domain terms: one call per worker connection.

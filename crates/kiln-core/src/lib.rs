@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod event;
 pub mod farm;
 pub mod frameset;
 pub mod link;

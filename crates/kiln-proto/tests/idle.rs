@@ -109,6 +109,13 @@ impl FarmApi for Slow {
     async fn identity(&self, _: Credentials, _: IdentityCmd) -> Result<IdentityDone> {
         none()
     }
+    async fn events(
+        &self,
+        _: Credentials,
+        _: kiln_core::event::EventQuery,
+    ) -> Result<kiln_api::EventStream> {
+        none()
+    }
 }
 
 struct NoLink;

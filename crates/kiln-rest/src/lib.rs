@@ -4,6 +4,7 @@
 //! [`Credentials`] each call carries and decides, as for every wire).
 //! The server mounts [`router`] on its one port beside gRPC.
 
+mod events;
 mod farm;
 mod frames;
 mod history;

@@ -33,6 +33,7 @@ use utoipa::OpenApi;
         identity::grant, identity::revoke,
         identity::tokens, identity::create_token, identity::revoke_token,
         identity::audit,
+        crate::events::events,
     ),
     security(("bearer" = [])),
     modifiers(&Bearer)

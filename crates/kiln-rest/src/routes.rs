@@ -43,6 +43,7 @@ pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
         .merge(crate::history::routes::<F>())
         .merge(crate::farm::routes::<F>())
         .merge(crate::identity::routes::<F>())
+        .merge(crate::events::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(farm)

@@ -35,6 +35,7 @@ pub struct Api<S: Store> {
     pub(crate) data_dir: String,
     pub(crate) gate: Gate,
     pub(crate) ldap: Option<Arc<LdapConfig>>,
+    pub(crate) hub: Arc<crate::events::Hub>,
 }
 
 /// One per wire (gRPC, REST): all of them share the applier and stores.
@@ -47,6 +48,7 @@ impl<S: Store> Clone for Api<S> {
             data_dir: self.data_dir.clone(),
             gate: self.gate.clone(),
             ldap: self.ldap.clone(),
+            hub: self.hub.clone(),
         }
     }
 }
@@ -559,6 +561,15 @@ impl<S: Store> FarmApi for Api<S> {
             .audit(&q)
             .await
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    async fn events(
+        &self,
+        who: Credentials,
+        q: kiln_core::event::EventQuery,
+    ) -> Result<kiln_api::EventStream> {
+        let caller = self.caller(&who)?;
+        self.hub.follow(self.store.clone(), caller.who, q)
     }
 
     async fn identity(&self, who: Credentials, mut cmd: IdentityCmd) -> Result<IdentityDone> {

@@ -9,6 +9,7 @@
 mod api;
 mod applier;
 mod bootstrap;
+pub mod events;
 mod grep;
 pub use bootstrap::{write_secret, TOKEN_FILE as ADMIN_TOKEN_FILE};
 pub mod auth;
@@ -57,7 +58,12 @@ pub struct ServerConfig {
     pub tls: tls::Tls,
     /// Password sign-in against a directory as well as local users.
     pub ldap: Option<auth::ldap::LdapConfig>,
+    /// How long events are kept for clients catching up.
+    pub event_retention: std::time::Duration,
 }
+
+/// How long events are kept when the server is not told otherwise.
+pub const DEFAULT_EVENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// Milliseconds since the Unix epoch: the server's one clock.
 pub fn now_ms() -> i64 {
@@ -133,6 +139,7 @@ pub async fn serve(
     .await?;
     let gate = auth::edge::Gate::new(identity);
     let ids = image.max_ids;
+    let hub = Arc::new(events::Hub::new(ids.event));
     let jobs = image.jobs.len();
     let frames = image.frames.len();
     let farm = Farm::restore(
@@ -145,6 +152,7 @@ pub async fn serve(
             running_attempts: image.running_attempts,
             structure: image.structure,
             max_ids: [ids.job, ids.layer, ids.frame, ids.attempt, ids.host],
+            event_seq: ids.event,
         },
         now_ms(),
     );
@@ -173,7 +181,8 @@ pub async fn serve(
         rx,
         gate.clone(),
         next_audit,
-    );
+    )
+    .events(hub.clone(), config.event_retention);
     let api = api::Api {
         tx: tx.clone(),
         store,
@@ -181,6 +190,7 @@ pub async fn serve(
         data_dir: config.data_dir.display().to_string(),
         gate: gate.clone(),
         ldap: config.ldap.clone().map(Arc::new),
+        hub,
     };
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {

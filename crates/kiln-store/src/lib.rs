@@ -17,7 +17,8 @@ pub use sqlite::SqliteStore;
 
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::identity;
-use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, Layer};
+use kiln_core::event::{Event, EventFilter};
+use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, Layer, Millis};
 use kiln_core::structure::{Change, Record};
 use kiln_core::view::{HistoryQuery, HistoryRow};
 
@@ -49,6 +50,20 @@ pub trait Store: Send + Sync + 'static {
     /// Ended attempts matching the query, in the order they ended (ties by
     /// id), at most `query.limit` of them, after `query.after`.
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRow>>;
+
+    /// At most `limit` events numbered after `after` (and, if `since` is
+    /// given, made at or after it) that match `filter`, in order.
+    async fn events_after(
+        &self,
+        after: u64,
+        since: Option<Millis>,
+        limit: u32,
+        filter: &EventFilter,
+    ) -> Result<Vec<Event>>;
+
+    /// Deletes events made before `before`, always keeping the newest (the
+    /// numbering goes on from it after a restart). Returns how many went.
+    async fn prune_events(&self, before: Millis) -> Result<u64>;
 }
 
 /// Records to write together. Each record replaces the stored record with
@@ -68,6 +83,8 @@ pub struct Batch {
     pub identity: Vec<identity::Change>,
     /// Audit records to append; each id is new.
     pub audit: Vec<AuditRecord>,
+    /// Events the batch's changes made (the outbox); each number is new.
+    pub events: Vec<Event>,
 }
 
 impl Batch {
@@ -85,6 +102,7 @@ impl Batch {
             + self.structure.len()
             + self.identity.len()
             + self.audit.len()
+            + self.events.len()
     }
 }
 
@@ -114,4 +132,6 @@ pub struct MaxIds {
     pub attempt: i64,
     pub host: i64,
     pub audit: i64,
+    /// The last event's sequence number.
+    pub event: u64,
 }

@@ -1,6 +1,7 @@
 //! The SQLite backend: one database file in WAL mode, one writer connection
 //! for commits and a small pool of read-only connections for everything else.
 
+mod events;
 mod history;
 mod identity;
 mod keyed;
@@ -13,7 +14,8 @@ mod write;
 
 use crate::{Batch, Error, Image, Result, Store};
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
-use kiln_core::model::{Attempt, AttemptId, FrameId};
+use kiln_core::event::{Event, EventFilter};
+use kiln_core::model::{Attempt, AttemptId, FrameId, Millis};
 use kiln_core::view::{HistoryQuery, HistoryRow};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -140,5 +142,21 @@ impl Store for SqliteStore {
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRow>> {
         let mut conn = self.readers.acquire().await?;
         history::query(&mut conn, query).await
+    }
+
+    async fn events_after(
+        &self,
+        after: u64,
+        since: Option<Millis>,
+        limit: u32,
+        filter: &EventFilter,
+    ) -> Result<Vec<Event>> {
+        let mut conn = self.readers.acquire().await?;
+        events::after(&mut conn, after, since, limit, filter).await
+    }
+
+    async fn prune_events(&self, before: Millis) -> Result<u64> {
+        let mut writer = self.writer.lock().await;
+        events::prune(&mut writer, before).await
     }
 }

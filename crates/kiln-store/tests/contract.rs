@@ -47,6 +47,7 @@ contract_tests!(Sqlite::fresh();
     reopen_keeps_everything,
     attempt_history,
     history_export,
+    events_outbox,
     running_attempts_only,
     max_ids,
     big_batch,

@@ -31,6 +31,10 @@ pub struct ServerArgs {
     /// after it opened.
     #[arg(long, default_value = "5s")]
     preface_timeout: String,
+    /// Keep events (`kiln events`, `GET /api/v1/events`) this long for
+    /// clients catching up; older ones are pruned.
+    #[arg(long, default_value = "7d")]
+    event_retention: String,
     /// Connections at once from one IP address (0: no cap). `kiln fleet`
     /// opens one per 64 simulated hosts.
     #[arg(long, default_value = "256")]
@@ -183,6 +187,8 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     if preface == 0 {
         bail!("--preface-timeout: must be at least 1s");
     }
+    let event_retention = crate::parse::duration(&a.event_retention)
+        .map_err(|e| anyhow::anyhow!("--event-retention: {e}"))?;
     let connections = ConnLimits {
         preface_timeout: std::time::Duration::from_secs(preface),
         idle_timeout: (idle > 0).then(|| std::time::Duration::from_secs(idle)),
@@ -220,6 +226,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             connections,
             tls,
             ldap,
+            event_retention: std::time::Duration::from_secs(event_retention),
         },
         listener,
         shutdown_signal(),
@@ -436,6 +443,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             // The local quick start: loopback only, nothing to set up.
             tls: Tls::Plaintext,
             ldap: None,
+            event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
         },
         listener,
         stopped(stop_rx.clone()),

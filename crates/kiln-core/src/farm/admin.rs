@@ -150,6 +150,7 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 impl Farm {
     /// Applies a wrangler's change; returns a line saying what changed.
     pub fn admin(&mut self, cmd: Admin, now: Millis) -> Result<String> {
+        self.clock = now;
         let s = &self.structure;
         match cmd {
             Admin::PutFacility { name } => {
@@ -441,12 +442,14 @@ impl Farm {
     }
 
     fn put(&mut self, r: Record) {
+        self.structure_event(r.kind(), &r.key());
         self.mirror.stale();
         self.structure.put(r.clone());
         self.dirty.structure.push(Change::Put(r));
     }
 
     fn remove(&mut self, kind: &'static str, key: &str) {
+        self.structure_event(kind, key);
         self.mirror.stale();
         let s = &mut self.structure;
         match kind {
@@ -464,6 +467,21 @@ impl Farm {
             kind,
             key: key.to_owned(),
         });
+    }
+
+    /// `limit.changed` or `show.changed` for a change to that record.
+    fn structure_event(&mut self, kind: &str, key: &str) {
+        match kind {
+            "limit" => self.emit(EventKind::LimitChanged, About::default().detail(key)),
+            "show" => {
+                let about = About {
+                    show: Some(key.to_owned()),
+                    ..About::default()
+                };
+                self.emit(EventKind::ShowChanged, about)
+            }
+            _ => {}
+        }
     }
 
     fn need_facility(&self, name: &str) -> Result<()> {

@@ -159,6 +159,7 @@ impl Farm {
                 job,
                 layers: Vec::new(),
                 used: 0,
+                started: false,
             },
         );
         self.dirty.jobs.insert(job_id);
@@ -205,6 +206,8 @@ impl Farm {
                 total += 1;
             }
         }
+        self.clock = now;
+        self.emit(EventKind::JobSubmitted, About::job(job_id));
         Ok((job_id, total))
     }
 
@@ -269,6 +272,7 @@ impl Farm {
         user: &str,
         now: Millis,
     ) -> Result<u32> {
+        self.clock = now;
         let job = self.resolve_job(job_key)?;
         let resolved = targets
             .iter()
@@ -286,16 +290,35 @@ impl Farm {
                     action.as_str()
                 )));
             }
+            let kind = if paused {
+                EventKind::JobPaused
+            } else {
+                EventKind::JobResumed
+            };
+            let by = format!("by {user}");
             if resolved.is_empty() {
                 let j = self.jobs.get_mut(&job).expect("resolved");
+                let changed = j.job.paused != paused;
                 j.job.paused = paused;
                 self.dirty.jobs.insert(job);
+                if changed {
+                    self.emit(kind, About::job(job).detail(by));
+                }
                 return Ok(0);
             }
             for t in &resolved {
                 if let Target::Layer(l) = t {
-                    self.layers.get_mut(l).expect("resolved").layer.paused = paused;
+                    let entry = self.layers.get_mut(l).expect("resolved");
+                    let changed = entry.layer.paused != paused;
+                    entry.layer.paused = paused;
                     self.dirty.layers.insert(*l);
+                    if changed {
+                        let about = About {
+                            layer: Some(*l),
+                            ..About::job(job)
+                        };
+                        self.emit(kind, about.detail(by.clone()));
+                    }
                 }
             }
             return Ok(0);
@@ -303,8 +326,15 @@ impl Farm {
 
         if action == Action::Kill && resolved.is_empty() && state.is_none() {
             let j = self.jobs.get_mut(&job).expect("resolved");
+            let killed = j.job.state == JobState::Killed;
             j.job.state = JobState::Killed;
             self.dirty.jobs.insert(job);
+            if !killed {
+                self.emit(
+                    EventKind::JobKilled,
+                    About::job(job).detail(format!("by {user}")),
+                );
+            }
             let running = self.job_frames(job, &[], Some(DisplayState::Running));
             let reason = format!("job killed by {user}");
             for f in &running {
@@ -368,6 +398,10 @@ impl Farm {
                 fr.failures = 0;
             }
             self.set_state(f, to, now);
+            if to == FrameState::Waiting {
+                let about = self.about_frame(f, false);
+                self.emit(EventKind::FrameRetried, about.detail(format!("by {user}")));
+            }
             touched += 1;
         }
         if action == Action::Retry && touched > 0 {

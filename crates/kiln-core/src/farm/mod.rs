@@ -5,6 +5,7 @@
 
 mod admin;
 mod dispatch;
+mod events;
 mod jobs;
 mod mirror;
 mod queries;
@@ -24,6 +25,8 @@ use crate::model::*;
 use crate::structure::{Change, Record};
 use std::collections::{BTreeMap, BTreeSet};
 // Ids are small integers and the maps are hot: a fast hash, not SipHash.
+use crate::event::EventKind;
+use events::About;
 use rustc_hash::FxHashMap as HashMap;
 use tracked::Tracked;
 
@@ -77,11 +80,14 @@ pub struct Dirty {
     pub hosts: Vec<Host>,
     /// Structure changes, in the order they were made.
     pub structure: Vec<Change>,
+    /// What happened, in order: the outbox, written with the records.
+    pub events: Vec<crate::event::Event>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
         self.structure.is_empty()
+            && self.events.is_empty()
             && self.jobs.is_empty()
             && self.layers.is_empty()
             && self.frames.is_empty()
@@ -98,6 +104,7 @@ struct DirtySet {
     attempts: BTreeSet<AttemptId>,
     hosts: BTreeSet<HostId>,
     structure: Vec<Change>,
+    events: Vec<events::Pending>,
 }
 
 /// Everything needed to rebuild a farm after a restart.
@@ -111,6 +118,8 @@ pub struct Restore {
     pub structure: Vec<Record>,
     /// The highest id in use per kind: job, layer, frame, attempt, host.
     pub max_ids: [i64; 5],
+    /// The last event's sequence number.
+    pub event_seq: u64,
 }
 
 #[derive(Debug)]
@@ -119,6 +128,8 @@ struct JobEntry {
     layers: Vec<LayerId>,
     /// Cores its running attempts hold.
     used: Centicores,
+    /// A frame of it has started (`job.started` was said).
+    started: bool,
 }
 
 #[derive(Debug)]
@@ -236,6 +247,10 @@ pub struct Farm {
     reservations: Vec<crate::sched::Reservation>,
     /// The scheduler's snapshot, kept from pass to pass.
     mirror: mirror::Mirror,
+    /// The time of the transition in progress, for its events.
+    clock: Millis,
+    /// The last event number handed out.
+    event_seq: u64,
 }
 
 impl Farm {
@@ -273,6 +288,8 @@ impl Farm {
             usage: usage::Usage::default(),
             reservations: Vec::new(),
             mirror: mirror::Mirror::default(),
+            clock: now,
+            event_seq: image.event_seq,
         };
         for r in image.structure {
             farm.structure.put(r);
@@ -288,6 +305,7 @@ impl Farm {
                     job,
                     layers: Vec::new(),
                     used: 0,
+                    started: false,
                 },
             );
         }
@@ -303,6 +321,11 @@ impl Farm {
         frames.sort_by_key(|f| (f.layer, f.index));
         for f in frames {
             farm.index_frame(&f);
+            if f.attempts > 0 {
+                if let Some(j) = farm.jobs.quiet_mut(&f.job) {
+                    j.started = true;
+                }
+            }
             if f.state == FrameState::Succeeded {
                 if let Some(l) = farm.layers.get_mut(&f.layer) {
                     l.learn_peak(f.max_rss_kb);
@@ -406,6 +429,7 @@ impl Farm {
                 .filter_map(|id| self.hosts.get(id).map(|h| h.host.clone()))
                 .collect(),
             structure: set.structure,
+            events: self.name_events(set.events),
         }
     }
 
@@ -454,6 +478,7 @@ impl Farm {
         }
         f.state = to;
         let (layer, index, job) = (f.layer, f.index, f.job);
+        self.clock = now;
         self.dirty.frames.insert(id);
         if let Some(l) = self.layers.quiet_mut(&layer) {
             let complete = l.counts.done() == l.counts.total();
@@ -474,6 +499,8 @@ impl Farm {
         }
         // A start neither finishes a job nor reopens one (it had a
         // waiting frame); the check walks the job's layers, so skip it.
+        // Its own event first: the job's (finished) follows the frame's.
+        self.frame_moved(id, job, from, to);
         if !(from == FrameState::Waiting && to == FrameState::Running) {
             self.update_finished(job, now);
         }
@@ -491,8 +518,17 @@ impl Farm {
             None
         };
         if finished_at != j.job.finished_at {
+            let killed = j.job.state == JobState::Killed;
             self.jobs.get_mut(&job).expect("checked").job.finished_at = finished_at;
             self.dirty.jobs.insert(job);
+            // A kill says `job.killed` where it happens.
+            if done && finished_at.is_some() && !killed {
+                self.clock = now;
+                self.emit(
+                    crate::event::EventKind::JobFinished,
+                    events::About::job(job),
+                );
+            }
         }
     }
 

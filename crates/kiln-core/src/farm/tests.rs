@@ -7,6 +7,8 @@ use crate::sched;
 use crate::spec::{parse_and_validate, Format, SubmitContext};
 use crate::view::{DisplayState, JobStatus};
 
+mod events;
+
 const SESSION: u64 = 1;
 
 fn farm_with_host(cores: u32) -> Farm {
@@ -254,6 +256,7 @@ fn server_restart_keeps_running_frames_running() {
             })
             .collect(),
         max_ids: [1, 1, 2, 2, 1],
+        event_seq: 0,
     };
     let mut farm = Farm::restore(farm.config().clone(), image, 50_000);
     assert_eq!(
@@ -566,6 +569,7 @@ fn a_repeated_submit_key_returns_the_first_job_also_after_a_restart() {
     let image = Restore {
         jobs,
         max_ids: [2, 0, 0, 0, 0],
+        event_seq: 0,
         ..Restore::default()
     };
     let mut farm = Farm::restore(farm.config().clone(), image, 10);

@@ -22,6 +22,7 @@ impl Farm {
     /// other messages from a session that is no longer its host's current
     /// one are ignored, so a stale connection can never overwrite state.
     pub fn worker_event(&mut self, ev: WorkerEvent, now: Millis) {
+        self.clock = now;
         match ev {
             WorkerEvent::Message {
                 session,
@@ -95,9 +96,11 @@ impl Farm {
         running: Vec<RunningFrame>,
         now: Millis,
     ) {
+        let mut fresh = false;
         let id = match self.host_by_name.get(&report.name) {
             Some(&id) => id,
             None => {
+                fresh = true;
                 let id = HostId(Self::next_id(&mut self.ids.host));
                 self.host_by_name.insert(report.name.clone(), id);
                 let allocation = self.allocation_for(&report.tags);
@@ -127,6 +130,8 @@ impl Farm {
         };
         let h = self.hosts.get_mut(&id).expect("present");
         h.host.report = report;
+        // A new host is UP from its first record; it still says so.
+        let up = h.host.state != HostState::Up || fresh;
         if h.host.state != HostState::Repair {
             h.host.state = HostState::Up;
         }
@@ -138,6 +143,9 @@ impl Farm {
         }
         self.sessions.insert(session, id);
         self.dirty.hosts.insert(id);
+        if up && self.hosts[&id].host.state == HostState::Up {
+            self.emit(EventKind::HostUp, About::host(id));
+        }
         self.refresh_tags(id);
 
         // `running` lists every attempt the worker holds, including ones
@@ -388,6 +396,20 @@ impl Farm {
             _ => FrameState::Waiting,
         };
         self.set_state(a.frame, to, now);
+        if to == FrameState::Waiting {
+            let kind = if outcome.counts_as_failure() {
+                EventKind::FrameFailed
+            } else {
+                EventKind::FrameRequeued
+            };
+            let about = About {
+                host: Some(a.host),
+                attempt: a.number,
+                detail: a.reason.clone(),
+                ..self.about_frame(a.frame, false)
+            };
+            self.emit(kind, about);
+        }
     }
 
     /// A job's frame failed on a host. After `avoid_after` failures in a
@@ -421,6 +443,7 @@ impl Farm {
         {
             h.host.state = HostState::Repair;
             self.dirty.hosts.insert(host);
+            self.emit(EventKind::HostRepair, About::host(host));
         }
     }
 
@@ -461,6 +484,7 @@ impl Farm {
 
     /// Declares silent hosts DOWN and requeues their frames.
     pub fn tick(&mut self, now: Millis) {
+        self.clock = now;
         let deadline = now - self.config.down_after_ms;
         let silent: Vec<HostId> = self
             .hosts
@@ -479,6 +503,7 @@ impl Farm {
 
     fn host_down(&mut self, id: HostId, why: &str, now: Millis) {
         let h = self.hosts.get_mut(&id).expect("known host");
+        let down = h.host.state == HostState::Up;
         if h.host.state != HostState::Repair {
             h.host.state = HostState::Down;
         }
@@ -488,6 +513,9 @@ impl Farm {
         }
         self.dirty.hosts.insert(id);
         let attempts: Vec<AttemptId> = h.running.iter().copied().collect();
+        if down {
+            self.emit(EventKind::HostDown, About::host(id).detail(why));
+        }
         for a in attempts {
             self.lose_attempt(a, why, now);
         }
@@ -495,15 +523,26 @@ impl Farm {
 
     /// Locks or unlocks a host by name or id. A locked host runs what it has
     /// but gets nothing new.
-    pub fn set_lock(&mut self, key: &str, locked: bool) -> crate::Result<HostId> {
+    pub fn set_lock(&mut self, key: &str, locked: bool, now: Millis) -> crate::Result<HostId> {
+        self.clock = now;
         let id = self.resolve_host(key)?;
         let h = self.hosts.get_mut(&id).expect("resolved");
-        h.host.lock = if locked {
+        let lock = if locked {
             LockState::Locked
         } else {
             LockState::Open
         };
+        let changed = h.host.lock != lock;
+        h.host.lock = lock;
         self.dirty.hosts.insert(id);
+        if changed {
+            let kind = if locked {
+                EventKind::HostLocked
+            } else {
+                EventKind::HostUnlocked
+            };
+            self.emit(kind, About::host(id));
+        }
         Ok(id)
     }
 }

@@ -230,7 +230,7 @@ impl<S: Store> Applier<S> {
         now: i64,
     ) -> Result<HostInfo, CoreError> {
         let v = allow(&caller.who, A::Host, Target::Host(host))
-            .and_then(|()| self.farm.set_lock(host, locked))
+            .and_then(|()| self.farm.set_lock(host, locked, now))
             .map(|id| {
                 self.farm
                     .hosts()

@@ -138,6 +138,11 @@ pub struct Applier<S: Store> {
     changes: Vec<Change>,
     audit: Vec<AuditRecord>,
     next_audit: i64,
+    /// Where committed events go live.
+    hub: Arc<crate::events::Hub>,
+    /// How long events are kept, and when they were last pruned.
+    retention_ms: i64,
+    pruned_at: i64,
 }
 
 /// Most events taken into one transaction.
@@ -202,7 +207,17 @@ impl<S: Store> Applier<S> {
             changes: Vec::new(),
             audit: Vec::new(),
             next_audit,
+            hub: Arc::new(crate::events::Hub::new(0)),
+            retention_ms: 7 * 86_400_000,
+            pruned_at: 0,
         }
+    }
+
+    /// Publishes committed events to `hub`, and keeps them `retention`.
+    pub fn events(mut self, hub: Arc<crate::events::Hub>, retention: Duration) -> Self {
+        self.hub = hub;
+        self.retention_ms = retention.as_millis().min(i64::MAX as u128) as i64;
+        self
     }
 
     /// Runs [`Applier::run`] on a thread of its own, under a runtime of its
@@ -284,6 +299,7 @@ impl<S: Store> Applier<S> {
         }
         if ticked {
             self.farm.tick(now);
+            self.prune_events(now).await;
         }
         let mut written = 0;
         for r in writes {
@@ -344,6 +360,8 @@ impl<S: Store> Applier<S> {
                 commit_ms = t.elapsed().as_secs_f64() * 1e3,
                 "commit"
             );
+            // Durable now, and never before: followers may see them.
+            self.hub.publish(batch.events);
         }
         // Before any answer: a caller told its token is revoked must find
         // it refused on its next call.
@@ -481,7 +499,10 @@ impl<S: Store> Applier<S> {
             Request::Attach(session, host, tx) => {
                 self.sessions.insert(session, (host, tx));
             }
-            Request::CloseSessions => self.sessions.clear(),
+            Request::CloseSessions => {
+                self.sessions.clear();
+                self.hub.close();
+            }
             Request::Worker(ev) => {
                 if let WorkerEvent::Disconnected { session } = ev {
                     self.sessions.remove(&session);
@@ -490,6 +511,33 @@ impl<S: Store> Applier<S> {
             }
         }
         0
+    }
+}
+
+impl<S: Store> Applier<S> {
+    /// Once a minute, drops the events older than the retention. A minute's
+    /// worth at a time keeps each delete short.
+    async fn prune_events(&mut self, now: i64) {
+        const EVERY_MS: i64 = 60_000;
+        if now - self.pruned_at < EVERY_MS {
+            return;
+        }
+        self.pruned_at = now;
+        let t = std::time::Instant::now();
+        // Nothing acknowledged hangs on it: a failure waits for the next.
+        match self
+            .store
+            .prune_events(now.saturating_sub(self.retention_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(
+                pruned = n,
+                ms = t.elapsed().as_secs_f64() * 1e3,
+                "events pruned"
+            ),
+            Err(e) => tracing::warn!("pruning old events failed: {e}"),
+        }
     }
 }
 
@@ -543,6 +591,7 @@ fn to_batch(d: Dirty) -> Batch {
         attempts: d.attempts,
         hosts: d.hosts,
         structure: d.structure,
+        events: d.events,
         ..Batch::default()
     }
 }

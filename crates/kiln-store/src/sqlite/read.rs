@@ -69,7 +69,8 @@ async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
     let row = sqlx::query(
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM jobs), (SELECT COALESCE(MAX(id), 0) FROM layers), \
          (SELECT COALESCE(MAX(id), 0) FROM frames), (SELECT COALESCE(MAX(id), 0) FROM attempts), \
-         (SELECT COALESCE(MAX(id), 0) FROM hosts), (SELECT COALESCE(MAX(id), 0) FROM audit)",
+         (SELECT COALESCE(MAX(id), 0) FROM hosts), (SELECT COALESCE(MAX(id), 0) FROM audit), \
+         (SELECT COALESCE(MAX(seq), 0) FROM events)",
     )
     .fetch_one(conn)
     .await?;
@@ -80,6 +81,7 @@ async fn max_ids(conn: &mut SqliteConnection) -> Result<MaxIds> {
         attempt: row.try_get(3)?,
         host: row.try_get(4)?,
         audit: row.try_get(5)?,
+        event: row.try_get::<i64, _>(6)? as u64,
     })
 }
 

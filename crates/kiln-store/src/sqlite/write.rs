@@ -34,6 +34,7 @@ pub(super) async fn batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<
     super::structure::apply(conn, &batch.structure).await?;
     super::identity::apply(conn, &batch.identity).await?;
     super::identity::append(conn, &batch.audit).await?;
+    super::events::append(conn, &batch.events).await?;
     Ok(())
 }
 

@@ -2,12 +2,14 @@
 //! trait. A backend's test file implements [`Backend`] and instantiates the
 //! checks with [`contract_tests!`].
 
+mod events;
 pub mod fixtures;
 mod history;
 mod identity;
 mod structure;
 pub mod timings;
 
+pub use events::events_outbox;
 pub use history::history_export;
 pub use identity::{audit_goes_with_its_batch, identity_changes_apply_in_order};
 pub use structure::structure_changes_apply_in_order;
@@ -352,6 +354,7 @@ pub async fn reopen_keeps_everything(b: &impl Backend) {
             attempt: 7,
             host: 3,
             audit: 0,
+            event: 0,
         }
     );
 }
@@ -444,6 +447,7 @@ pub async fn max_ids(b: &impl Backend) {
             attempt: 7,
             host: 3,
             audit: 0,
+            event: 0,
         }
     );
 
@@ -465,6 +469,7 @@ pub async fn max_ids(b: &impl Backend) {
             attempt: 7,
             host: 77,
             audit: 0,
+            event: 0,
         }
     );
 }

@@ -169,7 +169,7 @@ impl World {
                     self.send(session, WorkerMsg::Goodbye);
                 }
             }
-            Op::Lock(h, on) => drop(self.farm.set_lock(&format!("h{h}"), on)),
+            Op::Lock(h, on) => drop(self.farm.set_lock(&format!("h{h}"), on, 0)),
             Op::Repair(h, on) => {
                 let cmd = Admin::Repair {
                     host: format!("h{h}"),

@@ -292,10 +292,10 @@ mod tests {
             (WhyKind::NoHosts, Some("local".into()))
         );
         host(&mut farm, 1, "h1", 4);
-        farm.set_lock("h1", true).unwrap();
+        farm.set_lock("h1", true, 0).unwrap();
         pass(&mut farm);
         assert_eq!(whys(&farm, &job)[0].0, WhyKind::HostsUnavailable);
-        farm.set_lock("h1", false).unwrap();
+        farm.set_lock("h1", false, 0).unwrap();
         admin(
             &mut farm,
             Admin::Repair {

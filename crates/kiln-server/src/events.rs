@@ -1,0 +1,158 @@
+//! Following the farm's events: the applier publishes each batch's events
+//! to the [`Hub`] once they are committed; a follower catches up from the
+//! store, then takes them live, and goes back to the store whenever it
+//! falls behind the hub, so it misses nothing and sees nothing twice
+//! (events are told apart by their number).
+
+use kiln_api::{Error, EventStream};
+use kiln_core::auth::{authorize, Action, Principal};
+use kiln_core::event::{Event, EventQuery};
+use kiln_store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{broadcast, mpsc};
+
+/// Committed batches a follower may be behind before it reads the store.
+const BACKLOG: usize = 1024;
+/// Events a catch-up reads at once.
+const PAGE: u32 = 1000;
+/// Events waiting for a slow client before its follower waits.
+const QUEUE: usize = 1024;
+
+type Batch = Arc<Vec<Event>>;
+
+/// Where committed events are published and followed from.
+pub struct Hub {
+    tx: RwLock<Option<broadcast::Sender<Batch>>>,
+    /// The last event published.
+    last: AtomicU64,
+}
+
+impl Hub {
+    /// A hub whose numbering has reached `last`.
+    pub fn new(last: u64) -> Hub {
+        Hub {
+            tx: RwLock::new(Some(broadcast::channel(BACKLOG).0)),
+            last: AtomicU64::new(last),
+        }
+    }
+
+    /// Publishes committed events; only the applier calls this, after the
+    /// commit that made them durable.
+    pub fn publish(&self, events: Vec<Event>) {
+        let Some(seq) = events.last().map(|e| e.seq) else {
+            return;
+        };
+        let tx = self.tx.read().expect("not poisoned");
+        if let Some(tx) = tx.as_ref().filter(|tx| tx.receiver_count() > 0) {
+            let _ = tx.send(Arc::new(events));
+        }
+        self.last.store(seq, Ordering::Release);
+    }
+
+    /// Ends every follower (the server is stopping).
+    pub fn close(&self) {
+        self.tx.write().expect("not poisoned").take();
+    }
+
+    /// Events for `who` matching `q`, as a stream that ends when the
+    /// server stops or the receiver is dropped.
+    pub fn follow<S: Store>(
+        &self,
+        store: Arc<S>,
+        who: Principal,
+        q: EventQuery,
+    ) -> Result<EventStream, Error> {
+        let rx = match self.tx.read().expect("not poisoned").as_ref() {
+            Some(tx) => tx.subscribe(),
+            None => return Err(Error::Unavailable("the server is shutting down".into())),
+        };
+        // Read after subscribing: anything published since is in `rx`.
+        let now = self.last.load(Ordering::Acquire);
+        let (tx, out) = mpsc::channel(QUEUE);
+        let follower = Follower {
+            store,
+            who,
+            last: q.after.unwrap_or(if q.since.is_some() { 0 } else { now }),
+            q,
+            tx,
+        };
+        tokio::spawn(follower.run(rx));
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out)))
+    }
+}
+
+struct Follower<S> {
+    store: Arc<S>,
+    who: Principal,
+    q: EventQuery,
+    /// The last event number handled (sent or filtered out).
+    last: u64,
+    tx: mpsc::Sender<Result<Event, Error>>,
+}
+
+/// The client went away: stop following.
+struct Gone;
+
+impl<S: Store> Follower<S> {
+    async fn run(mut self, mut rx: broadcast::Receiver<Batch>) {
+        if (self.q.after.is_some() || self.q.since.is_some()) && self.catch_up().await.is_err() {
+            return;
+        }
+        loop {
+            let batch = tokio::select! {
+                _ = self.tx.closed() => return,
+                b = rx.recv() => b,
+            };
+            let done = match batch {
+                Ok(events) => self.send_all(events.iter()).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if done.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Reads the store from `last` on until it has nothing newer.
+    async fn catch_up(&mut self) -> Result<(), Gone> {
+        // `since` only picks the starting point; then numbers lead.
+        let mut since = self.q.after.is_none().then_some(self.q.since).flatten();
+        loop {
+            let page = match self
+                .store
+                .events_after(self.last, since, PAGE, &self.q.filter)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    let e = Error::Internal(format!("reading events: {e}"));
+                    let _ = self.tx.send(Err(e)).await;
+                    return Err(Gone);
+                }
+            };
+            since = None;
+            let full = page.len() == PAGE as usize;
+            self.send_all(page.iter()).await?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send_all<'a>(&mut self, events: impl Iterator<Item = &'a Event>) -> Result<(), Gone> {
+        for e in events {
+            if e.seq <= self.last {
+                continue;
+            }
+            self.last = e.seq;
+            let visible = self.q.filter.matches(e)
+                && authorize(&self.who, Action::Read, e.target()).is_allowed();
+            if visible && self.tx.send(Ok(e.clone())).await.is_err() {
+                return Err(Gone);
+            }
+        }
+        Ok(())
+    }
+}
