@@ -277,6 +277,7 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ("post", "/api/v1/tokens"),
         ("delete", "/api/v1/tokens/{id}"),
         ("get", "/api/v1/audit"),
+        ("get", "/api/v1/events"),
     ];
     for (m, p) in served {
         assert!(paths[p][m].is_object(), "{m} {p} is not in the document");
