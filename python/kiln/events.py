@@ -91,6 +91,12 @@ def stream(transport, query, after=None, reconnect=True, read_timeout=90.0):
             continue
         try:
             for ev in parse(_lines(res)):
+                if ev.kind == "error":
+                    # The server's last word before it ends the stream
+                    # (it is stopping, or cannot read): a cut like any.
+                    if not reconnect:
+                        raise errors.Unavailable(str(ev.data), None)
+                    break
                 pause = 0.2
                 if ev.id is not None:
                     last = ev.id

@@ -80,12 +80,10 @@ class Farm(object):
         except kiln.KilnError:
             return False
 
-    def need_route(self, path):
-        """Skips the test when the server does not serve ``path`` yet (a
-        route another branch adds)."""
-        doc = self.client()._t.get("/api/v1/openapi.json")
-        if path not in doc.get("paths", {}):
-            pytest.skip("this server has no %s yet" % path)
+    def term_server(self):
+        """SIGTERM: the server stops as an operator stops it."""
+        self.server.terminate()
+        self.server.wait(20)
 
     def kill_server(self):
         if self.server is not None and self.server.poll() is None:

@@ -19,7 +19,6 @@ def own(tmp_path_factory):
     f = Farm(tmp_path_factory.mktemp("events"))
     try:
         f.start_server()
-        f.need_route("/api/v1/events")
         f.add_worker("e0", 2)
         f.wait_hosts(1)
         yield f
@@ -91,8 +90,9 @@ def test_the_generator_reconnects_by_itself_and_misses_nothing(own):
     while "job.submitted" not in [e.kind for e in got] and time.time() - start < 20:
         time.sleep(0.05)
     assert "job.submitted" in [e.kind for e in got], got
-    # The server dies under the stream and comes back; the job then runs.
-    own.kill_server()
+    # The server stops under the stream (its last message, of kind error,
+    # says so), is killed and comes back; the job then runs.
+    own.term_server()
     own.start_server()
     c.job(job.id).resume()
     t.join(60)
@@ -102,6 +102,7 @@ def test_the_generator_reconnects_by_itself_and_misses_nothing(own):
     again = until(c.events(show=show, after=0), finished(job))
     assert [e.id for e in again] == ids, "nothing missed"
     assert [e.kind for e in got].count("frame.succeeded") == 3
+    assert "error" not in [e.kind for e in got]
 
 
 def test_the_stream_format_is_read_as_sse_says():
