@@ -2,8 +2,9 @@
 //! worker's end of the link.
 
 use crate::convert::{
-    audit_record, frame_info, history_page, history_request, host_info, identity_done, job_detail,
-    job_summary, logged_in, server_msg, structure_view, token_info, user_info, whoami,
+    audit_record, event, events_request, frame_info, history_page, history_request, host_info,
+    identity_done, job_detail, job_summary, logged_in, server_msg, structure_view, token_info,
+    user_info, whoami,
 };
 use crate::pb;
 use crate::pb::farm_client::FarmClient;
@@ -344,6 +345,21 @@ impl Client {
             logs: r.logs,
             truncated: r.truncated,
         })
+    }
+
+    /// The farm's events from `q` on, as the server commits them; the
+    /// stream ends when the server stops or the connection drops.
+    pub async fn events(
+        &self,
+        q: &kiln_core::event::EventQuery,
+    ) -> Result<impl Stream<Item = Result<kiln_core::event::Event>>> {
+        let s = self
+            .inner
+            .clone()
+            .events(events_request(q))
+            .await?
+            .into_inner();
+        Ok(s.map(|r| r.map_err(Error::from).and_then(event)))
     }
 
     pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {

@@ -2,12 +2,14 @@
 //! "none" on the wire where proto3 has no optional scalar.
 
 mod admin;
+mod events;
 mod history;
 mod identity;
 mod link;
 mod structure;
 
 pub(crate) use admin::admin_command;
+pub(crate) use events::{event, event_query, events_request};
 pub(crate) use history::{history_page, history_query, history_request, page_token};
 pub(crate) use identity::*;
 pub(crate) use link::{server_msg, worker_msg};

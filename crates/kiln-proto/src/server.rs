@@ -3,7 +3,9 @@
 //! one port.
 
 use crate::conn::ConnLimits;
-use crate::convert::{admin_command, history_query, identity_cmd, page_token, worker_msg};
+use crate::convert::{
+    admin_command, event_query, history_query, identity_cmd, page_token, worker_msg,
+};
 use crate::pb;
 use crate::{Error, Result};
 use futures::{Stream, StreamExt};
@@ -183,6 +185,20 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
             logs: g.logs,
             truncated: g.truncated,
         }))
+    }
+
+    type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+    async fn events(
+        &self,
+        r: Request<pb::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let who = credentials(&r);
+        let q = event_query(r.into_inner())?;
+        let events = self.0.events(who, q).await.map_err(wire)?;
+        Ok(Response::new(Box::pin(
+            events.map(|e| e.map(pb::Event::from).map_err(wire)),
+        )))
     }
 
     async fn history(

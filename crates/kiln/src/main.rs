@@ -4,6 +4,7 @@
 
 mod actions;
 mod alloc;
+mod events;
 mod fleet;
 mod fmt;
 mod grep;
@@ -78,6 +79,9 @@ enum Cmd {
     /// Every ended attempt (host, times, memory, CPU, exit, why) as a table,
     /// CSV or JSON lines: `--format csv > history.csv` for pandas.
     History(history::HistoryArgs),
+    /// The farm's events (job.finished, frame.failed, host.down, ...) as a
+    /// table or JSON lines; --follow keeps streaming, resuming by itself.
+    Events(events::EventsArgs),
     /// Kill a job, or some of its layers or frames (frames become DEAD).
     Kill(actions::ActArgs),
     /// Pause a job or some of its layers: nothing new starts.
@@ -254,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Log(a) => show::log(a, &server).await,
         Cmd::Grep(a) => grep::grep(a, &server).await,
         Cmd::History(a) => history::history(a, &server).await,
+        Cmd::Events(a) => events::events(a, &server).await,
         Cmd::Kill(a) => actions::act("kill", a, &server).await,
         Cmd::Pause(a) => actions::act("pause", a, &server).await,
         Cmd::Resume(a) => actions::act("resume", a, &server).await,

@@ -255,3 +255,86 @@ fn an_artist_sees_only_the_events_of_shows_it_may_read() {
         .collect();
     assert_eq!(jobs, ["other", "mine"]);
 }
+
+#[test]
+fn kiln_events_prints_them_and_follows_across_a_server_restart() {
+    use std::io::BufRead;
+    let mut farm = Farm::start_tls(1, 2);
+    let mut child = common::cli(
+        &farm.url(),
+        &[
+            "events", "--follow", "--json", "--show", "tv", "--since", "0",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let until = |name: &str| {
+        let mut got = Vec::new();
+        loop {
+            let e = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("no {name} finished ({e}): {got:#?}"));
+            let done = e["kind"] == "job.finished" && e["job"] == name;
+            got.push(e);
+            if done {
+                return got;
+            }
+        }
+    };
+    farm.submit("tv1", &job("tv1", "tv", "1-2"));
+    let first = until("tv1");
+    assert_eq!(first[0]["kind"], "show.changed", "{first:#?}");
+    assert_eq!(first[1]["kind"], "job.submitted", "{first:#?}");
+
+    // The server dies; `kiln events` waits for it and resumes after the
+    // last event it printed.
+    farm.kill_server();
+    farm.start_server();
+    farm.submit("tv2", &job("tv2", "tv", "1"));
+    let second = until("tv2");
+    assert_eq!(second[0]["kind"], "job.submitted", "{second:#?}");
+    let seqs: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Without --follow: what is there, then it exits.
+    let out = farm.kiln(&[
+        "events",
+        "--kinds",
+        "job.finished",
+        "--since",
+        "0",
+        "--json",
+    ]);
+    let jobs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["job"].clone())
+        .collect();
+    assert_eq!(jobs, ["tv1", "tv2"]);
+    let table = farm.kiln(&["events", "--job", "tv2"]);
+    let line = table
+        .lines()
+        .find(|l| l.contains("frame.succeeded"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.ends_with("job tv2 frame a/1 try 1 host w0"), "{table}");
+    assert!(!table.contains("tv1"), "{table}");
+    let err = farm.kiln_fails(&["events", "--kinds", "job.done"]);
+    assert!(err.contains("job.done"), "{err}");
+}
