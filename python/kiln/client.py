@@ -79,15 +79,19 @@ class Client(object):
 
         ``spec``: a :class:`kiln.Job`, a dict (the spec as ``kiln submit``
         takes it), or the path of a spec or an Open Job Description job
-        template (YAML or JSON; relative paths in it start from its
-        directory). ``params``: a template's parameters (``{"Frame":
+        template (YAML or JSON). Relative paths in a spec start from its
+        file's directory; a Job or dict must give absolute ones. ``params``: a template's parameters (``{"Frame":
         "1-100"}``; ``kiln.show``, ``kiln.priority``, ... for Kiln's
         extras). ``idempotency_key``: a submission retried with the same
         key makes one job; one is made per call when not given, so the
         client's own retries never make two. ``user``: who the job runs as
         when the spec names no one (needs the impersonate right).
         """
+        # Relative paths in a spec start from its file's directory; one built
+        # here has none (a DCC's working directory means nothing to a
+        # render host), so a relative `cwd` in it is refused (docs/spec.md).
         base_dir = None
+        ctype = "application/json"
         if isinstance(spec, Job):
             body = json.dumps(spec.to_spec())
         elif isinstance(spec, dict):
@@ -104,6 +108,7 @@ class Client(object):
                 raise ValueError("%s: the spec is not UTF-8 text (byte %d); save it as UTF-8"
                                  % (path, e.start))
             base_dir = os.path.dirname(os.path.abspath(path))
+            ctype = "application/yaml"
         else:
             raise TypeError("submit takes a kiln.Job, a dict or a path, not %s"
                             % type(spec).__name__)
@@ -111,8 +116,7 @@ class Client(object):
         for k, v in sorted((params or {}).items()):
             query.append(("param." + k, v))
         key = idempotency_key or uuid.uuid4().hex
-        headers = {"Content-Type": "application/json" if base_dir is None
-                   else "application/yaml", "Idempotency-Key": key}
+        headers = {"Content-Type": ctype, "Idempotency-Key": key}
         s = self._t.call("POST", "/api/v1/jobs", query, body.encode("utf-8"), headers,
                          retry=True)
         return FarmJob(self, {"id": s["id"], "name": s["name"]})

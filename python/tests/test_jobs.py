@@ -115,6 +115,15 @@ def test_a_spec_file_and_a_template_submit_from_their_paths(farm, client, tmp_pa
                     "  - name: a\n    command: 'true'\n    frames: 1-5\n")
     job = client.submit(str(spec))
     assert job.status == "PAUSED" and job.show == "pyshow" and job.total == 5
+    # A relative cwd starts from the spec file's directory ...
+    spec.write_text("name: py-cwd\npaused: true\ncwd: out\nlayers:\n"
+                    "  - name: a\n    command: pwd\n    frames: 1\n")
+    assert client.submit(spec).layers()[0].name == "a"
+    # ... and one built in Python has none to start from.
+    with pytest.raises(kiln.InvalidRequest) as e:
+        client.submit(kiln.Job("py-cwd", cwd="out", paused=True)
+                      .layer("a", command="pwd", frames="1"))
+    assert e.value.detail.startswith("cwd:"), e.value.detail
     tpl = tmp_path / "tpl.yaml"
     tpl.write_text(
         "specificationVersion: jobtemplate-2023-09\nname: py-template\n"
