@@ -338,3 +338,31 @@ fn kiln_events_prints_them_and_follows_across_a_server_restart() {
     let err = farm.kiln_fails(&["events", "--kinds", "job.done"]);
     assert!(err.contains("job.done"), "{err}");
 }
+
+#[test]
+fn events_older_than_the_retention_are_pruned_keeping_the_newest() {
+    let mut farm = Farm::start_tls(1, 2);
+    farm.submit("old", &job("old", "film", "1"));
+    farm.wait_status("old", "FINISHED", Duration::from_secs(30));
+    let all = |farm: &Farm| -> Vec<Value> {
+        farm.kiln(&["events", "--since", "0", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let before = all(&farm);
+    let newest = before.last().unwrap()["seq"].as_u64().unwrap();
+    assert!(before.len() > 3, "{before:#?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    // The server prunes at its first tick, then once a minute.
+    farm.term_server();
+    farm.start_server_with(&["--event-retention", "1s"], None);
+    common::wait_until(Duration::from_secs(20), || all(&farm).len() == 1);
+    assert_eq!(all(&farm)[0]["seq"], newest, "the newest is kept");
+    farm.submit("new", &job("new", "film", "1"));
+    farm.wait_status("new", "FINISHED", Duration::from_secs(30));
+    let after = all(&farm);
+    assert_eq!(after[1]["seq"].as_u64(), Some(newest + 1), "{after:#?}");
+    let err = farm.kiln_fails(&["events", "--since", "yesterday"]);
+    assert!(err.contains("--since"), "{err}");
+}

@@ -284,6 +284,10 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
     }
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(documented, served.len(), "{paths:?}");
+    // The events stream's messages carry Events (tests/events.rs reads them).
+    let event = &s.0["components"]["schemas"]["Event"];
+    assert!(event["properties"]["seq"].is_object(), "{event}");
+    assert!(event["properties"]["kind"].is_object(), "{event}");
 
     // Real answers, each checked against its schema.
     let spec = "name: doc\nlayers:\n  - name: a\n    command: 'echo hi'\n    frames: 1-2\n  - name: b\n    command: 'exit 3'\n    frames: 1\n    retries: 0\n";
