@@ -6,6 +6,8 @@
 //! implementation authenticates them, and `kiln_core::auth::authorize`
 //! decides, whichever wire the call came on.
 
+pub mod metrics;
+
 /// The macro implementations of [`FarmApi`] and [`WorkerLinkApi`] use.
 pub use async_trait::async_trait;
 use futures::Stream;
@@ -113,6 +115,14 @@ pub trait FarmApi: Send + Sync + 'static {
     async fn tokens(&self, who: Credentials, all: bool) -> Result<Vec<TokenInfo>>;
     async fn audit(&self, who: Credentials, q: AuditQuery) -> Result<Vec<AuditRecord>>;
     async fn identity(&self, who: Credentials, cmd: IdentityCmd) -> Result<IdentityDone>;
+    /// The farm's gauges now, for monitoring: for whoever may read the
+    /// farm, or for anyone when the server serves metrics publicly.
+    async fn metrics(&self, who: Credentials) -> Result<FarmMetrics>;
+    /// Where the server records latencies and counts, which every wire
+    /// feeds with its requests' latency; `None`: nothing is recorded.
+    fn recorder(&self) -> Option<std::sync::Arc<metrics::Recorder>> {
+        None
+    }
 }
 
 /// The worker link in domain terms: one call per worker connection.

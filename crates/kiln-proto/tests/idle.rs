@@ -103,6 +103,9 @@ impl FarmApi for Slow {
     async fn identity(&self, _: Credentials, _: IdentityCmd) -> Result<IdentityDone> {
         none()
     }
+    async fn metrics(&self, _: Credentials) -> Result<FarmMetrics> {
+        none()
+    }
 }
 
 struct NoLink;

@@ -4,12 +4,14 @@
 //! [`Credentials`] each call carries and decides, as for every wire).
 //! The server mounts [`router`] on its one port beside gRPC.
 
+mod metrics;
 mod openapi;
 mod paging;
 mod problem;
 mod query;
 mod routes;
 
+pub use metrics::render as render_metrics;
 pub use openapi::document_value as openapi_document;
 pub use problem::{Error, Problem};
 pub use routes::router;

@@ -15,7 +15,7 @@ use utoipa::OpenApi;
             token); errors are RFC 9457 problem documents.",
         version = "1"
     ),
-    paths(whoami, server, jobs, submit, job, frames, act, hosts),
+    paths(whoami, server, jobs, submit, job, frames, act, hosts, crate::metrics::autoscale),
     security(("bearer" = [])),
     modifiers(&Bearer)
 )]

@@ -27,7 +27,8 @@ type Answer<T> = Result<Json<T>, Error>;
 /// it), as the server's one port puts it there; without it the call is
 /// made with none.
 pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
-    Router::new()
+    let recorder = farm.recorder();
+    let routes = Router::new()
         .route("/api/v1/whoami", get(whoami::<F>))
         .route("/api/v1/server", get(server::<F>))
         .route("/api/v1/jobs", get(jobs::<F>).post(submit::<F>))
@@ -36,13 +37,15 @@ pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
         .route("/api/v1/jobs/{job}/{action}", post(act::<F>))
         .route("/api/v1/hosts", get(hosts::<F>))
         .route("/api/v1/openapi.json", get(crate::openapi::document))
+        .merge(crate::metrics::routes::<F>())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(farm)
+        .with_state(farm);
+    crate::metrics::timed(recorder, routes)
 }
 
 /// The caller as the wire saw it: its bearer token and its address.
-pub(crate) struct Who(Credentials);
+pub(crate) struct Who(pub(crate) Credentials);
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = Error;
@@ -343,7 +346,7 @@ fn split_template_params(
     let mut rest = Vec::new();
     for (k, v) in pairs {
         match k.strip_prefix("param.") {
-            Some(name) if name.is_empty() => {
+            Some("") => {
                 return Err(Error::BadRequest(
                     "param.: a template parameter needs a name, as param.Frames=1-100".into(),
                 ))

@@ -35,6 +35,10 @@ pub struct Api<S: Store> {
     pub(crate) data_dir: String,
     pub(crate) gate: Gate,
     pub(crate) ldap: Option<Arc<LdapConfig>>,
+    /// Shared with the applier and every wire.
+    pub(crate) recorder: Arc<kiln_api::metrics::Recorder>,
+    /// `/metrics` and the autoscaling signal answer without a token.
+    pub(crate) metrics_public: bool,
 }
 
 /// One per wire (gRPC, REST): all of them share the applier and stores.
@@ -47,6 +51,8 @@ impl<S: Store> Clone for Api<S> {
             data_dir: self.data_dir.clone(),
             gate: self.gate.clone(),
             ldap: self.ldap.clone(),
+            recorder: self.recorder.clone(),
+            metrics_public: self.metrics_public,
         }
     }
 }
@@ -539,5 +545,20 @@ impl<S: Store> FarmApi for Api<S> {
         // The plaintext never reaches the applier, its audit or its log.
         ask.cmd = cmd;
         self.ask(|tx| Request::Identity(caller, ask, tx)).await
+    }
+
+    async fn metrics(&self, who: Credentials) -> Result<FarmMetrics> {
+        // Served publicly (`--metrics-public`), a scraper need not carry a
+        // token, and one it carries is not looked at.
+        let caller = if self.metrics_public {
+            None
+        } else {
+            Some(self.caller(&who)?)
+        };
+        self.ask(|tx| Request::Metrics(caller, tx)).await
+    }
+
+    fn recorder(&self) -> Option<Arc<kiln_api::metrics::Recorder>> {
+        Some(self.recorder.clone())
     }
 }

@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub tls: tls::Tls,
     /// Password sign-in against a directory as well as local users.
     pub ldap: Option<auth::ldap::LdapConfig>,
+    /// Serve `/metrics` and `/api/v1/autoscale` without a token (a
+    /// scraper on a trusted network); otherwise they need one that may
+    /// read the farm.
+    pub metrics_public: bool,
 }
 
 /// Milliseconds since the Unix epoch: the server's one clock.
@@ -166,6 +170,7 @@ pub async fn serve(
 
     let logs = Arc::new(logs::LogStore::new(config.data_dir.join("logs"))?);
     let (tx, rx) = mpsc::unbounded_channel();
+    let recorder = Arc::new(kiln_api::metrics::Recorder::default());
     let applier = applier::Applier::new(
         farm,
         store.clone(),
@@ -173,7 +178,8 @@ pub async fn serve(
         rx,
         gate.clone(),
         next_audit,
-    );
+    )
+    .with_recorder(recorder.clone());
     let api = api::Api {
         tx: tx.clone(),
         store,
@@ -181,6 +187,8 @@ pub async fn serve(
         data_dir: config.data_dir.display().to_string(),
         gate: gate.clone(),
         ldap: config.ldap.clone().map(Arc::new),
+        recorder,
+        metrics_public: config.metrics_public,
     };
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {

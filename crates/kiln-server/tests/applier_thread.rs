@@ -30,6 +30,7 @@ fn a_huge_submit_leaves_the_runtime_free() {
         connections: Default::default(),
         tls: kiln_server::tls::Tls::Plaintext,
         ldap: None,
+        metrics_public: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let on_server = rt.handle().clone();

@@ -50,6 +50,11 @@ pub struct ServerArgs {
     /// No TLS: only when listening on a loopback address.
     #[arg(long)]
     plaintext: bool,
+    /// Serve /metrics and /api/v1/autoscale without a token, for a
+    /// Prometheus on a trusted network (otherwise a scraper needs a token
+    /// that may read the farm).
+    #[arg(long)]
+    metrics_public: bool,
     #[command(flatten)]
     ldap: crate::ldap::LdapArgs,
 }
@@ -174,6 +179,7 @@ pub(crate) async fn shutdown_signal() {
 pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
     let ldap = a.ldap.config()?;
+    let metrics_public = a.metrics_public;
     let data = a.data.unwrap_or_else(crate::default_data_dir);
     let farm = farm_config(&a.down_after)?;
     let idle =
@@ -220,6 +226,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             connections,
             tls,
             ldap,
+            metrics_public,
         },
         listener,
         shutdown_signal(),
@@ -436,6 +443,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             // The local quick start: loopback only, nothing to set up.
             tls: Tls::Plaintext,
             ldap: None,
+            metrics_public: false,
         },
         listener,
         stopped(stop_rx.clone()),

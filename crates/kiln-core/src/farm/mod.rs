@@ -236,6 +236,9 @@ pub struct Farm {
     reservations: Vec<crate::sched::Reservation>,
     /// The scheduler's snapshot, kept from pass to pass.
     mirror: mirror::Mirror,
+    /// How long each frame started since the last [`Farm::take_pickups`]
+    /// waited, for the server's pickup latency histogram.
+    pickups: Vec<Millis>,
 }
 
 impl Farm {
@@ -273,6 +276,7 @@ impl Farm {
             usage: usage::Usage::default(),
             reservations: Vec::new(),
             mirror: mirror::Mirror::default(),
+            pickups: Vec::new(),
         };
         for r in image.structure {
             farm.structure.put(r);
@@ -413,6 +417,13 @@ impl Farm {
     /// matching [`Dirty`] is durable.
     pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.outgoing)
+    }
+
+    /// How long each frame started since the last call had been ready
+    /// (from its job's submit or its last attempt's end), in ms; frames
+    /// held by a dependency are not counted.
+    pub fn take_pickups(&mut self) -> Vec<Millis> {
+        std::mem::take(&mut self.pickups)
     }
 
     fn send(&mut self, host: HostId, msg: ServerMsg) {

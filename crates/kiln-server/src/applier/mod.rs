@@ -23,13 +23,14 @@ use crate::auth::edge::Gate;
 use crate::logs::LogStore;
 use crate::{now_ms, Error};
 use futures::FutureExt;
+use kiln_api::metrics::Recorder;
 use kiln_core::auth::audit::AuditRecord;
 use kiln_core::auth::identity::{Change, Identity};
 use kiln_core::auth::views::{IdentityDone, LoggedIn};
 use kiln_core::auth::{Action as AuthAction, Principal};
 use kiln_core::farm::{Action, Admin, Dirty, Farm, WorkerEvent};
 use kiln_core::link::ServerMsg;
-use kiln_core::model::{AttemptId, FrameId, FrameState};
+use kiln_core::model::{AttemptId, FrameId, FrameState, Outcome};
 use kiln_core::sched::{Plan, Reservation};
 use kiln_core::spec::NewJob;
 use kiln_core::view::*;
@@ -101,6 +102,8 @@ pub enum Request {
     Hosts(Caller, Reply<Vec<HostInfo>>),
     Lock(Caller, String, bool, Reply<HostInfo>),
     Counts(oneshot::Sender<(usize, usize)>),
+    /// The farm's gauges; no caller: metrics are served publicly.
+    Metrics(Option<Caller>, Reply<FarmMetrics>),
     /// A wrangler's change; the reply is the line saying what changed.
     Admin(Caller, Admin, Reply<String>),
     Structure(Caller, Reply<StructureView>),
@@ -136,6 +139,8 @@ pub struct Applier<S: Store> {
     changes: Vec<Change>,
     audit: Vec<AuditRecord>,
     next_audit: i64,
+    /// Where passes, commits, pickups and ended attempts are recorded.
+    recorder: Arc<Recorder>,
 }
 
 /// Most events taken into one transaction.
@@ -159,6 +164,7 @@ impl Request {
             | Request::LogTargets(..)
             | Request::Hosts(..)
             | Request::Counts(..)
+            | Request::Metrics(..)
             | Request::Structure(..) => true,
             Request::Submit(..)
             | Request::Act(..)
@@ -199,7 +205,15 @@ impl<S: Store> Applier<S> {
             changes: Vec::new(),
             audit: Vec::new(),
             next_audit,
+            recorder: Arc::default(),
         }
+    }
+
+    /// Records into `recorder` (the one the API serves) instead of a
+    /// recorder of its own.
+    pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     /// Runs [`Applier::run`] on a thread of its own, under a runtime of its
@@ -302,6 +316,15 @@ impl<S: Store> Applier<S> {
             let t1 = std::time::Instant::now();
             let started = self.farm.apply_plan(&plan, now);
             more = capped && started > 0;
+            self.recorder.pass.observe(t0.elapsed());
+            let pickups = self.farm.take_pickups();
+            if !pickups.is_empty() {
+                let mut local = self.recorder.pickup.local();
+                for ms in pickups {
+                    local.observe_ms(ms);
+                }
+                self.recorder.pickup.add(&local);
+            }
             tracing::debug!(
                 demands,
                 hosts,
@@ -335,6 +358,8 @@ impl<S: Store> Applier<S> {
             }
             let t = std::time::Instant::now();
             self.store.commit(&batch).await.map_err(Error::Store)?;
+            self.recorder.commit.observe(t.elapsed());
+            self.record_ended(&batch);
             tracing::debug!(
                 attempts = batch.attempts.len(),
                 frames = batch.frames.len(),
@@ -373,6 +398,29 @@ impl<S: Store> Applier<S> {
             }
         }
         Ok(())
+    }
+
+    /// Counts the attempts a committed batch ended, and how long each ran.
+    fn record_ended(&self, batch: &Batch) {
+        let mut runtime = self.recorder.runtime.local();
+        let mut ended: Vec<(&'static str, u64)> = Vec::new();
+        for a in &batch.attempts {
+            let Some(o) = a.outcome else { continue };
+            if let Some(end) = a.ended_at {
+                runtime.observe_ms(end - a.started_at);
+            }
+            let name = outcome_label(o);
+            match ended.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => ended.push((name, 1)),
+            }
+        }
+        if !runtime.is_empty() {
+            self.recorder.runtime.add(&runtime);
+        }
+        for (name, n) in ended {
+            self.recorder.ended(name, n);
+        }
     }
 
     /// Handles one request; returns the frames it wrote (a submit's or an
@@ -436,6 +484,13 @@ impl<S: Store> Applier<S> {
             }
             Request::Lock(caller, host, locked, tx) => {
                 let v = self.lock(&caller, &host, locked, now);
+                later(replies, tx, v)
+            }
+            Request::Metrics(caller, tx) => {
+                let v = match caller {
+                    Some(c) => access::farm(&c.who).map(|()| self.farm.metrics()),
+                    None => Ok(self.farm.metrics()),
+                };
                 later(replies, tx, v)
             }
             Request::Counts(tx) => {
@@ -522,6 +577,18 @@ fn cap(plan: &mut Plan, max: u64, held: &[Reservation]) -> bool {
         }
     }
     true
+}
+
+/// An outcome as the `outcome` label of `kiln_frames_ended_total`.
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::TimedOut => "timed_out",
+        Outcome::Killed => "killed",
+        Outcome::Lost => "lost",
+        Outcome::OutOfMemory => "oom",
+    }
 }
 
 fn to_batch(d: Dirty) -> Batch {

@@ -93,6 +93,7 @@ async fn matrix() {
         connections: Default::default(),
         tls: kiln_server::tls::Tls::Plaintext,
         ldap: None,
+        metrics_public: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // As `kiln server` runs it: on a runtime of its own, from its thread.
