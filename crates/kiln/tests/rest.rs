@@ -527,6 +527,7 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ("get", "/api/v1/jobs/{job}/frames"),
         ("post", "/api/v1/jobs/{job}/{action}"),
         ("get", "/api/v1/hosts"),
+        ("get", "/api/v1/autoscale"),
     ];
     for (m, p) in served {
         assert!(paths[p][m].is_object(), "{m} {p} is not in the document");
@@ -550,6 +551,7 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
             format!("/api/v1/jobs/{id}/frames"),
         ),
         ("/api/v1/hosts", "/api/v1/hosts".to_string()),
+        ("/api/v1/autoscale", "/api/v1/autoscale".to_string()),
         ("/api/v1/jobs", "/api/v1/jobs?state=nope".to_string()),
         ("/api/v1/jobs/{job}", "/api/v1/jobs/424242".to_string()),
     ] {

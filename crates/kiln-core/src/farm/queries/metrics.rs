@@ -59,7 +59,11 @@ impl Farm {
             let show = &e.job.show;
             for lid in &e.layers {
                 let le = &self.layers[lid];
-                let c = self.layer_counts(le);
+                let mut c = self.layer_counts(le);
+                // A killed job's frames that never ran never will.
+                if e.job.state == JobState::Killed {
+                    (c.waiting, c.depend) = (0, 0);
+                }
                 frames.waiting += c.waiting;
                 frames.depend += c.depend;
                 frames.running += c.running;
@@ -404,7 +408,7 @@ mod tests {
     #[test]
     fn no_host_up_is_its_own_reason() {
         let mut farm = Farm::new(FarmConfig::default());
-        submit(
+        let job = submit(
             &mut farm,
             "name: a\nlayers: [{name: r, command: x, frames: 1-3, cores: 2}]\n",
         );
@@ -412,5 +416,11 @@ mod tests {
         assert_eq!(waiting(&m), [("default", "no_hosts", 3)]);
         assert_eq!(m.allocations[0].wanted_cores, 600);
         assert_eq!(m.allocations[0].cores_total, 0);
+        // Killed, its frames wait for nothing and want nothing.
+        farm.act(Action::Kill, &job, &[], None, "u", 0).unwrap();
+        let m = farm.metrics();
+        assert_eq!(waiting(&m), []);
+        assert_eq!(m.frames.waiting, 0);
+        assert_eq!(m.allocations[0].wanted_cores, 0);
     }
 }
