@@ -6,6 +6,8 @@
 //! implementation authenticates them, and `kiln_core::auth::authorize`
 //! decides, whichever wire the call came on.
 
+pub mod metrics;
+
 /// The macro implementations of [`FarmApi`] and [`WorkerLinkApi`] use.
 pub use async_trait::async_trait;
 use futures::Stream;
@@ -126,6 +128,14 @@ pub trait FarmApi: Send + Sync + 'static {
     /// `q.after` with none missed. An unauthenticated caller gets an error
     /// here, not a stream.
     async fn events(&self, who: Credentials, q: EventQuery) -> Result<EventStream>;
+    /// The farm's gauges now, for monitoring: for whoever may read the
+    /// farm, or for anyone when the server serves metrics publicly.
+    async fn metrics(&self, who: Credentials) -> Result<FarmMetrics>;
+    /// Where the server records latencies and counts, which every wire
+    /// feeds with its requests' latency; `None`: nothing is recorded.
+    fn recorder(&self) -> Option<std::sync::Arc<metrics::Recorder>> {
+        None
+    }
 }
 
 /// The worker link in domain terms: one call per worker connection.

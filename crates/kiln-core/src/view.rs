@@ -1,9 +1,11 @@
 //! What clients see: summaries of jobs, layers, frames and hosts, built from
 //! the farm's records. These are the shapes `--json` prints.
 
+mod metrics;
 mod structure;
 mod why;
 
+pub use metrics::*;
 pub use structure::*;
 pub use why::*;
 

@@ -429,13 +429,15 @@ where
     F: FarmApi,
     W: WorkerLinkApi,
 {
+    let recorder = farm.recorder();
     let grpc = tonic::service::Routes::new(pb::farm_server::FarmServer::new(FarmAdapter(farm)))
         .add_service(pb::worker_link_server::WorkerLinkServer::new(LinkAdapter(
             link,
         )))
         .into_axum_router();
-    let app = axum::Router::new()
-        .fallback(move |r: axum::extract::Request| dispatch(r, grpc.clone(), rest.clone()));
+    let app = axum::Router::new().fallback(move |r: axum::extract::Request| {
+        dispatch(r, grpc.clone(), rest.clone(), recorder.clone())
+    });
     tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
@@ -448,10 +450,13 @@ where
 }
 
 /// Sends a gRPC request to the services, any other to `rest`.
+/// The client API's gRPC calls have their latency recorded by method (the
+/// worker link's streams last as long as the link, so they are not).
 async fn dispatch(
     mut r: axum::extract::Request,
     grpc: axum::Router,
     rest: axum::Router,
+    recorder: Option<std::sync::Arc<kiln_api::metrics::Recorder>>,
 ) -> axum::response::Response {
     use tower::ServiceExt;
     let is_grpc = r
@@ -459,7 +464,14 @@ async fn dispatch(
         .get(tonic::codegen::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let res = if is_grpc {
-        grpc.oneshot(r).await
+        let timed = recorder
+            .filter(|_| r.uri().path().starts_with("/kiln.v1.Farm/"))
+            .map(|rec| (rec, r.uri().path().to_owned(), std::time::Instant::now()));
+        let res = grpc.oneshot(r).await;
+        if let Some((rec, path, t)) = timed {
+            rec.api("grpc", "POST", &path, t.elapsed());
+        }
+        res
     } else {
         let from = r
             .extensions()

@@ -116,6 +116,9 @@ impl FarmApi for Slow {
     ) -> Result<kiln_api::EventStream> {
         none()
     }
+    async fn metrics(&self, _: Credentials) -> Result<FarmMetrics> {
+        none()
+    }
 }
 
 struct NoLink;

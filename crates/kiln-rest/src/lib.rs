@@ -11,6 +11,7 @@ mod history;
 mod hosts;
 mod identity;
 mod layers;
+mod metrics;
 mod openapi;
 mod paging;
 mod problem;
@@ -18,6 +19,7 @@ mod query;
 mod routes;
 mod wrangle;
 
+pub use metrics::render as render_metrics;
 pub use openapi::document_value as openapi_document;
 pub use problem::{Error, Problem};
 pub use routes::router;

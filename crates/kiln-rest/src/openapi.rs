@@ -34,6 +34,7 @@ use utoipa::OpenApi;
         identity::tokens, identity::create_token, identity::revoke_token,
         identity::audit,
         crate::events::events,
+        crate::metrics::autoscale,
     ),
     security(("bearer" = [])),
     modifiers(&Bearer)

@@ -27,7 +27,8 @@ pub(crate) type Answer<T> = Result<Json<T>, Error>;
 /// it), as the server's one port puts it there; without it the call is
 /// made with none.
 pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
-    Router::new()
+    let recorder = farm.recorder();
+    let routes = Router::new()
         .route("/api/v1/whoami", get(whoami::<F>))
         .route("/api/v1/server", get(server::<F>))
         .route("/api/v1/jobs", get(jobs::<F>).post(submit::<F>))
@@ -44,9 +45,11 @@ pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
         .merge(crate::farm::routes::<F>())
         .merge(crate::identity::routes::<F>())
         .merge(crate::events::router())
+        .merge(crate::metrics::routes::<F>())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(farm)
+        .with_state(farm);
+    crate::metrics::timed(recorder, routes)
 }
 
 /// The caller as the wire saw it: its bearer token and its address.

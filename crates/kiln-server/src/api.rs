@@ -40,6 +40,10 @@ pub struct Api<S: Store> {
     /// answered from it, without waiting for the applier's step.
     pub(crate) committed: Committed,
     pub(crate) hub: Arc<crate::events::Hub>,
+    /// Shared with the applier and every wire.
+    pub(crate) recorder: Arc<kiln_api::metrics::Recorder>,
+    /// `/metrics` and the autoscaling signal answer without a token.
+    pub(crate) metrics_public: bool,
 }
 
 /// One per wire (gRPC, REST): all of them share the applier and stores.
@@ -54,6 +58,8 @@ impl<S: Store> Clone for Api<S> {
             ldap: self.ldap.clone(),
             committed: self.committed.clone(),
             hub: self.hub.clone(),
+            recorder: self.recorder.clone(),
+            metrics_public: self.metrics_public,
         }
     }
 }
@@ -598,5 +604,20 @@ impl<S: Store> FarmApi for Api<S> {
         // The plaintext never reaches the applier, its audit or its log.
         ask.cmd = cmd;
         self.ask(|tx| Request::Identity(caller, ask, tx)).await
+    }
+
+    async fn metrics(&self, who: Credentials) -> Result<FarmMetrics> {
+        // Served publicly (`--metrics-public`), a scraper need not carry a
+        // token, and one it carries is not looked at.
+        if self.metrics_public {
+            return Ok(self.committed.metrics());
+        }
+        let caller = self.caller(&who)?;
+        forbidden(authorize(&caller.who, A::Read, Target::Farm))?;
+        Ok(self.committed.metrics())
+    }
+
+    fn recorder(&self) -> Option<Arc<kiln_api::metrics::Recorder>> {
+        Some(self.recorder.clone())
     }
 }

@@ -1,5 +1,6 @@
 //! The farm as last committed, for the reads that must not wait behind the
-//! applier: the job list, a job, the hosts, the structure, the counts.
+//! applier: the job list, a job, the hosts, the structure, the counts and
+//! the gauges `/metrics` serves.
 //!
 //! The applier owns the farm and changes it in steps; a step that starts
 //! twenty thousand frames takes a few hundred milliseconds, and a read
@@ -12,8 +13,8 @@
 //! not ten thousand.
 //!
 //! Two things change without any record of a job changing: the hosts'
-//! load and free resources, and so why a job's frames wait. The host list
-//! and the structure are read again at most every [`REFRESH`] while the
+//! load and free resources, and so why a job's frames wait. The host list,
+//! the structure and the gauges are read again at most every [`REFRESH`] while the
 //! applier is busy (at once after a client's change to them, when it goes
 //! idle, and on every tick), and the waiting
 //! reasons of jobs with waiting frames are refreshed on each tick, oldest
@@ -22,7 +23,7 @@
 use kiln_core::auth::{authorize, Action as A, Principal, Target};
 use kiln_core::farm::{Dirty, Farm};
 use kiln_core::model::JobId;
-use kiln_core::view::{HostInfo, JobDetail, JobSummary, StructureView};
+use kiln_core::view::{FarmMetrics, HostInfo, JobDetail, JobSummary, StructureView};
 use kiln_core::Error as CoreError;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -47,6 +48,8 @@ pub struct View {
     names: imbl::HashMap<String, i64>,
     hosts: Arc<Vec<HostInfo>>,
     structure: Arc<StructureView>,
+    /// The gauges `/metrics` serves, read with the hosts.
+    metrics: Arc<FarmMetrics>,
 }
 
 /// The latest [`View`], shared by the applier (which publishes it) and
@@ -109,6 +112,11 @@ impl Committed {
     pub fn structure(&self, who: &Principal) -> Result<StructureView, CoreError> {
         farm_read(who)?;
         Ok(self.view().structure.as_ref().clone())
+    }
+
+    /// The farm's gauges; whoever may read them is the caller's to check.
+    pub fn metrics(&self) -> FarmMetrics {
+        self.view().metrics.as_ref().clone()
     }
 
     /// How many jobs and hosts the farm knows.
@@ -252,6 +260,7 @@ impl Publisher {
     fn refresh(&mut self, farm: &Farm) {
         self.view.hosts = Arc::new(farm.hosts());
         self.view.structure = Arc::new(farm.structure());
+        self.view.metrics = Arc::new(farm.metrics());
         self.refreshed = Instant::now();
         self.stale = false;
     }

@@ -63,6 +63,10 @@ pub struct ServerConfig {
     pub event_retention: std::time::Duration,
     /// How long finished jobs, their history and logs are kept.
     pub retention: Retention,
+    /// Serve `/metrics` and `/api/v1/autoscale` without a token (a
+    /// scraper on a trusted network); otherwise they need one that may
+    /// read the farm.
+    pub metrics_public: bool,
 }
 
 /// How long the server keeps what finished work leaves behind, so that
@@ -205,6 +209,7 @@ pub async fn serve(
 
     let logs = Arc::new(logs::LogStore::new(config.data_dir.join("logs"))?);
     let (tx, rx) = mpsc::unbounded_channel();
+    let recorder = Arc::new(kiln_api::metrics::Recorder::default());
     let applier = applier::Applier::new(
         farm,
         store.clone(),
@@ -214,7 +219,8 @@ pub async fn serve(
         next_audit,
     )
     .with_retention(config.retention.clone())
-    .events(hub.clone(), config.event_retention);
+    .events(hub.clone(), config.event_retention)
+    .with_recorder(recorder.clone());
     let api = api::Api {
         tx: tx.clone(),
         store,
@@ -224,6 +230,8 @@ pub async fn serve(
         ldap: config.ldap.clone().map(Arc::new),
         committed: applier.committed(),
         hub,
+        recorder,
+        metrics_public: config.metrics_public,
     };
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {

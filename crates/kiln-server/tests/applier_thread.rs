@@ -32,6 +32,7 @@ fn a_huge_submit_leaves_the_runtime_free() {
         ldap: None,
         retention: Default::default(),
         event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
+        metrics_public: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let on_server = rt.handle().clone();

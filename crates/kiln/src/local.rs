@@ -67,6 +67,11 @@ pub struct ServerArgs {
     /// How often the server archives and deletes what the retention flags say.
     #[arg(long, default_value = "60s", hide = true)]
     retention_every: String,
+    /// Serve /metrics and /api/v1/autoscale without a token, for a
+    /// Prometheus on a trusted network (otherwise a scraper needs a token
+    /// that may read the farm).
+    #[arg(long)]
+    metrics_public: bool,
     #[command(flatten)]
     ldap: crate::ldap::LdapArgs,
 }
@@ -214,6 +219,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     init_logging(DAEMON_LOG);
     let retention = retention(&a)?;
     let ldap = a.ldap.config()?;
+    let metrics_public = a.metrics_public;
     let data = a.data.unwrap_or_else(crate::default_data_dir);
     let farm = farm_config(&a.down_after)?;
     let idle =
@@ -264,6 +270,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             ldap,
             retention,
             event_retention: std::time::Duration::from_secs(event_retention),
+            metrics_public,
         },
         listener,
         shutdown_signal(),
@@ -482,6 +489,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             ldap: None,
             retention: Retention::default(),
             event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
+            metrics_public: false,
         },
         listener,
         stopped(stop_rx.clone()),

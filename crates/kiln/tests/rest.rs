@@ -278,6 +278,7 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ("delete", "/api/v1/tokens/{id}"),
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/events"),
+        ("get", "/api/v1/autoscale"),
     ];
     for (m, p) in served {
         assert!(paths[p][m].is_object(), "{m} {p} is not in the document");
@@ -305,6 +306,7 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
             format!("/api/v1/jobs/{id}/frames"),
         ),
         ("/api/v1/hosts", "/api/v1/hosts".to_string()),
+        ("/api/v1/autoscale", "/api/v1/autoscale".to_string()),
         ("/api/v1/jobs", "/api/v1/jobs?state=nope".to_string()),
         ("/api/v1/jobs/{job}", "/api/v1/jobs/424242".to_string()),
     ] {

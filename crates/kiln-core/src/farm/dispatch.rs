@@ -104,6 +104,14 @@ impl Farm {
             let Some(l) = self.layers.get(&a.layer) else {
                 continue;
             };
+            // Pickup latency counts from the later of the submit and the
+            // frame's last attempt's end; frames held by a dependency are
+            // left out, as the farm does not note when it was met.
+            let submitted = (l.layer.depends.is_empty())
+                .then(|| self.jobs.get(&l.layer.job))
+                .flatten()
+                .filter(|j| j.job.depends.is_empty())
+                .map(|j| j.job.submitted_at);
             let mut picked = Vec::with_capacity(a.count as usize);
             for &i in &l.waiting {
                 if picked.len() == a.count as usize {
@@ -121,6 +129,11 @@ impl Farm {
             for frame in picked {
                 if !a.grant.fits_in(&self.hosts[&a.host].free()) {
                     break;
+                }
+                // Bounded for callers that never take them (the simulator).
+                if let Some(t) = submitted.filter(|_| self.pickups.len() < 1 << 20) {
+                    let ended = self.frames[&frame].ended_at.unwrap_or(t);
+                    self.pickups.push(now - t.max(ended));
                 }
                 self.start_attempt(frame, a.host, a.grant, now);
                 applied += 1;

@@ -256,6 +256,9 @@ pub struct Farm {
     clock: Millis,
     /// The last event number handed out.
     event_seq: u64,
+    /// How long each frame started since the last [`Farm::take_pickups`]
+    /// waited, for the server's pickup latency histogram.
+    pickups: Vec<Millis>,
 }
 
 impl Farm {
@@ -295,6 +298,7 @@ impl Farm {
             mirror: mirror::Mirror::default(),
             clock: now,
             event_seq: image.event_seq,
+            pickups: Vec::new(),
         };
         for r in image.structure {
             farm.structure.put(r);
@@ -443,6 +447,13 @@ impl Farm {
     /// matching [`Dirty`] is durable.
     pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.outgoing)
+    }
+
+    /// How long each frame started since the last call had been ready
+    /// (from its job's submit or its last attempt's end), in ms; frames
+    /// held by a dependency are not counted.
+    pub fn take_pickups(&mut self) -> Vec<Millis> {
+        std::mem::take(&mut self.pickups)
     }
 
     fn send(&mut self, host: HostId, msg: ServerMsg) {

@@ -1,6 +1,7 @@
 //! Read-only views of the farm for clients.
 
 mod listing;
+mod metrics;
 mod why;
 
 use super::*;

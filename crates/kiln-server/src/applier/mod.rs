@@ -25,13 +25,14 @@ use crate::committed::{Committed, Publisher, Touched};
 use crate::logs::LogStore;
 use crate::{now_ms, Error, Retention};
 use futures::FutureExt;
+use kiln_api::metrics::Recorder;
 use kiln_core::auth::audit::AuditRecord;
 use kiln_core::auth::identity::{Change, Identity};
 use kiln_core::auth::views::{IdentityDone, LoggedIn};
 use kiln_core::auth::{Action as AuthAction, Principal};
 use kiln_core::farm::{Action, Admin, Dirty, Farm, WorkerEvent};
 use kiln_core::link::ServerMsg;
-use kiln_core::model::{AttemptId, FrameId, FrameState};
+use kiln_core::model::{AttemptId, FrameId, FrameState, Outcome};
 use kiln_core::sched::{Plan, Reservation};
 use kiln_core::spec::NewJob;
 use kiln_core::view::*;
@@ -143,6 +144,8 @@ pub struct Applier<S: Store> {
     /// How long events are kept, and when they were last pruned.
     retention_ms: i64,
     pruned_at: i64,
+    /// Where passes, commits, pickups and ended attempts are recorded.
+    recorder: Arc<Recorder>,
 }
 
 /// Most events taken into one transaction.
@@ -206,6 +209,7 @@ impl<S: Store> Applier<S> {
             audit: Vec::new(),
             next_audit,
             hub: Arc::new(crate::events::Hub::new(0)),
+            recorder: Arc::default(),
             retention_ms: 7 * 86_400_000,
             pruned_at: 0,
         }
@@ -227,6 +231,13 @@ impl<S: Store> Applier<S> {
     pub fn events(mut self, hub: Arc<crate::events::Hub>, retention: Duration) -> Self {
         self.hub = hub;
         self.retention_ms = retention.as_millis().min(i64::MAX as u128) as i64;
+        self
+    }
+
+    /// Records into `recorder` (the one the API serves) instead of a
+    /// recorder of its own.
+    pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = recorder;
         self
     }
 
@@ -337,6 +348,15 @@ impl<S: Store> Applier<S> {
             let t1 = std::time::Instant::now();
             let started = self.farm.apply_plan(&plan, now);
             more = capped && started > 0;
+            self.recorder.pass.observe(t0.elapsed());
+            let pickups = self.farm.take_pickups();
+            if !pickups.is_empty() {
+                let mut local = self.recorder.pickup.local();
+                for ms in pickups {
+                    local.observe_ms(ms);
+                }
+                self.recorder.pickup.add(&local);
+            }
             tracing::debug!(
                 demands,
                 hosts,
@@ -379,6 +399,8 @@ impl<S: Store> Applier<S> {
             }
             let t = std::time::Instant::now();
             self.store.commit(&batch).await.map_err(Error::Store)?;
+            self.recorder.commit.observe(t.elapsed());
+            self.record_ended(&batch);
             tracing::debug!(
                 attempts = batch.attempts.len(),
                 frames = batch.frames.len(),
@@ -423,6 +445,29 @@ impl<S: Store> Applier<S> {
             }
         }
         Ok(())
+    }
+
+    /// Counts the attempts a committed batch ended, and how long each ran.
+    fn record_ended(&self, batch: &Batch) {
+        let mut runtime = self.recorder.runtime.local();
+        let mut ended: Vec<(&'static str, u64)> = Vec::new();
+        for a in &batch.attempts {
+            let Some(o) = a.outcome else { continue };
+            if let Some(end) = a.ended_at {
+                runtime.observe_ms(end - a.started_at);
+            }
+            let name = outcome_label(o);
+            match ended.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => ended.push((name, 1)),
+            }
+        }
+        if !runtime.is_empty() {
+            self.recorder.runtime.add(&runtime);
+        }
+        for (name, n) in ended {
+            self.recorder.ended(name, n);
+        }
     }
 
     /// Handles one request; returns the frames it wrote (a submit's or an
@@ -590,6 +635,18 @@ fn cap(plan: &mut Plan, max: u64, held: &[Reservation]) -> bool {
         }
     }
     true
+}
+
+/// An outcome as the `outcome` label of `kiln_frames_ended_total`.
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::TimedOut => "timed_out",
+        Outcome::Killed => "killed",
+        Outcome::Lost => "lost",
+        Outcome::OutOfMemory => "oom",
+    }
 }
 
 fn to_batch(d: Dirty, now: i64) -> Batch {

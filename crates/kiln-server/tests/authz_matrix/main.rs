@@ -95,6 +95,7 @@ async fn matrix() {
         ldap: None,
         retention: Default::default(),
         event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
+        metrics_public: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // As `kiln server` runs it: on a runtime of its own, from its thread.

@@ -146,7 +146,7 @@ impl Farm {
         c
     }
 
-    fn limit_full(&self, name: &str) -> bool {
+    pub(super) fn limit_full(&self, name: &str) -> bool {
         self.structure
             .limits
             .get(name)
@@ -155,7 +155,7 @@ impl Farm {
 
     /// Whether no subscription of the job's show in its facility has room
     /// for `cores` more under its burst.
-    fn share_full(&self, job: &Job, cores: Centicores) -> bool {
+    pub(super) fn share_full(&self, job: &Job, cores: Centicores) -> bool {
         !self.structure.subs.values().any(|s| {
             s.show == job.show
                 && self
