@@ -73,70 +73,29 @@ impl Farm {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{end, register, schedule, submit};
     use super::*;
-    use crate::link::{Exit, FrameEnded, WorkerMsg};
-    use crate::sched;
-    use crate::spec::{parse_and_validate, Format, SubmitContext};
+    use crate::link::Exit;
 
-    fn host(farm: &mut Farm, session: u64, now: Millis) {
-        let msg = WorkerMsg::Register {
-            host: HostReport {
-                name: format!("h{session}"),
-                cores: 400,
-                memory_kb: 1 << 30,
-                ..Default::default()
-            },
-            running: vec![],
-        };
-        farm.worker_event(WorkerEvent::Message { session, msg }, now);
-    }
-
-    fn submit(farm: &mut Farm, yaml: &str, now: Millis) -> JobId {
-        let job = parse_and_validate(yaml, Format::Yaml, &SubmitContext::default()).unwrap();
-        farm.submit(job, now).unwrap().0
-    }
-
-    /// Plans and applies once; returns the attempts started.
-    fn pass(farm: &mut Farm, now: Millis) -> Vec<(u64, AttemptId)> {
-        if let Some(s) = farm.snapshot(now) {
-            let plan = sched::plan(s);
-            farm.apply_plan(&plan, now);
-        }
-        farm.take_outgoing()
-            .into_iter()
-            .filter_map(|o| match o.msg {
-                ServerMsg::Launch(l) => Some((o.session, l.attempt)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn end(farm: &mut Farm, session: u64, attempt: AttemptId, exit: Exit, now: Millis) {
-        let msg = WorkerMsg::Ended(FrameEnded {
-            attempt,
-            exit,
-            started_at: now,
-            ended_at: now,
-            max_rss_kb: 1,
-            cpu_ms: 1,
-            log_size: 0,
-        });
-        farm.worker_event(WorkerEvent::Message { session, msg }, now);
+    /// A farm with one 4-core host on session 1.
+    fn farm() -> Farm {
+        let mut farm = Farm::new(FarmConfig::default());
+        register(&mut farm, 1, "h1", 4, vec![], 0);
+        farm
     }
 
     #[test]
     fn finished_jobs_leave_after_their_age_and_running_ones_stay() {
-        let mut farm = Farm::new(FarmConfig::default());
-        host(&mut farm, 1, 0);
+        let mut farm = farm();
         let a = submit(
             &mut farm,
             "name: a\nlayers: [{name: r, command: r, frames: 1}]\n",
             0,
         );
-        let started = pass(&mut farm, 10);
+        let started = schedule(&mut farm, 10);
         assert_eq!(started.len(), 1);
-        for (s, att) in started {
-            end(&mut farm, s, att, Exit::Exited(0), 100);
+        for (att, _) in started {
+            end(&mut farm, 1, att, Exit::Exited(0), 100);
         }
         assert!(farm.detail(a).unwrap().job.finished_at.is_some());
         // b depends on a and is still running when a is archived.
@@ -148,7 +107,7 @@ mod tests {
             ),
             200,
         );
-        let running = pass(&mut farm, 210);
+        let running = schedule(&mut farm, 210);
         assert_eq!(running.len(), 2, "a dependency that is done releases b");
         farm.take_dirty();
 
@@ -158,8 +117,8 @@ mod tests {
         assert!(farm.resolve_job("a").is_err());
         assert_eq!(farm.take_dirty().archived, vec![a]);
         // b goes on: its frames end and it finishes, then leaves too.
-        for (s, att) in running {
-            end(&mut farm, s, att, Exit::Exited(0), 300);
+        for (att, _) in running {
+            end(&mut farm, 1, att, Exit::Exited(0), 300);
         }
         assert!(farm.archive(1_000).contains(&b));
         assert!(farm.list_jobs(true).is_empty());
@@ -169,25 +128,24 @@ mod tests {
             "name: c\nlayers: [{name: r, command: r, frames: 1}]\n",
             400,
         );
-        assert_eq!(pass(&mut farm, 410).len(), 1);
+        assert_eq!(schedule(&mut farm, 410).len(), 1);
     }
 
     #[test]
     fn a_killed_job_waits_for_its_frames_to_stop() {
-        let mut farm = Farm::new(FarmConfig::default());
-        host(&mut farm, 1, 0);
+        let mut farm = farm();
         let a = submit(
             &mut farm,
             "name: a\nlayers: [{name: r, command: r, frames: 1}]\n",
             0,
         );
-        let started = pass(&mut farm, 10);
+        let started = schedule(&mut farm, 10);
         farm.act(Action::Kill, "a", &[], None, "admin", 20).unwrap();
         assert!(farm.archive(1_000).is_empty(), "its frame still runs");
-        for (s, att) in started {
+        for (att, _) in started {
             end(
                 &mut farm,
-                s,
+                1,
                 att,
                 Exit::Killed("killed by admin".into()),
                 30,

@@ -21,7 +21,7 @@ fn farm_with_host(cores: u32) -> Farm {
     farm
 }
 
-fn register(
+pub(super) fn register(
     farm: &mut Farm,
     session: u64,
     name: &str,
@@ -52,14 +52,14 @@ fn register(
     );
 }
 
-fn submit(farm: &mut Farm, yaml: &str, now: Millis) -> JobId {
+pub(super) fn submit(farm: &mut Farm, yaml: &str, now: Millis) -> JobId {
     let job =
         parse_and_validate(yaml, Format::Yaml, &SubmitContext::default()).expect("valid spec");
     farm.submit(job, now).expect("submitted").0
 }
 
 /// One scheduling pass; returns the launches it produced as (attempt, label).
-fn schedule(farm: &mut Farm, now: Millis) -> Vec<(AttemptId, String)> {
+pub(super) fn schedule(farm: &mut Farm, now: Millis) -> Vec<(AttemptId, String)> {
     // As the server does: no pass when nothing could start.
     if let Some(snap) = farm.snapshot(now) {
         let plan = sched::plan(snap);
@@ -74,7 +74,7 @@ fn schedule(farm: &mut Farm, now: Millis) -> Vec<(AttemptId, String)> {
         .collect()
 }
 
-fn end(farm: &mut Farm, session: u64, attempt: AttemptId, exit: Exit, now: Millis) {
+pub(super) fn end(farm: &mut Farm, session: u64, attempt: AttemptId, exit: Exit, now: Millis) {
     farm.worker_event(
         WorkerEvent::Message {
             session,
