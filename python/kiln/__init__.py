@@ -17,6 +17,7 @@ from .errors import (ConfigurationError, Forbidden, InvalidRequest, KilnError, N
                      Unauthenticated, Unavailable, Unreachable, Untrusted, WaitTimeout)
 from .events import Event
 from .objects import FarmJob, Frame, Host, Layer
+from .webhooks import verify_webhook
 
 __version__ = "0.1.0"
 
@@ -24,4 +25,5 @@ __all__ = [
     "Client", "Job", "FarmJob", "Layer", "Frame", "Host", "Event",
     "KilnError", "InvalidRequest", "Unauthenticated", "Forbidden", "NotFound",
     "Unavailable", "Unreachable", "Untrusted", "ConfigurationError", "WaitTimeout",
+    "verify_webhook",
 ]

@@ -162,6 +162,39 @@ class Client(object):
         return {"show": show, "user": user, "job": job,
                 "since": _millis(since), "until": _millis(until)}
 
+    # -- webhooks ----------------------------------------------------------
+
+    def webhooks(self):
+        """The webhooks the caller may manage (dicts: id, url, kinds, show,
+        owner, delivered_seq, behind, and ``failing`` while the receiver
+        fails)."""
+        return self._t.get("/api/v1/webhooks")["webhooks"]
+
+    def create_webhook(self, url, kinds=None, show=None, secret=None):
+        """Makes a webhook that POSTs the events committed from now on to
+        ``url``; ``kinds``: a list such as ``["job.finished"]`` (none: every
+        kind); ``show``: only that show's events. Returns a dict with
+        ``webhook`` and ``secret`` (shown this once: check deliveries with
+        :func:`kiln.verify_webhook`)."""
+        payload = {"url": url, "kinds": list(kinds or []), "show": show}
+        if secret is not None:
+            payload["secret"] = secret
+        return self._t.post_json("/api/v1/webhooks", payload)
+
+    def delete_webhook(self, id):
+        """Stops a webhook and deletes it with its delivery log."""
+        return self._t.call("DELETE", "/api/v1/webhooks/%s" % path_part(id))
+
+    def deliveries(self, webhook=None, failed=False, limit=None):
+        """Tries of deliveries, newest first: the event (``seq``, ``kind``),
+        the try's number, ``outcome`` (delivered, retrying, rejected), the
+        receiver's ``status``, ``error`` and ``millis``."""
+        path = "/api/v1/webhooks/deliveries" if webhook is None else \
+            "/api/v1/webhooks/%s/deliveries" % path_part(webhook)
+        query = {"failed": True if failed else None, "limit": limit}
+        query = dict((k, v) for k, v in query.items() if v is not None)
+        return self._t.get(path, query)["deliveries"]
+
     # -- frames by id ------------------------------------------------------
 
     def frame(self, id_or_job, target=None):

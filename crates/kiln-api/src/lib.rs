@@ -18,6 +18,7 @@ use kiln_core::event::{Event, EventQuery};
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
+use kiln_core::webhook::{Delivery, DeliveryQuery, NewWebhook, WebhookCreated, WebhookInfo};
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
@@ -131,6 +132,16 @@ pub trait FarmApi: Send + Sync + 'static {
     /// The farm's gauges now, for monitoring: for whoever may read the
     /// farm, or for anyone when the server serves metrics publicly.
     async fn metrics(&self, who: Credentials) -> Result<FarmMetrics>;
+    /// The webhooks of the shows the caller wrangles (every one for a
+    /// farm-wide wrangler), by id.
+    async fn webhooks(&self, who: Credentials) -> Result<Vec<WebhookInfo>>;
+    /// Makes a webhook that delivers the events committed from now on;
+    /// the answer holds its signing secret, shown this once.
+    async fn create_webhook(&self, who: Credentials, w: NewWebhook) -> Result<WebhookCreated>;
+    /// Stops and deletes a webhook with its delivery log.
+    async fn delete_webhook(&self, who: Credentials, id: i64) -> Result<WebhookInfo>;
+    /// Tries of deliveries of the webhooks the caller may see, newest first.
+    async fn deliveries(&self, who: Credentials, q: DeliveryQuery) -> Result<Vec<Delivery>>;
     /// Where the server records latencies and counts, which every wire
     /// feeds with its requests' latency; `None`: nothing is recorded.
     fn recorder(&self) -> Option<std::sync::Arc<metrics::Recorder>> {

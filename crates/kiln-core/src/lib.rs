@@ -18,5 +18,6 @@ pub mod spec;
 pub mod structure;
 pub mod tokens;
 pub mod view;
+pub mod webhook;
 
 pub use error::{Error, Result};

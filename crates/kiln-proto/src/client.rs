@@ -6,6 +6,7 @@ use crate::convert::{
     identity_done, job_detail, job_summary, logged_in, server_msg, structure_view, token_info,
     user_info, whoami,
 };
+use crate::convert::{create_webhook_request, delivery, webhook_info};
 use crate::pb;
 use crate::pb::farm_client::FarmClient;
 use crate::{Error, Result};
@@ -15,6 +16,7 @@ use kiln_core::auth::views::*;
 use kiln_core::farm::Admin;
 use kiln_core::link::{ServerMsg, WorkerMsg};
 use kiln_core::view::*;
+use kiln_core::webhook::{Delivery, DeliveryQuery, NewWebhook, WebhookCreated, WebhookInfo};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -199,6 +201,56 @@ impl Client {
             .await?
             .into_inner();
         Ok(r.records.into_iter().map(audit_record).collect())
+    }
+
+    pub async fn webhooks(&self) -> Result<Vec<WebhookInfo>> {
+        let r = self
+            .inner
+            .clone()
+            .list_webhooks(pb::ListWebhooksRequest {})
+            .await?
+            .into_inner();
+        r.webhooks.into_iter().map(webhook_info).collect()
+    }
+
+    pub async fn create_webhook(&self, w: &NewWebhook) -> Result<WebhookCreated> {
+        let r = self
+            .inner
+            .clone()
+            .create_webhook(create_webhook_request(w))
+            .await?
+            .into_inner();
+        let webhook = r
+            .webhook
+            .ok_or_else(|| Error::Malformed("a created webhook without its record".into()))?;
+        Ok(WebhookCreated {
+            webhook: webhook_info(webhook)?,
+            secret: r.secret,
+        })
+    }
+
+    pub async fn delete_webhook(&self, id: i64) -> Result<WebhookInfo> {
+        let r = self
+            .inner
+            .clone()
+            .delete_webhook(pb::DeleteWebhookRequest { id })
+            .await?
+            .into_inner();
+        webhook_info(r)
+    }
+
+    pub async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        let r = self
+            .inner
+            .clone()
+            .list_deliveries(pb::ListDeliveriesRequest {
+                webhook: q.webhook.unwrap_or(0),
+                failed: q.failed,
+                limit: q.limit,
+            })
+            .await?
+            .into_inner();
+        r.deliveries.into_iter().map(delivery).collect()
     }
 
     /// Changes users, grants, tokens or host credentials, once durable.

@@ -7,6 +7,7 @@ mod history;
 mod identity;
 mod link;
 mod structure;
+mod webhooks;
 
 pub(crate) use admin::admin_command;
 pub(crate) use events::{event, event_query, events_request};
@@ -14,6 +15,7 @@ pub(crate) use history::{history_page, history_query, history_request, page_toke
 pub(crate) use identity::*;
 pub(crate) use link::{server_msg, worker_msg};
 pub(crate) use structure::structure_view;
+pub(crate) use webhooks::{create_webhook_request, delivery, new_webhook, webhook_info};
 
 use crate::pb;
 use crate::{Error, Result};

@@ -4,7 +4,7 @@
 
 use crate::conn::ConnLimits;
 use crate::convert::{
-    admin_command, event_query, history_query, identity_cmd, page_token, worker_msg,
+    admin_command, event_query, history_query, identity_cmd, new_webhook, page_token, worker_msg,
 };
 use crate::pb;
 use crate::{Error, Result};
@@ -13,6 +13,7 @@ use kiln_api::{FarmApi, WorkerLinkApi};
 use kiln_core::auth::audit::AuditQuery;
 use kiln_core::auth::Credentials;
 use kiln_core::view::*;
+use kiln_core::webhook::DeliveryQuery;
 use std::future::Future;
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
@@ -336,6 +337,57 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let tokens = self.0.tokens(who, r.into_inner().all).await.map_err(wire)?;
         Ok(Response::new(pb::ListTokensReply {
             tokens: tokens.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        r: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksReply>, Status> {
+        let who = credentials(&r);
+        let hooks = self.0.webhooks(who).await.map_err(wire)?;
+        Ok(Response::new(pb::ListWebhooksReply {
+            webhooks: hooks.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn create_webhook(
+        &self,
+        r: Request<pb::CreateWebhookRequest>,
+    ) -> Result<Response<pb::CreateWebhookReply>, Status> {
+        let who = credentials(&r);
+        let w = new_webhook(r.into_inner())?;
+        let made = self.0.create_webhook(who, w).await.map_err(wire)?;
+        Ok(Response::new(pb::CreateWebhookReply {
+            webhook: Some(made.webhook.into()),
+            secret: made.secret,
+        }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        r: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::WebhookMsg>, Status> {
+        let who = credentials(&r);
+        let id = r.into_inner().id;
+        let gone = self.0.delete_webhook(who, id).await.map_err(wire)?;
+        Ok(Response::new(gone.into()))
+    }
+
+    async fn list_deliveries(
+        &self,
+        r: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesReply>, Status> {
+        let who = credentials(&r);
+        let r = r.into_inner();
+        let q = DeliveryQuery {
+            webhook: (r.webhook != 0).then_some(r.webhook),
+            failed: r.failed,
+            limit: r.limit,
+        };
+        let tries = self.0.deliveries(who, q).await.map_err(wire)?;
+        Ok(Response::new(pb::ListDeliveriesReply {
+            deliveries: tries.into_iter().map(Into::into).collect(),
         }))
     }
 

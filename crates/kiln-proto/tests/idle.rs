@@ -9,6 +9,7 @@ use kiln_core::auth::views::*;
 use kiln_core::auth::Credentials;
 use kiln_core::farm::Admin;
 use kiln_core::view::*;
+use kiln_core::webhook;
 use kiln_proto::client::Client;
 use kiln_proto::conn::ConnLimits;
 use kiln_proto::server::serve;
@@ -117,6 +118,26 @@ impl FarmApi for Slow {
         none()
     }
     async fn metrics(&self, _: Credentials) -> Result<FarmMetrics> {
+        none()
+    }
+    async fn webhooks(&self, _: Credentials) -> Result<Vec<webhook::WebhookInfo>> {
+        none()
+    }
+    async fn create_webhook(
+        &self,
+        _: Credentials,
+        _: webhook::NewWebhook,
+    ) -> Result<webhook::WebhookCreated> {
+        none()
+    }
+    async fn delete_webhook(&self, _: Credentials, _: i64) -> Result<webhook::WebhookInfo> {
+        none()
+    }
+    async fn deliveries(
+        &self,
+        _: Credentials,
+        _: webhook::DeliveryQuery,
+    ) -> Result<Vec<webhook::Delivery>> {
         none()
     }
 }

@@ -17,6 +17,7 @@ mod paging;
 mod problem;
 mod query;
 mod routes;
+mod webhooks;
 mod wrangle;
 
 pub use metrics::render as render_metrics;

@@ -35,6 +35,8 @@ use utoipa::OpenApi;
         identity::audit,
         crate::events::events,
         crate::metrics::autoscale,
+        crate::webhooks::webhooks, crate::webhooks::create, crate::webhooks::remove,
+        crate::webhooks::deliveries, crate::webhooks::deliveries_of,
     ),
     security(("bearer" = [])),
     modifiers(&Bearer)

@@ -44,6 +44,7 @@ pub fn router<F: FarmApi>(farm: Arc<F>) -> Router {
         .merge(crate::history::routes::<F>())
         .merge(crate::farm::routes::<F>())
         .merge(crate::identity::routes::<F>())
+        .merge(crate::webhooks::routes::<F>())
         .merge(crate::events::router())
         .merge(crate::metrics::routes::<F>())
         .fallback(no_route)

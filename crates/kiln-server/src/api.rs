@@ -18,6 +18,7 @@ use kiln_core::auth::{authorize, Action as A, Credentials, Principal, Target};
 use kiln_core::farm::{Action, Admin};
 use kiln_core::spec::{self, Format, SubmitContext};
 use kiln_core::view::*;
+use kiln_core::webhook::{Delivery, DeliveryQuery, NewWebhook, WebhookCreated, WebhookInfo};
 use kiln_store::Store;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -44,6 +45,7 @@ pub struct Api<S: Store> {
     pub(crate) recorder: Arc<kiln_api::metrics::Recorder>,
     /// `/metrics` and the autoscaling signal answer without a token.
     pub(crate) metrics_public: bool,
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks<S>>,
 }
 
 /// One per wire (gRPC, REST): all of them share the applier and stores.
@@ -60,6 +62,7 @@ impl<S: Store> Clone for Api<S> {
             hub: self.hub.clone(),
             recorder: self.recorder.clone(),
             metrics_public: self.metrics_public,
+            webhooks: self.webhooks.clone(),
         }
     }
 }
@@ -615,6 +618,26 @@ impl<S: Store> FarmApi for Api<S> {
         let caller = self.caller(&who)?;
         forbidden(authorize(&caller.who, A::Read, Target::Farm))?;
         Ok(self.committed.metrics())
+    }
+
+    async fn webhooks(&self, who: Credentials) -> Result<Vec<WebhookInfo>> {
+        let caller = self.caller(&who)?;
+        Ok(self.list_webhooks(&caller))
+    }
+
+    async fn create_webhook(&self, who: Credentials, w: NewWebhook) -> Result<WebhookCreated> {
+        let caller = self.caller(&who)?;
+        self.make_webhook(&caller, w).await
+    }
+
+    async fn delete_webhook(&self, who: Credentials, id: i64) -> Result<WebhookInfo> {
+        let caller = self.caller(&who)?;
+        self.drop_webhook(&caller, id).await
+    }
+
+    async fn deliveries(&self, who: Credentials, q: DeliveryQuery) -> Result<Vec<Delivery>> {
+        let caller = self.caller(&who)?;
+        self.webhook_deliveries(&caller, q).await
     }
 
     fn recorder(&self) -> Option<Arc<kiln_api::metrics::Recorder>> {

@@ -10,7 +10,7 @@ use kiln_core::event::{Event, EventQuery};
 use kiln_store::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Committed batches a follower may be behind before it reads the store.
 const BACKLOG: usize = 1024;
@@ -26,6 +26,8 @@ pub struct Hub {
     tx: RwLock<Option<broadcast::Sender<Batch>>>,
     /// The last event published.
     last: AtomicU64,
+    /// The same number, for those who wait for it to move (webhooks).
+    latest: watch::Sender<u64>,
 }
 
 impl Hub {
@@ -34,7 +36,14 @@ impl Hub {
         Hub {
             tx: RwLock::new(Some(broadcast::channel(BACKLOG).0)),
             last: AtomicU64::new(last),
+            latest: watch::Sender::new(last),
         }
+    }
+
+    /// The last event's number as it moves: everything up to it is
+    /// committed.
+    pub fn latest(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
     }
 
     /// Publishes committed events; only the applier calls this, after the
@@ -48,6 +57,7 @@ impl Hub {
             let _ = tx.send(Arc::new(events));
         }
         self.last.store(seq, Ordering::Release);
+        self.latest.send_replace(seq);
     }
 
     /// Ends every follower (the server is stopping).

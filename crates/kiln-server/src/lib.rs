@@ -18,6 +18,7 @@ mod link;
 mod lock;
 mod logs;
 pub mod tls;
+pub mod webhooks;
 
 use kiln_core::farm::{Farm, FarmConfig, Restore};
 use kiln_store::{SqliteStore, Store};
@@ -221,7 +222,9 @@ pub async fn serve(
     .with_retention(config.retention.clone())
     .events(hub.clone(), config.event_retention)
     .with_recorder(recorder.clone());
+    let webhooks = webhooks::Webhooks::start(store.clone(), hub.clone()).await?;
     let api = api::Api {
+        webhooks,
         tx: tx.clone(),
         store,
         logs: logs.clone(),

@@ -21,6 +21,7 @@ use kiln_core::event::{Event, EventFilter};
 use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, JobId, Layer, Millis};
 use kiln_core::structure::{Change, Record};
 use kiln_core::view::{HistoryQuery, HistoryRow};
+use kiln_core::webhook::{Delivery, DeliveryQuery, Webhook};
 
 /// What the server needs from durable storage.
 #[async_trait::async_trait]
@@ -69,6 +70,27 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes events made before `before`, always keeping the newest (the
     /// numbering goes on from it after a restart). Returns how many went.
     async fn prune_events(&self, before: Millis) -> Result<u64>;
+
+    /// Stores a new webhook (its `id` is ignored) and returns its id,
+    /// durably. Ids are never reused.
+    async fn create_webhook(&self, webhook: &Webhook) -> Result<i64>;
+
+    /// Every webhook, by id, with its secret and cursor.
+    async fn webhooks(&self) -> Result<Vec<Webhook>>;
+
+    /// Deletes a webhook and its delivery log; `false` if there was none.
+    async fn delete_webhook(&self, id: i64) -> Result<bool>;
+
+    /// Appends delivery tries (their `id`s are ignored) and moves webhooks'
+    /// cursors forward (never back), in one transaction. Tries and cursors
+    /// of webhooks that no longer exist are dropped.
+    async fn record_deliveries(&self, tries: &[Delivery], cursors: &[(i64, u64)]) -> Result<()>;
+
+    /// Tries of the webhooks in `visible` matching the query, newest first.
+    async fn deliveries(&self, query: &DeliveryQuery, visible: &[i64]) -> Result<Vec<Delivery>>;
+
+    /// Deletes delivery tries made before `before`; returns how many went.
+    async fn prune_deliveries(&self, before: Millis) -> Result<u64>;
 }
 
 /// Records to write together. Each record replaces the stored record with

@@ -11,6 +11,7 @@ mod structure;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 mod write;
 
 use crate::{Batch, Error, Image, Result, Store};
@@ -18,6 +19,7 @@ use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::event::{Event, EventFilter};
 use kiln_core::model::{Attempt, AttemptId, FrameId, Millis};
 use kiln_core::view::{HistoryQuery, HistoryRow};
+use kiln_core::webhook::{Delivery, DeliveryQuery, Webhook};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -165,5 +167,38 @@ impl Store for SqliteStore {
     async fn prune_events(&self, before: Millis) -> Result<u64> {
         let mut writer = self.writer.lock().await;
         events::prune(&mut writer, before).await
+    }
+
+    async fn create_webhook(&self, webhook: &Webhook) -> Result<i64> {
+        let mut writer = self.writer.lock().await;
+        webhooks::create(&mut writer, webhook).await
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        let mut conn = self.readers.acquire().await?;
+        webhooks::all(&mut conn).await
+    }
+
+    async fn delete_webhook(&self, id: i64) -> Result<bool> {
+        let mut writer = self.writer.lock().await;
+        webhooks::delete(&mut writer, id).await
+    }
+
+    async fn record_deliveries(&self, tries: &[Delivery], cursors: &[(i64, u64)]) -> Result<()> {
+        if tries.is_empty() && cursors.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer.lock().await;
+        webhooks::record(&mut writer, tries, cursors).await
+    }
+
+    async fn deliveries(&self, query: &DeliveryQuery, visible: &[i64]) -> Result<Vec<Delivery>> {
+        let mut conn = self.readers.acquire().await?;
+        webhooks::deliveries(&mut conn, query, visible).await
+    }
+
+    async fn prune_deliveries(&self, before: Millis) -> Result<u64> {
+        let mut writer = self.writer.lock().await;
+        webhooks::prune(&mut writer, before).await
     }
 }

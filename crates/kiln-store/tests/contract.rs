@@ -49,6 +49,7 @@ contract_tests!(Sqlite::fresh();
     history_export,
     archive_and_purge,
     events_outbox,
+    webhooks_and_deliveries,
     running_attempts_only,
     max_ids,
     big_batch,

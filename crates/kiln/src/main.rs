@@ -21,6 +21,7 @@ mod show;
 mod simulate;
 mod structure;
 mod submit;
+mod webhook;
 mod wrangle;
 
 use clap::{Parser, Subcommand};
@@ -171,6 +172,11 @@ enum Cmd {
     },
     /// The audit trail: who changed what, from where, when, and the outcome.
     Audit(identity::AuditArgs),
+    /// Webhooks: the farm's events POSTed to a URL, signed, at least once.
+    Webhook {
+        #[command(subcommand)]
+        command: webhook::WebhookCmd,
+    },
     /// Load test: simulate N workers that run frames by waiting.
     Fleet(fleet::FleetArgs),
     /// Read load test: one kind of read back to back; prints each read's
@@ -294,6 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Revoke(a) => identity::grant_cmd(a, true, &server).await,
         Cmd::Token { command } => identity::token(command, &server).await,
         Cmd::Audit(a) => identity::audit(a, &server).await,
+        Cmd::Webhook { command } => webhook::webhook(command, &server).await,
         Cmd::Fleet(a) => fleet::fleet(a, &server).await,
         Cmd::Probe(a) => probe::probe(a, &server).await,
         Cmd::Simulate(a) => simulate::simulate(a).map(|()| ExitCode::SUCCESS),

@@ -279,6 +279,11 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/events"),
         ("get", "/api/v1/autoscale"),
+        ("get", "/api/v1/webhooks"),
+        ("post", "/api/v1/webhooks"),
+        ("delete", "/api/v1/webhooks/{id}"),
+        ("get", "/api/v1/webhooks/deliveries"),
+        ("get", "/api/v1/webhooks/{id}/deliveries"),
     ];
     for (m, p) in served {
         assert!(paths[p][m].is_object(), "{m} {p} is not in the document");
@@ -328,6 +333,53 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
     assert_eq!(a.body["frames"], 1, "{a:?}");
     let a = anon.get("/api/v1/whoami");
     s.check("get", "/api/v1/whoami", &a);
+
+    // Webhooks: made (to a port where nothing listens, so its tries fail
+    // and the log has rows), listed, their log read, deleted.
+    let a = c.post(
+        "/api/v1/webhooks",
+        &[],
+        r#"{"url": "http://127.0.0.1:9/kiln", "kinds": ["job.submitted"], "secret": "0123456789abcdef"}"#,
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    s.check("post", "/api/v1/webhooks", &a);
+    assert_eq!(a.body["secret"], "0123456789abcdef");
+    let hook = a.body["webhook"]["id"].as_i64().unwrap();
+    let a = c.post(
+        "/api/v1/webhooks",
+        &[],
+        r#"{"url": "http://x/", "kinds": ["nope"]}"#,
+    );
+    s.check("post", "/api/v1/webhooks", &a);
+    assert!(problem(&a, 400).contains("nope"), "{a:?}");
+    c.post(
+        "/api/v1/jobs",
+        &[],
+        &spec.replace("name: doc", "name: doc2"),
+    );
+    common::wait_until(Duration::from_secs(10), || {
+        c.get(&format!("/api/v1/webhooks/{hook}/deliveries")).body["deliveries"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    });
+    let a = c.get(&format!("/api/v1/webhooks/{hook}/deliveries"));
+    s.check("get", "/api/v1/webhooks/{id}/deliveries", &a);
+    assert_eq!(a.body["deliveries"][0]["outcome"], "retrying", "{a:?}");
+    let a = c.get("/api/v1/webhooks/deliveries?failed=true&limit=5");
+    s.check("get", "/api/v1/webhooks/deliveries", &a);
+    let a = c.get("/api/v1/webhooks");
+    s.check("get", "/api/v1/webhooks", &a);
+    assert!(
+        a.body["webhooks"][0]["failing"]["error"].is_string(),
+        "{a:?}"
+    );
+    let a = c.delete(&format!("/api/v1/webhooks/{hook}"));
+    s.check("delete", "/api/v1/webhooks/{id}", &a);
+    let a = c.delete(&format!("/api/v1/webhooks/{hook}"));
+    s.check("delete", "/api/v1/webhooks/{id}", &a);
+    assert!(problem(&a, 404).contains("no webhook"), "{a:?}");
+    let a = anon.get("/api/v1/webhooks");
+    s.check("get", "/api/v1/webhooks", &a);
 }
 
 /// An HTTP/1.1 client that trickles a request head and never finishes

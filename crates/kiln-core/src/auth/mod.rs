@@ -250,6 +250,9 @@ pub enum Action {
     TokensForOthers,
     /// Read the audit trail.
     Audit,
+    /// Make, list or delete webhooks of a show ([`Target::Show`]) or of the
+    /// whole farm ([`Target::Farm`]), and read their deliveries.
+    Webhooks,
     /// A worker's own link: register as a host, report its attempts.
     AttachHost,
 }

@@ -84,7 +84,7 @@ fn rule<'a>(who: &Principal, action: Action, target: Target<'a>) -> Result<(), W
             need(Right::Wrangler, Some(show), Why::WranglerOf(show))
         }
         (Action::SetJob | Action::Unavoid, Target::Job { show, .. })
-        | (Action::Subscribe | Action::PutShow, Target::Show(show)) => {
+        | (Action::Subscribe | Action::PutShow | Action::Webhooks, Target::Show(show)) => {
             need(Right::Wrangler, Some(show), Why::WranglerOf(show))
         }
         (Action::Submit, Target::Submit { show, run_as }) => {
@@ -99,9 +99,10 @@ fn rule<'a>(who: &Principal, action: Action, target: Target<'a>) -> Result<(), W
             }
             Err(Why::ArtistOn(show))
         }
-        (Action::Host | Action::Limit | Action::Structure, _) => {
-            need(Right::Wrangler, None, Why::FarmWrangler)
-        }
+        // A farm-wide webhook sends every show's events (and the hosts')
+        // out of the farm: only a farm-wide wrangler may point one at a URL.
+        (Action::Host | Action::Limit | Action::Structure, _)
+        | (Action::Webhooks, Target::Farm) => need(Right::Wrangler, None, Why::FarmWrangler),
         // Any signed-in person or service account manages its own tokens,
         // role or not: a token is only ever as strong as its user.
         (Action::OwnTokens, Target::Farm) => Ok(()),
@@ -186,6 +187,7 @@ fn what(f: &mut fmt::Formatter<'_>, action: Action, target: Target<'_>) -> fmt::
         Action::OwnTokens => write!(f, "manage its own tokens"),
         Action::TokensForOthers => write!(f, "manage tokens of other users or workers"),
         Action::Audit => write!(f, "read the audit trail"),
+        Action::Webhooks => write!(f, "manage the webhooks of {t}"),
         Action::AttachHost => write!(f, "run the worker link of {t}"),
     }
 }

@@ -143,6 +143,10 @@ fn table() -> Vec<(Action, T, &'static str)> {
         (Action::OwnTokens, T::Farm, "YYYYYYYYY."),
         (Action::TokensForOthers, T::Farm, "Y........."),
         (Action::Audit, T::Farm, "Y........."),
+        (Action::Webhooks, T::Show("demo"), "YYY......."),
+        (Action::Webhooks, T::Show("other"), "YY........"),
+        (Action::Webhooks, T::Farm, "YY........"),
+        (Action::Webhooks, T::Host("render01"), ".........."),
         (Action::AttachHost, T::Host("render01"), ".........Y"),
         (Action::AttachHost, T::Host("render02"), ".........."),
         // Actions on targets they do not apply to are refused for everyone.
@@ -209,6 +213,7 @@ fn every_action_has_a_row() {
         Action::OwnTokens,
         Action::TokensForOthers,
         Action::Audit,
+        Action::Webhooks,
         Action::AttachHost,
     ]
     .into_iter()

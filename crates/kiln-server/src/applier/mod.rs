@@ -592,6 +592,11 @@ impl<S: Store> Applier<S> {
             ),
             Err(e) => tracing::warn!("pruning old events failed: {e}"),
         }
+        // Webhooks' delivery logs are kept as long as the events.
+        let before = now.saturating_sub(self.retention_ms);
+        if let Err(e) = self.store.prune_deliveries(before).await {
+            tracing::warn!("pruning old webhook deliveries failed: {e}");
+        }
     }
 }
 
@@ -860,6 +865,8 @@ mod tests {
         assert_eq!(d.cores_used, 100_000, "{d:?}");
     }
 
+    use kiln_core::webhook::{Delivery, DeliveryQuery, Webhook};
+
     /// A store whose commits wait until the test lets them go.
     struct Held {
         inner: SqliteStore,
@@ -907,6 +914,32 @@ mod tests {
         }
         async fn prune_events(&self, before: i64) -> kiln_store::Result<u64> {
             self.inner.prune_events(before).await
+        }
+        async fn create_webhook(&self, w: &Webhook) -> kiln_store::Result<i64> {
+            self.inner.create_webhook(w).await
+        }
+        async fn webhooks(&self) -> kiln_store::Result<Vec<Webhook>> {
+            self.inner.webhooks().await
+        }
+        async fn delete_webhook(&self, id: i64) -> kiln_store::Result<bool> {
+            self.inner.delete_webhook(id).await
+        }
+        async fn record_deliveries(
+            &self,
+            tries: &[Delivery],
+            cursors: &[(i64, u64)],
+        ) -> kiln_store::Result<()> {
+            self.inner.record_deliveries(tries, cursors).await
+        }
+        async fn deliveries(
+            &self,
+            q: &DeliveryQuery,
+            visible: &[i64],
+        ) -> kiln_store::Result<Vec<Delivery>> {
+            self.inner.deliveries(q, visible).await
+        }
+        async fn prune_deliveries(&self, before: i64) -> kiln_store::Result<u64> {
+            self.inner.prune_deliveries(before).await
         }
     }
 

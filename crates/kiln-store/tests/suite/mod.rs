@@ -9,12 +9,14 @@ mod identity;
 mod retention;
 mod structure;
 pub mod timings;
+mod webhooks;
 
 pub use events::events_outbox;
 pub use history::history_export;
 pub use identity::{audit_goes_with_its_batch, identity_changes_apply_in_order};
 pub use retention::archive_and_purge;
 pub use structure::structure_changes_apply_in_order;
+pub use webhooks::webhooks_and_deliveries;
 
 use fixtures::*;
 use kiln_core::model::*;

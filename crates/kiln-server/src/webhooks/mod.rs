@@ -1,0 +1,130 @@
+//! Webhooks: the farm's events POSTed to pipelines' URLs, signed, at least
+//! once. The registry here starts a deliverer per stored webhook when the
+//! server starts, and one per webhook made while it runs; it stops a
+//! deliverer when its webhook is deleted. Whom each call is for is decided
+//! by the API (`api.rs`); this module only does what it is told.
+
+mod calls;
+mod deliver;
+pub mod http;
+mod log;
+pub mod sign;
+
+use crate::events::Hub;
+use deliver::{Deliverer, Status};
+use kiln_core::webhook::{Webhook, WebhookInfo};
+use kiln_store::Store;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Every webhook and its deliverer.
+pub struct Webhooks<S> {
+    store: Arc<S>,
+    hub: Arc<Hub>,
+    running: Mutex<BTreeMap<i64, Running>>,
+    notes: mpsc::UnboundedSender<log::Note>,
+}
+
+struct Running {
+    hook: Webhook,
+    status: Arc<Mutex<Status>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<S: Store> Webhooks<S> {
+    /// Starts delivering for every stored webhook, from its cursor on.
+    pub async fn start(store: Arc<S>, hub: Arc<Hub>) -> kiln_store::Result<Arc<Webhooks<S>>> {
+        let (notes, rx) = mpsc::unbounded_channel();
+        tokio::spawn(log::run(store.clone(), rx));
+        let me = Arc::new(Webhooks {
+            store: store.clone(),
+            hub,
+            running: Mutex::new(BTreeMap::new()),
+            notes,
+        });
+        for hook in store.webhooks().await? {
+            match http::Target::parse(&hook.url) {
+                Ok(target) => me.spawn(hook, target),
+                Err(e) => tracing::warn!(webhook = hook.id, "not delivering: {e}"),
+            }
+        }
+        Ok(me)
+    }
+
+    fn spawn(&self, hook: Webhook, target: http::Target) {
+        let status = Arc::new(Mutex::new(Status {
+            cursor: hook.delivered_seq,
+            failing: None,
+        }));
+        let d = Deliverer {
+            hook: hook.clone(),
+            target,
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+            status: status.clone(),
+            notes: self.notes.clone(),
+        };
+        let task = tokio::spawn(d.run());
+        let id = hook.id;
+        let r = Running { hook, status, task };
+        self.running.lock().expect("not poisoned").insert(id, r);
+    }
+
+    /// Stores a webhook that starts after the last event committed, and
+    /// starts delivering. Its `id`, `delivered_seq` are filled in here.
+    pub async fn create(
+        &self,
+        mut hook: Webhook,
+        target: http::Target,
+    ) -> kiln_store::Result<WebhookInfo> {
+        hook.delivered_seq = *self.hub.latest().borrow();
+        hook.id = self.store.create_webhook(&hook).await?;
+        self.spawn(hook.clone(), target);
+        Ok(self.info(&hook.id).expect("just started"))
+    }
+
+    /// Stops and deletes a webhook; `Ok(None)` if there is none.
+    pub async fn delete(&self, id: i64) -> kiln_store::Result<Option<WebhookInfo>> {
+        let Some(info) = self.info(&id) else {
+            return Ok(None);
+        };
+        self.store.delete_webhook(id).await?;
+        self.running.lock().expect("not poisoned").remove(&id);
+        Ok(Some(info))
+    }
+
+    fn info(&self, id: &i64) -> Option<WebhookInfo> {
+        let running = self.running.lock().expect("not poisoned");
+        running.get(id).map(|r| self.describe(r))
+    }
+
+    fn describe(&self, r: &Running) -> WebhookInfo {
+        let s = r.status.lock().expect("not poisoned").clone();
+        let last = *self.hub.latest().borrow();
+        WebhookInfo {
+            id: r.hook.id,
+            url: r.hook.url.clone(),
+            kinds: r.hook.kinds.clone(),
+            show: r.hook.show.clone(),
+            owner: r.hook.owner.clone(),
+            created_at: r.hook.created_at,
+            delivered_seq: s.cursor,
+            behind: last.saturating_sub(s.cursor),
+            failing: s.failing,
+        }
+    }
+
+    /// Every webhook, by id.
+    pub fn list(&self) -> Vec<WebhookInfo> {
+        let running = self.running.lock().expect("not poisoned");
+        running.values().map(|r| self.describe(r)).collect()
+    }
+}
