@@ -2,7 +2,8 @@
 # Measures API reads while the Maestro farm fills, with 10,000 other jobs
 # in the farm (each waiting for a tag no host has, so the scheduler and
 # every job list carry them). Readers run back to back, each on one
-# connection: gRPC every job (`kiln probe --read jobs`), gRPC one job, gRPC
+# connection: gRPC every job (`kiln probe --read jobs`, pages of 1,000),
+# gRPC the first page of 100 jobs (`--read jobs-page`), gRPC one job, gRPC
 # hosts, REST the first page of jobs and REST one job (Python, keep-alive).
 # Prints p50/p99/max of each during the fill (from submit to 99 % busy).
 # Usage: bench/reads.sh [path/to/kiln] [hosts] [cores] [frames] [jobs]
@@ -71,6 +72,7 @@ done
 sleep 2
 
 "$KILN" probe --read jobs --seconds 600 >"$dir/grpc-jobs" &
+"$KILN" probe --read jobs-page --seconds 600 >"$dir/grpc-page" &
 "$KILN" probe --read job --job parked-00000 --seconds 600 >"$dir/grpc-job" &
 "$KILN" probe --read hosts --seconds 600 >"$dir/grpc-hosts" &
 python3 "$dir/rest.py" get "/api/v1/jobs?page_size=100" 600 >"$dir/rest-jobs" &
@@ -99,7 +101,7 @@ busy = s["first_launch_unix_ms"] + s["fill_99_ms"]
 print(f"submit acknowledged after {t_acked - t_submit} ms; 99% busy after {busy - t_submit} ms"
       f" ({s['frames_started']} frames started, overcommits {s['overcommits']})")
 def pct(v, p): return v[min(len(v) - 1, int(p * len(v)))] if v else None
-for name in ["grpc-jobs", "grpc-job", "grpc-hosts", "rest-jobs", "rest-job"]:
+for name in ["grpc-jobs", "grpc-page", "grpc-job", "grpc-hosts", "rest-jobs", "rest-job"]:
     rows = [tuple(map(int, l.split())) for l in open(f"{d}/{name}") if len(l.split()) == 2]
     during = sorted(us / 1000 for t, us in rows if t + us / 1000 >= t_submit and t <= busy)
     before = sorted(us / 1000 for t, us in rows if t + us / 1000 < t_submit)

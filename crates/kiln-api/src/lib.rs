@@ -84,7 +84,9 @@ pub trait FarmApi: Send + Sync + 'static {
         key: Option<String>,
         params: BTreeMap<String, String>,
     ) -> Result<Submitted>;
-    async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>>;
+    /// The jobs the caller may read that `q` matches, by id, at most
+    /// `q.limit` of them after `q.after`.
+    async fn list_jobs(&self, who: Credentials, q: JobQuery) -> Result<Vec<JobSummary>>;
     async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;
     async fn frames(
         &self,

@@ -1,10 +1,12 @@
 //! What clients see: summaries of jobs, layers, frames and hosts, built from
 //! the farm's records. These are the shapes `--json` prints.
 
+mod jobs;
 mod metrics;
 mod structure;
 mod why;
 
+pub use jobs::JobQuery;
 pub use metrics::*;
 pub use structure::*;
 pub use why::*;

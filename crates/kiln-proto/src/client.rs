@@ -6,7 +6,10 @@ use crate::convert::{
     identity_done, job_detail, job_summary, logged_in, server_msg, structure_view, token_info,
     user_info, whoami,
 };
-use crate::convert::{create_webhook_request, delivery, webhook_info};
+use crate::convert::{create_webhook_request, delivery, job_query_request, webhook_info};
+
+/// Jobs one `ListJobs` answer holds when the client walks every job.
+pub const JOB_PAGE: u32 = 1000;
 use crate::pb;
 use crate::pb::farm_client::FarmClient;
 use crate::{Error, Result};
@@ -306,11 +309,31 @@ impl Client {
         })
     }
 
+    /// Every job (`all`: finished and killed ones too), read a page of
+    /// [`JOB_PAGE`] at a time so no answer grows with the farm.
     pub async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>> {
+        let mut q = JobQuery {
+            limit: JOB_PAGE,
+            ..JobQuery::every(all)
+        };
+        let mut jobs = Vec::new();
+        loop {
+            let page = self.jobs_page(&q).await?;
+            let full = page.len() == JOB_PAGE as usize;
+            q.after = page.last().map(|j| j.id);
+            jobs.extend(page);
+            if !full {
+                return Ok(jobs);
+            }
+        }
+    }
+
+    /// One page of the jobs `q` matches, by id.
+    pub async fn jobs_page(&self, q: &JobQuery) -> Result<Vec<JobSummary>> {
         let r = self
             .inner
             .clone()
-            .list_jobs(pb::ListJobsRequest { all })
+            .list_jobs(job_query_request(q))
             .await?
             .into_inner();
         r.jobs.into_iter().map(job_summary).collect()

@@ -22,6 +22,42 @@ use crate::{Error, Result};
 use kiln_core::model::Outcome;
 use kiln_core::view::*;
 
+pub(crate) fn job_query(r: pb::ListJobsRequest) -> Result<JobQuery> {
+    let text = |s: String| (!s.is_empty()).then_some(s);
+    let state = match text(r.state) {
+        None => None,
+        Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
+            Error::Invalid(format!(
+                "state: {s:?} is not a job state; use PENDING, RUNNING, PAUSED, FAILED, \
+                 FINISHED or KILLED"
+            ))
+        })?),
+    };
+    Ok(JobQuery {
+        all: r.all,
+        show: text(r.show),
+        user: text(r.user),
+        state,
+        name: text(r.name),
+        since: opt(r.since),
+        after: opt(r.after),
+        limit: r.limit,
+    })
+}
+
+pub(crate) fn job_query_request(q: &JobQuery) -> pb::ListJobsRequest {
+    pb::ListJobsRequest {
+        all: q.all,
+        show: q.show.clone().unwrap_or_default(),
+        user: q.user.clone().unwrap_or_default(),
+        state: q.state.map(|s| s.to_string()).unwrap_or_default(),
+        name: q.name.clone().unwrap_or_default(),
+        since: q.since.unwrap_or(0),
+        after: q.after.unwrap_or(0),
+        limit: q.limit,
+    }
+}
+
 fn opt(v: i64) -> Option<i64> {
     (v != 0).then_some(v)
 }
@@ -322,4 +358,32 @@ pub(crate) fn host_info(h: pb::HostInfo) -> Result<HostInfo> {
         running: h.running,
         last_seen: h.last_seen,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_query_crosses_the_wire_whole_and_a_bad_state_is_named() {
+        let q = JobQuery {
+            all: false,
+            show: Some("demo".into()),
+            user: Some("ann".into()),
+            state: Some(JobStatus::Failed),
+            name: Some("sh010".into()),
+            since: Some(1_700_000_000_000),
+            after: Some(41),
+            limit: 100,
+        };
+        assert_eq!(job_query(job_query_request(&q)).unwrap(), q);
+        let every = JobQuery::every(true);
+        assert_eq!(job_query(job_query_request(&every)).unwrap(), every);
+        let bad = pb::ListJobsRequest {
+            state: "DONE".into(),
+            ..Default::default()
+        };
+        let e = job_query(bad).unwrap_err().to_string();
+        assert!(e.contains("state: \"DONE\""), "{e}");
+    }
 }

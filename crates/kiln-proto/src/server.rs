@@ -4,7 +4,8 @@
 
 use crate::conn::ConnLimits;
 use crate::convert::{
-    admin_command, event_query, history_query, identity_cmd, new_webhook, page_token, worker_msg,
+    admin_command, event_query, history_query, identity_cmd, job_query, new_webhook, page_token,
+    worker_msg,
 };
 use crate::pb;
 use crate::{Error, Result};
@@ -93,11 +94,8 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         r: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsReply>, Status> {
         let who = credentials(&r);
-        let jobs = self
-            .0
-            .list_jobs(who, r.into_inner().all)
-            .await
-            .map_err(wire)?;
+        let q = job_query(r.into_inner())?;
+        let jobs = self.0.list_jobs(who, q).await.map_err(wire)?;
         Ok(Response::new(pb::ListJobsReply {
             jobs: jobs.into_iter().map(Into::into).collect(),
         }))

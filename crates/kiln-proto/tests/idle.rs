@@ -37,7 +37,7 @@ impl FarmApi for Slow {
     ) -> Result<Submitted> {
         none()
     }
-    async fn list_jobs(&self, _: Credentials, _: bool) -> Result<Vec<JobSummary>> {
+    async fn list_jobs(&self, _: Credentials, _: JobQuery) -> Result<Vec<JobSummary>> {
         tokio::time::sleep(self.delay).await;
         Ok(Vec::new())
     }

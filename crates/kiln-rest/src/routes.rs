@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_api::FarmApi;
 use kiln_core::auth::Credentials;
-use kiln_core::view::{ActQuery, DisplayState, FrameInfo, HostInfo, JobStatus, JobSummary};
+use kiln_core::view::{
+    ActQuery, DisplayState, FrameInfo, HostInfo, JobQuery, JobStatus, JobSummary,
+};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -167,24 +169,24 @@ pub(crate) async fn jobs<F: FarmApi>(
             ))
         })?),
     };
-    let after = paging::after('j', p.get("page_token").as_deref())?;
     let size = p.page_size()?;
     // Finished and killed jobs leave the default listing, as in `kiln jobs`;
-    // asking for them by state brings them back.
-    let all = p.flag("all")? || state.is_some_and(JobStatus::is_over);
-    let (show, user, name) = (p.get("show"), p.get("user"), p.get("name"));
-    let since: Option<i64> = crate::query::time_ms(&p, "since")?;
-    let list: Vec<JobSummary> = f
-        .list_jobs(w, all)
-        .await?
-        .into_iter()
-        .filter(|j| show.as_ref().is_none_or(|s| &j.show == s))
-        .filter(|j| user.as_ref().is_none_or(|u| &j.user == u))
-        .filter(|j| state.is_none_or(|s| j.status == s))
-        .filter(|j| name.as_ref().is_none_or(|n| j.name.contains(n.as_str())))
-        .filter(|j| since.is_none_or(|s| j.submitted_at >= s))
-        .collect();
-    let (jobs, next_page_token) = paging::page(list, |j| j.id, 'j', after, size);
+    // asking for them by state brings them back. The server pages: one
+    // more than a page tells whether there is a next.
+    let q = JobQuery {
+        all: p.flag("all")?,
+        show: p.get("show"),
+        user: p.get("user"),
+        state,
+        name: p.get("name"),
+        since: crate::query::time_ms(&p, "since")?,
+        after: paging::after('j', p.get("page_token").as_deref())?,
+        limit: u32::try_from(size.saturating_add(1)).unwrap_or(u32::MAX),
+    };
+    let mut jobs: Vec<JobSummary> = f.list_jobs(w, q).await?;
+    let more = jobs.len() > size;
+    jobs.truncate(size);
+    let next_page_token = more.then(|| paging::token('j', jobs.last().map_or(0, |j| j.id)));
     Ok(Json(JobPage {
         jobs,
         next_page_token,

@@ -174,9 +174,9 @@ impl<S: Store> FarmApi for Api<S> {
         self.ask(|tx| Request::Submit(caller, job, tx)).await
     }
 
-    async fn list_jobs(&self, who: Credentials, all: bool) -> Result<Vec<JobSummary>> {
+    async fn list_jobs(&self, who: Credentials, q: JobQuery) -> Result<Vec<JobSummary>> {
         let caller = self.caller(&who)?;
-        Ok(self.committed.list_jobs(&caller.who, all))
+        Ok(self.committed.list_jobs(&caller.who, &q))
     }
 
     async fn job(&self, who: Credentials, key: String) -> Result<JobDetail> {

@@ -23,7 +23,7 @@
 use kiln_core::auth::{authorize, Action as A, Principal, Target};
 use kiln_core::farm::{Dirty, Farm};
 use kiln_core::model::JobId;
-use kiln_core::view::{FarmMetrics, HostInfo, JobDetail, JobSummary, StructureView};
+use kiln_core::view::{FarmMetrics, HostInfo, JobDetail, JobQuery, JobSummary, StructureView};
 use kiln_core::Error as CoreError;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -66,15 +66,17 @@ impl Committed {
         *self.0.write().expect("committed view lock") = Arc::new(v);
     }
 
-    /// Jobs `who` may read, oldest first; without `all`, finished and
-    /// killed jobs are left out.
-    pub fn list_jobs(&self, who: &Principal, all: bool) -> Vec<JobSummary> {
+    /// Jobs `who` may read that `q` matches, oldest first, a page at a
+    /// time: a page walks the jobs from `q.after` and stops when full, so
+    /// the first 100 of 10,000 cost about 100 jobs, not 10,000.
+    pub fn list_jobs(&self, who: &Principal, q: &JobQuery) -> Vec<JobSummary> {
         let v = self.view();
         v.jobs
-            .values()
-            .map(|d| &d.job)
-            .filter(|j| all || !j.status.is_over())
+            .range(q.first_id()..)
+            .map(|(_, d)| &d.job)
+            .filter(|j| q.matches(j))
             .filter(|j| allowed(who, A::Read, j).is_ok())
+            .take(q.max())
             .cloned()
             .collect()
     }

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Read {
-    /// Every job (`kiln jobs --all`).
+    /// Every job (`kiln jobs --all`), a page of 1,000 at a time.
     Jobs,
+    /// The first page of 100 jobs, as a dashboard's first screen.
+    JobsPage,
     /// One job, as `kiln job` reads it (--job).
     Job,
     /// Every host.
@@ -41,6 +43,10 @@ pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
     let client = session::connect(server).await?;
     let end = Instant::now() + Duration::from_secs(a.seconds);
     let mut out = std::io::stdout().lock();
+    let page = kiln_core::view::JobQuery {
+        limit: 100,
+        ..kiln_core::view::JobQuery::every(true)
+    };
     while Instant::now() < end {
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -49,6 +55,7 @@ pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
         let t = Instant::now();
         match a.read {
             Read::Jobs => drop(client.list_jobs(true).await?),
+            Read::JobsPage => drop(client.jobs_page(&page).await?),
             Read::Job => drop(client.job(&a.job).await?),
             Read::Hosts => drop(client.hosts().await?),
         }

@@ -855,11 +855,15 @@ mod tests {
         assert_eq!(job.frames, 1000);
         // The submit's step wrote 1000 frames, over its budget of 10, so
         // it started none; its commit is what a read sees now.
-        let jobs = rig.committed.list_jobs(&admin().who, true);
+        let jobs = rig
+            .committed
+            .list_jobs(&admin().who, &JobQuery::every(true));
         assert_eq!(jobs[0].counts.running, 0, "{jobs:?}");
         assert_eq!(jobs[0].counts.waiting, 1000, "{jobs:?}");
         assert_eq!(rig.launches(1000, Duration::from_secs(30)).await, 1000);
-        let jobs = rig.committed.list_jobs(&admin().who, true);
+        let jobs = rig
+            .committed
+            .list_jobs(&admin().who, &JobQuery::every(true));
         assert_eq!(jobs[0].counts.running, 1000, "{jobs:?}");
         let d = rig.committed.job(&admin().who, "fill").unwrap();
         assert_eq!(d.cores_used, 100_000, "{d:?}");
@@ -973,15 +977,64 @@ mod tests {
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(10)).await;
             assert!(submit.try_recv().is_err(), "acknowledged before its commit");
-            let jobs = committed.list_jobs(&admin().who, true);
+            let jobs = committed.list_jobs(&admin().who, &JobQuery::every(true));
             assert!(jobs.is_empty(), "a read saw an uncommitted job: {jobs:?}");
             assert!(committed.job(&admin().who, "one").is_err());
         }
         store.go.add_permits(1000);
         assert_eq!(submit.await.unwrap().unwrap().frames, 1);
         // Acknowledged: the caller's next read shows it.
-        assert_eq!(committed.list_jobs(&admin().who, true).len(), 1);
+        assert_eq!(
+            committed
+                .list_jobs(&admin().who, &JobQuery::every(true))
+                .len(),
+            1
+        );
         assert_eq!(committed.job(&admin().who, "one").unwrap().job.total, 1);
+    }
+
+    #[tokio::test]
+    async fn job_pages_walk_the_committed_jobs_by_id_with_filters_and_rights() {
+        let rig = rig(0, 1, 100, Duration::from_secs(3600)).await;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(rig.submit(1).await.id);
+        }
+        let page = |after: Option<i64>, limit: u32| JobQuery {
+            after,
+            limit,
+            ..JobQuery::every(true)
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let p = rig.committed.list_jobs(&admin().who, &page(after, 2));
+            assert!(p.len() <= 2);
+            seen.extend(p.iter().map(|j| j.id));
+            if p.len() < 2 {
+                break;
+            }
+            after = p.last().map(|j| j.id);
+        }
+        assert_eq!(seen, ids, "every job once, in order");
+        let none = JobQuery {
+            name: Some("nope".into()),
+            ..JobQuery::every(true)
+        };
+        assert!(rig.committed.list_jobs(&admin().who, &none).is_empty());
+        // A page holds only jobs the reader may read: a viewer of another
+        // show walks an empty list.
+        let stranger = Principal::user(
+            "sam",
+            vec![kiln_core::auth::Grant::show(
+                kiln_core::auth::Right::Viewer,
+                "elsewhere",
+            )],
+        );
+        assert!(rig
+            .committed
+            .list_jobs(&stranger, &page(None, 2))
+            .is_empty());
     }
 
     #[tokio::test]
@@ -991,7 +1044,9 @@ mod tests {
         rig.submit(1000).await;
         let launched = rig.launches(1000, Duration::from_secs(30)).await;
         assert_eq!(launched, 1000, "the fill stopped after a capped step");
-        let jobs = rig.committed.list_jobs(&admin().who, true);
+        let jobs = rig
+            .committed
+            .list_jobs(&admin().who, &JobQuery::every(true));
         assert_eq!(jobs[0].counts.running, 1000);
     }
 }
