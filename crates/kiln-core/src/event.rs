@@ -130,6 +130,20 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// A bit of its own, so a set of kinds is one `u32`.
+    pub fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
+    /// The set of `kinds`; every kind when empty (as a filter means it).
+    pub fn mask(kinds: &[EventKind]) -> u32 {
+        if kinds.is_empty() {
+            u32::MAX
+        } else {
+            kinds.iter().fold(0, |m, k| m | k.bit())
+        }
+    }
+
     /// Parses a comma-separated list such as `job.finished,frame.failed`;
     /// the error names the first unknown kind and lists the known ones.
     pub fn parse_list(s: &str) -> crate::Result<Vec<EventKind>> {
@@ -245,6 +259,12 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_as_text_and_json() {
+        let all = EventKind::ALL.iter().fold(0u32, |m, k| {
+            assert_eq!(m & k.bit(), 0, "{k} shares a bit");
+            m | k.bit()
+        });
+        assert_eq!(all.count_ones() as usize, EventKind::ALL.len());
+        assert_eq!(EventKind::mask(&[]), u32::MAX);
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
             let json = serde_json::to_string(&k).unwrap();

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Event fan-out while the Maestro farm fills: 500 SSE subscribers (one
+# Python asyncio process, one connection each, `kinds=job.submitted`)
+# follow GET /api/v1/events while a pipeline submits a small job every
+# 50 ms. For every job.submitted event each subscriber receives, the delay
+# from the event's `at` (when the farm made the change, before its commit)
+# to its arrival is recorded: an upper bound on commit-to-subscriber time.
+# Prints p50/p99/max of that delay during the fill, how many deliveries
+# were expected and made, and the fill's time to 99 % busy.
+# Usage: bench/sse.sh [path/to/kiln] [subscribers] [hosts] [cores] [frames]
+#        (default: target/release/kiln 500 1553 37 120000)
+set -euo pipefail
+KILN=${1:-target/release/kiln}
+SUBS=${2:-500}
+HOSTS=${3:-1553}
+CORES=${4:-37}
+FRAMES=${5:-120000}
+. "$(dirname "$0")/common.sh"
+
+"$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags \
+  --max-connections-per-address 0 2>"$dir/server.log" &
+wait_ca
+
+cat >"$dir/sse.py" <<'PY'
+import asyncio, json, os, ssl, sys, time, urllib.parse
+url = urllib.parse.urlparse(os.environ["KILN_SERVER"])
+token = os.environ["KILN_TOKEN"]
+subs, seconds, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+ctx = None
+if url.scheme == "https":
+    ctx = ssl.create_default_context(cafile=os.environ["KILN_CA"])
+    ctx.check_hostname = False
+rows = []
+ready = 0
+async def follow(i):
+    global ready
+    r, w = await asyncio.open_connection(url.hostname, url.port, ssl=ctx)
+    w.write(("GET /api/v1/events?kinds=job.submitted HTTP/1.1\r\nHost: x\r\n"
+             "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n" % token).encode())
+    await w.drain()
+    while (await r.readline()) not in (b"\r\n", b"\n", b""):
+        pass
+    ready += 1
+    while True:
+        line = await r.readline()
+        if not line:
+            return
+        if line.startswith(b"data:"):
+            now = time.time() * 1000
+            e = json.loads(line[5:])
+            rows.append((i, e["seq"], e["at"], now))
+async def main():
+    tasks = [asyncio.create_task(follow(i)) for i in range(subs)]
+    while ready < subs:
+        await asyncio.sleep(0.05)
+    print("ready", flush=True)
+    open(out + ".ready", "w").close()
+    end = time.time() + seconds
+    while time.time() < end and not os.path.exists(out + ".stop"):
+        await asyncio.sleep(0.1)
+    with open(out, "w") as f:
+        for row in rows:
+            f.write("%d %d %d %.1f\n" % row)
+    os._exit(0)
+asyncio.run(main())
+PY
+
+cat >"$dir/submit.py" <<'PY'
+import http.client, os, ssl, sys, time, urllib.parse
+url = urllib.parse.urlparse(os.environ["KILN_SERVER"])
+end = time.time() + float(sys.argv[1])
+if url.scheme == "https":
+    ctx = ssl.create_default_context(cafile=os.environ["KILN_CA"]); ctx.check_hostname = False
+    c = http.client.HTTPSConnection(url.hostname, url.port, context=ctx)
+else:
+    c = http.client.HTTPConnection(url.hostname, url.port)
+i = 0
+while time.time() < end:
+    spec = "name: marker-%05d\nshow: markers\nlayers: [{name: r, command: r, frames: 1, tags: [nowhere]}]\n" % i
+    c.request("POST", "/api/v1/jobs", body=spec.encode(),
+              headers={"Authorization": "Bearer " + os.environ["KILN_TOKEN"]})
+    r = c.getresponse(); r.read()
+    print(int(time.time() * 1000), r.status, flush=True)
+    i += 1
+    time.sleep(0.05)
+PY
+
+"$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --until-busy 99 --json \
+  >"$dir/fleet.json" 2>"$dir/fleet.log" &
+fleet=$!
+for _ in $(seq 600); do
+  up=$("$KILN" hosts --json | python3 -c 'import json,sys; print(sum(h["state"]=="UP" for h in json.load(sys.stdin)))')
+  [ "$up" -ge "$HOSTS" ] && break
+  sleep 0.5
+done
+python3 "$dir/sse.py" "$SUBS" 600 "$dir/got" >"$dir/sse.log" 2>&1 &
+sse=$!
+for _ in $(seq 1200); do [ -e "$dir/got.ready" ] && break; sleep 0.1; done
+[ -e "$dir/got.ready" ] || { echo "subscribers did not connect" >&2; cat "$dir/sse.log" >&2; exit 1; }
+echo "$SUBS subscribers connected"
+python3 "$dir/submit.py" 600 >"$dir/markers" &
+sleep 2
+
+cat >"$dir/job.yaml" <<YAML
+name: fill
+env: {KILN_SIM_RUNTIME: 30m}
+layers:
+  - {name: render, command: render, frames: 1-$FRAMES, memory: 256M}
+YAML
+t_submit=$(ms)
+"$KILN" submit "$dir/job.yaml" >/dev/null
+wait "$fleet" || true
+sleep 1
+touch "$dir/got.stop"
+wait "$sse" || true
+kill $(jobs -p) 2>/dev/null || true
+wait 2>/dev/null || true
+
+python3 - "$dir" "$t_submit" "$SUBS" <<'PY'
+import json, sys
+d, t_submit, subs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = json.load(open(d + "/fleet.json"))
+busy = s["first_launch_unix_ms"] + s["fill_99_ms"]
+print(f"99% busy {busy - t_submit} ms after the submit ({s['frames_started']} frames started)")
+rows = [l.split() for l in open(d + "/got")]
+during = [(int(i), int(seq), int(at), float(now)) for i, seq, at, now in rows
+          if t_submit <= int(at) <= busy]
+seqs = {seq for _, seq, _, _ in during}
+lat = sorted(now - at for _, _, at, now in during)
+def pct(p): return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
+print(f"job.submitted events during the fill: {len(seqs)}; deliveries {len(during)} "
+      f"of {len(seqs) * subs} expected")
+print(f"change to subscriber: p50={pct(.5):.1f} ms p99={pct(.99):.1f} ms max={lat[-1]:.1f} ms"
+      if lat else "no deliveries during the fill")
+PY
