@@ -58,6 +58,41 @@ pub async fn timings(b: &impl Backend) {
     .await
     .unwrap();
 
+    // The same wave of the next 1,000 frames, with the frame.started event
+    // each start writes to the outbox: what the events cost a fill.
+    let mut evented = Batch::default();
+    for (n, f) in submit.frames[1000..2000].iter().enumerate() {
+        let a = attempt(f.id.0, f, 1, &r1);
+        let mut f = f.clone();
+        f.state = FrameState::Running;
+        f.attempt = Some(a.id);
+        f.host = Some(r1.id);
+        f.attempts = 1;
+        evented.events.push(kiln_core::event::Event {
+            seq: n as u64 + 1,
+            at: 1_765_000_000_000,
+            kind: kiln_core::event::EventKind::FrameStarted,
+            job_id: Some(1),
+            job: Some("big".into()),
+            show: Some("demo".into()),
+            user: Some("ann".into()),
+            layer: Some("render".into()),
+            frame: Some(f.number.to_string()),
+            frame_id: Some(f.id.0),
+            attempt: Some(1),
+            host: Some("r1".into()),
+            detail: None,
+        });
+        evented.frames.push(f);
+        evented.attempts.push(a);
+    }
+    timed(
+        "commit: the same, + 1,000 frame.started events",
+        store.commit(&evented),
+    )
+    .await
+    .unwrap();
+
     let mut all = submit.frames.clone();
     for f in &mut all {
         f.cores = 100;
@@ -88,11 +123,11 @@ pub async fn timings(b: &impl Backend) {
         start.elapsed() / n as u32,
     );
 
-    let image = timed("load: 100,000 frames, 1,000 running attempts", store.load())
+    let image = timed("load: 100,000 frames, 2,000 running attempts", store.load())
         .await
         .unwrap();
     assert_eq!(image.frames.len(), FRAMES as usize);
-    assert_eq!(image.running_attempts.len(), 1000);
+    assert_eq!(image.running_attempts.len(), 2000);
 
     let start = Instant::now();
     for i in 1..=1000 {
