@@ -576,8 +576,8 @@ impl<S: Store> FarmApi for Api<S> {
         who: Credentials,
         q: kiln_core::event::EventQuery,
     ) -> Result<kiln_api::EventStream> {
-        let caller = self.caller(&who)?;
-        self.hub.follow(self.store.clone(), caller.who, q)
+        self.hub
+            .follow(self.store.clone(), self.gate.clone(), who, q)
     }
 
     async fn identity(&self, who: Credentials, mut cmd: IdentityCmd) -> Result<IdentityDone> {

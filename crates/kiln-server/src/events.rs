@@ -4,12 +4,15 @@
 //! falls behind the hub, so it misses nothing and sees nothing twice
 //! (events are told apart by their number).
 
+use crate::auth::edge::Gate;
 use kiln_api::{Error, EventStream};
-use kiln_core::auth::{authorize, Action, Principal};
+use kiln_core::auth::identity::Identity;
+use kiln_core::auth::{authorize, Action, Credentials, Principal};
 use kiln_core::event::{Event, EventKind, EventQuery};
 use kiln_store::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// Committed batches a follower may be behind before it reads the store.
@@ -74,14 +77,20 @@ impl Hub {
         self.tx.write().expect("not poisoned").take();
     }
 
-    /// Events for `who` matching `q`, as a stream that ends when the
-    /// server stops or the receiver is dropped.
+    /// Events for the caller matching `q`, as a stream that ends when the
+    /// server stops, the receiver is dropped, or the caller's credentials
+    /// stop working (a revoked token, a disabled user: checked again before
+    /// anything more is sent, whenever the registry has changed and at
+    /// least once a second).
     pub fn follow<S: Store>(
         &self,
         store: Arc<S>,
-        who: Principal,
+        gate: Gate,
+        creds: Credentials,
         q: EventQuery,
     ) -> Result<EventStream, Error> {
+        let seen = gate.identity();
+        let who = gate.user(&creds, crate::now_ms())?;
         let rx = match self.tx.read().expect("not poisoned").as_ref() {
             Some(tx) => tx.subscribe(),
             None => return Err(Error::Unavailable("the server is shutting down".into())),
@@ -92,6 +101,12 @@ impl Hub {
         let follower = Follower {
             store,
             who,
+            access: Access {
+                gate,
+                creds,
+                seen,
+                checked: Instant::now(),
+            },
             kinds: EventKind::mask(&q.filter.kinds),
             last: q.after.unwrap_or(if q.since.is_some() { 0 } else { now }),
             q,
@@ -102,9 +117,23 @@ impl Hub {
     }
 }
 
+/// How a follower checks that its caller may still follow.
+struct Access {
+    gate: Gate,
+    creds: Credentials,
+    /// The registry the principal was last checked against.
+    seen: Arc<Identity>,
+    checked: Instant,
+}
+
+/// Longest a follower goes on with a principal without checking it again
+/// (expiry is a matter of time, not of a registry change).
+const RECHECK: Duration = Duration::from_secs(1);
+
 struct Follower<S> {
     store: Arc<S>,
     who: Principal,
+    access: Access,
     q: EventQuery,
     /// The last event number handled (sent or filtered out).
     last: u64,
@@ -169,7 +198,29 @@ impl<S: Store> Follower<S> {
         }
     }
 
+    /// Takes the caller as the registry has it now, if it changed or a
+    /// while has passed; tells the client and ends if it is refused.
+    async fn recheck(&mut self) -> Result<(), Gone> {
+        let now = self.access.gate.identity();
+        if Arc::ptr_eq(&now, &self.access.seen) && self.access.checked.elapsed() < RECHECK {
+            return Ok(());
+        }
+        self.access.seen = now;
+        self.access.checked = Instant::now();
+        match self.access.gate.user(&self.access.creds, crate::now_ms()) {
+            Ok(who) => {
+                self.who = who;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.tx.send(Err(e)).await;
+                Err(Gone)
+            }
+        }
+    }
+
     async fn send_all<'a>(&mut self, events: impl Iterator<Item = &'a Event>) -> Result<(), Gone> {
+        self.recheck().await?;
         for e in events {
             if e.seq <= self.last {
                 continue;
@@ -211,12 +262,46 @@ mod tests {
         }
     }
 
+    /// A registry with one admin and its token, and that token.
+    fn admin() -> (Identity, Credentials, String) {
+        use crate::auth::secret::{new_token, Kind};
+        use kiln_core::auth::identity::{Change, Source, Token, TokenKind, User};
+        let t = new_token(Kind::Api).unwrap();
+        let mut id = Identity::default();
+        id.apply(Change::PutUser(User {
+            name: "a".into(),
+            source: Source::Local,
+            disabled: false,
+            password: None,
+            created_at: 0,
+        }));
+        id.apply(Change::PutGrants {
+            user: "a".into(),
+            grants: vec![Grant::farm(Right::Admin)],
+        });
+        id.apply(Change::PutToken(Token {
+            id: t.id.clone(),
+            user: "a".into(),
+            name: "t".into(),
+            hash: t.hash.clone(),
+            kind: TokenKind::Api,
+            created_at: 0,
+            expires_at: None,
+        }));
+        let creds = Credentials {
+            bearer: Some(t.text.clone()),
+            from: None,
+        };
+        (id, creds, t.id)
+    }
+
     #[tokio::test]
     async fn a_follower_of_some_kinds_gets_those_in_order_across_batches() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
         let hub = Hub::new(0);
-        let admin = Principal::user("a", vec![Grant::farm(Right::Admin)]);
+        let (identity, creds, _) = admin();
+        let gate = Gate::new(identity);
         let q = EventQuery {
             filter: EventFilter {
                 kinds: vec![EventKind::JobFinished, EventKind::FrameDead],
@@ -224,7 +309,7 @@ mod tests {
             },
             ..EventQuery::default()
         };
-        let mut s = hub.follow(store, admin, q).unwrap();
+        let mut s = hub.follow(store, gate, creds, q).unwrap();
         tokio::task::yield_now().await;
         use EventKind::*;
         hub.publish((1..=3).map(|n| ev(n, FrameStarted)).collect());
@@ -234,5 +319,26 @@ mod tests {
         let got: Vec<u64> = s.by_ref().take(2).map(|e| e.unwrap().seq).collect().await;
         assert_eq!(got, [5, 10]);
         assert_eq!(*hub.latest().borrow(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_ends_its_stream_before_anything_more_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
+        let hub = Hub::new(0);
+        let (mut identity, creds, token) = admin();
+        let gate = Gate::new(identity.clone());
+        let mut s = hub
+            .follow(store, gate.clone(), creds, EventQuery::default())
+            .unwrap();
+        tokio::task::yield_now().await;
+        hub.publish(vec![ev(1, EventKind::JobSubmitted)]);
+        assert_eq!(s.next().await.unwrap().unwrap().seq, 1);
+        identity.apply(kiln_core::auth::identity::Change::RemoveToken(token));
+        gate.publish(identity);
+        hub.publish(vec![ev(2, EventKind::JobFinished)]);
+        let e = s.next().await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("revoked"), "{e}");
+        assert!(s.next().await.is_none(), "the stream ends");
     }
 }
