@@ -162,12 +162,15 @@ impl Farm {
 
     /// Whether a job has nothing left to run and dead frames: it failed.
     fn job_stuck(&self, job: JobId, frame: FrameId) -> bool {
-        // Most frame ends leave their own layer open: no walk of the job.
+        // Most frame ends leave their own layer with frames running, or
+        // waiting with nothing to wait on: no walk of the job.
         let layer = self
             .frames
             .get(&frame)
             .and_then(|f| self.layers.get(&f.layer));
-        if layer.is_some_and(|l| l.counts.waiting + l.counts.running > 0) {
+        if layer.is_some_and(|l| {
+            l.counts.running > 0 || (l.counts.waiting > 0 && l.layer.depends.is_empty())
+        }) {
             return false;
         }
         let Some(j) = self.jobs.get(&job) else {
@@ -176,10 +179,13 @@ impl Farm {
         if j.job.state == JobState::Killed {
             return false;
         }
+        // Frames held by dependencies count as closed, as the job's status
+        // counts them: a frame that waits on a dead one may never run.
         let (mut open, mut dead) = (0, 0);
         for l in j.layers.iter().filter_map(|l| self.layers.get(l)) {
-            open += l.counts.waiting + l.counts.running;
-            dead += l.counts.dead;
+            let c = self.layer_counts(l);
+            open += c.waiting + c.running;
+            dead += c.dead;
         }
         open == 0 && dead > 0
     }

@@ -43,7 +43,7 @@ impl Farm {
         self.frame_ready(f)
     }
 
-    fn layer_counts(&self, l: &LayerEntry) -> StateCounts {
+    pub(super) fn layer_counts(&self, l: &LayerEntry) -> StateCounts {
         let c = l.counts;
         let mut out = StateCounts {
             waiting: c.waiting,

@@ -93,6 +93,45 @@ fn failures_retry_then_die_and_fail_the_job_and_a_retry_says_so() {
     assert_eq!(ev[0].detail.as_deref(), Some("by me"));
 }
 
+/// A job whose only open frames wait on a dead one is as failed as its
+/// status says: job.failed comes when the last runnable frame closes,
+/// whether the dead frame closes last or a frame after it does.
+#[test]
+fn a_job_left_with_frames_held_by_dead_ones_says_failed() {
+    for per_frame in [false, true] {
+        let spec = format!(
+            "name: held\nshow: s1\nlayers:\n  - {{name: r, command: x, frames: 1-2, retries: 0}}\n  \
+             - {{name: c, command: y, frames: 1-2, depends: [{{layer: r, per_frame: {per_frame}}}]}}\n"
+        );
+        let mut farm = farm_with_host(4);
+        submit(&mut farm, &spec, 0);
+        take(&mut farm);
+        let launched = schedule(&mut farm, 10);
+        assert_eq!(launched.len(), 2, "the render frames");
+        end(&mut farm, SESSION, launched[0].0, Exit::Exited(0), 11);
+        if per_frame {
+            // c/1 may run now (its render frame succeeded) and succeeds.
+            let c1 = schedule(&mut farm, 12);
+            assert_eq!(c1.len(), 1);
+            end(&mut farm, SESSION, launched[1].0, Exit::Exited(3), 13);
+            assert!(
+                !kinds(&take(&mut farm)).contains(&K::JobFailed),
+                "c/1 still runs"
+            );
+            end(&mut farm, SESSION, c1[0].0, Exit::Exited(0), 14);
+        } else {
+            end(&mut farm, SESSION, launched[1].0, Exit::Exited(3), 13);
+        }
+        let ev = kinds(&take(&mut farm));
+        assert_eq!(
+            ev.last(),
+            Some(&K::JobFailed),
+            "per_frame {per_frame}: {ev:?}"
+        );
+        assert_eq!(farm.list_jobs(true)[0].status, JobStatus::Failed);
+    }
+}
+
 #[test]
 fn eat_pause_resume_and_kill_say_so_once() {
     let mut farm = farm_with_host(1);
