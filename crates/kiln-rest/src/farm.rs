@@ -3,7 +3,7 @@
 //! and the changes `kiln` makes to them as PUT (create or replace) and
 //! DELETE. Each change is one admin call, answered with the CLI's line.
 
-use crate::problem::{Error, Problem};
+use crate::problem::{Error, Problem, Refusals};
 use crate::query::{json_or_empty, Params};
 use crate::routes::{Answer, Api, Who};
 use crate::wrangle::{admin, centicores_or_null, Done};
@@ -61,11 +61,9 @@ macro_rules! list {
 
         #[doc = concat!("The farm's ", $what, ", sorted by name.")]
         #[utoipa::path(get, path = $path, tag = "structure", responses(
-                (status = 200, body = $ty),
-                (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-                (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-                (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
-        ))]
+                        (status = 200, body = $ty),
+                        Refusals,
+                ))]
         pub(crate) async fn $fn<F: FarmApi>(
             State(f): Api<F>,
             Who(w): Who,
@@ -131,9 +129,7 @@ macro_rules! change {
             params($(($p = String, Path, description = $pd)),*),
             responses(
                 (status = 200, body = Done),
-                (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-                (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-                (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+                Refusals,
                 (status = 404, description = "No such thing to change", body = Problem, content_type = "application/problem+json"),
         ))]
         pub(crate) async fn $fn<F: FarmApi>(
@@ -433,9 +429,7 @@ fn service(name: String, show: Option<String>, b: ServiceBody) -> Result<Service
     ),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn put_service<F: FarmApi>(
     State(f): Api<F>,
@@ -460,9 +454,7 @@ pub(crate) async fn put_service<F: FarmApi>(
     ),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn rm_service<F: FarmApi>(

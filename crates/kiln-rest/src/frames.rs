@@ -3,7 +3,7 @@
 //! its log read a slice at a time (a client tails it by passing back
 //! `next_offset`) or searched, and the actions on one frame.
 
-use crate::problem::{Error, Problem};
+use crate::problem::{Error, Problem, Refusals};
 use crate::query::{number, Params};
 use crate::routes::{Acted, Answer, Api, Who};
 use axum::extract::{Path, RawQuery, State};
@@ -36,9 +36,7 @@ pub(crate) fn frame_id(id: &str) -> Result<i64, Error> {
         ("id" = i64, Path, description = "The frame's id, as `kiln frames` and FrameInfo.id give it"),
     ), responses(
         (status = 200, body = FrameDetail),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such frame", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn frame<F: FarmApi>(
@@ -63,9 +61,7 @@ pub struct AttemptList {
         ("id" = i64, Path, description = "The frame's id"),
     ), responses(
         (status = 200, body = AttemptList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such frame", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn attempts<F: FarmApi>(
@@ -128,9 +124,7 @@ fn whole_chars(data: &[u8], at_end: bool) -> usize {
         ("i" = Option<bool>, Query, description = "With grep: ignore case"),
     ), responses(
         (status = 200, body = LogAnswer),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such frame or attempt", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn log<F: FarmApi>(
@@ -206,9 +200,7 @@ const FRAME_ACTIONS: &[&str] = &["retry", "kill", "eat"];
         ("action" = String, Path, description = "retry, kill or eat"),
     ), responses(
         (status = 200, body = Acted),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such frame or action", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn act<F: FarmApi>(

@@ -1,7 +1,7 @@
 //! One host as a resource, and what `kiln host` does to it: lock, unlock,
 //! repair, fixed, move, tag, untag, and remove (its credential revoked).
 
-use crate::problem::{Error, Problem};
+use crate::problem::{Error, Problem, Refusals};
 use crate::query::{json_or_empty, Params};
 use crate::routes::{Answer, Api, Who};
 use crate::wrangle::{admin, Done};
@@ -27,9 +27,7 @@ pub(crate) fn routes<F: FarmApi>() -> Router<Arc<F>> {
         ("name" = String, Path, description = "The host's name"),
     ), responses(
         (status = 200, body = HostInfo),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such host", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn host<F: FarmApi>(
@@ -73,9 +71,7 @@ const HOST_ACTIONS: &[&str] = &["lock", "unlock", "repair", "fixed", "move", "ta
         ("action" = String, Path, description = "lock, unlock, repair, fixed, move, tag or untag"),
     ), responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such host or action", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn act<F: FarmApi>(
@@ -148,9 +144,7 @@ pub(crate) async fn act<F: FarmApi>(
         ("name" = String, Path, description = "The host's name"),
     ), responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such host", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn remove<F: FarmApi>(

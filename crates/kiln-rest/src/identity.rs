@@ -2,7 +2,7 @@
 //! join tokens (`POST /tokens` is how a pipeline gets a service token) and
 //! the audit trail. A token's secret is in the answer that makes it, once.
 
-use crate::problem::{Error, Problem};
+use crate::problem::{Error, Problem, Refusals};
 use crate::query::{json, json_or_empty, number, Params};
 use crate::routes::{Answer, Api, Who};
 use crate::wrangle::Done;
@@ -52,9 +52,7 @@ pub struct UserList {
 /// Every user with its grants (admins only).
 #[utoipa::path(get, path = "/api/v1/users", tag = "identity", responses(
         (status = 200, body = UserList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn users<F: FarmApi>(
     State(f): Api<F>,
@@ -82,9 +80,7 @@ pub struct NewUser {
     request_body(content = NewUser, content_type = "application/json"),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn create_user<F: FarmApi>(
     State(f): Api<F>,
@@ -119,9 +115,7 @@ pub struct UserActBody {
     ),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such user or action", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn user_act<F: FarmApi>(
@@ -175,9 +169,7 @@ fn right(r: &str) -> Result<Right, Error> {
     ),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn grant<F: FarmApi>(
@@ -203,9 +195,7 @@ pub(crate) async fn grant<F: FarmApi>(
     ),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such user or grant", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn revoke<F: FarmApi>(
@@ -233,9 +223,7 @@ pub struct TokenList {
     params(("all" = Option<bool>, Query, description = "Every user's tokens, join tokens included")),
     responses(
         (status = 200, body = TokenList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn tokens<F: FarmApi>(
     State(f): Api<F>,
@@ -272,9 +260,7 @@ pub struct NewToken {
     request_body(content = NewToken, content_type = "application/json"),
     responses(
         (status = 201, body = IdentityDone, headers(("Location" = String, description = "The token, to revoke it with DELETE"))),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn create_token<F: FarmApi>(
     State(f): Api<F>,
@@ -313,9 +299,7 @@ pub(crate) async fn create_token<F: FarmApi>(
     params(("id" = String, Path, description = "The token's id (or the name of one of the caller's)")),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such token", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn revoke_token<F: FarmApi>(
@@ -345,9 +329,7 @@ pub struct AuditList {
     ),
     responses(
         (status = 200, body = AuditList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn audit<F: FarmApi>(
     State(f): Api<F>,

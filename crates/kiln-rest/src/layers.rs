@@ -1,7 +1,7 @@
 //! A job's layers with their frame counts (as `kiln job` prints them),
 //! actions on one layer, and a search of the job's logs (`kiln grep`).
 
-use crate::problem::{Error, Problem};
+use crate::problem::{Error, Problem, Refusals};
 use crate::query::{json_or_empty, number, Params};
 use crate::routes::{Acted, Answer, Api, Who};
 use axum::body::Bytes;
@@ -32,9 +32,7 @@ pub struct LayerList {
         ("job" = String, Path, description = "The job's id or name"),
     ), responses(
         (status = 200, body = LayerList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn layers<F: FarmApi>(
@@ -72,9 +70,7 @@ const LAYER_ACTIONS: &[&str] = &["kill", "pause", "resume", "retry", "eat"];
         ("action" = String, Path, description = "kill, pause, resume, retry or eat"),
     ), responses(
         (status = 200, body = Acted),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such job, layer or action", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn act<F: FarmApi>(
@@ -121,9 +117,7 @@ pub(crate) async fn act<F: FarmApi>(
         ("max" = Option<u32>, Query, description = "At most this many lines (the server stops at 10,000)"),
     ), responses(
         (status = 200, body = GrepResult),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such job or layer", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn grep<F: FarmApi>(

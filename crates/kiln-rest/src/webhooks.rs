@@ -1,7 +1,7 @@
 //! Webhooks over REST: list, make (the answer holds the signing secret,
 //! once), delete, and read the delivery log, as `kiln webhook …` does.
 
-use crate::problem::{Error, Problem};
+use crate::problem::{Error, Problem, Refusals};
 use crate::query::{json, number, Params};
 use crate::routes::{Answer, Api, Who};
 use axum::body::Bytes;
@@ -42,8 +42,7 @@ pub struct WebhookList {
 /// farm-wide wrangler), as `kiln webhook list`.
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", responses(
         (status = 200, body = WebhookList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn webhooks<F: FarmApi>(
     State(f): Api<F>,
@@ -84,9 +83,7 @@ pub struct NewWebhookBody {
     request_body(content = NewWebhookBody, content_type = "application/json"),
     responses(
         (status = 201, body = WebhookCreated, headers(("Location" = String, description = "The webhook, to delete it with DELETE"))),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn create<F: FarmApi>(
     State(f): Api<F>,
@@ -123,9 +120,7 @@ pub(crate) async fn create<F: FarmApi>(
     params(("id" = i64, Path, description = "The webhook's id")),
     responses(
         (status = 200, body = WebhookInfo, description = "The webhook as it was"),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn remove<F: FarmApi>(
@@ -170,8 +165,7 @@ async fn list<F: FarmApi>(
     ),
     responses(
         (status = 200, body = DeliveryList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
+        Refusals,
 ))]
 pub(crate) async fn deliveries<F: FarmApi>(
     State(f): Api<F>,
@@ -190,9 +184,7 @@ pub(crate) async fn deliveries<F: FarmApi>(
     ),
     responses(
         (status = 200, body = DeliveryList),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn deliveries_of<F: FarmApi>(

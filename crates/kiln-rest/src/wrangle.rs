@@ -2,7 +2,7 @@
 //! its core cap, the hosts it avoids (`kiln job set|unavoid`). Each is one
 //! admin call, answered with the CLI's line once the change is durable.
 
-use crate::problem::{Error, Problem};
+use crate::problem::{Error, Problem, Refusals};
 use crate::query::{json, json_or_empty, Params};
 use crate::routes::{Answer, Api, Who};
 use axum::body::Bytes;
@@ -55,9 +55,7 @@ pub struct PriorityBody {
     params(("job" = String, Path, description = "The job's id or name")),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn priority<F: FarmApi>(
@@ -92,9 +90,7 @@ pub struct MaxCoresBody {
     params(("job" = String, Path, description = "The job's id or name")),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn max_cores<F: FarmApi>(
@@ -146,9 +142,7 @@ pub struct UnavoidBody {
     params(("job" = String, Path, description = "The job's id or name")),
     responses(
         (status = 200, body = Done),
-        (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not; `detail` says whom to ask", body = Problem, content_type = "application/problem+json"),
+        Refusals,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn unavoid<F: FarmApi>(
