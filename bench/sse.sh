@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Event fan-out while the Maestro farm fills: 500 SSE subscribers (one
-# Python asyncio process, one connection each, `kinds=job.submitted`)
+# Event fan-out while the Maestro farm fills: 500 SSE subscribers (`kiln
+# probe --read events`: one connection each, `kinds=job.submitted`)
 # follow GET /api/v1/events while a pipeline submits a small job every
 # 50 ms. For every job.submitted event each subscriber receives, the delay
 # from the event's `at` (when the farm made the change, before its commit)
@@ -20,50 +20,6 @@ FRAMES=${5:-120000}
 "$KILN" server --data "$dir/data" --listen 127.0.0.1:$port $server_flags \
   --max-connections-per-address 0 2>"$dir/server.log" &
 wait_ca
-
-cat >"$dir/sse.py" <<'PY'
-import asyncio, json, os, ssl, sys, time, urllib.parse
-url = urllib.parse.urlparse(os.environ["KILN_SERVER"])
-token = os.environ["KILN_TOKEN"]
-subs, seconds, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-ctx = None
-if url.scheme == "https":
-    ctx = ssl.create_default_context(cafile=os.environ["KILN_CA"])
-    ctx.check_hostname = False
-rows = []
-ready = 0
-async def follow(i):
-    global ready
-    r, w = await asyncio.open_connection(url.hostname, url.port, ssl=ctx)
-    w.write(("GET /api/v1/events?kinds=job.submitted HTTP/1.1\r\nHost: x\r\n"
-             "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n" % token).encode())
-    await w.drain()
-    while (await r.readline()) not in (b"\r\n", b"\n", b""):
-        pass
-    ready += 1
-    while True:
-        line = await r.readline()
-        if not line:
-            return
-        if line.startswith(b"data:"):
-            now = time.time() * 1000
-            e = json.loads(line[5:])
-            rows.append((i, e["seq"], e["at"], now, e["job"]))
-async def main():
-    tasks = [asyncio.create_task(follow(i)) for i in range(subs)]
-    while ready < subs:
-        await asyncio.sleep(0.05)
-    print("ready", flush=True)
-    open(out + ".ready", "w").close()
-    end = time.time() + seconds
-    while time.time() < end and not os.path.exists(out + ".stop"):
-        await asyncio.sleep(0.1)
-    with open(out, "w") as f:
-        for row in rows:
-            f.write("%d %d %d %.1f %s\n" % row)
-    os._exit(0)
-asyncio.run(main())
-PY
 
 cat >"$dir/submit.py" <<'PY'
 import http.client, os, ssl, sys, threading, time, urllib.parse
@@ -101,10 +57,11 @@ for _ in $(seq 600); do
   [ "$up" -ge "$HOSTS" ] && break
   sleep 0.5
 done
-python3 "$dir/sse.py" "$SUBS" 600 "$dir/got" >"$dir/sse.log" 2>&1 &
+"$KILN" probe --read events --subscribers "$SUBS" --kinds job.submitted --seconds 600 \
+  >"$dir/got" 2>"$dir/sse.log" &
 sse=$!
-for _ in $(seq 1200); do [ -e "$dir/got.ready" ] && break; sleep 0.1; done
-[ -e "$dir/got.ready" ] || { echo "subscribers did not connect" >&2; cat "$dir/sse.log" >&2; exit 1; }
+for _ in $(seq 1200); do grep -q '^# ready' "$dir/got" 2>/dev/null && break; sleep 0.1; done
+grep -q '^# ready' "$dir/got" || { echo "subscribers did not connect" >&2; cat "$dir/sse.log" >&2; exit 1; }
 echo "$SUBS subscribers connected"
 python3 "$dir/submit.py" 600 >"$dir/markers" &
 sleep 2
@@ -119,8 +76,6 @@ t_submit=$(ms)
 "$KILN" submit "$dir/job.yaml" >/dev/null
 wait "$fleet" || true
 sleep 1
-touch "$dir/got.stop"
-wait "$sse" || true
 kill $(jobs -p) 2>/dev/null || true
 wait 2>/dev/null || true
 
@@ -135,7 +90,7 @@ for l in open(d + "/markers"):
     if len(l.split()) == 3:
         name, t, status = l.split()
         acked[name] = float(t)
-rows = [l.split() for l in open(d + "/got")]
+rows = [l.split() for l in open(d + "/got") if not l.startswith("#") and len(l.split()) == 5]
 during = [(int(i), int(seq), int(at), float(now), job) for i, seq, at, now, job in rows
           if t_submit <= int(at) <= busy and job in acked]
 seqs = {seq for _, seq, _, _, _ in during}

@@ -61,9 +61,9 @@ macro_rules! list {
 
         #[doc = concat!("The farm's ", $what, ", sorted by name.")]
         #[utoipa::path(get, path = $path, tag = "structure", responses(
-                        (status = 200, body = $ty),
-                        Refusals,
-                ))]
+                                (status = 200, body = $ty),
+                                Refusals,
+                        ))]
         pub(crate) async fn $fn<F: FarmApi>(
             State(f): Api<F>,
             Who(w): Who,

@@ -15,6 +15,7 @@ mod ldap;
 mod local;
 mod parse;
 mod probe;
+mod probe_sse;
 mod service;
 mod session;
 mod show;

@@ -21,6 +21,9 @@ enum Read {
     Job,
     /// Every host.
     Hosts,
+    /// SSE subscribers (--subscribers, --kinds): one line per event each
+    /// receives (crates/kiln/src/probe_sse.rs).
+    Events,
 }
 
 #[derive(Args)]
@@ -37,9 +40,19 @@ pub struct ProbeArgs {
     /// Pause between reads, in milliseconds.
     #[arg(long, default_value = "0")]
     every_ms: u64,
+    /// `--read events`: how many subscribers.
+    #[arg(long, default_value = "1")]
+    subscribers: usize,
+    /// `--read events`: the kinds they follow (comma-separated; empty: all).
+    #[arg(long, default_value = "")]
+    kinds: String,
 }
 
 pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
+    if let Read::Events = a.read {
+        crate::probe_sse::subscribers(server, a.subscribers, &a.kinds, a.seconds).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let client = session::connect(server).await?;
     let end = Instant::now() + Duration::from_secs(a.seconds);
     let mut out = std::io::stdout().lock();
@@ -58,6 +71,7 @@ pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
             Read::JobsPage => drop(client.jobs_page(&page).await?),
             Read::Job => drop(client.job(&a.job).await?),
             Read::Hosts => drop(client.hosts().await?),
+            Read::Events => unreachable!("handled above"),
         }
         writeln!(out, "{start} {}", t.elapsed().as_micros())?;
         out.flush()?;
