@@ -33,12 +33,14 @@ pub enum WebhookCmd {
         /// one).
         #[arg(long)]
         secret: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// The webhooks you may manage: where they send, what, how far behind,
     /// and whether the receiver is failing.
     List {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -55,6 +57,7 @@ pub enum WebhookCmd {
         /// At most this many (at most 10000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
