@@ -60,10 +60,7 @@ macro_rules! list {
         }
 
         #[doc = concat!("The farm's ", $what, ", sorted by name.")]
-        #[utoipa::path(get, path = $path, tag = "structure", responses(
-                                (status = 200, body = $ty),
-                                Refusals,
-                        ))]
+        #[utoipa::path(get, path = $path, tag = "structure", responses((status = 200, body = $ty), Refusals))]
         pub(crate) async fn $fn<F: FarmApi>(
             State(f): Api<F>,
             Who(w): Who,
