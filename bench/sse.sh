@@ -64,7 +64,7 @@ for _ in $(seq 1200); do grep -q '^# ready' "$dir/got" 2>/dev/null && break; sle
 grep -q '^# ready' "$dir/got" || { echo "subscribers did not connect" >&2; cat "$dir/sse.log" >&2; exit 1; }
 echo "$SUBS subscribers connected"
 python3 "$dir/submit.py" 600 >"$dir/markers" &
-sleep 2
+sleep 5
 
 cat >"$dir/job.yaml" <<YAML
 name: fill
@@ -109,4 +109,12 @@ print(f"job.submitted events during the fill: {len(seqs)}; deliveries {len(durin
 show("arrival - the submit's answer (~ commit):", [now - acked[job] for _, _, _, now, job in during])
 show("arrival - first subscriber's arrival:", [now - first[seq] for _, seq, _, now, _ in during])
 show("arrival - change (at, before step+commit):", [now - at for _, _, at, now, _ in during])
+idle = [(int(i), int(seq), int(at), float(now), job) for i, seq, at, now, job in rows
+        if int(at) < t_submit and job in acked]
+first = {}
+for _, seq, _, now, _ in idle:
+    first[seq] = min(first.get(seq, now), now)
+print(f"before the fill (idle farm): {len({r[1] for r in idle})} events")
+show("  arrival - first subscriber's arrival:", [now - first[seq] for _, seq, _, now, _ in idle])
+show("  arrival - change (at):", [now - at for _, _, at, now, _ in idle])
 PY
