@@ -141,6 +141,8 @@ pub struct Recorder {
     ended: Mutex<BTreeMap<String, u64>>,
     /// (wire, method, route) → latency of API requests.
     api: Mutex<BTreeMap<ApiKey, Arc<Histogram>>>,
+    /// Webhook delivery tries since the server started, by outcome.
+    deliveries: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// An API request family: wire, method, route.
@@ -155,6 +157,7 @@ impl Default for Recorder {
             commit: Histogram::new(FAST),
             ended: Mutex::default(),
             api: Mutex::default(),
+            deliveries: Mutex::default(),
         }
     }
 }
@@ -172,6 +175,19 @@ impl Recorder {
                 m.insert(outcome.to_owned(), n);
             }
         }
+    }
+
+    /// Counts a webhook delivery try that ended with `outcome`.
+    pub fn delivery(&self, outcome: &'static str) {
+        let mut m = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(outcome).or_default() += 1;
+    }
+
+    pub fn delivery_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn ended_counts(&self) -> BTreeMap<String, u64> {

@@ -182,9 +182,45 @@ pub fn render(m: &FarmMetrics, r: Option<&Recorder>) -> String {
             );
         }
     }
+    t.family(
+        "kiln_webhook_behind_events",
+        "Events after the last one each webhook handled (delivered, refused or not matching).",
+        "gauge",
+    );
+    for w in &m.webhooks {
+        let id = w.id.to_string();
+        t.sample(
+            "kiln_webhook_behind_events",
+            &[("webhook", &id), ("show", &w.show)],
+            w.behind as f64,
+        );
+    }
+    t.family(
+        "kiln_webhook_failing",
+        "1 while a webhook's receiver has not taken its next event.",
+        "gauge",
+    );
+    for w in &m.webhooks {
+        let id = w.id.to_string();
+        t.sample(
+            "kiln_webhook_failing",
+            &[("webhook", &id), ("show", &w.show)],
+            if w.failing { 1.0 } else { 0.0 },
+        );
+    }
     let Some(r) = r else {
         return t.0;
     };
+    let tries = r.delivery_counts();
+    t.family(
+        "kiln_webhook_deliveries_total",
+        "Webhook delivery tries since the server started, by outcome (delivered, retrying, rejected).",
+        "counter",
+    );
+    for o in ["delivered", "retrying", "rejected"] {
+        let n = tries.get(o).copied().unwrap_or(0);
+        t.sample("kiln_webhook_deliveries_total", &[("outcome", o)], n as f64);
+    }
     let ended = r.ended_counts();
     t.family(
         "kiln_frames_ended_total",

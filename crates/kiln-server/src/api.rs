@@ -612,12 +612,13 @@ impl<S: Store> FarmApi for Api<S> {
     async fn metrics(&self, who: Credentials) -> Result<FarmMetrics> {
         // Served publicly (`--metrics-public`), a scraper need not carry a
         // token, and one it carries is not looked at.
-        if self.metrics_public {
-            return Ok(self.committed.metrics());
+        if !self.metrics_public {
+            let caller = self.caller(&who)?;
+            forbidden(authorize(&caller.who, A::Read, Target::Farm))?;
         }
-        let caller = self.caller(&who)?;
-        forbidden(authorize(&caller.who, A::Read, Target::Farm))?;
-        Ok(self.committed.metrics())
+        let mut m = self.committed.metrics();
+        m.webhooks = self.webhooks.gauges();
+        Ok(m)
     }
 
     async fn webhooks(&self, who: Credentials) -> Result<Vec<WebhookInfo>> {

@@ -414,3 +414,40 @@ fn metrics_need_a_token_that_may_read_the_farm_unless_served_publicly() {
     let (status, _, _) = get(&farm, "/api/v1/jobs", None);
     assert_eq!(status, 401);
 }
+
+/// A webhook whose receiver is down shows as failing and behind, and its
+/// tries are counted; once deleted it leaves the scrape.
+#[test]
+fn a_failing_webhook_shows_in_the_scrape() {
+    let farm = Farm::start(0, 1);
+    let token = common::admin_token(&farm.path("data"));
+    let out = farm.kiln(&[
+        "webhook",
+        "create",
+        "http://127.0.0.1:9/nobody-listens",
+        "--events",
+        "all",
+        "--json",
+    ]);
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let id = made["webhook"]["id"].to_string();
+    farm.kiln(&["show", "create", "hooked"]);
+    let mut scrape = None;
+    common::wait_until(Duration::from_secs(20), || {
+        let (_, _, body) = get(&farm, "/metrics", Some(&token));
+        let s = Scrape::parse(&body);
+        let failing = s.value("kiln_webhook_failing", &[("webhook", &id), ("show", "")]) == 1.0;
+        scrape = Some(s);
+        failing
+    });
+    let s = scrape.unwrap();
+    assert!(s.value("kiln_webhook_behind_events", &[("webhook", &id)]) >= 1.0);
+    assert!(s.value("kiln_webhook_deliveries_total", &[("outcome", "retrying")]) >= 1.0);
+    assert_eq!(
+        s.value("kiln_webhook_deliveries_total", &[("outcome", "delivered")]),
+        0.0
+    );
+    farm.kiln(&["webhook", "delete", &id]);
+    let (_, _, body) = get(&farm, "/metrics", Some(&token));
+    assert_eq!(Scrape::parse(&body).of("kiln_webhook_failing").count(), 0);
+}

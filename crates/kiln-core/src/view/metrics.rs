@@ -23,6 +23,20 @@ pub struct FarmMetrics {
     pub frames: super::StateCounts,
     /// Jobs in the farm, finished ones included.
     pub jobs: u64,
+    /// Every webhook's progress (filled in by the server, not the farm).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookGauge>,
+}
+
+/// How far one webhook is behind, and whether its receiver is failing.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WebhookGauge {
+    pub id: i64,
+    /// Empty for a farm-wide webhook.
+    pub show: String,
+    /// Events after the last one it handled, matching or not.
+    pub behind: u64,
+    pub failing: bool,
 }
 
 /// One allocation's cores.

@@ -35,6 +35,7 @@ pub(super) struct Deliverer<S> {
     pub(super) hub: Arc<Hub>,
     pub(super) status: Arc<Mutex<Status>>,
     pub(super) notes: mpsc::UnboundedSender<Note>,
+    pub(super) recorder: Arc<kiln_api::metrics::Recorder>,
 }
 
 fn now_ms() -> i64 {
@@ -120,6 +121,7 @@ impl<S: Store> Deliverer<S> {
                 }
                 Err(why) => (DeliveryOutcome::Retrying, 0, why),
             };
+            self.recorder.delivery(outcome.as_str());
             let _ = self.notes.send(Note::Try(Delivery {
                 id: 0,
                 webhook: self.hook.id,

@@ -25,6 +25,7 @@ pub struct Webhooks<S> {
     hub: Arc<Hub>,
     running: Mutex<BTreeMap<i64, Running>>,
     notes: mpsc::UnboundedSender<log::Note>,
+    recorder: Arc<kiln_api::metrics::Recorder>,
 }
 
 struct Running {
@@ -41,7 +42,11 @@ impl Drop for Running {
 
 impl<S: Store> Webhooks<S> {
     /// Starts delivering for every stored webhook, from its cursor on.
-    pub async fn start(store: Arc<S>, hub: Arc<Hub>) -> kiln_store::Result<Arc<Webhooks<S>>> {
+    pub async fn start(
+        store: Arc<S>,
+        hub: Arc<Hub>,
+        recorder: Arc<kiln_api::metrics::Recorder>,
+    ) -> kiln_store::Result<Arc<Webhooks<S>>> {
         let (notes, rx) = mpsc::unbounded_channel();
         tokio::spawn(log::run(store.clone(), rx));
         let me = Arc::new(Webhooks {
@@ -49,6 +54,7 @@ impl<S: Store> Webhooks<S> {
             hub,
             running: Mutex::new(BTreeMap::new()),
             notes,
+            recorder,
         });
         for hook in store.webhooks().await? {
             match http::Target::parse(&hook.url) {
@@ -71,6 +77,7 @@ impl<S: Store> Webhooks<S> {
             hub: self.hub.clone(),
             status: status.clone(),
             notes: self.notes.clone(),
+            recorder: self.recorder.clone(),
         };
         let task = tokio::spawn(d.run());
         let id = hook.id;
@@ -120,6 +127,19 @@ impl<S: Store> Webhooks<S> {
             behind: last.saturating_sub(s.cursor),
             failing: s.failing,
         }
+    }
+
+    /// Every webhook's progress, for `/metrics`.
+    pub fn gauges(&self) -> Vec<kiln_core::view::WebhookGauge> {
+        self.list()
+            .into_iter()
+            .map(|w| kiln_core::view::WebhookGauge {
+                id: w.id,
+                show: w.show.unwrap_or_default(),
+                behind: w.behind,
+                failing: w.failing.is_some(),
+            })
+            .collect()
     }
 
     /// Every webhook, by id.

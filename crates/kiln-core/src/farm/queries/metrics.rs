@@ -166,6 +166,8 @@ impl Farm {
                 .collect(),
             frames,
             jobs: self.jobs.len() as u64,
+            // The server adds its webhooks; the farm knows none.
+            webhooks: Vec::new(),
         }
     }
 
