@@ -89,3 +89,46 @@ def test_a_pipeline_receives_signed_events(client):
             client.delete_webhook(hook["id"])
     finally:
         rx.close()
+
+
+def test_a_receiver_that_refuses_an_event_gets_the_next_and_an_outage_is_retried(client):
+    """Another 4xx refuses that event for good (logged `rejected`, not sent
+    again); a 503 is tried again until taken; order is kept."""
+    answers = [400, 503, 204, 204]
+    got = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = answers.pop(0) if answers else 204
+            got.append((json.loads(body.decode())["job"], status))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        show = "pyrej%s" % uuid.uuid4().hex[:6]
+        client.submit(kiln.Job("py-rej-0", show=show).layer("r", command="true", frames="1")).wait(timeout=60, poll=0.2)
+        made = client.create_webhook("http://127.0.0.1:%d/" % server.server_address[1],
+                                     kinds=["job.submitted"], show=show)
+        hook = made["webhook"]["id"]
+        for n in (1, 2, 3):
+            client.submit(kiln.Job("py-rej-%d" % n, show=show).layer("r", command="true", frames="1"))
+        wait_until("three jobs delivered", lambda: len([s for _, s in got if s == 204]) >= 2, timeout=30)
+        # py-rej-1 refused (400) and never sent again; py-rej-2 refused once
+        # with 503, then taken; py-rej-3 after it.
+        assert got[0] == ("py-rej-1", 400), got
+        assert got[1:4] == [("py-rej-2", 503), ("py-rej-2", 204), ("py-rej-3", 204)], got
+        log = wait_until("the log", lambda: (lambda d: d if len(d) >= 4 else None)(
+            client.deliveries(webhook=hook)), timeout=10)
+        outcomes = [(d["outcome"], d["status"]) for d in reversed(log)]
+        assert outcomes == [("rejected", 400), ("retrying", 503), ("delivered", 204),
+                            ("delivered", 204)], outcomes
+        client.delete_webhook(hook)
+    finally:
+        server.shutdown()
+        server.server_close()
