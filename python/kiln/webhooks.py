@@ -65,5 +65,7 @@ def verify_webhook(secret, headers, body, tolerance=300, now=None):
         return False
     if abs((time.time() if now is None else now) - t) > tolerance:
         return False
-    want = sign(secret, t, body).split("v1=", 1)[1]
-    return any(hmac.compare_digest(want, g) for g in given)
+    want = sign(secret, t, body).split("v1=", 1)[1].encode("ascii")
+    # Bytes on both sides: a hostile non-ASCII value is a mismatch, not a
+    # TypeError in the receiver's handler.
+    return any(hmac.compare_digest(want, g.encode("utf-8", "replace")) for g in given)

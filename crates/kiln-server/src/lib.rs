@@ -222,7 +222,9 @@ pub async fn serve(
     .with_retention(config.retention.clone())
     .events(hub.clone(), config.event_retention)
     .with_recorder(recorder.clone());
-    let webhooks = webhooks::Webhooks::start(store.clone(), hub.clone(), recorder.clone()).await?;
+    let webhooks =
+        webhooks::Webhooks::start(store.clone(), hub.clone(), recorder.clone(), gate.clone())
+            .await?;
     let api = api::Api {
         webhooks,
         tx: tx.clone(),

@@ -313,6 +313,42 @@ fn deliveries_are_signed_retried_and_survive_a_killed_server() {
     let audit = farm.kiln(&["audit"]);
     assert!(audit.contains("webhook create"), "{audit}");
 
+    // Sent on its owner's authority: while wes is no wrangler of ghost,
+    // the webhook holds (nothing skipped), and goes on when the role is back.
+    let theirs = made["webhook"]["id"].as_i64().unwrap();
+    farm.kiln(&["revoke", "wrangler", "wes", "--show", "ghost"]);
+    let ghostly = farm.submit(
+        "ghostly",
+        "name: ghostly\nshow: ghost\nlayers: [{name: r, command: 'true', frames: 1}]\n",
+    );
+    assert!(!ghostly.is_empty());
+    // Its job.submitted is the event held (ghost has no cores to run it).
+    wait_until(Duration::from_secs(20), || {
+        farm.json(&["webhook", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| {
+                w["id"] == theirs
+                    && w["failing"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("owner wes may no longer"))
+            })
+    });
+    let of_ghostly = |rx: &Receiver| {
+        rx.delivered()
+            .iter()
+            .filter(|g| g.event()["job"] == "ghostly")
+            .count()
+    };
+    assert_eq!(of_ghostly(&rx), 0, "delivered without its owner's rights");
+    farm.kiln(&["grant", "wrangler", "wes", "--show", "ghost"]);
+    wait_until(Duration::from_secs(30), || {
+        rx.delivered()
+            .iter()
+            .any(|g| g.event()["job"] == "ghostly" && g.event()["kind"] == "job.submitted")
+    });
+
     // Deleted: nothing more is sent.
     farm.kiln(&["webhook", "delete", &id.to_string()]);
     farm.kiln(&["webhook", "delete", &made["webhook"]["id"].to_string()]);

@@ -8,8 +8,10 @@
 use super::http::{Client, Target};
 use super::log::Note;
 use super::sign;
+use crate::auth::edge::Gate;
 use crate::events::Hub;
 use bytes::Bytes;
+use kiln_core::auth::{authorize, Action, Principal, Target as AuthTarget};
 use kiln_core::event::Event;
 use kiln_core::webhook::{backoff_ms, Delivery, DeliveryOutcome, Failing, Webhook};
 use kiln_store::Store;
@@ -36,7 +38,11 @@ pub(super) struct Deliverer<S> {
     pub(super) status: Arc<Mutex<Status>>,
     pub(super) notes: mpsc::UnboundedSender<Note>,
     pub(super) recorder: Arc<kiln_api::metrics::Recorder>,
+    pub(super) gate: Gate,
 }
+
+/// How often a webhook whose owner may no longer manage it looks again.
+const OWNER_RECHECK: Duration = Duration::from_secs(5);
 
 fn now_ms() -> i64 {
     crate::now_ms()
@@ -49,6 +55,24 @@ impl<S: Store> Deliverer<S> {
         let filter = self.hook.filter();
         let mut cursor = self.hook.delivered_seq;
         loop {
+            // Sent on the owner's authority: an owner disabled, removed or
+            // no longer a wrangler of the show holds delivery (nothing is
+            // skipped) until the rights come back or the webhook goes.
+            if let Err(why) = self.owner_may() {
+                let now = now_ms();
+                {
+                    let mut s = self.status.lock().expect("not poisoned");
+                    let since = s.failing.as_ref().map_or(now, |f| f.since);
+                    s.failing = Some(Failing {
+                        since,
+                        tries: 0,
+                        error: why,
+                        next_try: now + OWNER_RECHECK.as_millis() as i64,
+                    });
+                }
+                tokio::time::sleep(OWNER_RECHECK).await;
+                continue;
+            }
             // Everything numbered up to `last` is committed (the hub hears
             // of events only after their commit), so a short page below
             // means none after it matches up to `last`.
@@ -79,6 +103,32 @@ impl<S: Store> Deliverer<S> {
             if latest.changed().await.is_err() {
                 return; // the server is stopping
             }
+        }
+    }
+
+    /// Whether the webhook's owner may still manage webhooks of its show
+    /// (or of the farm), as the registry has it now.
+    fn owner_may(&self) -> Result<(), String> {
+        let identity = self.gate.identity();
+        let owner = &self.hook.owner;
+        let held = |why: &str| {
+            format!("held: its owner {owner} {why}; delete it, or give the owner back the rights")
+        };
+        match identity.user(owner) {
+            None => return Err(held("no longer exists")),
+            Some(u) if u.disabled => return Err(held("is disabled")),
+            Some(_) => {}
+        }
+        let who = Principal::user(owner, identity.grants(owner).to_vec());
+        let target = self
+            .hook
+            .show
+            .as_deref()
+            .map_or(AuthTarget::Farm, AuthTarget::Show);
+        if authorize(&who, Action::Webhooks, target).is_allowed() {
+            Ok(())
+        } else {
+            Err(held("may no longer manage these webhooks"))
         }
     }
 

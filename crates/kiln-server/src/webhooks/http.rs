@@ -53,6 +53,18 @@ impl Target {
                     .into(),
             );
         }
+        // `http` reads a port it cannot parse as none: refuse it rather
+        // than send to 80 or 443 while naming another.
+        let a = authority.as_str();
+        let rest = match a.strip_prefix('[') {
+            Some(v6) => v6.split_once(']').map_or("", |(_, r)| r),
+            None => a.rfind(':').map_or("", |i| &a[i..]),
+        };
+        if let Some(port) = rest.strip_prefix(':') {
+            if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+                return Err(format!("url: {url:?} has no valid port (1-65535); {fix}"));
+            }
+        }
         let host = authority.host().trim_matches(['[', ']']).to_string();
         if host.is_empty() {
             return Err(format!("url: {url:?} has no host; {fix}"));
@@ -93,6 +105,19 @@ impl Client {
     }
 
     async fn try_post(&mut self, headers: &[(&str, String)], body: Bytes) -> Answer {
+        let reused = self.conn.as_ref().is_some_and(|c| !c.is_closed());
+        match self.send(headers, body.clone()).await {
+            // A kept-alive connection the receiver closed meanwhile: once
+            // more on a fresh one, rather than a failure and a backoff.
+            Err(_) if reused => {
+                self.conn = None;
+                self.send(headers, body).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn send(&mut self, headers: &[(&str, String)], body: Bytes) -> Answer {
         let conn = match self.conn.as_mut() {
             Some(c) if !c.is_closed() => c,
             _ => self.conn.insert(self.connect().await?),
@@ -118,12 +143,15 @@ impl Client {
             .map_err(|e| format!("sending to {}: {e}", self.target.host))?;
         let status = res.status().as_u16();
         // Read (a bounded part of) the answer so the connection can serve
-        // the next delivery; a receiver that says more is cut off.
+        // the next delivery; a receiver that says more is cut off. The
+        // status is the answer: a body cut short only costs the connection.
         let mut body = res.into_body();
         let mut read = 0;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
-            read += frame.data_ref().map_or(0, |d| d.len());
+            match frame {
+                Ok(f) => read += f.data_ref().map_or(0, |d| d.len()),
+                Err(_) => read = usize::MAX,
+            }
             if read > BODY_MAX {
                 self.conn = None;
                 break;
@@ -205,6 +233,8 @@ mod tests {
             "ftp://x/",
             "/just/a/path",
             "http://user:pw@x/",
+            "http://x:99999/",
+            "http://x:/",
             "not a url",
             "",
         ] {

@@ -10,9 +10,10 @@ pub mod http;
 mod log;
 pub mod sign;
 
+use crate::auth::edge::Gate;
 use crate::events::Hub;
 use deliver::{Deliverer, Status};
-use kiln_core::webhook::{Webhook, WebhookInfo};
+use kiln_core::webhook::{Failing, Webhook, WebhookInfo};
 use kiln_store::Store;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,9 @@ pub struct Webhooks<S> {
     running: Mutex<BTreeMap<i64, Running>>,
     notes: mpsc::UnboundedSender<log::Note>,
     recorder: Arc<kiln_api::metrics::Recorder>,
+    /// The registry as last committed: a deliverer checks its owner may
+    /// still manage it before each page.
+    gate: Gate,
 }
 
 struct Running {
@@ -46,6 +50,7 @@ impl<S: Store> Webhooks<S> {
         store: Arc<S>,
         hub: Arc<Hub>,
         recorder: Arc<kiln_api::metrics::Recorder>,
+        gate: Gate,
     ) -> kiln_store::Result<Arc<Webhooks<S>>> {
         let (notes, rx) = mpsc::unbounded_channel();
         tokio::spawn(log::run(store.clone(), rx));
@@ -55,11 +60,34 @@ impl<S: Store> Webhooks<S> {
             running: Mutex::new(BTreeMap::new()),
             notes,
             recorder,
+            gate,
         });
         for hook in store.webhooks().await? {
             match http::Target::parse(&hook.url) {
                 Ok(target) => me.spawn(hook, target),
-                Err(e) => tracing::warn!(webhook = hook.id, "not delivering: {e}"),
+                Err(e) => {
+                    // Kept listed (and deletable), failing for good, rather
+                    // than vanishing from the API while stored.
+                    tracing::warn!(webhook = hook.id, "not delivering: {e}");
+                    let status = Status {
+                        cursor: hook.delivered_seq,
+                        failing: Some(Failing {
+                            since: crate::now_ms(),
+                            tries: 0,
+                            error: format!("not delivering: {e}; delete it and make it again"),
+                            next_try: 0,
+                        }),
+                    };
+                    let r = Running {
+                        hook,
+                        status: Arc::new(Mutex::new(status)),
+                        task: tokio::spawn(async {}),
+                    };
+                    me.running
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(r.hook.id, r);
+                }
             }
         }
         Ok(me)
@@ -78,6 +106,7 @@ impl<S: Store> Webhooks<S> {
             status: status.clone(),
             notes: self.notes.clone(),
             recorder: self.recorder.clone(),
+            gate: self.gate.clone(),
         };
         let task = tokio::spawn(d.run());
         let id = hook.id;
@@ -94,8 +123,13 @@ impl<S: Store> Webhooks<S> {
     ) -> kiln_store::Result<WebhookInfo> {
         hook.delivered_seq = *self.hub.latest().borrow();
         hook.id = self.store.create_webhook(&hook).await?;
-        self.spawn(hook.clone(), target);
-        Ok(self.info(&hook.id).expect("just started"))
+        let status = Status {
+            cursor: hook.delivered_seq,
+            failing: None,
+        };
+        let info = self.describe_parts(&hook, status);
+        self.spawn(hook, target);
+        Ok(info)
     }
 
     /// Stops and deletes a webhook; `Ok(None)` if there is none.
@@ -115,14 +149,18 @@ impl<S: Store> Webhooks<S> {
 
     fn describe(&self, r: &Running) -> WebhookInfo {
         let s = r.status.lock().expect("not poisoned").clone();
+        self.describe_parts(&r.hook, s)
+    }
+
+    fn describe_parts(&self, hook: &Webhook, s: Status) -> WebhookInfo {
         let last = *self.hub.latest().borrow();
         WebhookInfo {
-            id: r.hook.id,
-            url: r.hook.url.clone(),
-            kinds: r.hook.kinds.clone(),
-            show: r.hook.show.clone(),
-            owner: r.hook.owner.clone(),
-            created_at: r.hook.created_at,
+            id: hook.id,
+            url: hook.url.clone(),
+            kinds: hook.kinds.clone(),
+            show: hook.show.clone(),
+            owner: hook.owner.clone(),
+            created_at: hook.created_at,
             delivered_seq: s.cursor,
             behind: last.saturating_sub(s.cursor),
             failing: s.failing,
