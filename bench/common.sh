@@ -29,3 +29,13 @@ wait_ca() {
   for _ in $(seq 600); do "$KILN" whoami >/dev/null 2>&1 && break; sleep 0.05; done
   JOIN=$("$KILN" token create --worker --name bench --expires 1d 2>/dev/null)
 }
+# Waits (up to 5 minutes) until the server has $1 hosts UP.
+wait_up() {
+  for _ in $(seq 600); do
+    up=$("$KILN" hosts --json | python3 -c 'import json,sys; print(sum(h["state"]=="UP" for h in json.load(sys.stdin)))')
+    [ "$up" -ge "$1" ] && return 0
+    sleep 0.5
+  done
+  echo "only $up of $1 hosts came up" >&2
+  return 1
+}

@@ -19,11 +19,7 @@ for _ in $(seq 100); do "$KILN" jobs >/dev/null 2>&1 && break; sleep 0.1; done
 "$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --until-busy 99 --json \
   >"$dir/fleet.json" 2>"$dir/fleet.log" &
 fleet=$!
-for _ in $(seq 600); do
-  up=$("$KILN" hosts --json | python3 -c 'import json,sys; print(sum(h["state"]=="UP" for h in json.load(sys.stdin)))')
-  [ "$up" -ge "$HOSTS" ] && break
-  sleep 0.5
-done
+wait_up "$HOSTS"
 sleep 2
 
 # Reads back to back: start (ms) and latency (ms) of each.

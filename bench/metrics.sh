@@ -33,11 +33,7 @@ PY
 }
 
 "$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --json >"$dir/fleet.json" 2>"$dir/fleet.log" &
-for _ in $(seq 600); do
-  up=$("$KILN" hosts --json | python3 -c 'import json,sys; print(sum(h["state"]=="UP" for h in json.load(sys.stdin)))')
-  [ "$up" -ge "$HOSTS" ] && break
-  sleep 0.5
-done
+wait_up "$HOSTS"
 # Small jobs that wait behind the fill: many layers and shows to walk.
 for i in $(seq "$JOBS"); do
   printf 'name: small%s\nshow: show%s\npriority: 1\nlayers:\n  - {name: a, command: a, frames: 1-10}\n  - {name: b, command: b, frames: 1-10, depends: [a]}\n' \

@@ -64,11 +64,7 @@ echo "$JOBS parked jobs submitted over REST in $(( $(ms) - t0 )) ms"
 "$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --until-busy 99 --json \
   >"$dir/fleet.json" 2>"$dir/fleet.log" &
 fleet=$!
-for _ in $(seq 600); do
-  up=$("$KILN" hosts --json | python3 -c 'import json,sys; print(sum(h["state"]=="UP" for h in json.load(sys.stdin)))')
-  [ "$up" -ge "$HOSTS" ] && break
-  sleep 0.5
-done
+wait_up "$HOSTS"
 sleep 2
 
 "$KILN" probe --read jobs --seconds 600 >"$dir/grpc-jobs" &

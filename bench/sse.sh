@@ -52,11 +52,7 @@ PY
 "$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --until-busy 99 --json \
   >"$dir/fleet.json" 2>"$dir/fleet.log" &
 fleet=$!
-for _ in $(seq 600); do
-  up=$("$KILN" hosts --json | python3 -c 'import json,sys; print(sum(h["state"]=="UP" for h in json.load(sys.stdin)))')
-  [ "$up" -ge "$HOSTS" ] && break
-  sleep 0.5
-done
+wait_up "$HOSTS"
 "$KILN" probe --read events --subscribers "$SUBS" --kinds job.submitted --seconds 600 \
   >"$dir/got" 2>"$dir/sse.log" &
 sse=$!

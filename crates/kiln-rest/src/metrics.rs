@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use kiln_api::metrics::{HistogramSnapshot, Recorder};
 use kiln_api::FarmApi;
 use kiln_core::model::{Centicores, HostState};
-use kiln_core::view::{AllocMetrics, Autoscale, FarmMetrics, ShareMetrics};
+use kiln_core::view::{AllocMetrics, Autoscale, FarmMetrics, ShareMetrics, WebhookGauge};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -83,6 +83,8 @@ pub(crate) async fn autoscale<F: FarmApi>(
 
 /// One figure of a record.
 type Field<T> = fn(&T) -> Centicores;
+/// One gauge's value of a record.
+type Gauge<T> = fn(&T) -> f64;
 
 /// The exposition text of `m` and what `r` recorded.
 pub fn render(m: &FarmMetrics, r: Option<&Recorder>) -> String {
@@ -182,31 +184,24 @@ pub fn render(m: &FarmMetrics, r: Option<&Recorder>) -> String {
             );
         }
     }
-    t.family(
-        "kiln_webhook_behind_events",
-        "Events after the last one each webhook handled (delivered, refused or not matching).",
-        "gauge",
-    );
-    for w in &m.webhooks {
-        let id = w.id.to_string();
-        t.sample(
+    let per_webhook: [(&str, &str, Gauge<WebhookGauge>); 2] = [
+        (
             "kiln_webhook_behind_events",
-            &[("webhook", &id), ("show", &w.show)],
-            w.behind as f64,
-        );
-    }
-    t.family(
-        "kiln_webhook_failing",
-        "1 while a webhook's receiver has not taken its next event.",
-        "gauge",
-    );
-    for w in &m.webhooks {
-        let id = w.id.to_string();
-        t.sample(
+            "Events after the last one each webhook handled (delivered, refused or not matching).",
+            |w| w.behind as f64,
+        ),
+        (
             "kiln_webhook_failing",
-            &[("webhook", &id), ("show", &w.show)],
-            if w.failing { 1.0 } else { 0.0 },
-        );
+            "1 while a webhook's receiver has not taken its next event.",
+            |w| if w.failing { 1.0 } else { 0.0 },
+        ),
+    ];
+    for (name, help, get) in per_webhook {
+        t.family(name, help, "gauge");
+        for w in &m.webhooks {
+            let id = w.id.to_string();
+            t.sample(name, &[("webhook", &id), ("show", &w.show)], get(w));
+        }
     }
     let Some(r) = r else {
         return t.0;
