@@ -319,7 +319,16 @@ impl Client {
         let mut jobs = Vec::new();
         loop {
             let page = self.jobs_page(&q).await?;
+            // A server older than paging ignores `after` and `limit` and
+            // answers every job at once: a page that does not move on from
+            // the last one ends the walk.
+            let moved = page
+                .first()
+                .is_some_and(|j| q.after.is_none_or(|a| j.id > a));
             let full = page.len() == JOB_PAGE as usize;
+            if !moved {
+                return Ok(jobs);
+            }
             q.after = page.last().map(|j| j.id);
             jobs.extend(page);
             if !full {
