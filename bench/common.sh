@@ -39,3 +39,16 @@ wait_up() {
   echo "only $up of $1 hosts came up" >&2
   return 1
 }
+# Submits the fill: one job of $1 one-core frames that run 30 simulated
+# minutes; sets t_submit and t_acked (ms) around the submit.
+submit_fill() {
+  cat >"$dir/job.yaml" <<YAML
+name: fill
+env: {KILN_SIM_RUNTIME: 30m}
+layers:
+  - {name: render, command: render, frames: 1-$1, memory: 256M}
+YAML
+  t_submit=$(ms)
+  "$KILN" submit "$dir/job.yaml" >/dev/null
+  t_acked=$(ms)
+}

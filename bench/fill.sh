@@ -33,15 +33,7 @@ sleep 2
 reads=$!
 sleep 1
 
-cat >"$dir/job.yaml" <<YAML
-name: fill
-env: {KILN_SIM_RUNTIME: 30m}
-layers:
-  - {name: render, command: render, frames: 1-$FRAMES, memory: 256M}
-YAML
-t_submit=$(ms)
-"$KILN" submit "$dir/job.yaml" >/dev/null
-t_acked=$(ms)
+submit_fill "$FRAMES"
 wait "$fleet" || true
 kill "$reads"; wait "$reads" 2>/dev/null || true
 

@@ -75,15 +75,7 @@ python3 "$dir/rest.py" get "/api/v1/jobs?page_size=100" 600 >"$dir/rest-jobs" &
 python3 "$dir/rest.py" get "/api/v1/jobs/parked-00000" 600 >"$dir/rest-job" &
 sleep 2
 
-cat >"$dir/job.yaml" <<YAML
-name: fill
-env: {KILN_SIM_RUNTIME: 30m}
-layers:
-  - {name: render, command: render, frames: 1-$FRAMES, memory: 256M}
-YAML
-t_submit=$(ms)
-"$KILN" submit "$dir/job.yaml" >/dev/null
-t_acked=$(ms)
+submit_fill "$FRAMES"
 wait "$fleet" || true
 sleep 1
 kill $(jobs -p) 2>/dev/null || true

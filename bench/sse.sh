@@ -62,14 +62,7 @@ echo "$SUBS subscribers connected"
 python3 "$dir/submit.py" 600 >"$dir/markers" &
 sleep 5
 
-cat >"$dir/job.yaml" <<YAML
-name: fill
-env: {KILN_SIM_RUNTIME: 30m}
-layers:
-  - {name: render, command: render, frames: 1-$FRAMES, memory: 256M}
-YAML
-t_submit=$(ms)
-"$KILN" submit "$dir/job.yaml" >/dev/null
+submit_fill "$FRAMES"
 wait "$fleet" || true
 sleep 1
 kill $(jobs -p) 2>/dev/null || true
