@@ -10,7 +10,6 @@ use kiln_core::auth::identity::Identity;
 use kiln_core::auth::{authorize, Action, Credentials, Principal};
 use kiln_core::event::{Event, EventKind, EventQuery};
 use kiln_store::Store;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -35,9 +34,8 @@ type Batch = Arc<Published>;
 /// Where committed events are published and followed from.
 pub struct Hub {
     tx: RwLock<Option<broadcast::Sender<Batch>>>,
-    /// The last event published.
-    last: AtomicU64,
-    /// The same number, for those who wait for it to move (webhooks).
+    /// The last event published, for readers and for those who wait for
+    /// it to move (webhooks).
     latest: watch::Sender<u64>,
 }
 
@@ -46,7 +44,6 @@ impl Hub {
     pub fn new(last: u64) -> Hub {
         Hub {
             tx: RwLock::new(Some(broadcast::channel(BACKLOG).0)),
-            last: AtomicU64::new(last),
             latest: watch::Sender::new(last),
         }
     }
@@ -68,7 +65,6 @@ impl Hub {
             let kinds = events.iter().fold(0, |m, e| m | e.kind.bit());
             let _ = tx.send(Arc::new(Published { events, kinds }));
         }
-        self.last.store(seq, Ordering::Release);
         self.latest.send_replace(seq);
     }
 
@@ -96,7 +92,7 @@ impl Hub {
             None => return Err(Error::Unavailable("the server is shutting down".into())),
         };
         // Read after subscribing: anything published since is in `rx`.
-        let now = self.last.load(Ordering::Acquire);
+        let now = *self.latest.borrow();
         let (tx, out) = mpsc::channel(QUEUE);
         let follower = Follower {
             store,
