@@ -16,6 +16,7 @@ pub use bootstrap::{write_secret, TOKEN_FILE as ADMIN_TOKEN_FILE};
 pub mod auth;
 mod link;
 mod lock;
+mod log_writer;
 mod logs;
 pub mod tls;
 pub mod webhooks;
@@ -241,7 +242,7 @@ pub async fn serve(
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {
         tx: tx.clone(),
-        logs,
+        logs: log_writer::LogWriter::spawn(logs)?,
         next_session: AtomicU64::new(1),
         fatal,
         gate,

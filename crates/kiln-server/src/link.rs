@@ -5,7 +5,7 @@
 use crate::applier::{AuditDraft, JoinAsk, Request};
 use crate::auth::edge::Gate;
 use crate::auth::secret::{self, Kind};
-use crate::logs::LogStore;
+use crate::log_writer::LogWriter;
 use futures::StreamExt;
 use kiln_api::{Error, Result};
 use kiln_api::{ServerStream, WorkerLinkApi, WorkerStream};
@@ -21,7 +21,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 pub struct Link {
     pub(crate) tx: mpsc::UnboundedSender<Request>,
-    pub(crate) logs: Arc<LogStore>,
+    pub(crate) logs: LogWriter,
     pub(crate) next_session: AtomicU64,
     /// Where a failure of the data directory goes: it stops the server.
     pub(crate) fatal: mpsc::UnboundedSender<String>,
@@ -183,20 +183,29 @@ impl WorkerLinkApi for Link {
     }
 }
 
-/// Log bytes are written before any later message of the connection is
-/// handled, so by the time a frame's end reaches the applier its whole log
-/// is on disk, synced.
+/// Log bytes are queued to the log thread in the connection's order, and a
+/// frame's end waits there for them, so by the time it reaches the applier
+/// its whole log is on disk, synced.
 async fn forward(
-    logs: &Arc<LogStore>,
+    logs: &LogWriter,
     tx: &mpsc::UnboundedSender<Request>,
     session: u64,
     owned: &Owned,
     msg: WorkerMsg,
 ) -> std::io::Result<()> {
     let ours = |a: &AttemptId| owned.lock().expect("owned lock").contains(a);
+    let msg = match msg {
+        // A write lands in the page cache, on the log thread.
+        WorkerMsg::Log {
+            attempt,
+            offset,
+            data,
+        } if ours(&attempt) => return logs.write(attempt, offset, data).await,
+        m => m,
+    };
     match &msg {
         // Not this connection's attempt: its log is another host's.
-        WorkerMsg::Log { attempt, .. } if !ours(attempt) => {
+        WorkerMsg::Log { attempt, .. } => {
             tracing::warn!(
                 session,
                 ?attempt,
@@ -204,21 +213,10 @@ async fn forward(
             );
             return Ok(());
         }
-        // A write lands in the page cache: quick enough to do here.
-        WorkerMsg::Log {
-            attempt,
-            offset,
-            data,
-        } => return logs.write(*attempt, *offset, data),
         // The farm ignores an end from a host the attempt is not on (and
         // acknowledges it, so the worker lets go); its log is left alone.
         WorkerMsg::Ended(e) if !ours(&e.attempt) => {}
-        WorkerMsg::Ended(e) => {
-            let (logs, attempt, size) = (logs.clone(), e.attempt, e.log_size);
-            tokio::task::spawn_blocking(move || logs.finish(attempt, size))
-                .await
-                .map_err(std::io::Error::other)??;
-        }
+        WorkerMsg::Ended(e) => logs.finish(e.attempt, e.log_size).await?,
         WorkerMsg::Register { .. } | WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
     }
     let _ = tx.send(Request::Worker(WorkerEvent::Message { session, msg }));

@@ -40,17 +40,25 @@ impl LogStore {
             return Ok(f.clone());
         }
         let path = self.path(attempt);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = Arc::new(
+        let open = || {
             OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .read(true)
                 .write(true)
-                .open(&path)?,
-        );
+                .open(&path)
+        };
+        // Its directory (one per 10,000 attempts) is made by the first.
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                open()
+            }
+            r => r,
+        };
+        let file = Arc::new(file?);
         // Two chunks of one attempt arrive in order on one connection, so a
         // race here only ever opens the same file twice; keep the first.
         let mut open = self.open.lock().expect("log table poisoned");
