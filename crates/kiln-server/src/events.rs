@@ -12,14 +12,12 @@ use kiln_core::event::{Event, EventKind, EventQuery};
 use kiln_store::Store;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 
 /// Committed batches a follower may be behind before it reads the store.
 const BACKLOG: usize = 1024;
 /// Events a catch-up reads at once.
 const PAGE: u32 = 1000;
-/// Events waiting for a slow client before its follower waits.
-const QUEUE: usize = 1024;
 
 /// A committed batch's events, with the set of their kinds, so a follower
 /// of other kinds passes over a batch of 20,000 `frame.started` in one
@@ -60,6 +58,9 @@ impl Hub {
         let Some(seq) = events.last().map(|e| e.seq) else {
             return;
         };
+        // When each number becomes visible: bench/sse.sh lines arrivals up
+        // with it.
+        tracing::debug!(last = seq, "published");
         let tx = self.tx.read().expect("not poisoned");
         if let Some(tx) = tx.as_ref().filter(|tx| tx.receiver_count() > 0) {
             let kinds = events.iter().fold(0, |m, e| m | e.kind.bit());
@@ -93,7 +94,7 @@ impl Hub {
         };
         // Read after subscribing: anything published since is in `rx`.
         let now = *self.latest.borrow();
-        let (tx, out) = mpsc::channel(QUEUE);
+        let behind = q.after.is_some() || q.since.is_some();
         let follower = Follower {
             store,
             who,
@@ -105,11 +106,22 @@ impl Hub {
             },
             kinds: EventKind::mask(&q.filter.kinds),
             last: q.after.unwrap_or(if q.since.is_some() { 0 } else { now }),
+            since: q.after.is_none().then_some(q.since).flatten(),
             q,
-            tx,
+            rx,
+            behind,
+            pending: Pending::None,
+            done: false,
         };
-        tokio::spawn(follower.run(rx));
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out)))
+        // The stream is the follower itself, polled by the connection that
+        // sends it: no task and no queue between the hub and the socket, so
+        // a batch reaches each subscriber in one wake-up. A client that
+        // reads slowly leaves its receiver behind; past BACKLOG batches it
+        // reads the store instead.
+        Ok(Box::pin(futures::stream::unfold(
+            follower,
+            |mut f| async move { f.next().await.map(|e| (e, f)) },
+        )))
     }
 }
 
@@ -126,6 +138,14 @@ struct Access {
 /// (expiry is a matter of time, not of a registry change).
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// Events taken but not yet all looked at: a batch from the hub (shared
+/// by every follower, not copied) or a page from the store.
+enum Pending {
+    None,
+    Hub(Batch, usize),
+    Store(Vec<Event>, usize),
+}
+
 struct Follower<S> {
     store: Arc<S>,
     who: Principal,
@@ -133,101 +153,106 @@ struct Follower<S> {
     q: EventQuery,
     /// The last event number handled (sent or filtered out).
     last: u64,
+    /// Where a first catch-up starts by time; then numbers lead.
+    since: Option<kiln_core::model::Millis>,
     /// The kinds followed, as [`EventKind::mask`] gives them.
     kinds: u32,
-    tx: mpsc::Sender<Result<Event, Error>>,
+    rx: broadcast::Receiver<Batch>,
+    /// The next events come from the store, not the hub.
+    behind: bool,
+    pending: Pending,
+    /// The stream has ended (after an error, yielded last).
+    done: bool,
 }
 
-/// The client went away: stop following.
-struct Gone;
-
 impl<S: Store> Follower<S> {
-    async fn run(mut self, mut rx: broadcast::Receiver<Batch>) {
-        if (self.q.after.is_some() || self.q.since.is_some()) && self.catch_up().await.is_err() {
-            return;
-        }
+    /// The next event to send; `None` when the stream ends.
+    async fn next(&mut self) -> Option<Result<Event, Error>> {
         loop {
-            let batch = tokio::select! {
-                _ = self.tx.closed() => return,
-                b = rx.recv() => b,
-            };
-            let done = match batch {
-                Ok(b) if b.kinds & self.kinds == 0 => {
-                    // None of its kinds is followed: only the numbering moves.
-                    let seq = b.events.last().map_or(0, |e| e.seq);
-                    self.last = self.last.max(seq);
-                    Ok(())
+            if self.done {
+                return None;
+            }
+            if let Some(e) = self.take() {
+                return Some(Ok(e));
+            }
+            let fetched = if self.behind {
+                self.read_store().await
+            } else {
+                match self.rx.recv().await {
+                    Ok(b) if b.kinds & self.kinds == 0 => {
+                        // None of its kinds is followed: only the numbering moves.
+                        let seq = b.events.last().map_or(0, |e| e.seq);
+                        self.last = self.last.max(seq);
+                        Ok(())
+                    }
+                    Ok(b) => {
+                        self.pending = Pending::Hub(b, 0);
+                        Ok(())
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.behind = true;
+                        Ok(())
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Ok(b) => self.send_all(b.events.iter()).await,
-                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
-                Err(broadcast::error::RecvError::Closed) => return,
             };
-            if done.is_err() {
-                return;
+            // The caller is checked before anything more is sent.
+            if let Err(e) = fetched.and_then(|()| self.recheck()) {
+                self.done = true;
+                self.pending = Pending::None;
+                return Some(Err(e));
             }
         }
     }
 
-    /// Reads the store from `last` on until it has nothing newer.
-    async fn catch_up(&mut self) -> Result<(), Gone> {
-        // `since` only picks the starting point; then numbers lead.
-        let mut since = self.q.after.is_none().then_some(self.q.since).flatten();
+    /// The next pending event the caller follows and may see.
+    fn take(&mut self) -> Option<Event> {
         loop {
-            let page = match self
-                .store
-                .events_after(self.last, since, PAGE, &self.q.filter)
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => {
-                    let e = Error::Internal(format!("reading events: {e}"));
-                    let _ = self.tx.send(Err(e)).await;
-                    return Err(Gone);
-                }
+            let e = match &mut self.pending {
+                Pending::None => return None,
+                Pending::Hub(b, i) => b.events.get(*i).inspect(|_| *i += 1),
+                Pending::Store(page, i) => page.get(*i).inspect(|_| *i += 1),
             };
-            since = None;
-            let full = page.len() == PAGE as usize;
-            self.send_all(page.iter()).await?;
-            if !full {
-                return Ok(());
+            let Some(e) = e else {
+                self.pending = Pending::None;
+                return None;
+            };
+            if e.seq <= self.last {
+                continue;
+            }
+            self.last = e.seq;
+            if self.q.filter.matches(e)
+                && authorize(&self.who, Action::Read, e.target()).is_allowed()
+            {
+                return Some(e.clone());
             }
         }
+    }
+
+    /// Reads the next page from the store; a page that is not full means
+    /// the store has nothing newer, and the hub leads again.
+    async fn read_store(&mut self) -> Result<(), Error> {
+        let since = self.since.take();
+        let page = self
+            .store
+            .events_after(self.last, since, PAGE, &self.q.filter)
+            .await
+            .map_err(|e| Error::Internal(format!("reading events: {e}")))?;
+        self.behind = page.len() == PAGE as usize;
+        self.pending = Pending::Store(page, 0);
+        Ok(())
     }
 
     /// Takes the caller as the registry has it now, if it changed or a
-    /// while has passed; tells the client and ends if it is refused.
-    async fn recheck(&mut self) -> Result<(), Gone> {
+    /// while has passed; an error if it is refused.
+    fn recheck(&mut self) -> Result<(), Error> {
         let now = self.access.gate.identity();
         if Arc::ptr_eq(&now, &self.access.seen) && self.access.checked.elapsed() < RECHECK {
             return Ok(());
         }
         self.access.seen = now;
         self.access.checked = Instant::now();
-        match self.access.gate.user(&self.access.creds, crate::now_ms()) {
-            Ok(who) => {
-                self.who = who;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.tx.send(Err(e)).await;
-                Err(Gone)
-            }
-        }
-    }
-
-    async fn send_all<'a>(&mut self, events: impl Iterator<Item = &'a Event>) -> Result<(), Gone> {
-        self.recheck().await?;
-        for e in events {
-            if e.seq <= self.last {
-                continue;
-            }
-            self.last = e.seq;
-            let visible = self.q.filter.matches(e)
-                && authorize(&self.who, Action::Read, e.target()).is_allowed();
-            if visible && self.tx.send(Ok(e.clone())).await.is_err() {
-                return Err(Gone);
-            }
-        }
+        self.who = self.access.gate.user(&self.access.creds, crate::now_ms())?;
         Ok(())
     }
 }
@@ -315,6 +340,51 @@ mod tests {
         let got: Vec<u64> = s.by_ref().take(2).map(|e| e.unwrap().seq).collect().await;
         assert_eq!(got, [5, 10]);
         assert_eq!(*hub.latest().borrow(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_follower_left_behind_reads_the_store_and_misses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
+        let hub = Hub::new(0);
+        let (identity, creds, _) = admin();
+        let q = EventQuery {
+            filter: EventFilter {
+                kinds: vec![EventKind::JobFinished],
+                ..EventFilter::default()
+            },
+            ..EventQuery::default()
+        };
+        let mut s = hub
+            .follow(store.clone(), Gate::new(identity), creds, q)
+            .unwrap();
+        // Committed and published as the applier does, while the client
+        // reads nothing: its receiver falls far behind the hub.
+        let batches = BACKLOG as u64 + 300;
+        for n in 1..=batches {
+            let kind = if n % 3 == 0 {
+                EventKind::JobFinished
+            } else {
+                EventKind::FrameStarted
+            };
+            let batch = kiln_store::Batch {
+                events: vec![ev(n, kind)],
+                ..kiln_store::Batch::default()
+            };
+            store.commit(&batch).await.unwrap();
+            hub.publish(batch.events);
+        }
+        let want: Vec<u64> = (1..=batches).filter(|n| n % 3 == 0).collect();
+        let got: Vec<u64> = s
+            .by_ref()
+            .take(want.len())
+            .map(|e| e.unwrap().seq)
+            .collect()
+            .await;
+        assert_eq!(got, want);
+        // And it follows the hub again after catching up.
+        hub.publish(vec![ev(batches + 1, EventKind::JobFinished)]);
+        assert_eq!(s.next().await.unwrap().unwrap().seq, batches + 1);
     }
 
     #[tokio::test]
