@@ -13,6 +13,7 @@
 use crate::logs::LogStore;
 use kiln_core::model::AttemptId;
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +30,7 @@ enum Job {
     Finish {
         attempt: AttemptId,
         size: u64,
-        done: oneshot::Sender<io::Result<()>>,
+        done: oneshot::Sender<io::Result<Arc<File>>>,
     },
 }
 
@@ -70,8 +71,9 @@ impl LogWriter {
         self.tx.send(job).await.map_err(|_| stopped())
     }
 
-    /// Syncs and closes an ended attempt's log once every chunk queued
-    /// before is written; see [`LogStore::finish`].
+    /// Closes an ended attempt's log once every chunk queued before is
+    /// written (see [`LogStore::close`]), then syncs it on a blocking
+    /// thread: one slow sync holds up neither the queue nor other syncs.
     pub async fn finish(&self, attempt: AttemptId, size: u64) -> io::Result<()> {
         let (done, answer) = oneshot::channel();
         let job = Job::Finish {
@@ -80,7 +82,10 @@ impl LogWriter {
             done,
         };
         self.tx.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let file = answer.await.map_err(|_| stopped())??;
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(io::Error::other)?
     }
 
     fn take_failure(&self, attempt: AttemptId) -> io::Result<()> {
@@ -122,7 +127,7 @@ fn run(logs: &LogStore, failed: &Mutex<HashMap<AttemptId, io::Error>>, job: Job)
                     // The attempt's file stays open for the resend.
                     Err(e)
                 }
-                None => logs.finish(attempt, size),
+                None => logs.close(attempt, size),
             };
             let _ = done.send(r);
         }

@@ -107,20 +107,21 @@ impl LogStore {
         self.file(attempt)?.write_all_at(data, offset)
     }
 
-    /// Makes an ended attempt's log durable and closes it. The worker sent
-    /// `size` bytes in all; anything past that is a leftover of an older
-    /// connection and is cut off. Blocking: call it off the async threads.
-    pub fn finish(&self, attempt: AttemptId, size: u64) -> io::Result<()> {
+    /// Closes an ended attempt's log, and returns its file for the caller
+    /// to sync (off the async threads, and not on the log thread: syncs of
+    /// different attempts go on side by side). The worker sent `size`
+    /// bytes in all; anything past that is a leftover of an older
+    /// connection and is cut off.
+    pub fn close(&self, attempt: AttemptId, size: u64) -> io::Result<Arc<File>> {
         let file = self.file(attempt)?;
         if file.metadata()?.len() != size {
             file.set_len(size)?;
         }
-        file.sync_data()?;
         self.open
             .lock()
             .expect("log table poisoned")
             .remove(&attempt);
-        Ok(())
+        Ok(file)
     }
 
     /// Closes an attempt's file without syncing (the attempt was lost).
@@ -164,7 +165,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_are_idempotent_and_finish_trims() {
+    fn writes_are_idempotent_and_close_trims() {
         let dir = tempfile::tempdir().unwrap();
         let logs = LogStore::new(dir.path().to_path_buf()).unwrap();
         let a = AttemptId(12345);
@@ -173,7 +174,7 @@ mod tests {
         logs.write(a, 0, b"hello ").unwrap();
         assert_eq!(logs.read(a, 0, 100).unwrap(), b"hello world");
         assert_eq!(logs.read(a, 6, 3).unwrap(), b"wor");
-        logs.finish(a, 5).unwrap();
+        logs.close(a, 5).unwrap().sync_data().unwrap();
         assert_eq!(logs.read(a, 0, 100).unwrap(), b"hello");
         assert_eq!(logs.size(a), 5);
         assert!(logs.read(AttemptId(9), 0, 10).unwrap().is_empty());
