@@ -62,8 +62,8 @@ class Client(object):
         return FarmJob(self, {"name": name}).refresh()
 
     def hosts(self):
-        """The farm's hosts."""
-        return [Host(self, h) for h in self._t.get("/api/v1/hosts")["hosts"]]
+        """The farm's hosts, a list (fetched in pages of 1,000)."""
+        return [Host(self, h) for h in self._pages("/api/v1/hosts", {"page_size": 1000}, "hosts")]
 
     def whoami(self):
         """The caller: user, grants, where its account comes from."""

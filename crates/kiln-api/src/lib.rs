@@ -106,7 +106,8 @@ pub trait FarmApi: Send + Sync + 'static {
     /// Ended attempts of the jobs the caller may read, a page at a time.
     async fn history(&self, who: Credentials, q: HistoryQuery) -> Result<HistoryPage>;
     async fn act(&self, who: Credentials, q: ActQuery) -> Result<(u32, String)>;
-    async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>>;
+    /// A page of the hosts, by id (`limit` 0: all of them).
+    async fn hosts(&self, who: Credentials, q: HostQuery) -> Result<Vec<HostInfo>>;
     async fn set_host_lock(&self, who: Credentials, host: String, locked: bool)
         -> Result<HostInfo>;
     async fn server_info(&self, who: Credentials) -> Result<ServerInfo>;

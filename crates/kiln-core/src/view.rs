@@ -254,6 +254,13 @@ impl FrameInfo {
     }
 }
 
+/// A page of hosts, by id: those after `after`, at most `limit` (0: all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostQuery {
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostInfo {
     pub id: i64,

@@ -472,11 +472,41 @@ impl Client {
         Ok((r.frames, r.message))
     }
 
+    /// Every host, asked for [`JOB_PAGE`] at a time so no answer grows
+    /// with the farm.
     pub async fn hosts(&self) -> Result<Vec<HostInfo>> {
+        let mut q = HostQuery {
+            after: None,
+            limit: JOB_PAGE,
+        };
+        let mut hosts: Vec<HostInfo> = Vec::new();
+        loop {
+            let page = self.hosts_page(&q).await?;
+            // A server older than paging answers every host at once.
+            let moved = page
+                .first()
+                .is_some_and(|h| q.after.is_none_or(|a| h.id > a));
+            let full = page.len() == JOB_PAGE as usize;
+            if !moved {
+                return Ok(hosts);
+            }
+            q.after = page.last().map(|h| h.id);
+            hosts.extend(page);
+            if !full {
+                return Ok(hosts);
+            }
+        }
+    }
+
+    /// One page of the hosts, by id.
+    pub async fn hosts_page(&self, q: &HostQuery) -> Result<Vec<HostInfo>> {
         let r = self
             .inner
             .clone()
-            .list_hosts(pb::ListHostsRequest {})
+            .list_hosts(pb::ListHostsRequest {
+                after: q.after.unwrap_or(0),
+                limit: q.limit,
+            })
             .await?
             .into_inner();
         r.hosts.into_iter().map(host_info).collect()

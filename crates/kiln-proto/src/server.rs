@@ -237,7 +237,11 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         &self,
         r: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsReply>, Status> {
-        let hosts = self.0.hosts(credentials(&r)).await.map_err(wire)?;
+        let q = HostQuery {
+            after: Some(r.get_ref().after).filter(|&a| a > 0),
+            limit: r.get_ref().limit,
+        };
+        let hosts = self.0.hosts(credentials(&r), q).await.map_err(wire)?;
         Ok(Response::new(pb::ListHostsReply {
             hosts: hosts.into_iter().map(Into::into).collect(),
         }))

@@ -71,7 +71,7 @@ impl FarmApi for Slow {
     async fn act(&self, _: Credentials, _: ActQuery) -> Result<(u32, String)> {
         none()
     }
-    async fn hosts(&self, _: Credentials) -> Result<Vec<HostInfo>> {
+    async fn hosts(&self, _: Credentials, _: HostQuery) -> Result<Vec<HostInfo>> {
         none()
     }
     async fn set_host_lock(&self, _: Credentials, _: String, _: bool) -> Result<HostInfo> {

@@ -37,7 +37,7 @@ pub(crate) async fn host<F: FarmApi>(
     RawQuery(q): RawQuery,
 ) -> Answer<HostInfo> {
     Params::parse(q.as_deref(), &[])?;
-    f.hosts(w)
+    f.hosts(w, Default::default())
         .await?
         .into_iter()
         .find(|h| h.name == name)

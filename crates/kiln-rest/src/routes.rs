@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use kiln_api::FarmApi;
 use kiln_core::auth::Credentials;
 use kiln_core::view::{
-    ActQuery, DisplayState, FrameInfo, HostInfo, JobQuery, JobStatus, JobSummary,
+    ActQuery, DisplayState, FrameInfo, HostInfo, HostQuery, JobQuery, JobStatus, JobSummary,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -257,14 +257,20 @@ pub(crate) async fn frames<F: FarmApi>(
     }))
 }
 
-/// The hosts of the farm.
+/// A page of the farm's hosts, by id.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostList {
     pub hosts: Vec<HostInfo>,
+    /// Pass as `page_token` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
 }
 
-/// The farm's hosts.
-#[utoipa::path(get, path = "/api/v1/hosts", tag = "farm", responses(
+/// The farm's hosts, a page at a time.
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "farm", params(
+        ("page_token" = Option<String>, Query, description = "The previous page's next_page_token"),
+        ("page_size" = Option<u32>, Query, description = "At most this many (default 100, at most 1000)"),
+    ), responses(
         (status = 200, body = HostList),
         (status = 400, description = "A parameter or field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
@@ -274,9 +280,20 @@ pub(crate) async fn hosts<F: FarmApi>(
     Who(w): Who,
     RawQuery(q): RawQuery,
 ) -> Answer<HostList> {
-    Params::parse(q.as_deref(), &[])?;
+    let p = Params::parse(q.as_deref(), &["page_token", "page_size"])?;
+    let size = p.page_size()?;
+    // One more than a page tells whether there is a next.
+    let q = HostQuery {
+        after: paging::after('h', p.get("page_token").as_deref())?,
+        limit: u32::try_from(size.saturating_add(1)).unwrap_or(u32::MAX),
+    };
+    let mut hosts = f.hosts(w, q).await?;
+    let more = hosts.len() > size;
+    hosts.truncate(size);
+    let next_page_token = more.then(|| paging::token('h', hosts.last().map_or(0, |h| h.id)));
     Ok(Json(HostList {
-        hosts: f.hosts(w).await?,
+        hosts,
+        next_page_token,
     }))
 }
 

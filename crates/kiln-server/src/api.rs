@@ -391,9 +391,9 @@ impl<S: Store> FarmApi for Api<S> {
         Ok((n, message))
     }
 
-    async fn hosts(&self, who: Credentials) -> Result<Vec<HostInfo>> {
+    async fn hosts(&self, who: Credentials, q: HostQuery) -> Result<Vec<HostInfo>> {
         let caller = self.caller(&who)?;
-        Ok(self.committed.hosts(&caller.who)?)
+        Ok(self.committed.hosts(&caller.who, &q)?)
     }
 
     async fn set_host_lock(

@@ -23,7 +23,9 @@
 use kiln_core::auth::{authorize, Action as A, Principal, Target};
 use kiln_core::farm::{Dirty, Farm};
 use kiln_core::model::JobId;
-use kiln_core::view::{FarmMetrics, HostInfo, JobDetail, JobQuery, JobSummary, StructureView};
+use kiln_core::view::{
+    FarmMetrics, HostInfo, HostQuery, JobDetail, JobQuery, JobSummary, StructureView,
+};
 use kiln_core::Error as CoreError;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -106,9 +108,18 @@ impl Committed {
         Ok(d)
     }
 
-    pub fn hosts(&self, who: &Principal) -> Result<Vec<HostInfo>, CoreError> {
+    /// A page of the hosts, by id; only the page is copied.
+    pub fn hosts(&self, who: &Principal, q: &HostQuery) -> Result<Vec<HostInfo>, CoreError> {
         farm_read(who)?;
-        Ok(self.view().hosts.as_ref().clone())
+        let v = self.view();
+        let from = q
+            .after
+            .map_or(0, |a| v.hosts.partition_point(|h| h.id <= a));
+        let to = match q.limit {
+            0 => v.hosts.len(),
+            n => v.hosts.len().min(from.saturating_add(n as usize)),
+        };
+        Ok(v.hosts[from..to].to_vec())
     }
 
     pub fn structure(&self, who: &Principal) -> Result<StructureView, CoreError> {

@@ -2,8 +2,10 @@
 //! binary, jobs submitted and watched through the CLI.
 
 mod common;
+mod rest_client;
 
 use common::*;
+use rest_client::{problem, Rest, Version};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -81,6 +83,42 @@ fn a_fleet_runs_every_frame_within_its_hosts_cores() {
     assert_eq!(s["overcommits"], 0, "{s}");
     assert_eq!(s["reconnects"], 0, "{s}");
     assert!(s["fill_99_ms"].is_u64(), "400 frames fill 80 cores: {s}");
+}
+
+#[test]
+fn the_hosts_list_comes_in_pages_over_rest_and_grpc() {
+    let farm = Farm::start_tls(0, 0);
+    let fleet = Fleet::start(&farm, &["--hosts", "20", "--cores", "4"]);
+    farm.wait_hosts(20);
+    // REST, seven at a time: every host once, by id, the last page short.
+    let admin = token_for(&farm.url()).unwrap();
+    let mut c = Rest::connect(&farm, Version::H1, Some(&admin));
+    let (mut ids, mut sizes, mut token) = (Vec::new(), Vec::new(), String::new());
+    loop {
+        let a = c.get(&format!("/api/v1/hosts?page_size=7&page_token={token}"));
+        assert_eq!(a.status, 200, "{a:?}");
+        let page = a.body["hosts"].as_array().unwrap();
+        sizes.push(page.len());
+        ids.extend(page.iter().map(|h| h["id"].as_i64().unwrap()));
+        match a.body["next_page_token"].as_str() {
+            Some(t) => token = t.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [7, 7, 6]);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let d = problem(&c.get("/api/v1/hosts?page_token=j1"), 400);
+    assert!(d.starts_with("page_token: "), "{d}");
+    // The CLI walks gRPC pages; it sees the same hosts.
+    let cli: Vec<i64> = farm
+        .json(&["hosts"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(cli, ids);
+    fleet.kill();
 }
 
 #[test]
