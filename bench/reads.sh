@@ -4,7 +4,9 @@
 # every job list carry them). Readers run back to back, each on one
 # connection: gRPC every job (`kiln probe --read jobs`, pages of 1,000),
 # gRPC the first page of 100 jobs (`--read jobs-page`), gRPC one job, gRPC
-# hosts, REST the first page of jobs and REST one job (Python, keep-alive).
+# every host (pages of 1,000), gRPC the first page of 100 hosts, REST the
+# first page of jobs, REST one job and REST the first page of hosts
+# (Python, keep-alive).
 # Prints p50/p99/max of each during the fill (from submit to 99 % busy).
 # Usage: bench/reads.sh [path/to/kiln] [hosts] [cores] [frames] [jobs]
 #        (default: target/release/kiln 1553 37 120000 10000)
@@ -71,8 +73,10 @@ sleep 2
 "$KILN" probe --read jobs-page --seconds 600 >"$dir/grpc-page" &
 "$KILN" probe --read job --job parked-00000 --seconds 600 >"$dir/grpc-job" &
 "$KILN" probe --read hosts --seconds 600 >"$dir/grpc-hosts" &
+"$KILN" probe --read hosts-page --seconds 600 >"$dir/grpc-hosts-page" &
 python3 "$dir/rest.py" get "/api/v1/jobs?page_size=100" 600 >"$dir/rest-jobs" &
 python3 "$dir/rest.py" get "/api/v1/jobs/parked-00000" 600 >"$dir/rest-job" &
+python3 "$dir/rest.py" get "/api/v1/hosts?page_size=100" 600 >"$dir/rest-hosts" &
 sleep 2
 
 submit_fill "$FRAMES"
@@ -89,10 +93,11 @@ busy = s["first_launch_unix_ms"] + s["fill_99_ms"]
 print(f"submit acknowledged after {t_acked - t_submit} ms; 99% busy after {busy - t_submit} ms"
       f" ({s['frames_started']} frames started, overcommits {s['overcommits']})")
 def pct(v, p): return v[min(len(v) - 1, int(p * len(v)))] if v else None
-for name in ["grpc-jobs", "grpc-page", "grpc-job", "grpc-hosts", "rest-jobs", "rest-job"]:
+for name in ["grpc-jobs", "grpc-page", "grpc-job", "grpc-hosts", "grpc-hosts-page", "rest-jobs",
+             "rest-job", "rest-hosts"]:
     rows = [tuple(map(int, l.split())) for l in open(f"{d}/{name}") if len(l.split()) == 2]
     during = sorted(us / 1000 for t, us in rows if t + us / 1000 >= t_submit and t <= busy)
     before = sorted(us / 1000 for t, us in rows if t + us / 1000 < t_submit)
-    print(f"{name:11} during the fill: n={len(during):5} p50={pct(during, .5)} ms p99={pct(during, .99)} ms max={during[-1] if during else None} ms"
+    print(f"{name:15} during the fill: n={len(during):5} p50={pct(during, .5)} ms p99={pct(during, .99)} ms max={during[-1] if during else None} ms"
           f" | before: p50={pct(before, .5)} ms")
 PY

@@ -19,8 +19,10 @@ enum Read {
     JobsPage,
     /// One job, as `kiln job` reads it (--job).
     Job,
-    /// Every host.
+    /// Every host, a page of 1,000 at a time.
     Hosts,
+    /// The first page of 100 hosts, as a hosts table's first screen.
+    HostsPage,
     /// SSE subscribers (--subscribers, --kinds): one line per event each
     /// receives (crates/kiln/src/probe_sse.rs).
     Events,
@@ -60,6 +62,10 @@ pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
         limit: 100,
         ..kiln_core::view::JobQuery::every(true)
     };
+    let hosts_page = kiln_core::view::HostQuery {
+        after: None,
+        limit: 100,
+    };
     while Instant::now() < end {
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -71,6 +77,7 @@ pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
             Read::JobsPage => drop(client.jobs_page(&page).await?),
             Read::Job => drop(client.job(&a.job).await?),
             Read::Hosts => drop(client.hosts().await?),
+            Read::HostsPage => drop(client.hosts_page(&hosts_page).await?),
             Read::Events => unreachable!("handled above"),
         }
         writeln!(out, "{start} {}", t.elapsed().as_micros())?;
