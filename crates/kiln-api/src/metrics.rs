@@ -136,6 +136,9 @@ pub struct Recorder {
     pub pass: Histogram,
     /// One store transaction.
     pub commit: Histogram,
+    /// An event's publication (just after its commit) to its follower
+    /// handing it to the client's connection, per subscriber.
+    pub delivery: Histogram,
     /// Attempts ended since the server started, by outcome (the names
     /// `Outcome` serializes to).
     ended: Mutex<BTreeMap<String, u64>>,
@@ -155,6 +158,7 @@ impl Default for Recorder {
             runtime: Histogram::new(RUNTIME),
             pass: Histogram::new(FAST),
             commit: Histogram::new(FAST),
+            delivery: Histogram::new(FAST),
             ended: Mutex::default(),
             api: Mutex::default(),
             deliveries: Mutex::default(),

@@ -241,6 +241,7 @@ pub fn render(m: &FarmMetrics, r: Option<&Recorder>) -> String {
         ("kiln_frame_runtime_seconds", "How long each attempt ran, observed when it ended.", &r.runtime),
         ("kiln_scheduler_pass_seconds", "One scheduling pass: plan and apply.", &r.pass),
         ("kiln_store_commit_seconds", "One store transaction (a batch of changes, one fsync).", &r.commit),
+        ("kiln_event_delivery_seconds", "Each event to each live follower (SSE, gRPC): from its publication, just after its commit, to its being handed to the client's connection.", &r.delivery),
     ] {
         t.family(name, help, "histogram");
         t.histogram(name, &[], &h.snapshot());

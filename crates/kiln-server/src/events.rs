@@ -5,6 +5,7 @@
 //! (events are told apart by their number).
 
 use crate::auth::edge::Gate;
+use kiln_api::metrics::Recorder;
 use kiln_api::{Error, EventStream};
 use kiln_core::auth::identity::Identity;
 use kiln_core::auth::{authorize, Action, Credentials, Principal};
@@ -25,6 +26,8 @@ const PAGE: u32 = 1000;
 struct Published {
     events: Vec<Event>,
     kinds: u32,
+    /// When it was published, for the delivery histogram.
+    at: Instant,
 }
 
 type Batch = Arc<Published>;
@@ -32,16 +35,19 @@ type Batch = Arc<Published>;
 /// Where committed events are published and followed from.
 pub struct Hub {
     tx: RwLock<Option<broadcast::Sender<Batch>>>,
+    recorder: Arc<Recorder>,
     /// The last event published, for readers and for those who wait for
     /// it to move (webhooks).
     latest: watch::Sender<u64>,
 }
 
 impl Hub {
-    /// A hub whose numbering has reached `last`.
-    pub fn new(last: u64) -> Hub {
+    /// A hub whose numbering has reached `last`; followers time their
+    /// deliveries into `recorder`.
+    pub fn new(last: u64, recorder: Arc<Recorder>) -> Hub {
         Hub {
             tx: RwLock::new(Some(broadcast::channel(BACKLOG).0)),
+            recorder,
             latest: watch::Sender::new(last),
         }
     }
@@ -64,7 +70,8 @@ impl Hub {
         let tx = self.tx.read().expect("not poisoned");
         if let Some(tx) = tx.as_ref().filter(|tx| tx.receiver_count() > 0) {
             let kinds = events.iter().fold(0, |m, e| m | e.kind.bit());
-            let _ = tx.send(Arc::new(Published { events, kinds }));
+            let at = Instant::now();
+            let _ = tx.send(Arc::new(Published { events, kinds, at }));
         }
         self.latest.send_replace(seq);
     }
@@ -112,6 +119,7 @@ impl Hub {
             behind,
             pending: Pending::None,
             done: false,
+            recorder: self.recorder.clone(),
         };
         // The stream is the follower itself, polled by the connection that
         // sends it: no task and no queue between the hub and the socket, so
@@ -163,6 +171,7 @@ struct Follower<S> {
     pending: Pending,
     /// The stream has ended (after an error, yielded last).
     done: bool,
+    recorder: Arc<Recorder>,
 }
 
 impl<S: Store> Follower<S> {
@@ -208,10 +217,11 @@ impl<S: Store> Follower<S> {
     /// The next pending event the caller follows and may see.
     fn take(&mut self) -> Option<Event> {
         loop {
-            let e = match &mut self.pending {
+            // From the hub, with when it was published.
+            let (e, published) = match &mut self.pending {
                 Pending::None => return None,
-                Pending::Hub(b, i) => b.events.get(*i).inspect(|_| *i += 1),
-                Pending::Store(page, i) => page.get(*i).inspect(|_| *i += 1),
+                Pending::Hub(b, i) => (b.events.get(*i).inspect(|_| *i += 1), Some(b.at)),
+                Pending::Store(page, i) => (page.get(*i).inspect(|_| *i += 1), None),
             };
             let Some(e) = e else {
                 self.pending = Pending::None;
@@ -224,6 +234,9 @@ impl<S: Store> Follower<S> {
             if self.q.filter.matches(e)
                 && authorize(&self.who, Action::Read, e.target()).is_allowed()
             {
+                if let Some(t) = published {
+                    self.recorder.delivery.observe(t.elapsed());
+                }
                 return Some(e.clone());
             }
         }
@@ -320,7 +333,8 @@ mod tests {
     async fn a_follower_of_some_kinds_gets_those_in_order_across_batches() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
-        let hub = Hub::new(0);
+        let recorder = Arc::new(Recorder::default());
+        let hub = Hub::new(0, recorder.clone());
         let (identity, creds, _) = admin();
         let gate = Gate::new(identity);
         let q = EventQuery {
@@ -340,13 +354,15 @@ mod tests {
         let got: Vec<u64> = s.by_ref().take(2).map(|e| e.unwrap().seq).collect().await;
         assert_eq!(got, [5, 10]);
         assert_eq!(*hub.latest().borrow(), 10);
+        // Each event handed over is timed; those filtered out are not.
+        assert_eq!(recorder.delivery.snapshot().count, 2);
     }
 
     #[tokio::test]
     async fn a_follower_left_behind_reads_the_store_and_misses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
-        let hub = Hub::new(0);
+        let hub = Hub::new(0, Default::default());
         let (identity, creds, _) = admin();
         let q = EventQuery {
             filter: EventFilter {
@@ -391,7 +407,7 @@ mod tests {
     async fn a_revoked_token_ends_its_stream_before_anything_more_is_sent() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
-        let hub = Hub::new(0);
+        let hub = Hub::new(0, Default::default());
         let (mut identity, creds, token) = admin();
         let gate = Gate::new(identity.clone());
         let mut s = hub

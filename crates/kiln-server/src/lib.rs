@@ -176,7 +176,8 @@ pub async fn serve(
     .await?;
     let gate = auth::edge::Gate::new(identity);
     let ids = image.max_ids;
-    let hub = Arc::new(events::Hub::new(ids.event));
+    let recorder = Arc::new(kiln_api::metrics::Recorder::default());
+    let hub = Arc::new(events::Hub::new(ids.event, recorder.clone()));
     let jobs = image.jobs.len();
     let frames = image.frames.len();
     let farm = Farm::restore(
@@ -211,7 +212,6 @@ pub async fn serve(
 
     let logs = Arc::new(logs::LogStore::new(config.data_dir.join("logs"))?);
     let (tx, rx) = mpsc::unbounded_channel();
-    let recorder = Arc::new(kiln_api::metrics::Recorder::default());
     let applier = applier::Applier::new(
         farm,
         store.clone(),

@@ -208,7 +208,7 @@ impl<S: Store> Applier<S> {
             changes: Vec::new(),
             audit: Vec::new(),
             next_audit,
-            hub: Arc::new(crate::events::Hub::new(0)),
+            hub: Arc::new(crate::events::Hub::new(0, Default::default())),
             recorder: Arc::default(),
             retention_ms: 7 * 86_400_000,
             pruned_at: 0,
