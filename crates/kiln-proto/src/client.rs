@@ -312,29 +312,18 @@ impl Client {
     /// Every job (`all`: finished and killed ones too), read a page of
     /// [`JOB_PAGE`] at a time so no answer grows with the farm.
     pub async fn list_jobs(&self, all: bool) -> Result<Vec<JobSummary>> {
-        let mut q = JobQuery {
+        let q = JobQuery {
             limit: JOB_PAGE,
             ..JobQuery::every(all)
         };
-        let mut jobs = Vec::new();
-        loop {
-            let page = self.jobs_page(&q).await?;
-            // A server older than paging ignores `after` and `limit` and
-            // answers every job at once: a page that does not move on from
-            // the last one ends the walk.
-            let moved = page
-                .first()
-                .is_some_and(|j| q.after.is_none_or(|a| j.id > a));
-            let full = page.len() == JOB_PAGE as usize;
-            if !moved {
-                return Ok(jobs);
-            }
-            q.after = page.last().map(|j| j.id);
-            jobs.extend(page);
-            if !full {
-                return Ok(jobs);
-            }
-        }
+        walk(
+            |after| {
+                let q = JobQuery { after, ..q.clone() };
+                async move { self.jobs_page(&q).await }
+            },
+            |j| j.id,
+        )
+        .await
     }
 
     /// One page of the jobs `q` matches, by id.
@@ -475,27 +464,17 @@ impl Client {
     /// Every host, asked for [`JOB_PAGE`] at a time so no answer grows
     /// with the farm.
     pub async fn hosts(&self) -> Result<Vec<HostInfo>> {
-        let mut q = HostQuery {
-            after: None,
-            limit: JOB_PAGE,
-        };
-        let mut hosts: Vec<HostInfo> = Vec::new();
-        loop {
-            let page = self.hosts_page(&q).await?;
-            // A server older than paging answers every host at once.
-            let moved = page
-                .first()
-                .is_some_and(|h| q.after.is_none_or(|a| h.id > a));
-            let full = page.len() == JOB_PAGE as usize;
-            if !moved {
-                return Ok(hosts);
-            }
-            q.after = page.last().map(|h| h.id);
-            hosts.extend(page);
-            if !full {
-                return Ok(hosts);
-            }
-        }
+        walk(
+            |after| async move {
+                let q = HostQuery {
+                    after,
+                    limit: JOB_PAGE,
+                };
+                self.hosts_page(&q).await
+            },
+            |h| h.id,
+        )
+        .await
     }
 
     /// One page of the hosts, by id.
@@ -632,4 +611,68 @@ pub async fn attach_worker(
         Ok(m) => server_msg(m),
         Err(s) => Err(Error::from(s)),
     }))
+}
+
+/// Reads a list a page of [`JOB_PAGE`] at a time, each after the last id
+/// of the one before. A server older than paging ignores `after` and the
+/// limit and answers everything at once: a page that does not move on
+/// from the last one ends the walk.
+async fn walk<T, F, Fut>(mut page: F, id: impl Fn(&T) -> i64) -> Result<Vec<T>>
+where
+    F: FnMut(Option<i64>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
+    let (mut all, mut after) = (Vec::new(), None);
+    loop {
+        let p = page(after).await?;
+        let moved = p.first().is_some_and(|t| after.is_none_or(|a| id(t) > a));
+        if !moved {
+            return Ok(all);
+        }
+        let full = p.len() == JOB_PAGE as usize;
+        after = p.last().map(&id);
+        all.extend(p);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of `ids` after `after`, as a server that pages answers them.
+    fn paged(ids: &[i64], after: Option<i64>) -> Vec<i64> {
+        ids.iter()
+            .copied()
+            .filter(|&i| after.is_none_or(|a| i > a))
+            .take(JOB_PAGE as usize)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_walk_reads_every_page_once_and_stops_at_a_server_that_does_not_page() {
+        let ids: Vec<i64> = (1..=2500).collect();
+        let mut asked = 0;
+        let all = walk(
+            |after| {
+                asked += 1;
+                let p = paged(&ids, after);
+                async move { Ok(p) }
+            },
+            |&i| i,
+        )
+        .await
+        .unwrap();
+        assert_eq!((all, asked), (ids.clone(), 3));
+        // Exactly a page's worth: one more ask finds nothing.
+        let ids: Vec<i64> = (1..=i64::from(JOB_PAGE)).collect();
+        let all = walk(|after| std::future::ready(Ok(paged(&ids, after))), |&i| i).await;
+        assert_eq!(all.unwrap(), ids);
+        // An older server ignores `after` and answers everything each time.
+        let ids: Vec<i64> = (1..=1500).collect();
+        let all = walk(|_| std::future::ready(Ok(ids.clone())), |&i| i).await;
+        assert_eq!(all.unwrap(), ids);
+    }
 }
