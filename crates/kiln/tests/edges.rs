@@ -368,3 +368,14 @@ fn a_full_data_directory_stops_the_server_with_one_clear_error_and_workers_back_
         read(&farm.path("worker-w0.log")).contains("next try in 5 s")
     });
 }
+
+/// The port a farm picked may be taken by a test beside it before its
+/// server binds: the harness starts it on another rather than failing.
+#[test]
+fn a_farm_whose_port_was_taken_meanwhile_starts_on_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let farm = Farm::start_on(port, 0, 0, "60s");
+    assert_ne!(farm.port, port);
+    assert!(farm.try_kiln(&["hosts", "--json"]).status.success());
+}

@@ -59,16 +59,20 @@ fn ca_for(url: &str) -> Option<PathBuf> {
         .and_then(|(.., c)| c.clone())
 }
 
+/// The first admin's token, if the server has written it.
+fn read_token(data: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(data.join("admin.token")).ok()?;
+    Some(t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 /// Reads the first admin's token from a server's data directory, waiting
 /// for the server to write it.
 pub fn admin_token(data: &Path) -> String {
     let file = data.join("admin.token");
     let start = Instant::now();
     loop {
-        if let Ok(t) = std::fs::read_to_string(&file) {
-            if !t.trim().is_empty() {
-                return t.trim().to_string();
-            }
+        if let Some(t) = read_token(data) {
+            return t;
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),
@@ -134,9 +138,14 @@ impl Farm {
     }
 
     pub fn start_with(workers: usize, cores: u32, down_after: &str) -> Farm {
+        Farm::start_on(free_port(), workers, cores, down_after)
+    }
+
+    /// [`Farm::start_with`] on `port`, if it is free when the server binds.
+    pub fn start_on(port: u16, workers: usize, cores: u32, down_after: &str) -> Farm {
         let mut farm = Farm {
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
+            port,
             server: None,
             workers: Vec::new(),
             down_after: down_after.to_string(),
@@ -194,7 +203,52 @@ impl Farm {
     /// The server with `extra` arguments and, if given, a hard and soft
     /// limit on its open files.
     pub fn start_server_with(&mut self, extra: &[&str], nofile: Option<u64>) {
-        let log = std::fs::File::create(self.path(&format!("server-{}.log", now_ms()))).unwrap();
+        // A first start's port was free when picked, but a test running
+        // beside this one (a directory server, another farm) may take it
+        // before the server binds: then pick another. A restart keeps its
+        // port: workers and pinned CAs know it.
+        let first = !self.path("data").exists();
+        for _ in 0..5 {
+            let log = self.path(&format!("server-{}.log", now_ms()));
+            self.spawn_server(extra, nofile, &log);
+            let child = self.server.as_mut().unwrap();
+            let start = Instant::now();
+            let token = loop {
+                if let Some(t) = read_token(&self.dir.path().join("data")) {
+                    break Some(t);
+                }
+                if let Some(status) = child.try_wait().unwrap() {
+                    let text = read(&log);
+                    assert!(
+                        first && text.contains("cannot listen on"),
+                        "the server exited ({status}) before it was ready:\n{text}"
+                    );
+                    break None;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "no admin.token after 20 s:\n{}",
+                    read(&log)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            match token {
+                Some(t) => {
+                    let ca = self.tls.then(|| self.path("data/ca.pem"));
+                    register_server(&self.url(), &t, ca);
+                    wait_until(Duration::from_secs(20), || {
+                        self.try_kiln(&["hosts", "--json"]).status.success()
+                    });
+                    return;
+                }
+                None => self.port = free_port(),
+            }
+        }
+        panic!("no free port the server could listen on after 5 tries");
+    }
+
+    fn spawn_server(&mut self, extra: &[&str], nofile: Option<u64>, log: &Path) {
+        let log = std::fs::File::create(log).unwrap();
         let mut cmd = Command::new(kiln_bin());
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
@@ -230,11 +284,6 @@ impl Farm {
             .spawn()
             .expect("spawn kiln server");
         self.server = Some(child);
-        let ca = self.tls.then(|| self.path("data/ca.pem"));
-        register_server(&self.url(), &admin_token(&self.path("data")), ca);
-        wait_until(Duration::from_secs(20), || {
-            self.try_kiln(&["hosts", "--json"]).status.success()
-        });
     }
 
     /// SIGKILLs the server: no chance to flush or say goodbye.
