@@ -103,8 +103,21 @@ impl LogStore {
         Ok(deleted)
     }
 
+    /// Writes a chunk at its offset. A chunk that starts past the end is
+    /// refused: one before it was lost (its write failed), and writing this
+    /// one would leave a hole that the worker's resend, which starts from
+    /// the file's size, would never fill.
     pub fn write(&self, attempt: AttemptId, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.file(attempt)?.write_all_at(data, offset)
+        let file = self.file(attempt)?;
+        let len = file.metadata()?.len();
+        if offset > len {
+            return Err(io::Error::other(format!(
+                "the log of attempt {} has {len} bytes, and a chunk came for offset {offset}: \
+                 one before it was lost",
+                attempt.0
+            )));
+        }
+        file.write_all_at(data, offset)
     }
 
     /// Closes an ended attempt's log, and returns its file for the caller
@@ -178,5 +191,20 @@ mod tests {
         assert_eq!(logs.read(a, 0, 100).unwrap(), b"hello");
         assert_eq!(logs.size(a), 5);
         assert!(logs.read(AttemptId(9), 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_chunk_past_the_end_is_refused_so_no_hole_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf()).unwrap();
+        let a = AttemptId(3);
+        logs.write(a, 0, b"one\n").unwrap();
+        // "two\n" at 4 was lost; "three\n" at 8 must not land after a gap.
+        assert!(logs.write(a, 8, b"three\n").is_err());
+        assert_eq!(logs.size(a), 4);
+        // The resend starts from the size the server has.
+        logs.write(a, 4, b"two\n").unwrap();
+        logs.write(a, 8, b"three\n").unwrap();
+        assert_eq!(logs.read(a, 0, 100).unwrap(), b"one\ntwo\nthree\n");
     }
 }
