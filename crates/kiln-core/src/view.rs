@@ -254,11 +254,13 @@ impl FrameInfo {
     }
 }
 
-/// A page of hosts, by id: those after `after`, at most `limit` (0: all).
+/// A page of hosts, by id: those after `after`, at most `limit` (0: all);
+/// with `name`, only the host of that name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostQuery {
     pub after: Option<i64>,
     pub limit: u32,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

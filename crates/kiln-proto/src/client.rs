@@ -469,6 +469,7 @@ impl Client {
                 let q = HostQuery {
                     after,
                     limit: JOB_PAGE,
+                    ..HostQuery::default()
                 };
                 self.hosts_page(&q).await
             },

@@ -240,6 +240,7 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let q = HostQuery {
             after: Some(r.get_ref().after).filter(|&a| a > 0),
             limit: r.get_ref().limit,
+            ..HostQuery::default()
         };
         let hosts = self.0.hosts(credentials(&r), q).await.map_err(wire)?;
         Ok(Response::new(pb::ListHostsReply {

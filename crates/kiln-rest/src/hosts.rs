@@ -37,7 +37,11 @@ pub(crate) async fn host<F: FarmApi>(
     RawQuery(q): RawQuery,
 ) -> Answer<HostInfo> {
     Params::parse(q.as_deref(), &[])?;
-    f.hosts(w, Default::default())
+    let q = kiln_core::view::HostQuery {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    f.hosts(w, q)
         .await?
         .into_iter()
         .find(|h| h.name == name)

@@ -286,6 +286,7 @@ pub(crate) async fn hosts<F: FarmApi>(
     let q = HostQuery {
         after: paging::after('h', p.get("page_token").as_deref())?,
         limit: u32::try_from(size.saturating_add(1)).unwrap_or(u32::MAX),
+        ..HostQuery::default()
     };
     let mut hosts = f.hosts(w, q).await?;
     let more = hosts.len() > size;

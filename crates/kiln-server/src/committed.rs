@@ -112,6 +112,15 @@ impl Committed {
     pub fn hosts(&self, who: &Principal, q: &HostQuery) -> Result<Vec<HostInfo>, CoreError> {
         farm_read(who)?;
         let v = self.view();
+        if let Some(name) = &q.name {
+            // One host: no copy of the others.
+            return Ok(v
+                .hosts
+                .iter()
+                .filter(|h| &h.name == name)
+                .cloned()
+                .collect());
+        }
         let from = q
             .after
             .map_or(0, |a| v.hosts.partition_point(|h| h.id <= a));

@@ -65,6 +65,7 @@ pub async fn probe(a: ProbeArgs, server: &str) -> Result<ExitCode> {
     let hosts_page = kiln_core::view::HostQuery {
         after: None,
         limit: 100,
+        ..Default::default()
     };
     while Instant::now() < end {
         let start = SystemTime::now()

@@ -366,6 +366,8 @@ fn a_frame_fails_is_retried_through_rest_and_its_attempts_logs_and_history_show_
         400,
     );
     assert!(d.starts_with("tags: "), "{d}");
+    let d = problem(&c.get("/api/v1/hosts/w9"), 404);
+    assert!(d.contains("no host \"w9\""), "{d}");
     c.post("/api/v1/hosts/w0/unlock", &[], "");
     assert_eq!(c.get("/api/v1/hosts/w0").body["lock"], "OPEN");
     for (action, state) in [("repair", "REPAIR"), ("fixed", "UP")] {
