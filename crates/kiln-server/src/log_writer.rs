@@ -12,10 +12,9 @@
 
 use crate::logs::LogStore;
 use kiln_core::model::AttemptId;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Jobs queued before a link waits for room (its worker's backpressure).
@@ -34,35 +33,33 @@ enum Job {
     },
 }
 
-/// First write error of each attempt, until its link is told.
-type Failed = Arc<Mutex<HashMap<AttemptId, io::Error>>>;
-
 /// The queue to the log thread; cloned into each link.
 #[derive(Clone)]
 pub struct LogWriter {
     tx: mpsc::Sender<Job>,
-    failed: Failed,
+    logs: Arc<LogStore>,
 }
 
 impl LogWriter {
     /// Starts the thread; it ends when the last writer is dropped.
     pub fn spawn(logs: Arc<LogStore>) -> io::Result<LogWriter> {
         let (tx, mut rx) = mpsc::channel(QUEUE);
-        let failed = Failed::default();
-        let noted = failed.clone();
+        let on_thread = logs.clone();
         std::thread::Builder::new()
             .name("kiln-logs".into())
             .spawn(move || {
                 while let Some(job) = rx.blocking_recv() {
-                    run(&logs, &noted, job);
+                    run(&on_thread, job);
                 }
             })?;
-        Ok(LogWriter { tx, failed })
+        Ok(LogWriter { tx, logs })
     }
 
     /// Queues a chunk; an error if an earlier chunk of this attempt failed.
     pub async fn write(&self, attempt: AttemptId, offset: u64, data: Vec<u8>) -> io::Result<()> {
-        self.take_failure(attempt)?;
+        if let Some(e) = self.logs.take_failure(attempt) {
+            return Err(e);
+        }
         let job = Job::Write {
             attempt,
             offset,
@@ -87,20 +84,13 @@ impl LogWriter {
             .await
             .map_err(io::Error::other)?
     }
-
-    fn take_failure(&self, attempt: AttemptId) -> io::Result<()> {
-        match self.failed.lock().expect("not poisoned").remove(&attempt) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
 }
 
 fn stopped() -> io::Error {
     io::Error::other("the log writer stopped")
 }
 
-fn run(logs: &LogStore, failed: &Mutex<HashMap<AttemptId, io::Error>>, job: Job) {
+fn run(logs: &LogStore, job: Job) {
     match job {
         Job::Write {
             attempt,
@@ -109,11 +99,7 @@ fn run(logs: &LogStore, failed: &Mutex<HashMap<AttemptId, io::Error>>, job: Job)
         } => {
             if let Err(e) = logs.write(attempt, offset, &data) {
                 tracing::debug!(?attempt, "writing a log chunk failed: {e}");
-                failed
-                    .lock()
-                    .expect("not poisoned")
-                    .entry(attempt)
-                    .or_insert(e);
+                logs.note_failure(attempt, e);
             }
         }
         Job::Finish {
@@ -121,8 +107,7 @@ fn run(logs: &LogStore, failed: &Mutex<HashMap<AttemptId, io::Error>>, job: Job)
             size,
             done,
         } => {
-            let earlier = failed.lock().expect("not poisoned").remove(&attempt);
-            let r = match earlier {
+            let r = match logs.take_failure(attempt) {
                 Some(e) => {
                     // The attempt's file stays open for the resend.
                     Err(e)

@@ -17,6 +17,9 @@ pub struct LogStore {
     /// Files of attempts still being written, kept open between chunks.
     /// The lock only guards the table: IO happens on a clone of the handle.
     open: Mutex<HashMap<AttemptId, Arc<File>>>,
+    /// The first failed write of each attempt, until its link is told (at
+    /// its next chunk or end) or the attempt is lost.
+    failed: Mutex<HashMap<AttemptId, io::Error>>,
 }
 
 impl LogStore {
@@ -25,6 +28,7 @@ impl LogStore {
         Ok(LogStore {
             root,
             open: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -137,12 +141,32 @@ impl LogStore {
         Ok(file)
     }
 
-    /// Closes an attempt's file without syncing (the attempt was lost).
+    /// Closes an attempt's file without syncing (the attempt was lost),
+    /// and drops a write failure nobody will be told of.
     pub fn forget(&self, attempt: AttemptId) {
         self.open
             .lock()
             .expect("log table poisoned")
             .remove(&attempt);
+        self.take_failure(attempt);
+    }
+
+    /// Keeps a failed write for its attempt's link to be told of (the
+    /// first one, if several failed).
+    pub fn note_failure(&self, attempt: AttemptId, e: io::Error) {
+        self.failed
+            .lock()
+            .expect("log table poisoned")
+            .entry(attempt)
+            .or_insert(e);
+    }
+
+    /// The attempt's failed write not yet told, if any.
+    pub fn take_failure(&self, attempt: AttemptId) -> Option<io::Error> {
+        self.failed
+            .lock()
+            .expect("log table poisoned")
+            .remove(&attempt)
     }
 
     pub fn size(&self, attempt: AttemptId) -> u64 {
@@ -206,5 +230,22 @@ mod tests {
         logs.write(a, 4, b"two\n").unwrap();
         logs.write(a, 8, b"three\n").unwrap();
         assert_eq!(logs.read(a, 0, 100).unwrap(), b"one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_lost_attempt_leaves_neither_its_file_nor_its_failure_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf()).unwrap();
+        let a = AttemptId(4);
+        logs.write(a, 0, b"x").unwrap();
+        logs.note_failure(a, io::Error::other("disk full"));
+        logs.forget(a);
+        assert!(logs.open.lock().unwrap().is_empty());
+        assert!(logs.take_failure(a).is_none());
+        // Told once: the first failure, then nothing.
+        logs.note_failure(a, io::Error::other("first"));
+        logs.note_failure(a, io::Error::other("second"));
+        assert_eq!(logs.take_failure(a).unwrap().to_string(), "first");
+        assert!(logs.take_failure(a).is_none());
     }
 }
