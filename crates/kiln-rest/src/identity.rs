@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use kiln_api::FarmApi;
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::auth::identity::JoinRules;
-use kiln_core::auth::views::{IdentityCmd, IdentityDone, TokenInfo, UserInfo};
+use kiln_core::auth::views::{IdentityCmd, IdentityDone, LoggedIn, TokenInfo, UserInfo};
 use kiln_core::auth::{Grant, Right};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -31,6 +31,45 @@ pub(crate) fn routes<F: FarmApi>() -> Router<Arc<F>> {
         .route("/api/v1/tokens", get(tokens::<F>).post(create_token::<F>))
         .route("/api/v1/tokens/{id}", delete(revoke_token::<F>))
         .route("/api/v1/audit", get(audit::<F>))
+        .route("/api/v1/login", post(login::<F>))
+}
+
+/// A sign-in with a password (a local user's, or the directory's).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+    /// The name the session token is listed under (`kiln token list`);
+    /// `login` when absent.
+    #[serde(default)]
+    pub token_name: Option<String>,
+}
+
+/// Signs in with a user name and password, as `kiln login`, and answers a
+/// session token to send as `Authorization: Bearer` (the web UI signs in
+/// this way). Needs no token.
+#[utoipa::path(post, path = "/api/v1/login", tag = "identity",
+    request_body(content = Login, content_type = "application/json"),
+    security(()),
+    responses(
+        (status = 200, body = LoggedIn),
+        (status = 400, description = "A field is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong user name or password", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The directory did not answer", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn login<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Answer<LoggedIn> {
+    Params::parse(q.as_deref(), &[])?;
+    let b: Login = json(&body)?;
+    if b.user.trim().is_empty() {
+        return Err(Error::BadRequest("user: give the user name to sign in as".into()));
+    }
+    Ok(Json(f.login(w, b.user, b.password, b.token_name).await?))
 }
 
 async fn done<F: FarmApi>(

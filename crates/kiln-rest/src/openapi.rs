@@ -32,7 +32,7 @@ use utoipa::OpenApi;
         identity::users, identity::create_user, identity::user_act,
         identity::grant, identity::revoke,
         identity::tokens, identity::create_token, identity::revoke_token,
-        identity::audit,
+        identity::audit, identity::login,
         crate::events::events,
         crate::metrics::autoscale,
         crate::webhooks::webhooks, crate::webhooks::create, crate::webhooks::remove,

@@ -277,6 +277,7 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ("post", "/api/v1/tokens"),
         ("delete", "/api/v1/tokens/{id}"),
         ("get", "/api/v1/audit"),
+        ("post", "/api/v1/login"),
         ("get", "/api/v1/events"),
         ("get", "/api/v1/autoscale"),
         ("get", "/api/v1/webhooks"),
@@ -333,6 +334,34 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
     assert_eq!(a.body["frames"], 1, "{a:?}");
     let a = anon.get("/api/v1/whoami");
     s.check("get", "/api/v1/whoami", &a);
+
+    // Signing in with a password, as the web UI does, with no token.
+    let a = c.post(
+        "/api/v1/users",
+        &[],
+        r#"{"name": "ana", "password": "correct horse"}"#,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = anon.post(
+        "/api/v1/login",
+        &[],
+        r#"{"user": "ana", "password": "wrong horse"}"#,
+    );
+    s.check("post", "/api/v1/login", &a);
+    assert!(problem(&a, 401).contains("wrong user name or password"), "{a:?}");
+    let a = anon.post("/api/v1/login", &[], r#"{"user": "ana"}"#);
+    s.check("post", "/api/v1/login", &a);
+    assert!(problem(&a, 400).contains("password"), "{a:?}");
+    let a = anon.post(
+        "/api/v1/login",
+        &[],
+        r#"{"user": "ana", "password": "correct horse"}"#,
+    );
+    s.check("post", "/api/v1/login", &a);
+    assert_eq!(a.body["user"], "ana", "{a:?}");
+    let session = a.body["token"].as_str().unwrap().to_string();
+    let mut ana = Rest::connect(&farm, Version::H1, Some(&session));
+    assert_eq!(ana.get("/api/v1/whoami").body["user"], "ana");
 
     // Webhooks: made (to a port where nothing listens, so its tries fail
     // and the log has rows), listed, their log read, deleted.

@@ -15,7 +15,7 @@ pub struct WhoAmI {
 }
 
 /// A sign-in's result: a session token, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LoggedIn {
     pub user: String,
     pub token: String,
