@@ -263,7 +263,8 @@ pub async fn serve(
         let _ = tx.send(applier::Request::CloseSessions);
         stopping2.notify_one();
     };
-    let rest = kiln_rest::router(Arc::new(api.clone()));
+    // The web UI in front: `/api/…` and `/metrics` pass through to REST.
+    let rest = kiln_ui::router(kiln_rest::router(Arc::new(api.clone())));
     let server = kiln_proto::server::serve(
         listener,
         config.connections.clone(),

@@ -1,0 +1,125 @@
+// The REST API and the event stream, as the UI uses them: the same calls
+// any script makes (docs/rest.md).
+
+import { token } from './auth.js';
+
+export class ApiError extends Error {
+  constructor(status, detail, problem) {
+    super(detail);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/** Listeners told when the server refuses the session (401). */
+const unauthorized = new Set();
+export function onUnauthorized(f) { unauthorized.add(f); }
+
+function headers(extra) {
+  const h = { ...extra };
+  const t = token();
+  if (t) h.Authorization = `Bearer ${t}`;
+  return h;
+}
+
+/** Calls `/api/v1{path}`; the answer's JSON, or an ApiError with the server's words. */
+export async function api(path, { method = 'GET', body, headers: extra = {} } = {}) {
+  const h = headers(extra);
+  if (body !== undefined && typeof body !== 'string') {
+    body = JSON.stringify(body);
+    h['Content-Type'] = 'application/json';
+  }
+  let r;
+  try {
+    r = await fetch(`/api/v1${path}`, { method, body, headers: h });
+  } catch (e) {
+    throw new ApiError(0, 'The server cannot be reached. Is it running? Retrying shortly…');
+  }
+  const type = r.headers.get('content-type') || '';
+  const data = type.includes('json') ? await r.json() : await r.text();
+  if (!r.ok) {
+    if (r.status === 401) unauthorized.forEach((f) => f());
+    const detail = (data && (data.detail || data.title)) || `${r.status} ${r.statusText}`;
+    throw new ApiError(r.status, detail, data);
+  }
+  return data;
+}
+
+/** `?a=1&b=x`, leaving out empty values. */
+export function qs(params) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v !== undefined && v !== null && v !== '') p.set(k, v);
+  }
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}
+
+/** Every page of a list, `key` naming the array in each answer. */
+export async function all(path, params, key) {
+  const out = [];
+  let page_token;
+  do {
+    const a = await api(path + qs({ ...params, page_size: 1000, page_token }));
+    out.push(...a[key]);
+    page_token = a.next_page_token;
+  } while (page_token);
+  return out;
+}
+
+/**
+ * Follows `GET /events` with the filters in `params`, calling `onEvent`
+ * with each event; after a dropped connection it resumes from the last
+ * event seen (`Last-Event-ID`), so nothing is missed. `onState` hears
+ * 'live' or 'reconnecting'. Read with fetch rather than EventSource,
+ * which cannot send the token.
+ */
+export function follow(params, onEvent, onState = () => {}) {
+  let last = null;
+  let stopped = false;
+  let ctrl = null;
+  let wait = 500;
+  async function run() {
+    while (!stopped) {
+      ctrl = new AbortController();
+      try {
+        const h = headers(last === null ? {} : { 'Last-Event-ID': String(last) });
+        const r = await fetch(`/api/v1/events${qs(params)}`, { headers: h, signal: ctrl.signal });
+        if (r.status === 401) { unauthorized.forEach((f) => f()); return; }
+        if (!r.ok) throw new Error(`${r.status}`);
+        onState('live');
+        wait = 500;
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let cut;
+          while ((cut = buf.indexOf('\n\n')) >= 0) {
+            const msg = buf.slice(0, cut);
+            buf = buf.slice(cut + 2);
+            let id = null, kind = 'message', data = '';
+            for (const line of msg.split('\n')) {
+              if (line.startsWith('id:')) id = line.slice(3).trim();
+              else if (line.startsWith('event:')) kind = line.slice(6).trim();
+              else if (line.startsWith('data:')) data += line.slice(5).trimStart();
+            }
+            if (!data) continue;
+            if (kind === 'error') throw new Error(data);
+            if (id !== null) last = Number(id);
+            try { onEvent(JSON.parse(data)); } catch (e) { console.error(e); }
+          }
+        }
+      } catch (e) {
+        if (stopped) return;
+      }
+      if (stopped) return;
+      onState('reconnecting');
+      await new Promise((res) => setTimeout(res, wait));
+      wait = Math.min(wait * 2, 10000);
+    }
+  }
+  run();
+  return { close() { stopped = true; if (ctrl) ctrl.abort(); } };
+}

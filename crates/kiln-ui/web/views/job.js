@@ -1,0 +1,228 @@
+// One job: its layers and their dependency graph, its frames in a table
+// that loads from the server as it scrolls, and the actions the user may
+// take on the job or on a selection of frames. Kept current by the job's
+// events.
+
+import { h, fill, link, confirmAction, toast } from '../dom.js';
+import { api, qs, follow } from '../api.js';
+import { mayAct } from '../auth.js';
+import { duration, kib, time, fullTime, count } from '../fmt.js';
+import { VTable, Pager, rowsOf } from '../vtable.js';
+import { go, liveState } from '../app.js';
+import { progress, eta, stateBadge } from './jobs.js';
+
+const FRAME_STATES = ['', 'WAITING', 'DEPEND', 'RUNNING', 'SUCCEEDED', 'DEAD', 'EATEN'];
+
+/** A frame's state after one of its events, as the server will report it. */
+const AFTER = {
+  'frame.started': 'RUNNING', 'frame.succeeded': 'SUCCEEDED', 'frame.failed': 'WAITING',
+  'frame.dead': 'DEAD', 'frame.retried': 'WAITING', 'frame.eaten': 'EATEN',
+};
+
+export function exitText(f) {
+  if (f.outcome === 'OOM') return 'out of memory';
+  if (f.exit_signal) return `signal ${f.exit_signal}`;
+  if (f.exit_status !== null && f.exit_status !== undefined) return f.outcome && f.outcome !== 'SUCCEEDED' && f.outcome !== 'FAILED' ? `${f.exit_status} (${f.outcome.toLowerCase()})` : String(f.exit_status);
+  return f.outcome ? f.outcome.toLowerCase() : '';
+}
+
+export function runtime(f) {
+  if (!f.started_at) return '';
+  return duration((f.ended_at || Date.now()) - f.started_at);
+}
+
+/** The layers as boxes in columns by depth, with arrows from what each waits for. */
+function graph(layers) {
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  const depth = new Map();
+  const d = (l, seen = new Set()) => {
+    if (depth.has(l.name)) return depth.get(l.name);
+    if (seen.has(l.name)) return 0;
+    seen.add(l.name);
+    const deps = (l.depends || []).map((x) => byName.get(typeof x === 'string' ? x : x.layer)).filter(Boolean);
+    const v = deps.length ? 1 + Math.max(...deps.map((x) => d(x, seen))) : 0;
+    depth.set(l.name, v);
+    return v;
+  };
+  layers.forEach((l) => d(l));
+  const cols = [];
+  for (const l of layers) (cols[depth.get(l.name)] ||= []).push(l);
+  const W = 150, H = 34, GX = 60, GY = 14;
+  const pos = new Map();
+  cols.forEach((c, x) => c.forEach((l, y) => pos.set(l.name, { x: 10 + x * (W + GX), y: 10 + y * (H + GY) })));
+  const width = 20 + cols.length * (W + GX) - GX;
+  const height = 20 + Math.max(...cols.map((c) => c.length)) * (H + GY) - GY;
+  const ns = 'http://www.w3.org/2000/svg';
+  const el = (tag, attrs, text) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const svg = el('svg', { class: 'graph', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Layer dependencies' });
+  for (const l of layers) {
+    for (const dep of l.depends || []) {
+      const from = pos.get(typeof dep === 'string' ? dep : dep.layer), to = pos.get(l.name);
+      if (!from || !to) continue;
+      svg.append(el('path', { class: 'edge', d: `M${from.x + W},${from.y + H / 2} C${from.x + W + GX / 2},${from.y + H / 2} ${to.x - GX / 2},${to.y + H / 2} ${to.x},${to.y + H / 2}` }));
+    }
+  }
+  for (const l of layers) {
+    const p = pos.get(l.name);
+    const c = l.counts;
+    const done = c.succeeded + c.eaten;
+    const g = el('g', { class: `node${c.dead ? ' dead' : done === l.total ? ' done' : c.running ? ' running' : ''}` });
+    g.append(el('rect', { x: p.x, y: p.y, width: W, height: H, rx: 5 }));
+    g.append(el('text', { x: p.x + 8, y: p.y + 14 }, l.name));
+    g.append(el('text', { x: p.x + 8, y: p.y + 28, class: 'sub' }, `${count(done)}/${count(l.total)}${c.dead ? ` · ${c.dead} dead` : ''}`));
+    g.append(el('title', {}, `${l.name}: ${l.command}`));
+    svg.append(g);
+  }
+  return svg;
+}
+
+export function jobView(key) {
+  return async (main) => {
+    const url = new URLSearchParams(location.search);
+    const filter = { state: url.get('state') || '', layer: url.get('layer') || '' };
+    let detail = await api(`/jobs/${encodeURIComponent(key)}`);
+    const id = detail.job.id;
+    const head = h('section', { class: 'job-head' });
+    const layersBox = h('section', {});
+    const frames = new VTable();
+    frames.selectable = true;
+    frames.empty = 'No frames match these filters.';
+    const selBar = h('span', { class: 'selection' });
+    const setParam = (k, v) => {
+      const u = new URLSearchParams(location.search);
+      if (v) u.set(k, v); else u.delete(k);
+      const s = u.toString();
+      go(location.pathname + (s ? `?${s}` : ''), true);
+    };
+
+    const act = async (action, body = {}, what = 'the job') => {
+      const destructive = action === 'kill' || action === 'eat';
+      if (destructive && !(await confirmAction(`${action[0].toUpperCase() + action.slice(1)} ${what}? This cannot be undone.`, action))) return;
+      try {
+        const r = await api(`/jobs/${id}/${action}`, { method: 'POST', body });
+        toast(r.message);
+      } catch (e) { toast(e.message, 'error'); }
+    };
+    const setting = async (path, field, ask, parse) => {
+      const v = prompt(ask);
+      if (v === null) return;
+      try {
+        const r = await api(`/jobs/${id}/${path}`, { method: 'POST', body: { [field]: parse(v) } });
+        toast(r.message);
+      } catch (e) { toast(e.message, 'error'); }
+    };
+
+    const drawHead = () => {
+      const j = detail.job;
+      const allowed = mayAct(j);
+      const paused = j.paused && j.status !== 'FINISHED';
+      const ended = ['FINISHED', 'KILLED'].includes(j.status);
+      fill(head,
+        h('div', { class: 'title' }, h('h2', {}, j.name), stateBadge(paused ? 'PAUSED' : j.status)),
+        h('div', { class: 'facts' },
+          h('span', {}, 'show ', h('b', {}, j.show)), j.shot && h('span', {}, 'shot ', h('b', {}, j.shot)),
+          h('span', {}, 'user ', h('b', {}, j.user)), h('span', {}, 'priority ', h('b', {}, j.priority)),
+          h('span', { title: fullTime(j.submitted_at) }, 'submitted ', h('b', {}, time(j.submitted_at))),
+          h('span', {}, 'time ', h('b', {}, duration((j.finished_at || Date.now()) - j.submitted_at))),
+          eta(j) && h('span', {}, 'left ', h('b', {}, eta(j))),
+          h('span', {}, 'cores in use ', h('b', {}, (detail.cores_used / 100).toFixed(detail.cores_used % 100 ? 2 : 0)))),
+        h('div', { class: 'bar-row' }, progress(j.counts, j.total),
+          h('span', { class: 'counts' }, ['succeeded', 'running', 'waiting', 'depend', 'dead', 'eaten']
+            .filter((k) => j.counts[k]).map((k) => h('span', { class: `c-${k}` }, `${count(j.counts[k])} ${k}`)))),
+        allowed && !ended && h('div', { class: 'actions' },
+          paused ? h('button', { onclick: () => act('resume') }, 'Resume') : h('button', { onclick: () => act('pause') }, 'Pause'),
+          j.counts.dead ? h('button', { onclick: () => act('retry', { state: 'DEAD' }, 'the dead frames') }, `Retry ${count(j.counts.dead)} dead`) : null,
+          j.counts.dead ? h('button', { onclick: () => act('eat', { state: 'DEAD' }, `${count(j.counts.dead)} dead frames`) }, 'Eat dead') : null,
+          h('button', { onclick: () => setting('priority', 'priority', `Priority of ${j.name} (now ${j.priority}):`, Number) }, 'Priority…'),
+          h('button', { onclick: () => setting('max-cores', 'max_cores', 'Most cores at once (empty: no cap):', (v) => v.trim() ? Math.round(Number(v) * 100) : null) }, 'Max cores…'),
+          h('button', { class: 'danger', onclick: () => act('kill') }, 'Kill job')));
+    };
+
+    const drawLayers = () => {
+      const t = new VTable();
+      t.classList.add('short');
+      fill(layersBox, h('h3', {}, 'Layers'), h('div', { class: 'layers' }, t, h('div', { class: 'graph-box' }, graph(detail.layers))));
+      t.show([
+        { label: 'Layer', width: 'minmax(8em, 2fr)', render: (l) => h('a', { href: '#', onclick: (e) => { e.preventDefault(); setParam('layer', l.name); } }, l.name) },
+        { label: 'Progress', width: 'minmax(6em, 2fr)', render: (l) => progress(l.counts, l.total) },
+        { label: 'Frames', width: '6em', cls: 'num', render: (l) => `${count(l.counts.succeeded + l.counts.eaten)}/${count(l.total)}` },
+        { label: 'Cores', width: '4em', cls: 'num', key: 'cores_request' },
+        { label: 'Memory', width: '6em', cls: 'num', render: (l) => kib(l.memory_kb) },
+        { label: 'Waiting because', width: 'minmax(10em, 3fr)', render: (l) => (l.why && l.why.text) || '' },
+      ], rowsOf(detail.layers));
+    };
+
+    const frameColumns = [
+      { label: 'Frame', width: 'minmax(7em, 1.5fr)', render: (f) => link(`/frames/${f.id}`, `${f.layer}/${f.number}`) },
+      { label: 'State', width: '7em', render: (f) => stateBadge(f.state) },
+      { label: 'Host', width: 'minmax(6em, 1fr)', render: (f) => f.host || '' },
+      { label: 'Tries', width: '3.5em', cls: 'num', key: 'attempts' },
+      { label: 'Runtime', width: '6em', cls: 'num', render: runtime },
+      { label: 'Peak mem', width: '6.5em', cls: 'num', render: (f) => f.max_rss_kb ? kib(f.max_rss_kb) : '' },
+      { label: 'Exit', width: '7em', render: exitText },
+      { label: 'Why waiting', width: 'minmax(10em, 3fr)', render: (f) => (f.why && f.why.text) || f.reason || '' },
+    ];
+    let pager;
+    const loadFrames = () => {
+      const c = detail.layers.filter((l) => !filter.layer || l.name === filter.layer)
+        .reduce((n, l) => n + (filter.state ? (l.counts[filter.state.toLowerCase()] || 0) : l.total), 0);
+      pager = new Pager(async (page_token) => {
+        const a = await api(`/jobs/${id}/frames${qs({ ...filter, page_size: 500, page_token })}`);
+        return { items: a.frames, next: a.next_page_token };
+      }, c);
+      frames.selected.clear();
+      frames.show(frameColumns, pager);
+    };
+    frames.onrow = (f) => go(`/frames/${f.id}`);
+    frames.addEventListener('selection', () => {
+      const n = frames.selected.size;
+      const chosen = () => pager.rows.filter((f) => frames.selected.has(f.id)).map((f) => `${f.layer}/${f.number}`);
+      fill(selBar, n ? [`${count(n)} selected`,
+        mayAct(detail.job) && ['retry', 'eat', 'kill'].map((a) => h('button', { class: a === 'retry' ? '' : 'danger', onclick: async () => {
+          await act(a, { targets: chosen() }, `${count(n)} selected frames`);
+          frames.selected.clear();
+          frames.dispatchEvent(new CustomEvent('selection'));
+        } }, `${a[0].toUpperCase() + a.slice(1)} selected`))] : []);
+    });
+
+    fill(main, head, layersBox,
+      h('section', { class: 'frames' },
+        h('div', { class: 'toolbar' }, h('h3', {}, 'Frames'),
+          h('label', {}, 'State', h('select', { onchange: (e) => setParam('state', e.target.value) },
+            FRAME_STATES.map((s) => h('option', { value: s, selected: s === filter.state }, s || 'any')))),
+          h('label', {}, 'Layer', h('select', { onchange: (e) => setParam('layer', e.target.value) },
+            [''].concat(detail.layers.map((l) => l.name)).map((s) => h('option', { value: s, selected: s === filter.layer }, s || 'any')))),
+          selBar),
+        frames));
+    drawHead();
+    drawLayers();
+    loadFrames();
+
+    // Live: frame events change their rows in place; the job's counts and
+    // layers are read again at most once a second while events come.
+    let dirty = false;
+    const ev = follow({ job: String(id) }, (e) => {
+      dirty = true;
+      const state = AFTER[e.kind];
+      if (state && e.frame_id && pager.patch((f) => f.id === e.frame_id, {
+        state, ...(e.kind === 'frame.started' ? { host: e.host, started_at: e.at, ended_at: null, ...(e.attempt ? { attempts: e.attempt } : {}) } : {}),
+        ...(e.kind !== 'frame.started' && e.kind !== 'frame.retried' ? { ended_at: e.at } : {}),
+      })) frames.refresh();
+    }, liveState);
+    const timer = setInterval(async () => {
+      if (!dirty) return;
+      dirty = false;
+      try {
+        detail = await api(`/jobs/${id}`);
+        drawHead();
+        drawLayers();
+      } catch (e) { /* tried again at the next event */ }
+    }, 1000);
+    return () => { ev.close(); clearInterval(timer); };
+  };
+}

@@ -1,0 +1,191 @@
+// <kiln-vtable>: a table that draws only the rows on screen, so a job of
+// 100,000 frames scrolls as lightly as one of ten. Rows come from a
+// source that loads them from the server a page at a time, ahead of the
+// scroll, and may not know them all yet.
+
+import { h, toast } from './dom.js';
+
+const ROW = 30; // px: one row's height (style.css .vt-row)
+const OVERSCAN = 10;
+
+/**
+ * A source of rows: `count()` rows in all (known or estimated), `row(i)`
+ * the i-th if loaded, `need(from, to)` loads a range and resolves when
+ * it is in (the table draws again then).
+ */
+export class Pager {
+  constructor(fetchPage, total = 0) {
+    this.fetchPage = fetchPage; // (page_token) => {items, next}
+    this.rows = [];
+    this.next = undefined;
+    this.done = false;
+    this.total = total;
+    this.loading = null;
+  }
+  count() { return this.done ? this.rows.length : Math.max(this.total, this.rows.length); }
+  row(i) { return this.rows[i]; }
+  async need(_from, to) {
+    while (!this.done && this.rows.length < to + 200) {
+      if (!this.loading) {
+        this.loading = this.fetchPage(this.next).then(({ items, next }) => {
+          this.rows.push(...items);
+          this.next = next;
+          this.done = !next;
+          this.loading = null;
+        }, (e) => { this.loading = null; throw e; });
+      }
+      await this.loading;
+    }
+  }
+  /** Replaces a loaded row in place (a live update); true if it was loaded. */
+  patch(match, change) {
+    const i = this.rows.findIndex(match);
+    if (i < 0) return false;
+    this.rows[i] = { ...this.rows[i], ...change };
+    return true;
+  }
+}
+
+export class VTable extends HTMLElement {
+  constructor() {
+    super();
+    this.columns = [];
+    this.source = null;
+    this.selectable = false;
+    this.selected = new Set();
+    this.cursor = -1;
+    this.onrow = null;
+    this.empty = 'Nothing here.';
+    this.pending = false;
+  }
+
+  connectedCallback() {
+    if (this.viewport) return;
+    this.head = h('div', { class: 'vt-head', role: 'row' });
+    this.spacer = h('div', { class: 'vt-spacer' });
+    this.body = h('div', { class: 'vt-body', role: 'rowgroup' });
+    this.viewport = h('div', { class: 'vt-viewport', tabindex: 0, role: 'grid' }, this.spacer, this.body);
+    this.viewport.addEventListener('scroll', () => this.refresh(), { passive: true });
+    this.viewport.addEventListener('keydown', (e) => this.key(e));
+    this.append(this.head, this.viewport);
+    new ResizeObserver(() => this.refresh()).observe(this.viewport);
+    this.setup();
+  }
+
+  /** Sets the columns and source and draws from the top. */
+  show(columns, source) {
+    this.columns = columns;
+    this.source = source;
+    this.cursor = -1;
+    if (this.viewport) { this.viewport.scrollTop = 0; this.setup(); }
+  }
+
+  setup() {
+    const cols = (this.selectable ? ['2.2em'] : []).concat(this.columns.map((c) => c.width || '1fr'));
+    this.style.setProperty('--vt-cols', cols.join(' '));
+    this.head.replaceChildren(
+      ...(this.selectable ? [h('span', { class: 'vt-cell' }, h('input', {
+        type: 'checkbox', title: 'Select all loaded rows', onchange: (e) => this.selectAll(e.target.checked),
+      }))] : []),
+      ...this.columns.map((c) => h('span', { class: `vt-cell ${c.cls || ''}`, role: 'columnheader', title: c.title || '' }, c.label)));
+    this.refresh();
+  }
+
+  /** Draws again at the next frame (after data or a scroll). */
+  refresh() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => { this.pending = false; this.draw(); });
+  }
+
+  draw() {
+    if (!this.source || !this.viewport) return;
+    const n = this.source.count();
+    this.spacer.style.height = `${n * ROW}px`;
+    const top = this.viewport.scrollTop;
+    const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
+    const last = Math.min(n, Math.ceil((top + this.viewport.clientHeight) / ROW) + OVERSCAN);
+    const gaps = this.missing(first, last);
+    this.source.need(first, last).then(() => {
+      // Drawn with rows still to come, or the count moved: draw again.
+      if (gaps || this.source.count() !== n) this.refresh();
+    }, (e) => toast(`Could not load the rows: ${e.message}`, 'error'));
+    this.body.style.transform = `translateY(${first * ROW}px)`;
+    const rows = [];
+    for (let i = first; i < last; i++) rows.push(this.rowEl(i, this.source.row(i)));
+    if (n === 0 && this.source.done !== false) rows.push(h('div', { class: 'vt-empty' }, this.empty));
+    this.body.replaceChildren(...rows);
+  }
+
+  missing(first, last) {
+    for (let i = first; i < last; i++) if (!this.source.row(i)) return true;
+    return false;
+  }
+
+  rowEl(i, r) {
+    if (!r) return h('div', { class: 'vt-row loading', role: 'row' }, h('span', { class: 'vt-cell' }, '…'));
+    const id = r.id ?? i;
+    const el = h('div', {
+      class: `vt-row${i === this.cursor ? ' cursor' : ''}${this.selected.has(id) ? ' selected' : ''}`,
+      role: 'row', 'data-index': i, 'data-id': id,
+      onclick: (e) => {
+        if (e.target.closest('input,button,a')) return;
+        this.cursor = i;
+        if (this.onrow) this.onrow(r, e);
+        this.refresh();
+      },
+    });
+    if (this.selectable) {
+      el.append(h('span', { class: 'vt-cell' }, h('input', {
+        type: 'checkbox', checked: this.selected.has(id), 'aria-label': 'Select',
+        onchange: (e) => { this.toggle(id, e.target.checked); },
+      })));
+    }
+    for (const c of this.columns) {
+      const v = c.render ? c.render(r) : r[c.key];
+      el.append(h('span', { class: `vt-cell ${c.cls || ''}`, role: 'gridcell', title: typeof v === 'string' ? v : '' }, v));
+    }
+    return el;
+  }
+
+  toggle(id, on) {
+    if (on) this.selected.add(id); else this.selected.delete(id);
+    this.dispatchEvent(new CustomEvent('selection'));
+    this.refresh();
+  }
+
+  selectAll(on) {
+    this.selected.clear();
+    if (on) for (let i = 0; i < this.source.count(); i++) { const r = this.source.row(i); if (r) this.selected.add(r.id ?? i); }
+    this.dispatchEvent(new CustomEvent('selection'));
+    this.refresh();
+  }
+
+  key(e) {
+    const n = this.source ? this.source.count() : 0;
+    const page = Math.max(1, Math.floor(this.viewport.clientHeight / ROW) - 1);
+    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, j: 1, k: -1 };
+    if (e.key in moves) {
+      this.cursor = Math.max(0, Math.min(n - 1, this.cursor + moves[e.key]));
+      const y = this.cursor * ROW;
+      if (y < this.viewport.scrollTop) this.viewport.scrollTop = y;
+      else if (y + ROW > this.viewport.scrollTop + this.viewport.clientHeight) this.viewport.scrollTop = y + ROW - this.viewport.clientHeight;
+      this.refresh();
+      e.preventDefault();
+    } else if (e.key === 'Enter' && this.cursor >= 0) {
+      const r = this.source.row(this.cursor);
+      if (r && this.onrow) this.onrow(r, e);
+    } else if (e.key === ' ' && this.selectable && this.cursor >= 0) {
+      const r = this.source.row(this.cursor);
+      if (r) this.toggle(r.id ?? this.cursor, !this.selected.has(r.id ?? this.cursor));
+      e.preventDefault();
+    }
+  }
+}
+
+customElements.define('kiln-vtable', VTable);
+
+/** A source over rows already in hand. */
+export function rowsOf(rows) {
+  return { rows, done: true, count: () => rows.length, row: (i) => rows[i], need: async () => {} };
+}
