@@ -1,0 +1,216 @@
+//! The web UI in a real browser (headless chromium) against a real server
+//! and workers: signing in, watching frames finish live, retrying a dead
+//! frame, reading and searching its log, killing with a confirmation, what
+//! an artist may not do to another's job, and a wrangler locking a host.
+//! Screenshots of each view land in target/tmp/ui-screenshots/.
+
+mod browser;
+mod common;
+
+use browser::Browser;
+use common::Farm;
+use fantoccini::Locator;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A local user with a password and `grants`, and a token of theirs.
+fn user_with_password(farm: &Farm, name: &str, password: &str, grants: &[&str]) -> String {
+    let mut c = common::cli(&farm.url(), &["user", "create", name, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(c.stdin.take().unwrap(), "{password}").unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for g in grants {
+        farm.kiln(&["grant", g, name]);
+    }
+    let out = farm.kiln(&["token", "create", "--user", name, "--name", "cli"]);
+    out.trim().to_string()
+}
+
+fn submit_as(farm: &Farm, token: &str, name: &str, yaml: &str) {
+    let path = farm.write_spec(name, yaml);
+    let out = farm.kiln_as(Some(token), &["submit", &path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_artist_signs_in_watches_frames_finish_retries_a_dead_one_and_reads_its_log() {
+    let farm = Farm::start(1, 4);
+    let ana = user_with_password(&farm, "ana", "correct horse", &["artist"]);
+    let bob = farm.user("bob", &["artist"]);
+    // Frame 2 fails until it is retried (its marker is there then); it has
+    // no retries of its own, so it dies at once.
+    let marker = farm.path("retried");
+    submit_as(&farm, &ana, "shot", &format!(
+        "name: ana-shot\nlayers:\n  - name: render\n    retries: 0\n    frames: 1-3\n    command: |\n      \
+         echo \"frame $KILN_FRAME starting\"\n      \
+         if [ $KILN_FRAME = 2 ] && [ ! -e {m} ]; then touch {m}; echo 'ERROR: no licence'; exit 3; fi\n      \
+         echo \"frame $KILN_FRAME second try done\"\n",
+        m = marker.display()
+    ));
+    submit_as(
+        &farm,
+        &bob,
+        "bob",
+        "name: bob-long\nlayers:\n  - {name: sim, command: 'sleep 120', frames: 1}\n",
+    );
+    submit_as(
+        &farm,
+        &ana,
+        "long",
+        "name: ana-long\nlayers:\n  - {name: sim, command: 'sleep 120', frames: 1}\n",
+    );
+    rt().block_on(async {
+        let Some(b) = Browser::start(&farm.url()).await else {
+            return;
+        };
+        // A shared link to a job asks for a sign-in first, then opens.
+        b.goto("/jobs/ana-shot").await;
+        b.el("form.login").await;
+        b.el("input[name=user]")
+            .await
+            .send_keys("ana")
+            .await
+            .unwrap();
+        b.el("input[name=password]")
+            .await
+            .send_keys("wrong")
+            .await
+            .unwrap();
+        b.click_text("Sign in").await;
+        b.wait_text("wrong user name or password", Duration::from_secs(10))
+            .await;
+        b.shot("login").await;
+        let pw = b.el("input[name=password]").await;
+        pw.clear().await.unwrap();
+        pw.send_keys("correct horse").await.unwrap();
+        b.click_text("Sign in").await;
+        b.wait_text("ana-shot", Duration::from_secs(10)).await;
+        assert!(b
+            .c
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/jobs/ana-shot"));
+        // Frames finish and one dies, shown without a reload.
+        b.wait_text("2 succeeded", Duration::from_secs(30)).await;
+        b.wait_text("1 dead", Duration::from_secs(30)).await;
+        b.wait_text("DEAD", Duration::from_secs(10)).await;
+        b.shot("job").await;
+        b.click_text("Retry 1 dead").await;
+        b.wait_text("3 succeeded", Duration::from_secs(30)).await;
+        // The frame's attempts and log: the second attempt's, searched.
+        b.click_text("render/2").await;
+        b.wait_text("second try done", Duration::from_secs(15))
+            .await;
+        let rows = b.all("kiln-vtable .vt-row[data-index]").await;
+        assert_eq!(rows.len(), 2, "two attempts");
+        b.el("input[type=search]")
+            .await
+            .send_keys("second")
+            .await
+            .unwrap();
+        let hit = b.el("pre.log mark").await;
+        assert_eq!(hit.text().await.unwrap(), "second");
+        // The first attempt's log, with its error line marked as one.
+        b.all("kiln-vtable .vt-row[data-index]").await[1]
+            .click()
+            .await
+            .unwrap();
+        b.wait_text("ERROR: no licence", Duration::from_secs(10))
+            .await;
+        b.el("pre.log .line.err").await;
+        b.shot("frame").await;
+        // Another artist's job: readable, but no actions for ana.
+        b.goto("/jobs/bob-long").await;
+        b.wait_text("bob-long", Duration::from_secs(10)).await;
+        b.wait_text("RUNNING", Duration::from_secs(30)).await;
+        assert!(
+            !b.has_button("Kill job").await,
+            "ana may not kill bob's job"
+        );
+        assert!(!b.has_button("Pause").await);
+        // Her own: killed, after a confirmation.
+        b.goto("/jobs/ana-long").await;
+        b.wait_text("RUNNING", Duration::from_secs(30)).await;
+        b.click_text("Kill job").await;
+        b.el("dialog[open]").await;
+        b.shot("confirm").await;
+        b.el("dialog[open] button[data-confirm]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.wait_text("KILLED", Duration::from_secs(15)).await;
+        assert_eq!(farm.job_status("ana-long"), "KILLED");
+        // The jobs list: hers, finished ones too.
+        b.goto("/?all=true").await;
+        b.wait_text("ana-long", Duration::from_secs(10)).await;
+        let t = b.text().await;
+        assert!(t.contains("ana-shot") && !t.contains("bob-long"), "{t}");
+        b.shot("my-jobs").await;
+        let errors = b.errors().await;
+        assert!(errors.is_empty(), "{errors:?}");
+        b.close().await;
+    });
+}
+
+#[test]
+fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
+    let farm = Farm::start(2, 2);
+    let admin = common::token_for(&farm.url()).unwrap();
+    rt().block_on(async {
+        let Some(b) = Browser::start(&farm.url()).await else { return };
+        // The sign-in link `kiln up` prints: the token after '#'.
+        b.goto(&format!("/login#token={admin}")).await;
+        b.wait_text("My jobs", Duration::from_secs(10)).await;
+        assert!(!b.c.current_url().await.unwrap().as_str().contains("token"), "the token leaves the address bar");
+        b.goto("/hosts").await;
+        b.wait_text("2 of 2 hosts", Duration::from_secs(10)).await;
+        let lock = b
+            .c
+            .find(Locator::XPath("//div[contains(@class,'vt-row')][.//span[normalize-space(.)='w0']]//button[normalize-space(.)='Lock']"))
+            .await
+            .unwrap();
+        lock.click().await.unwrap();
+        b.el(".badge.h-locked").await;
+        let hosts = farm.json(&["hosts"]);
+        let w0 = hosts.as_array().unwrap().iter().find(|h| h["name"] == "w0").unwrap();
+        assert_eq!(w0["lock"], "LOCKED");
+        b.shot("hosts").await;
+        // Unlocked from the CLI: the page follows by itself.
+        farm.kiln(&["host", "unlock", "w0"]);
+        let start = std::time::Instant::now();
+        loop {
+            if b.all(".badge.h-locked").await.is_empty() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "the unlock never showed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let errors = b.errors().await;
+        assert!(errors.is_empty(), "{errors:?}");
+        b.close().await;
+    });
+}
