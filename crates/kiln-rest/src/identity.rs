@@ -67,7 +67,9 @@ pub(crate) async fn login<F: FarmApi>(
     Params::parse(q.as_deref(), &[])?;
     let b: Login = json(&body)?;
     if b.user.trim().is_empty() {
-        return Err(Error::BadRequest("user: give the user name to sign in as".into()));
+        return Err(Error::BadRequest(
+            "user: give the user name to sign in as".into(),
+        ));
     }
     Ok(Json(f.login(w, b.user, b.password, b.token_name).await?))
 }

@@ -544,6 +544,12 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
         // The CLI on this machine signs in to the local farm by itself.
         let kept = crate::session::save_token(&url, &admin)?;
         eprintln!("kiln farm up: API at {url} (data in {})", data.display());
+        // The token rides after `#`, which a browser never sends on: one
+        // click signs the browser in as the farm's admin.
+        eprintln!(
+            "  web UI: {}/login#token={admin}",
+            url.trim_end_matches('/')
+        );
         eprintln!(
             "  you are its admin (token in {}); try: KILN_SERVER={url} kiln jobs     stop: Ctrl-C",
             kept.display()

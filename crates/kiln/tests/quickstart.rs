@@ -38,6 +38,12 @@ fn kiln_up_renders_the_sample_job() {
         stderr.contains(&format!("API at http://127.0.0.1:{port}")),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!(
+            "web UI: http://127.0.0.1:{port}/login#token=kiln_api_"
+        )),
+        "{stderr}"
+    );
     assert!(stdout.contains("25 succeeded"), "{stdout}");
     for n in 1..=24 {
         let png = std::fs::read(ex.join(format!("out/frame.{n:04}.png"))).unwrap();

@@ -348,7 +348,10 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         r#"{"user": "ana", "password": "wrong horse"}"#,
     );
     s.check("post", "/api/v1/login", &a);
-    assert!(problem(&a, 401).contains("wrong user name or password"), "{a:?}");
+    assert!(
+        problem(&a, 401).contains("wrong user name or password"),
+        "{a:?}"
+    );
     let a = anon.post("/api/v1/login", &[], r#"{"user": "ana"}"#);
     s.check("post", "/api/v1/login", &a);
     assert!(problem(&a, 400).contains("password"), "{a:?}");
