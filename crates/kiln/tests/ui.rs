@@ -214,3 +214,59 @@ fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
         b.close().await;
     });
 }
+
+#[test]
+fn a_job_composed_in_the_form_shows_the_servers_error_at_its_field_then_runs() {
+    let farm = Farm::start(1, 2);
+    let admin = common::token_for(&farm.url()).unwrap();
+    rt().block_on(async {
+        let Some(b) = Browser::start(&farm.url()).await else {
+            return;
+        };
+        b.goto(&format!("/login#token={admin}")).await;
+        b.wait_text("My jobs", Duration::from_secs(10)).await;
+        b.el("nav a[href='/submit']").await.click().await.unwrap();
+        b.el("input[name=name]")
+            .await
+            .send_keys("from-form")
+            .await
+            .unwrap();
+        let cmd = b.el("input[name='layers[0].command']").await;
+        cmd.send_keys("echo frame $KILN_FRAME").await.unwrap();
+        let frames = b.el("input[name='layers[0].frames']").await;
+        frames.clear().await.unwrap();
+        frames.send_keys("1-x").await.unwrap();
+        b.el("form.submit button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        // The server's words, at the field they name; nothing was made.
+        let err = b
+            .el("[data-error-for='layers[0].frames']:not(:empty)")
+            .await;
+        let text = err.text().await.unwrap();
+        assert!(text.contains("\"1-x\" is not a frame range"), "{text}");
+        b.shot("submit-error").await;
+        assert!(farm.json(&["jobs", "--all"]).as_array().unwrap().is_empty());
+        frames.clear().await.unwrap();
+        frames.send_keys("1-4").await.unwrap();
+        b.el("form.submit button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.wait_text("4 succeeded", Duration::from_secs(30)).await;
+        assert!(b
+            .c
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/jobs/from-form"));
+        assert_eq!(farm.job_status("from-form"), "FINISHED");
+        let errors = b.errors().await;
+        assert!(errors.is_empty(), "{errors:?}");
+        b.close().await;
+    });
+}
