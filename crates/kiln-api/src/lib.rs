@@ -88,13 +88,8 @@ pub trait FarmApi: Send + Sync + 'static {
     /// `q.limit` of them after `q.after`.
     async fn list_jobs(&self, who: Credentials, q: JobQuery) -> Result<Vec<JobSummary>>;
     async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;
-    async fn frames(
-        &self,
-        who: Credentials,
-        job: String,
-        layer: Option<String>,
-        state: Option<String>,
-    ) -> Result<Vec<FrameInfo>>;
+    /// A job's frames as `q` asks: a page after `q.after`, or all.
+    async fn frames(&self, who: Credentials, q: FrameQuery) -> Result<Vec<FrameInfo>>;
     /// A frame by its id alone (as `kiln frames` lists it), with its job.
     async fn frame(&self, who: Credentials, id: i64) -> Result<FrameDetail>;
     /// Every attempt of a frame, first to last, the running one included.

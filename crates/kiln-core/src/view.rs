@@ -254,6 +254,19 @@ impl FrameInfo {
     }
 }
 
+/// A job's frames, in the order of its layers and their frames (that is,
+/// by id): of one layer or all, in one display state or any, those after
+/// the frame id `after`, at most `limit` (0: all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameQuery {
+    pub job: String,
+    pub layer: Option<String>,
+    /// A [`DisplayState`] by name, as the caller wrote it.
+    pub state: Option<String>,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
 /// A page of hosts, by id: those after `after`, at most `limit` (0: all);
 /// with `name`, only the host of that name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

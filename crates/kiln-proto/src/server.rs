@@ -120,7 +120,15 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
         let r = r.into_inner();
         let frames = self
             .0
-            .frames(who, r.job, some(r.layer), some(r.state))
+            .frames(
+                who,
+                FrameQuery {
+                    job: r.job,
+                    layer: some(r.layer),
+                    state: some(r.state),
+                    ..FrameQuery::default()
+                },
+            )
             .await
             .map_err(wire)?;
         Ok(Response::new(pb::ListFramesReply {

@@ -44,13 +44,7 @@ impl FarmApi for Slow {
     async fn job(&self, _: Credentials, _: String) -> Result<JobDetail> {
         none()
     }
-    async fn frames(
-        &self,
-        _: Credentials,
-        _: String,
-        _: Option<String>,
-        _: Option<String>,
-    ) -> Result<Vec<FrameInfo>> {
+    async fn frames(&self, _: Credentials, _: FrameQuery) -> Result<Vec<FrameInfo>> {
         none()
     }
     async fn frame(&self, _: Credentials, _: i64) -> Result<FrameDetail> {

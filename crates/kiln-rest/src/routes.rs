@@ -15,7 +15,8 @@ use axum::{Json, Router};
 use kiln_api::FarmApi;
 use kiln_core::auth::Credentials;
 use kiln_core::view::{
-    ActQuery, DisplayState, FrameInfo, HostInfo, HostQuery, JobQuery, JobStatus, JobSummary,
+    ActQuery, DisplayState, FrameInfo, FrameQuery, HostInfo, HostQuery, JobQuery, JobStatus,
+    JobSummary,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -247,10 +248,19 @@ pub(crate) async fn frames<F: FarmApi>(
             )));
         }
     }
-    let after = paging::after('f', p.get("page_token").as_deref())?;
     let size = p.page_size()?;
-    let list = f.frames(w, job, p.get("layer"), state).await?;
-    let (frames, next_page_token) = paging::page(list, |fr| fr.id, 'f', after, size);
+    // One more than a page tells whether there is a next.
+    let q = FrameQuery {
+        job,
+        layer: p.get("layer"),
+        state,
+        after: paging::after('f', p.get("page_token").as_deref())?,
+        limit: u32::try_from(size.saturating_add(1)).unwrap_or(u32::MAX),
+    };
+    let mut frames = f.frames(w, q).await?;
+    let more = frames.len() > size;
+    frames.truncate(size);
+    let next_page_token = more.then(|| paging::token('f', frames.last().map_or(0, |f| f.id)));
     Ok(Json(FramePage {
         frames,
         next_page_token,

@@ -184,17 +184,10 @@ impl<S: Store> FarmApi for Api<S> {
         Ok(self.committed.job(&caller.who, &key)?)
     }
 
-    async fn frames(
-        &self,
-        who: Credentials,
-        job: String,
-        layer: Option<String>,
-        state: Option<String>,
-    ) -> Result<Vec<FrameInfo>> {
+    async fn frames(&self, who: Credentials, q: FrameQuery) -> Result<Vec<FrameInfo>> {
         let caller = self.caller(&who)?;
-        let state = parse_state(state)?;
-        self.ask(|tx| Request::Frames(caller, job, layer, state, tx))
-            .await
+        let state = parse_state(q.state.clone())?;
+        self.ask(|tx| Request::Frames(caller, q, state, tx)).await
     }
 
     async fn frame(&self, who: Credentials, id: i64) -> Result<FrameDetail> {

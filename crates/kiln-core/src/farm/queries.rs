@@ -205,12 +205,38 @@ impl Farm {
         layer: Option<&str>,
         state: Option<DisplayState>,
     ) -> Result<Vec<FrameInfo>> {
+        self.frames_page(key, layer, state, None, 0)
+    }
+
+    /// [`Farm::list_frames`] a page at a time: those after the frame id
+    /// `after`, at most `limit` (0: all). Frames are listed by layer and
+    /// number, which is the order of their ids (a submit numbers them so),
+    /// so a page costs its own frames, not the job's: a client scrolling a
+    /// job of a million frames holds the applier no longer than one of a
+    /// hundred.
+    pub fn frames_page(
+        &self,
+        key: &str,
+        layer: Option<&str>,
+        state: Option<DisplayState>,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<FrameInfo>> {
         let mut out = Vec::new();
+        let full = |out: &Vec<FrameInfo>| limit > 0 && out.len() >= limit;
         for le in self.job_layers(key, layer)? {
+            if full(&out) {
+                break;
+            }
             // One reason serves every waiting frame of the layer; worked
             // out only if one is listed.
             let mut layer_why: Option<Why> = None;
-            for fid in &le.frames {
+            // Ids ascend within a layer: the page starts past `after`.
+            let from = after.map_or(0, |a| le.frames.partition_point(|f| f.0 <= a));
+            for fid in &le.frames[from..] {
+                if full(&out) {
+                    break;
+                }
                 let f = &self.frames[fid];
                 let ds = self.display_state(f);
                 if state.is_some_and(|s| s != ds) {

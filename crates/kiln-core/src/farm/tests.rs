@@ -721,3 +721,48 @@ fn a_jobs_own_errors_fail_its_frames_fast_and_never_the_hosts() {
     fail_all(&mut farm, |_| Exit::FailedToStart("no /dev/null".into()), 1);
     assert!(farm.hosts().iter().any(|h| h.state == HostState::Repair));
 }
+
+#[test]
+fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
+    let mut farm = farm_with_host(1);
+    submit(&mut farm, TWO_LAYERS, 10);
+    let all = farm.list_frames("deps", None, None).unwrap();
+    assert_eq!(all.len(), 7);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "listed by id");
+    for size in [1, 2, 3, 7, 50] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = farm.frames_page("deps", None, None, after, size).unwrap();
+            assert!(page.len() <= size);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            seen.extend(page.iter().map(|f| f.id));
+        }
+        assert_eq!(
+            seen,
+            all.iter().map(|f| f.id).collect::<Vec<_>>(),
+            "pages of {size}"
+        );
+    }
+    // A state and a layer narrow the pages as they narrow the list.
+    let waiting = farm
+        .frames_page("deps", None, Some(DisplayState::Depend), None, 2)
+        .unwrap();
+    assert_eq!(waiting.len(), 2);
+    assert!(waiting.iter().all(|f| f.layer == "comp"));
+    let rest = farm
+        .frames_page(
+            "deps",
+            None,
+            Some(DisplayState::Depend),
+            Some(waiting[1].id),
+            0,
+        )
+        .unwrap();
+    assert_eq!(rest.len(), 2, "comp's third frame and movie's");
+    let one = farm
+        .frames_page("deps", Some("movie"), None, None, 0)
+        .unwrap();
+    assert_eq!(one.len(), 1);
+}

@@ -75,10 +75,10 @@ pub struct AuditDraft {
 
 pub enum Request {
     Submit(Caller, NewJob, Reply<Submitted>),
+    /// A job's frames (the state parsed from the query's).
     Frames(
         Caller,
-        String,
-        Option<String>,
+        FrameQuery,
         Option<DisplayState>,
         Reply<Vec<FrameInfo>>,
     ),
@@ -489,9 +489,17 @@ impl<S: Store> Applier<S> {
                 later(replies, tx, v);
                 return written;
             }
-            Request::Frames(caller, job, layer, state, tx) => {
-                let v = access::job(&self.farm, &caller.who, AuthAction::Read, &job)
-                    .and_then(|()| self.farm.list_frames(&job, layer.as_deref(), state));
+            Request::Frames(caller, q, state, tx) => {
+                let v =
+                    access::job(&self.farm, &caller.who, AuthAction::Read, &q.job).and_then(|()| {
+                        self.farm.frames_page(
+                            &q.job,
+                            q.layer.as_deref(),
+                            state,
+                            q.after,
+                            q.limit as usize,
+                        )
+                    });
                 later(replies, tx, v)
             }
             Request::Frame(caller, id, tx) => {
