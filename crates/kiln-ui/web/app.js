@@ -136,8 +136,14 @@ export function liveState(state) {
   el.textContent = state === 'live' ? '● live' : '○ reconnecting…';
 }
 
-// Uncaught errors are shown, and kept where the browser tests look.
+// Uncaught errors are shown, and kept where the browser tests look; so
+// are long tasks (over 50 ms), which bench/ui.sh reports.
 window.__kilnErrors = [];
+window.__kilnLongTasks = [];
+try {
+  new PerformanceObserver((l) => window.__kilnLongTasks.push(...l.getEntries().map((e) => e.duration)))
+    .observe({ type: 'longtask', buffered: true });
+} catch (e) { /* a browser without long-task timing */ }
 window.addEventListener('error', (e) => window.__kilnErrors.push(String(e.message)));
 window.addEventListener('unhandledrejection', (e) => {
   const text = (e.reason && e.reason.message) || String(e.reason);

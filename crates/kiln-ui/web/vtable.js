@@ -17,6 +17,7 @@ export class Pager {
   constructor(fetchPage, total = 0) {
     this.fetchPage = fetchPage; // (page_token) => {items, next}
     this.rows = [];
+    this.index = new Map(); // id → position, for live updates
     this.next = undefined;
     this.done = false;
     this.total = total;
@@ -28,7 +29,10 @@ export class Pager {
     while (!this.done && this.rows.length < to + 200) {
       if (!this.loading) {
         this.loading = this.fetchPage(this.next).then(({ items, next }) => {
-          this.rows.push(...items);
+          for (const r of items) {
+            this.index.set(r.id, this.rows.length);
+            this.rows.push(r);
+          }
           this.next = next;
           this.done = !next;
           this.loading = null;
@@ -37,10 +41,10 @@ export class Pager {
       await this.loading;
     }
   }
-  /** Replaces a loaded row in place (a live update); true if it was loaded. */
-  patch(match, change) {
-    const i = this.rows.findIndex(match);
-    if (i < 0) return false;
+  /** Changes the loaded row with this id in place (a live update); true if it is loaded. */
+  patch(id, change) {
+    const i = this.index.get(id);
+    if (i === undefined) return false;
     this.rows[i] = { ...this.rows[i], ...change };
     return true;
   }
@@ -113,6 +117,11 @@ export class VTable extends HTMLElement {
     this.body.style.transform = `translateY(${first * ROW}px)`;
     const rows = [];
     for (let i = first; i < last; i++) rows.push(this.rowEl(i, this.source.row(i)));
+    // When the first real rows show: bench/ui.sh reads it.
+    if (!this.marked && last > first && !gaps && this.id) {
+      this.marked = true;
+      performance.mark(`kiln:rows:${this.id}`);
+    }
     if (n === 0 && this.source.done !== false) rows.push(h('div', { class: 'vt-empty' }, this.empty));
     this.body.replaceChildren(...rows);
   }

@@ -90,6 +90,7 @@ export function jobView(key) {
     const head = h('section', { class: 'job-head' });
     const layersBox = h('section', {});
     const frames = new VTable();
+    frames.id = 'frames';
     frames.selectable = true;
     frames.empty = 'No frames match these filters.';
     const selBar = h('span', { class: 'selection' });
@@ -209,7 +210,7 @@ export function jobView(key) {
     const ev = follow({ job: String(id) }, (e) => {
       dirty = true;
       const state = AFTER[e.kind];
-      if (state && e.frame_id && pager.patch((f) => f.id === e.frame_id, {
+      if (state && e.frame_id && pager.patch(e.frame_id, {
         state, ...(e.kind === 'frame.started' ? { host: e.host, started_at: e.at, ended_at: null, ...(e.attempt ? { attempts: e.attempt } : {}) } : {}),
         ...(e.kind !== 'frame.started' && e.kind !== 'frame.retried' ? { ended_at: e.at } : {}),
       })) frames.refresh();

@@ -52,6 +52,7 @@ export function jobsView({ mine }) {
       value: f[k], ...extra, onchange: (e) => setParam(k, e.target.value.trim()),
     }));
     const table = new VTable();
+    table.id = 'jobs';
     table.empty = mine ? 'You have no jobs here. Submit one with `kiln submit job.yaml`, or show finished ones too.' : 'No jobs match these filters.';
     const summary = h('span', { class: 'muted' });
     fill(main,
