@@ -52,6 +52,6 @@ while IFS= read -r line <&"${UI[0]}"; do
   [ "$line" = "ready for the fill" ] && break
 done
 nice -n 10 "$KILN" fleet --hosts "$HOSTS" --cores "$CORES" --until-busy 99 --json >"$dir/fleet.json" 2>"$dir/fleet.log"
-python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"fleet: {s[\"frames_started\"]} frames started, 99% busy in {s[\"fill_99_ms\"]} ms")' "$dir/fleet.json"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("fleet: %d frames started, 99%% busy in %d ms" % (s["frames_started"], s["fill_99_ms"]))' "$dir/fleet.json"
 echo >&"${UI[1]}"
 cat <&"${UI[0]}"

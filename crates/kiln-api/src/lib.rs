@@ -90,6 +90,9 @@ pub trait FarmApi: Send + Sync + 'static {
     async fn job(&self, who: Credentials, key: String) -> Result<JobDetail>;
     /// A job's frames as `q` asks: a page after `q.after`, or all.
     async fn frames(&self, who: Credentials, q: FrameQuery) -> Result<Vec<FrameInfo>>;
+    /// The frames running now (on one host, or quiet for a while), of the
+    /// jobs the caller may read.
+    async fn running(&self, who: Credentials, q: RunningQuery) -> Result<Vec<RunningFrame>>;
     /// A frame by its id alone (as `kiln frames` lists it), with its job.
     async fn frame(&self, who: Credentials, id: i64) -> Result<FrameDetail>;
     /// Every attempt of a frame, first to last, the running one included.

@@ -256,7 +256,7 @@ impl FrameInfo {
 
 /// A job's frames, in the order of its layers and their frames (that is,
 /// by id): of one layer or all, in one display state or any, those after
-/// the frame id `after`, at most `limit` (0: all).
+/// the frame id `after` and `offset` more, at most `limit` (0: all).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FrameQuery {
     pub job: String,
@@ -264,6 +264,8 @@ pub struct FrameQuery {
     /// A [`DisplayState`] by name, as the caller wrote it.
     pub state: Option<String>,
     pub after: Option<i64>,
+    /// Frames to pass over (after `after`) before the page starts.
+    pub offset: u64,
     pub limit: u32,
 }
 
@@ -314,6 +316,28 @@ pub struct FrameDetail {
     pub job_id: i64,
     pub job: String,
     pub frame: FrameInfo,
+}
+
+/// A frame running now: its job, the attempt in flight, and when that
+/// attempt last wrote to its log (none yet: `null`). A frame whose log has
+/// been quiet for long is likely stuck.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunningFrame {
+    pub job_id: i64,
+    pub job: String,
+    pub show: String,
+    pub user: String,
+    pub attempt_id: i64,
+    pub frame: FrameInfo,
+    pub last_output_at: Option<Millis>,
+}
+
+/// Which running frames: on one host (name or id) or all; with
+/// `quiet_ms`, only those whose log has not grown for that long (stuck).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunningQuery {
+    pub host: Option<String>,
+    pub quiet_ms: Option<u64>,
 }
 
 /// One attempt of a frame: where and when it ran, what it used, how it

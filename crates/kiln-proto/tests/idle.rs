@@ -47,6 +47,9 @@ impl FarmApi for Slow {
     async fn frames(&self, _: Credentials, _: FrameQuery) -> Result<Vec<FrameInfo>> {
         none()
     }
+    async fn running(&self, _: Credentials, _: RunningQuery) -> Result<Vec<RunningFrame>> {
+        none()
+    }
     async fn frame(&self, _: Credentials, _: i64) -> Result<FrameDetail> {
         none()
     }

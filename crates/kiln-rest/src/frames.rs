@@ -10,7 +10,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_api::FarmApi;
-use kiln_core::view::{ActQuery, AttemptInfo, FrameDetail, GrepQuery, GrepResult, LogQuery};
+use kiln_core::view::{
+    ActQuery, AttemptInfo, FrameDetail, GrepQuery, GrepResult, LogQuery, RunningFrame, RunningQuery,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -20,6 +22,41 @@ pub(crate) fn routes<F: FarmApi>() -> Router<Arc<F>> {
         .route("/api/v1/frames/{id}/attempts", get(attempts::<F>))
         .route("/api/v1/frames/{id}/log", get(log::<F>))
         .route("/api/v1/frames/{id}/{action}", post(act::<F>))
+        .route("/api/v1/running", get(running::<F>))
+}
+
+/// Frames running now.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunningList {
+    pub frames: Vec<RunningFrame>,
+}
+
+/// The frames running now, longest-running first, of the jobs the caller
+/// may read: all, on one host, or only those whose log has been quiet for
+/// `quiet_s` seconds (likely stuck: a render waiting on a licence or a
+/// network mount writes nothing).
+#[utoipa::path(get, path = "/api/v1/running", tag = "frames", params(
+        ("host" = Option<String>, Query, description = "Only those on this host (name or id)"),
+        ("quiet_s" = Option<u64>, Query, description = "Only those whose log has not grown for this many seconds"),
+    ), responses(
+        (status = 200, body = RunningList),
+        Refusals,
+        (status = 404, description = "No such host", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn running<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    RawQuery(q): RawQuery,
+) -> Answer<RunningList> {
+    let p = Params::parse(q.as_deref(), &["host", "quiet_s"])?;
+    let quiet_s: Option<u64> = number(&p, "quiet_s")?;
+    let q = RunningQuery {
+        host: p.get("host"),
+        quiet_ms: quiet_s.map(|s| s.saturating_mul(1000)),
+    };
+    Ok(Json(RunningList {
+        frames: f.running(w, q).await?,
+    }))
 }
 
 /// A frame id from the path, refused naming the parameter.

@@ -226,6 +226,7 @@ pub struct FramePage {
         ("layer" = Option<String>, Query, description = "Only this layer's frames"),
         ("state" = Option<String>, Query, description = "WAITING, DEPEND, RUNNING, SUCCEEDED, DEAD or EATEN"),
         ("page_token" = Option<String>, Query, description = "The previous page's next_page_token"),
+        ("offset" = Option<u64>, Query, description = "Pass over this many frames first (after page_token's): straight to a row far down the list"),
         ("page_size" = Option<u32>, Query, description = "At most this many (default 100, at most 1000)"),
     ), responses(
         (status = 200, body = FramePage),
@@ -238,7 +239,10 @@ pub(crate) async fn frames<F: FarmApi>(
     Path(job): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Answer<FramePage> {
-    let p = Params::parse(q.as_deref(), &["layer", "state", "page_token", "page_size"])?;
+    let p = Params::parse(
+        q.as_deref(),
+        &["layer", "state", "page_token", "page_size", "offset"],
+    )?;
     let state = p.get("state");
     if let Some(s) = &state {
         if DisplayState::parse(s).is_none() {
@@ -255,6 +259,7 @@ pub(crate) async fn frames<F: FarmApi>(
         layer: p.get("layer"),
         state,
         after: paging::after('f', p.get("page_token").as_deref())?,
+        offset: crate::query::number(&p, "offset")?.unwrap_or(0),
         limit: u32::try_from(size.saturating_add(1)).unwrap_or(u32::MAX),
     };
     let mut frames = f.frames(w, q).await?;

@@ -195,6 +195,34 @@ impl<S: Store> FarmApi for Api<S> {
         self.ask(|tx| Request::Frame(caller, id, tx)).await
     }
 
+    async fn running(&self, who: Credentials, q: RunningQuery) -> Result<Vec<RunningFrame>> {
+        let caller = self.caller(&who)?;
+        let mut frames = self.ask(|tx| Request::Running(caller, q.host, tx)).await?;
+        // When each log last grew is its file's time: asked of the disk, off
+        // the async threads (a full farm runs tens of thousands).
+        let logs = self.logs.clone();
+        let quiet = q.quiet_ms;
+        tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            for r in &mut frames {
+                r.last_output_at = logs.modified(kiln_core::model::AttemptId(r.attempt_id));
+            }
+            if let Some(q) = quiet {
+                let before = now.saturating_sub(q.min(i64::MAX as u64) as i64);
+                // Quiet: no output since `before`, or none at all since a
+                // start before it.
+                frames.retain(|r| {
+                    r.last_output_at
+                        .or(r.frame.started_at)
+                        .is_some_and(|t| t < before)
+                });
+            }
+            frames
+        })
+        .await
+        .map_err(blocking_failed)
+    }
+
     async fn attempts(&self, who: Credentials, id: i64) -> Result<Vec<AttemptInfo>> {
         // The frame first: it says whether the caller may read it, and
         // what its running attempt has used so far.

@@ -169,6 +169,16 @@ impl LogStore {
             .remove(&attempt)
     }
 
+    /// When the attempt's log was last written (ms since the epoch).
+    pub fn modified(&self, attempt: AttemptId) -> Option<i64> {
+        let t = std::fs::metadata(self.path(attempt))
+            .ok()?
+            .modified()
+            .ok()?;
+        let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        i64::try_from(ms).ok()
+    }
+
     pub fn size(&self, attempt: AttemptId) -> u64 {
         std::fs::metadata(self.path(attempt))
             .map(|m| m.len())

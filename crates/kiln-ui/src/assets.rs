@@ -63,7 +63,7 @@ macro_rules! asset {
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// Every file under `web/` (a test checks that none is left out).
-pub static ASSETS: [Asset; 15] = [
+pub static ASSETS: [Asset; 16] = [
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
@@ -79,6 +79,7 @@ pub static ASSETS: [Asset; 15] = [
     asset!("views/frame.js", JS),
     asset!("views/hosts.js", JS),
     asset!("views/submit.js", JS),
+    asset!("views/farm.js", JS),
 ];
 
 pub(crate) fn find(path: &str) -> Option<&'static Asset> {

@@ -10,6 +10,7 @@ import { jobView } from './views/job.js';
 import { frameView } from './views/frame.js';
 import { hostsView } from './views/hosts.js';
 import { submitView } from './views/submit.js';
+import { farmView } from './views/farm.js';
 
 // A view is `(params, main) => cleanup?`: it fills `main` and returns a
 // function that stops its live updates when the user leaves.
@@ -20,6 +21,7 @@ const ROUTES = [
   [/^\/frames\/(\d+)$/, (m) => frameView(Number(m[1]))],
   [/^\/hosts$/, () => hostsView()],
   [/^\/submit$/, () => submitView()],
+  [/^\/farm$/, () => farmView()],
   [/^\/login$/, () => loginView()],
 ];
 
@@ -42,7 +44,7 @@ class KilnApp extends HTMLElement {
     });
     document.addEventListener('keydown', (e) => {
       if (e.target.closest('input,textarea,select') || e.ctrlKey || e.metaKey || e.altKey) return;
-      const to = { g: '/', a: '/jobs', h: '/hosts', s: '/submit' }[e.key];
+      const to = { g: '/', a: '/jobs', h: '/hosts', f: '/farm', s: '/submit' }[e.key];
       if (to) go(to);
       if (e.key === '/') { const s = document.querySelector('input[type=search]'); if (s) { s.focus(); e.preventDefault(); } }
     });
@@ -97,6 +99,7 @@ class KilnApp extends HTMLElement {
       me && tab('/', 'My jobs', 'g'),
       me && tab('/jobs', 'All jobs', 'a'),
       me && tab('/hosts', 'Hosts', 'h'),
+      me && tab('/farm', 'Farm', 'f'),
       me && tab('/submit', 'Submit', 's'),
       h('span', { class: 'grow' }),
       h('span', { id: 'live', class: 'live', title: 'Live updates' }),

@@ -9,43 +9,59 @@ const ROW = 30; // px: one row's height (style.css .vt-row)
 const OVERSCAN = 10;
 
 /**
- * A source of rows: `count()` rows in all (known or estimated), `row(i)`
- * the i-th if loaded, `need(from, to)` loads a range and resolves when
- * it is in (the table draws again then).
+ * A source of rows loaded a page at a time, at any position: `count()`
+ * rows in all (as the server's counts say), `row(i)` the i-th if loaded,
+ * `need(from, to)` loads the pages that range falls in (by offset, so a
+ * jump to the end of 100,000 rows costs one page, not all before it) and
+ * resolves when they are in.
  */
 export class Pager {
-  constructor(fetchPage, total = 0) {
-    this.fetchPage = fetchPage; // (page_token) => {items, next}
-    this.rows = [];
+  constructor(fetchPage, total = 0, size = 500) {
+    this.fetchPage = fetchPage; // (offset, size) => {items}
+    this.size = size;
+    this.pages = new Map(); // page number → rows
+    this.loading = new Map(); // page number → promise
     this.index = new Map(); // id → position, for live updates
-    this.next = undefined;
-    this.done = false;
     this.total = total;
-    this.loading = null;
+    this.done = false;
   }
-  count() { return this.done ? this.rows.length : Math.max(this.total, this.rows.length); }
-  row(i) { return this.rows[i]; }
-  async need(_from, to) {
-    while (!this.done && this.rows.length < to + 200) {
-      if (!this.loading) {
-        this.loading = this.fetchPage(this.next).then(({ items, next }) => {
-          for (const r of items) {
-            this.index.set(r.id, this.rows.length);
-            this.rows.push(r);
-          }
-          this.next = next;
-          this.done = !next;
-          this.loading = null;
-        }, (e) => { this.loading = null; throw e; });
-      }
-      await this.loading;
+  count() { return this.total; }
+  row(i) {
+    const p = this.pages.get(Math.floor(i / this.size));
+    return p && p[i % this.size];
+  }
+  get rows() { return [...this.pages.values()].flat(); }
+  load(n) {
+    if (this.pages.has(n)) return Promise.resolve();
+    if (!this.loading.has(n)) {
+      this.loading.set(n, this.fetchPage(n * this.size, this.size).then(({ items }) => {
+        this.pages.set(n, items);
+        items.forEach((r, k) => this.index.set(r.id, n * this.size + k));
+        // A short page is the end: the list is shorter than counted.
+        if (items.length < this.size) this.total = Math.min(this.total, n * this.size + items.length);
+        else if (this.total < (n + 1) * this.size) this.total = (n + 1) * this.size;
+        this.loading.delete(n);
+        this.done = true;
+      }, (e) => { this.loading.delete(n); throw e; }));
     }
+    return this.loading.get(n);
+  }
+  async need(from, to) {
+    const first = Math.floor(from / this.size);
+    const last = Math.floor(Math.max(from, to - 1) / this.size);
+    const want = [];
+    for (let n = first; n <= last; n++) want.push(this.load(n));
+    if (!this.total) want.push(this.load(0));
+    await Promise.all(want);
   }
   /** Changes the loaded row with this id in place (a live update); true if it is loaded. */
   patch(id, change) {
     const i = this.index.get(id);
     if (i === undefined) return false;
-    this.rows[i] = { ...this.rows[i], ...change };
+    const p = this.pages.get(Math.floor(i / this.size));
+    const k = i % this.size;
+    if (!p || !p[k] || p[k].id !== id) return false;
+    p[k] = { ...p[k], ...change };
     return true;
   }
 }
@@ -110,9 +126,10 @@ export class VTable extends HTMLElement {
     const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
     const last = Math.min(n, Math.ceil((top + this.viewport.clientHeight) / ROW) + OVERSCAN);
     const gaps = this.missing(first, last);
+    const wasDone = this.source.done;
     this.source.need(first, last).then(() => {
       // Drawn with rows still to come, or the count moved: draw again.
-      if (gaps || this.source.count() !== n) this.refresh();
+      if (gaps || this.source.count() !== n || this.source.done !== wasDone) this.refresh();
     }, (e) => toast(`Could not load the rows: ${e.message}`, 'error'));
     this.body.style.transform = `translateY(${first * ROW}px)`;
     const rows = [];
@@ -122,7 +139,9 @@ export class VTable extends HTMLElement {
       this.marked = true;
       performance.mark(`kiln:rows:${this.id}`);
     }
-    if (n === 0 && this.source.done !== false) rows.push(h('div', { class: 'vt-empty' }, this.empty));
+    const empty = n === 0 && this.source.done !== false;
+    if (empty) rows.push(h('div', { class: 'vt-empty' }, this.empty));
+    this.classList.toggle('is-empty', empty);
     this.body.replaceChildren(...rows);
   }
 

@@ -247,6 +247,7 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ("get", "/api/v1/frames/{id}/attempts"),
         ("get", "/api/v1/frames/{id}/log"),
         ("post", "/api/v1/frames/{id}/{action}"),
+        ("get", "/api/v1/running"),
         ("get", "/api/v1/hosts/{name}"),
         ("delete", "/api/v1/hosts/{name}"),
         ("post", "/api/v1/hosts/{name}/{action}"),
@@ -313,6 +314,8 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ),
         ("/api/v1/hosts", "/api/v1/hosts".to_string()),
         ("/api/v1/autoscale", "/api/v1/autoscale".to_string()),
+        ("/api/v1/running", "/api/v1/running?quiet_s=0".to_string()),
+        ("/api/v1/running", "/api/v1/running?host=nope".to_string()),
         ("/api/v1/jobs", "/api/v1/jobs?state=nope".to_string()),
         ("/api/v1/jobs/{job}", "/api/v1/jobs/424242".to_string()),
     ] {

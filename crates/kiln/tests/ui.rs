@@ -9,7 +9,6 @@ mod common;
 
 use browser::Browser;
 use common::Farm;
-use fantoccini::Locator;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
@@ -134,10 +133,8 @@ fn an_artist_signs_in_watches_frames_finish_retries_a_dead_one_and_reads_its_log
         let hit = b.el("pre.log mark").await;
         assert_eq!(hit.text().await.unwrap(), "second");
         // The first attempt's log, with its error line marked as one.
-        b.all("kiln-vtable .vt-row[data-index]").await[1]
-            .click()
-            .await
-            .unwrap();
+        b.click_xpath("(//div[contains(@class,'vt-row')][@data-index])[2]")
+            .await;
         b.wait_text("ERROR: no licence", Duration::from_secs(10))
             .await;
         b.el("pre.log .line.err").await;
@@ -188,12 +185,7 @@ fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
         assert!(!b.c.current_url().await.unwrap().as_str().contains("token"), "the token leaves the address bar");
         b.goto("/hosts").await;
         b.wait_text("2 of 2 hosts", Duration::from_secs(10)).await;
-        let lock = b
-            .c
-            .find(Locator::XPath("//div[contains(@class,'vt-row')][.//span[normalize-space(.)='w0']]//button[normalize-space(.)='Lock']"))
-            .await
-            .unwrap();
-        lock.click().await.unwrap();
+        b.click_xpath("//div[contains(@class,'vt-row')][.//span[normalize-space(.)='w0']]//button[normalize-space(.)='Lock']").await;
         b.el(".badge.h-locked").await;
         let hosts = farm.json(&["hosts"]);
         let w0 = hosts.as_array().unwrap().iter().find(|h| h["name"] == "w0").unwrap();
@@ -209,6 +201,29 @@ fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
             assert!(start.elapsed() < Duration::from_secs(5), "the unlock never showed");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // What a host runs, and a frame whose log went quiet (stuck).
+        let spec = farm.write_spec("quiet", "name: quiet\nlayers:\n  - {name: a, command: 'echo started; sleep 60', frames: 1}\n");
+        farm.kiln(&["submit", &spec]);
+        common::wait_until(Duration::from_secs(20), || farm.job_status("quiet") == "RUNNING");
+        let host = farm.frames("quiet")[0]["host"].as_str().unwrap().to_string();
+        b.goto(&format!("/hosts?host={host}")).await;
+        // (Headings are upper-cased by the style: WebDriver reads them so.)
+        b.wait_text(&format!("RUNNING ON {}", host.to_uppercase()), Duration::from_secs(10)).await;
+        b.el(".host-detail a[href='/jobs/quiet']").await;
+        let other = if host == "w0" { "w1" } else { "w0" };
+        b.goto(&format!("/hosts?host={other}")).await;
+        b.wait_text(&format!("{other} runs nothing now"), Duration::from_secs(10)).await;
+        b.goto("/farm?quiet=60").await;
+        b.wait_text("No running frame has been quiet that long", Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        b.goto("/farm?quiet=0.02").await;
+        b.el("kiln-vtable a[href='/jobs/quiet']").await;
+        // The farm: allocations, shows against their subscriptions, limits.
+        farm.kiln(&["limit", "set", "nuke", "--max", "5"]);
+        b.goto("/farm").await;
+        b.wait_text("local.general", Duration::from_secs(10)).await;
+        b.wait_text("0/5", Duration::from_secs(10)).await;
+        b.shot("farm").await;
         let errors = b.errors().await;
         assert!(errors.is_empty(), "{errors:?}");
         b.close().await;

@@ -10,6 +10,7 @@ mod jobs;
 mod mirror;
 mod queries;
 mod retention;
+mod running;
 mod tracked;
 mod usage;
 mod workers;

@@ -205,7 +205,7 @@ impl Farm {
         layer: Option<&str>,
         state: Option<DisplayState>,
     ) -> Result<Vec<FrameInfo>> {
-        self.frames_page(key, layer, state, None, 0)
+        self.frames_page(key, layer, state, None, 0, 0)
     }
 
     /// [`Farm::list_frames`] a page at a time: those after the frame id
@@ -213,13 +213,15 @@ impl Farm {
     /// number, which is the order of their ids (a submit numbers them so),
     /// so a page costs its own frames, not the job's: a client scrolling a
     /// job of a million frames holds the applier no longer than one of a
-    /// hundred.
+    /// hundred. `skip` passes over that many more first (a client jumping
+    /// to a row far down the list): counted, not built.
     pub fn frames_page(
         &self,
         key: &str,
         layer: Option<&str>,
         state: Option<DisplayState>,
         after: Option<i64>,
+        mut skip: usize,
         limit: usize,
     ) -> Result<Vec<FrameInfo>> {
         let mut out = Vec::new();
@@ -232,7 +234,13 @@ impl Farm {
             // out only if one is listed.
             let mut layer_why: Option<Why> = None;
             // Ids ascend within a layer: the page starts past `after`.
-            let from = after.map_or(0, |a| le.frames.partition_point(|f| f.0 <= a));
+            let mut from = after.map_or(0, |a| le.frames.partition_point(|f| f.0 <= a));
+            if state.is_none() {
+                // Every frame counts: a whole layer is skipped at once.
+                let n = (le.frames.len() - from).min(skip);
+                from += n;
+                skip -= n;
+            }
             for fid in &le.frames[from..] {
                 if full(&out) {
                     break;
@@ -240,6 +248,10 @@ impl Farm {
                 let f = &self.frames[fid];
                 let ds = self.display_state(f);
                 if state.is_some_and(|s| s != ds) {
+                    continue;
+                }
+                if skip > 0 {
+                    skip -= 1;
                     continue;
                 }
                 let why = match ds {
@@ -288,7 +300,7 @@ impl Farm {
         ))
     }
 
-    fn frame_info(
+    pub(super) fn frame_info(
         &self,
         f: &Frame,
         layer: &str,

@@ -733,7 +733,9 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = farm.frames_page("deps", None, None, after, size).unwrap();
+            let page = farm
+                .frames_page("deps", None, None, after, 0, size)
+                .unwrap();
             assert!(page.len() <= size);
             let Some(last) = page.last() else { break };
             after = Some(last.id);
@@ -747,7 +749,7 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
     }
     // A state and a layer narrow the pages as they narrow the list.
     let waiting = farm
-        .frames_page("deps", None, Some(DisplayState::Depend), None, 2)
+        .frames_page("deps", None, Some(DisplayState::Depend), None, 0, 2)
         .unwrap();
     assert_eq!(waiting.len(), 2);
     assert!(waiting.iter().all(|f| f.layer == "comp"));
@@ -758,11 +760,62 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
             Some(DisplayState::Depend),
             Some(waiting[1].id),
             0,
+            0,
         )
         .unwrap();
     assert_eq!(rest.len(), 2, "comp's third frame and movie's");
     let one = farm
-        .frames_page("deps", Some("movie"), None, None, 0)
+        .frames_page("deps", Some("movie"), None, None, 0, 0)
         .unwrap();
     assert_eq!(one.len(), 1);
+    // Straight to a row: skipping is the same as walking there.
+    for skip in 0..=7 {
+        for size in [1, 3] {
+            let page = farm
+                .frames_page("deps", None, None, None, skip, size)
+                .unwrap();
+            let want: Vec<i64> = all.iter().skip(skip).take(size).map(|f| f.id).collect();
+            assert_eq!(
+                page.iter().map(|f| f.id).collect::<Vec<_>>(),
+                want,
+                "skip {skip}"
+            );
+        }
+    }
+    let skipped = farm
+        .frames_page("deps", None, Some(DisplayState::Depend), None, 3, 0)
+        .unwrap();
+    assert_eq!(skipped.len(), 1, "the fourth frame in DEPEND is movie's");
+    assert_eq!(skipped[0].layer, "movie");
+}
+
+#[test]
+fn running_frames_list_what_each_host_runs_to_those_who_may_read_it() {
+    let mut farm = farm_with_host(2);
+    register(&mut farm, 2, "h2", 1, vec![], 0);
+    let job = submit(
+        &mut farm,
+        "name: r\nlayers:\n  - {name: a, command: x, frames: 1-5}\n",
+        10,
+    );
+    let started = schedule(&mut farm, 20);
+    assert_eq!(started.len(), 3, "two on h1, one on h2");
+    let all = farm.running_frames(None, |_, _, _| true).unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all
+        .iter()
+        .all(|r| r.job == "r" && r.frame.state == DisplayState::Running));
+    let on_h2 = farm.running_frames(Some("h2"), |_, _, _| true).unwrap();
+    assert_eq!(on_h2.len(), 1);
+    assert_eq!(on_h2[0].frame.host.as_deref(), Some("h2"));
+    let e = farm
+        .running_frames(Some("nope"), |_, _, _| true)
+        .unwrap_err();
+    assert!(e.to_string().contains("no host \"nope\""), "{e}");
+    // Only the jobs the caller may read.
+    let none = farm.running_frames(None, |j, _, _| j != job).unwrap();
+    assert!(none.is_empty());
+    // An ended attempt leaves the list.
+    end(&mut farm, SESSION, started[0].0, Exit::Exited(0), 30);
+    assert_eq!(farm.running_frames(None, |_, _, _| true).unwrap().len(), 2);
 }

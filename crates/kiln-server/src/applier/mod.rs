@@ -84,6 +84,8 @@ pub enum Request {
     ),
     /// A frame by its id alone.
     Frame(Caller, i64, Reply<FrameDetail>),
+    /// The frames running now, on one host or all.
+    Running(Caller, Option<String>, Reply<Vec<RunningFrame>>),
     LogTarget(Caller, String, String, Reply<LogTarget>),
     /// A job's logs to search: (job, layer, frame).
     LogTargets(
@@ -164,6 +166,7 @@ impl Request {
         match self {
             Request::Frames(..)
             | Request::Frame(..)
+            | Request::Running(..)
             | Request::LogTarget(..)
             | Request::LogTargets(..) => true,
             Request::Submit(..)
@@ -497,6 +500,7 @@ impl<S: Store> Applier<S> {
                             q.layer.as_deref(),
                             state,
                             q.after,
+                            usize::try_from(q.offset).unwrap_or(usize::MAX),
                             q.limit as usize,
                         )
                     });
@@ -508,6 +512,24 @@ impl<S: Store> Applier<S> {
                     access::job(farm, &caller.who, AuthAction::Read, &d.job_id.to_string())
                         .map(|()| d)
                 });
+                later(replies, tx, v)
+            }
+            Request::Running(caller, host, tx) => {
+                let who = &caller.who;
+                let v = self
+                    .farm
+                    .running_frames(host.as_deref(), |id, owner, show| {
+                        kiln_core::auth::authorize(
+                            who,
+                            kiln_core::auth::Action::Read,
+                            kiln_core::auth::Target::Job {
+                                id: id.0,
+                                owner,
+                                show,
+                            },
+                        )
+                        .is_allowed()
+                    });
                 later(replies, tx, v)
             }
             Request::LogTarget(caller, job, frame, tx) => {

@@ -7,6 +7,7 @@ import { mayWrangleHosts } from '../auth.js';
 import { kib, time, fullTime, count } from '../fmt.js';
 import { VTable, rowsOf } from '../vtable.js';
 import { go, liveState } from '../app.js';
+import { runningTable } from './job.js';
 
 export function hostsView() {
   return async (main) => {
@@ -22,7 +23,15 @@ export function hostsView() {
     const table = new VTable();
     table.empty = 'No hosts yet. Start one with `kiln worker --server URL --join TOKEN` on a render host.';
     const summary = h('span', { class: 'muted' });
+    const detail = h('section', { class: 'host-detail' });
     let hosts = [];
+    const showRunning = async (name) => {
+      const list = (await api(`/running?host=${encodeURIComponent(name)}`)).frames;
+      fill(detail, h('h3', {}, `Running on ${name}`), runningTable(list, `${name} runs nothing now.`));
+    };
+    table.onrow = (x) => {
+      setParam('host', x.name);
+    };
     const act = async (host, action) => {
       if (action === 'repair' && !(await confirmAction(`Send ${host.name} to repair? It takes no new frames until marked fixed.`, 'Repair'))) return;
       try {
@@ -67,9 +76,11 @@ export function hostsView() {
         h('label', {}, 'State', h('select', { onchange: (e) => setParam('state', e.target.value) },
           ['', 'UP', 'DOWN', 'REPAIR', 'LOCKED'].map((s) => h('option', { value: s, selected: s === f.state }, s || 'any')))),
         summary),
-      table);
+      table, detail);
     hosts = await all('/hosts', {}, 'hosts');
     draw();
+    const picked = url.get('host');
+    if (picked) showRunning(picked).catch((e) => fill(detail, h('p', { class: 'form-error' }, e.message)));
     // Live: a host's own events read it again; frames starting and ending
     // move its load, read at most every 5 seconds.
     const busy = new Set();

@@ -26,6 +26,24 @@ export function exitText(f) {
   return f.outcome ? f.outcome.toLowerCase() : '';
 }
 
+/** Running frames (`GET /running`) as a table: job, frame, host, times, quiet for. */
+export function runningTable(list, empty) {
+  const t = new VTable();
+  t.classList.add('short');
+  t.empty = empty;
+  const now = Date.now();
+  t.show([
+    { label: 'Job', width: 'minmax(10em, 2fr)', render: (r) => link(`/jobs/${encodeURIComponent(r.job)}`, r.job) },
+    { label: 'Frame', width: 'minmax(7em, 1fr)', render: (r) => link(`/frames/${r.frame.id}`, `${r.frame.layer}/${r.frame.number}`) },
+    { label: 'User', width: '7em', key: 'user' },
+    { label: 'Host', width: 'minmax(6em, 1fr)', render: (r) => r.frame.host || '' },
+    { label: 'Running for', width: '7em', cls: 'num', render: (r) => runtime(r.frame) },
+    { label: 'Last output', width: '8em', cls: 'num', render: (r) => r.last_output_at ? `${duration(now - r.last_output_at)} ago` : 'none yet' },
+    { label: 'Memory', width: '6.5em', cls: 'num', render: (r) => r.frame.max_rss_kb ? kib(r.frame.max_rss_kb) : '' },
+  ], rowsOf(list.map((r) => ({ ...r, id: r.attempt_id }))));
+  return t;
+}
+
 export function runtime(f) {
   if (!f.started_at) return '';
   return duration((f.ended_at || Date.now()) - f.started_at);
@@ -172,9 +190,9 @@ export function jobView(key) {
     const loadFrames = () => {
       const c = detail.layers.filter((l) => !filter.layer || l.name === filter.layer)
         .reduce((n, l) => n + (filter.state ? (l.counts[filter.state.toLowerCase()] || 0) : l.total), 0);
-      pager = new Pager(async (page_token) => {
-        const a = await api(`/jobs/${id}/frames${qs({ ...filter, page_size: 500, page_token })}`);
-        return { items: a.frames, next: a.next_page_token };
+      pager = new Pager(async (offset, size) => {
+        const a = await api(`/jobs/${id}/frames${qs({ ...filter, offset, page_size: size })}`);
+        return { items: a.frames };
       }, c);
       frames.selected.clear();
       frames.show(frameColumns, pager);
@@ -205,9 +223,22 @@ export function jobView(key) {
     loadFrames();
 
     // Live: frame events change their rows in place; the job's counts and
-    // layers are read again at most once a second while events come.
+    // layers are read again at most once a second while events come, and
+    // at once after a change to the job itself (paused, killed, finished).
     let dirty = false;
+    let soon = null;
+    const reread = async () => {
+      try {
+        detail = await api(`/jobs/${id}`);
+        drawHead();
+        drawLayers();
+      } catch (e) { dirty = true; }
+    };
     const ev = follow({ job: String(id) }, (e) => {
+      if (e.kind.startsWith('job.')) {
+        if (!soon) soon = setTimeout(() => { soon = null; reread(); }, 20);
+        return;
+      }
       dirty = true;
       const state = AFTER[e.kind];
       if (state && e.frame_id && pager.patch(e.frame_id, {
@@ -215,15 +246,11 @@ export function jobView(key) {
         ...(e.kind !== 'frame.started' && e.kind !== 'frame.retried' ? { ended_at: e.at } : {}),
       })) frames.refresh();
     }, liveState);
-    const timer = setInterval(async () => {
+    const timer = setInterval(() => {
       if (!dirty) return;
       dirty = false;
-      try {
-        detail = await api(`/jobs/${id}`);
-        drawHead();
-        drawLayers();
-      } catch (e) { /* tried again at the next event */ }
+      reread();
     }, 1000);
-    return () => { ev.close(); clearInterval(timer); };
+    return () => { ev.close(); clearInterval(timer); clearTimeout(soon); };
   };
 }

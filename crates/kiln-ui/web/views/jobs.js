@@ -96,8 +96,16 @@ export function jobsView({ mine }) {
     // once a second, or the whole list when a job came or many changed.
     const stale = new Set();
     let reload = false;
+    const now = async (id) => {
+      try {
+        const d = await api(`/jobs/${id}`);
+        const i = byId.get(id);
+        if (i !== undefined) { jobs[i] = d.job; table.refresh(); }
+      } catch (e) { stale.add(id); }
+    };
     const ev = follow({ show: f.show }, (e) => {
       if (e.kind === 'job.submitted' || e.kind === 'job.archived') reload = true;
+      else if (e.kind.startsWith('job.') && byId.has(e.job_id)) now(e.job_id);
       else if (e.job_id && byId.has(e.job_id)) stale.add(e.job_id);
     }, liveState);
     const timer = setInterval(async () => {

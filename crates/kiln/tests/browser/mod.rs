@@ -124,15 +124,30 @@ impl Browser {
     pub async fn click_text(&self, label: &str) {
         let xpath =
             format!("//button[normalize-space(.)='{label}'] | //a[normalize-space(.)='{label}']");
-        self.c
-            .wait()
-            .at_most(Duration::from_secs(15))
-            .for_element(Locator::XPath(&xpath))
-            .await
-            .unwrap_or_else(|e| panic!("no button {label:?}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.click_xpath(&xpath).await;
+    }
+
+    /// Clicks the first element `xpath` finds, finding it again if the page
+    /// redrew it meanwhile (live updates replace rows).
+    pub async fn click_xpath(&self, xpath: &str) {
+        let start = Instant::now();
+        loop {
+            let e = self
+                .c
+                .wait()
+                .at_most(Duration::from_secs(15))
+                .for_element(Locator::XPath(xpath))
+                .await
+                .unwrap_or_else(|e| panic!("nothing at {xpath}: {e}"));
+            match e.click().await {
+                Ok(()) => return,
+                Err(e) if start.elapsed() < Duration::from_secs(10) => {
+                    eprintln!("clicking {xpath} again: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot click {xpath}: {e}"),
+            }
+        }
     }
 
     /// Whether a button labelled `label` is on the page now.
