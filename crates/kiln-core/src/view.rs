@@ -263,6 +263,8 @@ pub struct FrameQuery {
     pub layer: Option<String>,
     /// A [`DisplayState`] by name, as the caller wrote it.
     pub state: Option<String>,
+    /// Only frames that last ran (or run) on this host (name or id).
+    pub host: Option<String>,
     pub after: Option<i64>,
     /// Frames to pass over (after `after`) before the page starts.
     pub offset: u64,

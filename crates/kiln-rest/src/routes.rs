@@ -226,6 +226,7 @@ pub struct FramePage {
         ("layer" = Option<String>, Query, description = "Only this layer's frames"),
         ("state" = Option<String>, Query, description = "WAITING, DEPEND, RUNNING, SUCCEEDED, DEAD or EATEN"),
         ("page_token" = Option<String>, Query, description = "The previous page's next_page_token"),
+        ("host" = Option<String>, Query, description = "Only frames that last ran (or run) on this host"),
         ("offset" = Option<u64>, Query, description = "Pass over this many frames first (after page_token's): straight to a row far down the list"),
         ("page_size" = Option<u32>, Query, description = "At most this many (default 100, at most 1000)"),
     ), responses(
@@ -241,7 +242,14 @@ pub(crate) async fn frames<F: FarmApi>(
 ) -> Answer<FramePage> {
     let p = Params::parse(
         q.as_deref(),
-        &["layer", "state", "page_token", "page_size", "offset"],
+        &[
+            "layer",
+            "state",
+            "host",
+            "page_token",
+            "page_size",
+            "offset",
+        ],
     )?;
     let state = p.get("state");
     if let Some(s) = &state {
@@ -258,6 +266,7 @@ pub(crate) async fn frames<F: FarmApi>(
         job,
         layer: p.get("layer"),
         state,
+        host: p.get("host"),
         after: paging::after('f', p.get("page_token").as_deref())?,
         offset: crate::query::number(&p, "offset")?.unwrap_or(0),
         limit: u32::try_from(size.saturating_add(1)).unwrap_or(u32::MAX),

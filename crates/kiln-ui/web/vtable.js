@@ -37,9 +37,10 @@ export class Pager {
       this.loading.set(n, this.fetchPage(n * this.size, this.size).then(({ items }) => {
         this.pages.set(n, items);
         items.forEach((r, k) => this.index.set(r.id, n * this.size + k));
-        // A short page is the end: the list is shorter than counted.
-        if (items.length < this.size) this.total = Math.min(this.total, n * this.size + items.length);
-        else if (this.total < (n + 1) * this.size) this.total = (n + 1) * this.size;
+        // A short page is the end, whatever the counts said; a full one
+        // past the count means more: one row more asks for the next page.
+        if (items.length < this.size) this.total = n * this.size + items.length;
+        else if (this.total <= (n + 1) * this.size) this.total = (n + 1) * this.size + 1;
         this.loading.delete(n);
         this.done = true;
       }, (e) => { this.loading.delete(n); throw e; }));

@@ -119,8 +119,12 @@ fn an_artist_signs_in_watches_frames_finish_retries_a_dead_one_and_reads_its_log
         b.shot("job").await;
         b.click_text("Retry 1 dead").await;
         b.wait_text("3 succeeded", Duration::from_secs(30)).await;
-        // The frame's attempts and log: the second attempt's, searched.
+        // Filtered by host, from the URL.
+        b.goto("/jobs/ana-shot?host=w0&state=SUCCEEDED").await;
+        b.wait_text("render/3", Duration::from_secs(10)).await;
+        assert_eq!(b.all("section.frames .vt-row[data-index]").await.len(), 3);
         b.click_text("render/2").await;
+        // The frame's attempts and log: the second attempt's, searched.
         b.wait_text("second try done", Duration::from_secs(15))
             .await;
         let rows = b.all("kiln-vtable .vt-row[data-index]").await;

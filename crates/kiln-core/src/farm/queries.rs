@@ -205,7 +205,7 @@ impl Farm {
         layer: Option<&str>,
         state: Option<DisplayState>,
     ) -> Result<Vec<FrameInfo>> {
-        self.frames_page(key, layer, state, None, 0, 0)
+        self.frames_page(key, layer, state, None, None, 0, 0)
     }
 
     /// [`Farm::list_frames`] a page at a time: those after the frame id
@@ -220,10 +220,16 @@ impl Farm {
         key: &str,
         layer: Option<&str>,
         state: Option<DisplayState>,
+        host: Option<&str>,
         after: Option<i64>,
         mut skip: usize,
         limit: usize,
     ) -> Result<Vec<FrameInfo>> {
+        // A frame's host is the one it last ran on (or runs on).
+        let host = match host {
+            Some(h) => Some(self.resolve_host(h)?),
+            None => None,
+        };
         let mut out = Vec::new();
         let full = |out: &Vec<FrameInfo>| limit > 0 && out.len() >= limit;
         for le in self.job_layers(key, layer)? {
@@ -235,7 +241,7 @@ impl Farm {
             let mut layer_why: Option<Why> = None;
             // Ids ascend within a layer: the page starts past `after`.
             let mut from = after.map_or(0, |a| le.frames.partition_point(|f| f.0 <= a));
-            if state.is_none() {
+            if state.is_none() && host.is_none() {
                 // Every frame counts: a whole layer is skipped at once.
                 let n = (le.frames.len() - from).min(skip);
                 from += n;
@@ -247,7 +253,7 @@ impl Farm {
                 }
                 let f = &self.frames[fid];
                 let ds = self.display_state(f);
-                if state.is_some_and(|s| s != ds) {
+                if state.is_some_and(|s| s != ds) || host.is_some_and(|h| f.host != Some(h)) {
                     continue;
                 }
                 if skip > 0 {

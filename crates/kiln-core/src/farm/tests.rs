@@ -734,7 +734,7 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
         let mut after = None;
         loop {
             let page = farm
-                .frames_page("deps", None, None, after, 0, size)
+                .frames_page("deps", None, None, None, after, 0, size)
                 .unwrap();
             assert!(page.len() <= size);
             let Some(last) = page.last() else { break };
@@ -749,7 +749,7 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
     }
     // A state and a layer narrow the pages as they narrow the list.
     let waiting = farm
-        .frames_page("deps", None, Some(DisplayState::Depend), None, 0, 2)
+        .frames_page("deps", None, Some(DisplayState::Depend), None, None, 0, 2)
         .unwrap();
     assert_eq!(waiting.len(), 2);
     assert!(waiting.iter().all(|f| f.layer == "comp"));
@@ -758,6 +758,7 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
             "deps",
             None,
             Some(DisplayState::Depend),
+            None,
             Some(waiting[1].id),
             0,
             0,
@@ -765,14 +766,14 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
         .unwrap();
     assert_eq!(rest.len(), 2, "comp's third frame and movie's");
     let one = farm
-        .frames_page("deps", Some("movie"), None, None, 0, 0)
+        .frames_page("deps", Some("movie"), None, None, None, 0, 0)
         .unwrap();
     assert_eq!(one.len(), 1);
     // Straight to a row: skipping is the same as walking there.
     for skip in 0..=7 {
         for size in [1, 3] {
             let page = farm
-                .frames_page("deps", None, None, None, skip, size)
+                .frames_page("deps", None, None, None, None, skip, size)
                 .unwrap();
             let want: Vec<i64> = all.iter().skip(skip).take(size).map(|f| f.id).collect();
             assert_eq!(
@@ -783,10 +784,20 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
         }
     }
     let skipped = farm
-        .frames_page("deps", None, Some(DisplayState::Depend), None, 3, 0)
+        .frames_page("deps", None, Some(DisplayState::Depend), None, None, 3, 0)
         .unwrap();
     assert_eq!(skipped.len(), 1, "the fourth frame in DEPEND is movie's");
     assert_eq!(skipped[0].layer, "movie");
+    // By host: those that ran there.
+    let ran = schedule(&mut farm, 20);
+    assert!(!ran.is_empty());
+    let on_h1 = farm
+        .frames_page("deps", None, None, Some("h1"), None, 0, 0)
+        .unwrap();
+    assert_eq!(on_h1.len(), ran.len());
+    assert!(farm
+        .frames_page("deps", None, None, Some("nope"), None, 0, 0)
+        .is_err());
 }
 
 #[test]

@@ -499,6 +499,7 @@ impl<S: Store> Applier<S> {
                             &q.job,
                             q.layer.as_deref(),
                             state,
+                            q.host.as_deref(),
                             q.after,
                             usize::try_from(q.offset).unwrap_or(usize::MAX),
                             q.limit as usize,

@@ -34,8 +34,18 @@ export function hostsView() {
     };
     const act = async (host, action) => {
       if (action === 'repair' && !(await confirmAction(`Send ${host.name} to repair? It takes no new frames until marked fixed.`, 'Repair'))) return;
+      let body;
+      if (action === 'tag') {
+        const v = prompt(`Tags to add to ${host.name} (comma-separated):`);
+        if (!v) return;
+        body = { tags: v.split(',').map((t) => t.trim()).filter(Boolean) };
+      } else if (action === 'move') {
+        const v = prompt(`Move ${host.name} to which allocation (FACILITY.POOL)?`, host.allocation);
+        if (!v) return;
+        body = { allocation: v.trim() };
+      }
       try {
-        toast((await api(`/hosts/${encodeURIComponent(host.name)}/${action}`, { method: 'POST' })).message);
+        toast((await api(`/hosts/${encodeURIComponent(host.name)}/${action}`, { method: 'POST', body })).message);
         await refreshOne(host.name);
       } catch (e) { toast(e.message, 'error'); }
     };
@@ -50,7 +60,9 @@ export function hostsView() {
       { label: 'Memory', width: '12em', cls: 'num', render: (x) => `${kib(x.memory_used_kb)} / ${kib(x.total_memory_kb)}` },
       { label: 'Tags', width: 'minmax(8em, 2fr)', render: (x) => x.tags.join(' ') },
       { label: 'Seen', width: '8.5em', render: (x) => h('span', { title: fullTime(x.last_seen) }, time(x.last_seen)) },
-      wrangler && { label: '', width: '12em', render: (x) => h('span', { class: 'row-actions' },
+      wrangler && { label: '', width: '18em', render: (x) => h('span', { class: 'row-actions' },
+        h('button', { onclick: () => act(x, 'tag') }, 'Tag…'),
+        h('button', { onclick: () => act(x, 'move') }, 'Move…'),
         x.lock === 'LOCKED' ? h('button', { onclick: () => act(x, 'unlock') }, 'Unlock') : h('button', { onclick: () => act(x, 'lock') }, 'Lock'),
         x.state === 'REPAIR' ? h('button', { onclick: () => act(x, 'fixed') }, 'Fixed') : h('button', { class: 'danger', onclick: () => act(x, 'repair') }, 'Repair')) },
     ].filter(Boolean);

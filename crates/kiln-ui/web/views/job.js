@@ -102,7 +102,7 @@ function graph(layers) {
 export function jobView(key) {
   return async (main) => {
     const url = new URLSearchParams(location.search);
-    const filter = { state: url.get('state') || '', layer: url.get('layer') || '' };
+    const filter = { state: url.get('state') || '', layer: url.get('layer') || '', host: url.get('host') || '' };
     let detail = await api(`/jobs/${encodeURIComponent(key)}`);
     const id = detail.job.id;
     const head = h('section', { class: 'job-head' });
@@ -149,7 +149,8 @@ export function jobView(key) {
           h('span', { title: fullTime(j.submitted_at) }, 'submitted ', h('b', {}, time(j.submitted_at))),
           h('span', {}, 'time ', h('b', {}, duration((j.finished_at || Date.now()) - j.submitted_at))),
           eta(j) && h('span', {}, 'left ', h('b', {}, eta(j))),
-          h('span', {}, 'cores in use ', h('b', {}, (detail.cores_used / 100).toFixed(detail.cores_used % 100 ? 2 : 0)))),
+          h('span', {}, 'cores in use ', h('b', {}, (detail.cores_used / 100).toFixed(detail.cores_used % 100 ? 2 : 0))),
+          detail.depends_on_jobs.length ? h('span', {}, 'after jobs ', detail.depends_on_jobs.map((d, i) => [i ? ', ' : '', link(`/jobs/${d}`, String(d))])) : null),
         h('div', { class: 'bar-row' }, progress(j.counts, j.total),
           h('span', { class: 'counts' }, ['succeeded', 'running', 'waiting', 'depend', 'dead', 'eaten']
             .filter((k) => j.counts[k]).map((k) => h('span', { class: `c-${k}` }, `${count(j.counts[k])} ${k}`)))),
@@ -188,7 +189,9 @@ export function jobView(key) {
     ];
     let pager;
     const loadFrames = () => {
-      const c = detail.layers.filter((l) => !filter.layer || l.name === filter.layer)
+      // As many rows as the counts say (by host: unknown until read; the
+      // first page tells).
+      const c = filter.host ? 0 : detail.layers.filter((l) => !filter.layer || l.name === filter.layer)
         .reduce((n, l) => n + (filter.state ? (l.counts[filter.state.toLowerCase()] || 0) : l.total), 0);
       pager = new Pager(async (offset, size) => {
         const a = await api(`/jobs/${id}/frames${qs({ ...filter, offset, page_size: size })}`);
@@ -216,6 +219,7 @@ export function jobView(key) {
             FRAME_STATES.map((s) => h('option', { value: s, selected: s === filter.state }, s || 'any')))),
           h('label', {}, 'Layer', h('select', { onchange: (e) => setParam('layer', e.target.value) },
             [''].concat(detail.layers.map((l) => l.name)).map((s) => h('option', { value: s, selected: s === filter.layer }, s || 'any')))),
+          h('label', {}, 'Host', h('input', { value: filter.host, placeholder: 'any', style: { width: '9em' }, onchange: (e) => setParam('host', e.target.value.trim()) })),
           selBar),
         frames));
     drawHead();
