@@ -20,6 +20,7 @@ mod tests;
 
 pub use admin::Admin;
 pub use jobs::Action;
+pub use queries::FrameSelect;
 pub use workers::WorkerEvent;
 
 use crate::link::ServerMsg;

@@ -8,6 +8,20 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::view::*;
 
+/// Which of a job's frames [`Farm::frames_page`] lists: of one layer or
+/// all, in one display state or any, that last ran on one host or any;
+/// those after the frame id `after`, `skip` more passed over, at most
+/// `limit` (0: all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameSelect<'a> {
+    pub layer: Option<&'a str>,
+    pub state: Option<DisplayState>,
+    pub host: Option<&'a str>,
+    pub after: Option<i64>,
+    pub skip: usize,
+    pub limit: usize,
+}
+
 impl Farm {
     /// A frame's display state: WAITING frames that cannot start because of
     /// a dependency show as DEPEND.
@@ -205,7 +219,12 @@ impl Farm {
         layer: Option<&str>,
         state: Option<DisplayState>,
     ) -> Result<Vec<FrameInfo>> {
-        self.frames_page(key, layer, state, None, None, 0, 0)
+        let sel = FrameSelect {
+            layer,
+            state,
+            ..FrameSelect::default()
+        };
+        self.frames_page(key, &sel)
     }
 
     /// [`Farm::list_frames`] a page at a time: those after the frame id
@@ -215,16 +234,15 @@ impl Farm {
     /// job of a million frames holds the applier no longer than one of a
     /// hundred. `skip` passes over that many more first (a client jumping
     /// to a row far down the list): counted, not built.
-    pub fn frames_page(
-        &self,
-        key: &str,
-        layer: Option<&str>,
-        state: Option<DisplayState>,
-        host: Option<&str>,
-        after: Option<i64>,
-        mut skip: usize,
-        limit: usize,
-    ) -> Result<Vec<FrameInfo>> {
+    pub fn frames_page(&self, key: &str, sel: &FrameSelect) -> Result<Vec<FrameInfo>> {
+        let FrameSelect {
+            layer,
+            state,
+            host,
+            after,
+            mut skip,
+            limit,
+        } = *sel;
         // A frame's host is the one it last ran on (or runs on).
         let host = match host {
             Some(h) => Some(self.resolve_host(h)?),

@@ -734,7 +734,17 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
         let mut after = None;
         loop {
             let page = farm
-                .frames_page("deps", None, None, None, after, 0, size)
+                .frames_page(
+                    "deps",
+                    &FrameSelect {
+                        layer: None,
+                        state: None,
+                        host: None,
+                        after,
+                        skip: 0,
+                        limit: size,
+                    },
+                )
                 .unwrap();
             assert!(page.len() <= size);
             let Some(last) = page.last() else { break };
@@ -749,31 +759,63 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
     }
     // A state and a layer narrow the pages as they narrow the list.
     let waiting = farm
-        .frames_page("deps", None, Some(DisplayState::Depend), None, None, 0, 2)
+        .frames_page(
+            "deps",
+            &FrameSelect {
+                layer: None,
+                state: Some(DisplayState::Depend),
+                host: None,
+                after: None,
+                skip: 0,
+                limit: 2,
+            },
+        )
         .unwrap();
     assert_eq!(waiting.len(), 2);
     assert!(waiting.iter().all(|f| f.layer == "comp"));
     let rest = farm
         .frames_page(
             "deps",
-            None,
-            Some(DisplayState::Depend),
-            None,
-            Some(waiting[1].id),
-            0,
-            0,
+            &FrameSelect {
+                layer: None,
+                state: Some(DisplayState::Depend),
+                host: None,
+                after: Some(waiting[1].id),
+                skip: 0,
+                limit: 0,
+            },
         )
         .unwrap();
     assert_eq!(rest.len(), 2, "comp's third frame and movie's");
     let one = farm
-        .frames_page("deps", Some("movie"), None, None, None, 0, 0)
+        .frames_page(
+            "deps",
+            &FrameSelect {
+                layer: Some("movie"),
+                state: None,
+                host: None,
+                after: None,
+                skip: 0,
+                limit: 0,
+            },
+        )
         .unwrap();
     assert_eq!(one.len(), 1);
     // Straight to a row: skipping is the same as walking there.
     for skip in 0..=7 {
         for size in [1, 3] {
             let page = farm
-                .frames_page("deps", None, None, None, None, skip, size)
+                .frames_page(
+                    "deps",
+                    &FrameSelect {
+                        layer: None,
+                        state: None,
+                        host: None,
+                        after: None,
+                        skip,
+                        limit: size,
+                    },
+                )
                 .unwrap();
             let want: Vec<i64> = all.iter().skip(skip).take(size).map(|f| f.id).collect();
             assert_eq!(
@@ -784,7 +826,17 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
         }
     }
     let skipped = farm
-        .frames_page("deps", None, Some(DisplayState::Depend), None, None, 3, 0)
+        .frames_page(
+            "deps",
+            &FrameSelect {
+                layer: None,
+                state: Some(DisplayState::Depend),
+                host: None,
+                after: None,
+                skip: 3,
+                limit: 0,
+            },
+        )
         .unwrap();
     assert_eq!(skipped.len(), 1, "the fourth frame in DEPEND is movie's");
     assert_eq!(skipped[0].layer, "movie");
@@ -792,11 +844,31 @@ fn frames_come_in_pages_by_id_across_layers_with_none_twice() {
     let ran = schedule(&mut farm, 20);
     assert!(!ran.is_empty());
     let on_h1 = farm
-        .frames_page("deps", None, None, Some("h1"), None, 0, 0)
+        .frames_page(
+            "deps",
+            &FrameSelect {
+                layer: None,
+                state: None,
+                host: Some("h1"),
+                after: None,
+                skip: 0,
+                limit: 0,
+            },
+        )
         .unwrap();
     assert_eq!(on_h1.len(), ran.len());
     assert!(farm
-        .frames_page("deps", None, None, Some("nope"), None, 0, 0)
+        .frames_page(
+            "deps",
+            &FrameSelect {
+                layer: None,
+                state: None,
+                host: Some("nope"),
+                after: None,
+                skip: 0,
+                limit: 0
+            }
+        )
         .is_err());
 }
 

@@ -30,7 +30,7 @@ use kiln_core::auth::audit::AuditRecord;
 use kiln_core::auth::identity::{Change, Identity};
 use kiln_core::auth::views::{IdentityDone, LoggedIn};
 use kiln_core::auth::{Action as AuthAction, Principal};
-use kiln_core::farm::{Action, Admin, Dirty, Farm, WorkerEvent};
+use kiln_core::farm::{Action, Admin, Dirty, Farm, FrameSelect, WorkerEvent};
 use kiln_core::link::ServerMsg;
 use kiln_core::model::{AttemptId, FrameId, FrameState, Outcome};
 use kiln_core::sched::{Plan, Reservation};
@@ -497,12 +497,14 @@ impl<S: Store> Applier<S> {
                     access::job(&self.farm, &caller.who, AuthAction::Read, &q.job).and_then(|()| {
                         self.farm.frames_page(
                             &q.job,
-                            q.layer.as_deref(),
-                            state,
-                            q.host.as_deref(),
-                            q.after,
-                            usize::try_from(q.offset).unwrap_or(usize::MAX),
-                            q.limit as usize,
+                            &FrameSelect {
+                                layer: q.layer.as_deref(),
+                                state,
+                                host: q.host.as_deref(),
+                                after: q.after,
+                                skip: usize::try_from(q.offset).unwrap_or(usize::MAX),
+                                limit: q.limit as usize,
+                            },
                         )
                     });
                 later(replies, tx, v)
