@@ -108,6 +108,7 @@ export function follow(params, onEvent, onState = () => {}) {
             if (!data) continue;
             if (kind === 'error') throw new Error(data);
             if (id !== null) last = Number(id);
+            window.__kilnEvents = (window.__kilnEvents || 0) + 1;
             try { onEvent(JSON.parse(data)); } catch (e) { console.error(e); }
           }
         }
