@@ -94,11 +94,17 @@ export function follow(params, onEvent, onState = () => {}) {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          buf += value;
-          let cut;
-          while ((cut = buf.indexOf('\n\n')) >= 0) {
-            const msg = buf.slice(0, cut);
-            buf = buf.slice(cut + 2);
+          const msgs = (buf + value).split('\n\n');
+          buf = msgs.pop(); // the part of a message still to come
+          let start = performance.now();
+          for (const msg of msgs) {
+            // A burst (a fill starts tens of thousands of frames) is taken
+            // in slices of a few milliseconds, so the page stays responsive.
+            if (performance.now() - start > 8) {
+              await new Promise((res) => setTimeout(res, 0));
+              if (stopped) return;
+              start = performance.now();
+            }
             let id = null, kind = 'message', data = '';
             for (const line of msg.split('\n')) {
               if (line.startsWith('id:')) id = line.slice(3).trim();
