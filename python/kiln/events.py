@@ -35,20 +35,25 @@ class Event(object):
 def parse(lines):
     """Events from an iterable of SSE lines (bytes or text, with or without
     line ends): ``id:``, ``event:``, ``data:`` fields, a blank line ending
-    each event, ``:`` comments (keep-alives) skipped."""
-    eid, kind, data = None, None, []
+    each event, ``:`` comments (keep-alives) skipped. A message that is
+    only an ``id`` (the server's first: where the stream starts) comes as
+    an Event of kind ``None``."""
+    eid, kind, data, has_id = None, None, [], False
     for raw in lines:
         line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         line = line.rstrip("\r\n")
         if line == "":
-            if data or kind:
+            if not data and not kind and has_id:
+                # Only an id: where the stream starts (no event).
+                yield Event(_seq(eid), None, None)
+            elif data or kind:
                 text = "\n".join(data)
                 try:
                     value = json.loads(text) if text else None
                 except ValueError:
                     value = text
                 yield Event(_seq(eid), kind or "message", value)
-            kind, data = None, []
+            kind, data, has_id = None, [], False
             continue
         if line.startswith(":"):
             continue
@@ -56,7 +61,7 @@ def parse(lines):
         if value.startswith(" "):
             value = value[1:]
         if field == "id":
-            eid = value
+            eid, has_id = value, True
         elif field == "event":
             kind = value
         elif field == "data":
@@ -100,6 +105,8 @@ def stream(transport, query, after=None, reconnect=True, read_timeout=90.0):
                 pause = 0.2
                 if ev.id is not None:
                     last = ev.id
+                if ev.kind is None:
+                    continue  # the stream's start, not an event
                 yield ev
         except (OSError, HTTPException) as e:
             if not reconnect:

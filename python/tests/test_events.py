@@ -117,3 +117,6 @@ def test_the_stream_format_is_read_as_sse_says():
                                             (8, "message")]
     assert evs[0].data == {"job_id": 3, "job": "x"} and evs[0]["job"] == "x"
     assert evs[1]["frame"] == "12" and evs[2].data == "not json"
+    # The server's first message is only an id: where the stream starts.
+    start = list(parse(io.BytesIO(b"id: 41\n: following\n\nid: 42\nevent: job.finished\ndata: {}\n\n")))
+    assert [(e.id, e.kind) for e in start] == [(41, None), (42, "job.finished")]

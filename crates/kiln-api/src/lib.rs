@@ -67,6 +67,16 @@ pub type ServerStream = Pin<Box<dyn Stream<Item = ServerMsg> + Send>>;
 /// after an error, which it yields last.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 
+/// A follow of the farm's events: where it starts and what comes.
+pub struct Following {
+    /// The number it starts after: the caller's `after`, or the last event
+    /// committed when it began. A client that loses the stream before any
+    /// event came resumes after this, missing nothing. `None` for a start
+    /// by time (`since`), which the client repeats instead.
+    pub from: Option<u64>,
+    pub events: EventStream,
+}
+
 /// The client API in domain terms. Every call takes the caller's
 /// [`Credentials`] as the transport saw them; the implementation
 /// authenticates them and asks `kiln_core::auth::authorize`.
@@ -129,7 +139,7 @@ pub trait FarmApi: Send + Sync + 'static {
     /// may read (hosts and the structure: any role), resuming after
     /// `q.after` with none missed. An unauthenticated caller gets an error
     /// here, not a stream.
-    async fn events(&self, who: Credentials, q: EventQuery) -> Result<EventStream>;
+    async fn events(&self, who: Credentials, q: EventQuery) -> Result<Following>;
     /// The farm's gauges now, for monitoring: for whoever may read the
     /// farm, or for anyone when the server serves metrics publicly.
     async fn metrics(&self, who: Credentials) -> Result<FarmMetrics>;

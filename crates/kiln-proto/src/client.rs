@@ -420,19 +420,24 @@ impl Client {
         })
     }
 
-    /// The farm's events from `q` on, as the server commits them; the
+    /// The farm's events from `q` on, as the server commits them, and the
+    /// number the stream starts after (see [`crate::EVENTS_FROM`]); the
     /// stream ends when the server stops or the connection drops.
     pub async fn events(
         &self,
         q: &kiln_core::event::EventQuery,
-    ) -> Result<impl Stream<Item = Result<kiln_core::event::Event>>> {
-        let s = self
-            .inner
-            .clone()
-            .events(events_request(q))
-            .await?
-            .into_inner();
-        Ok(s.map(|r| r.map_err(Error::from).and_then(event)))
+    ) -> Result<(
+        Option<u64>,
+        impl Stream<Item = Result<kiln_core::event::Event>>,
+    )> {
+        let r = self.inner.clone().events(events_request(q)).await?;
+        let from = r
+            .metadata()
+            .get(crate::EVENTS_FROM)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let s = r.into_inner();
+        Ok((from, s.map(|r| r.map_err(Error::from).and_then(event))))
     }
 
     pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {

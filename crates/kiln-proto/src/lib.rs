@@ -11,6 +11,11 @@ mod inflight;
 pub mod server;
 pub mod tls;
 
+/// The response metadata of `Events` that says the number the stream
+/// starts after (absent for a start by time): a client cut off before
+/// any event came resumes after it.
+pub const EVENTS_FROM: &str = "kiln-events-from";
+
 /// The generated code. Public for tools that want raw access (tests, other
 /// languages' conformance checks); Kiln's own crates go through the adapters.
 pub mod pb {

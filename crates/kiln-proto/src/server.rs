@@ -202,10 +202,19 @@ impl<T: FarmApi> pb::farm_server::Farm for FarmAdapter<T> {
     ) -> Result<Response<Self::EventsStream>, Status> {
         let who = credentials(&r);
         let q = event_query(r.into_inner())?;
-        let events = self.0.events(who, q).await.map_err(wire)?;
-        Ok(Response::new(Box::pin(
-            events.map(|e| e.map(pb::Event::from).map_err(wire)),
-        )))
+        let following = self.0.events(who, q).await.map_err(wire)?;
+        let mut r = Response::new(Box::pin(
+            following
+                .events
+                .map(|e| e.map(pb::Event::from).map_err(wire)),
+        ) as Self::EventsStream);
+        // Where the stream starts, for a client cut off before any event.
+        if let Some(n) = following.from {
+            if let Ok(v) = n.to_string().parse() {
+                r.metadata_mut().insert(crate::EVENTS_FROM, v);
+            }
+        }
+        Ok(r)
     }
 
     async fn history(

@@ -111,7 +111,7 @@ impl FarmApi for Slow {
         &self,
         _: Credentials,
         _: kiln_core::event::EventQuery,
-    ) -> Result<kiln_api::EventStream> {
+    ) -> Result<kiln_api::Following> {
         none()
     }
     async fn metrics(&self, _: Credentials) -> Result<FarmMetrics> {

@@ -38,7 +38,10 @@ fn number(what: &str, v: &str) -> Result<u64, Error> {
 /// The farm's events as they happen, of the jobs the caller may read.
 ///
 /// A stream of `text/event-stream` messages: `id` is the event's `seq`,
-/// `event` its kind, `data` the event as JSON (the `Event` schema). Without
+/// `event` its kind, `data` the event as JSON (the `Event` schema). The
+/// first message has an `id` and no data: the number the stream starts
+/// after, so that a client cut off before any event came resumes from it
+/// (`Last-Event-ID`) and misses nothing. Without
 /// `after`, `since` or `Last-Event-ID` only events still to come are sent.
 /// If the server cannot go on (it is stopping, or reading fails) a last
 /// message of kind `error` says why and the stream ends.
@@ -93,7 +96,16 @@ pub(crate) async fn events<F: FarmApi>(
             kinds,
         },
     };
-    let stream = f.events(w, q).await?.map(|r| {
+    let following = f.events(w, q).await?;
+    // First, where the stream starts: an `id` with no data, which sets the
+    // client's last event id (EventSource keeps it) without an event, so a
+    // client cut off before any event came resumes from here.
+    let start = futures::stream::iter(
+        following
+            .from
+            .map(|n| Ok(Message::default().id(n.to_string()).comment("following"))),
+    );
+    let stream = start.chain(following.events.map(|r| {
         Ok(match r {
             Ok(e) => Message::default()
                 .id(e.seq.to_string())
@@ -101,6 +113,6 @@ pub(crate) async fn events<F: FarmApi>(
                 .data(serde_json::to_string(&e).unwrap_or_default()),
             Err(e) => Message::default().event("error").data(e.to_string()),
         })
-    });
+    }));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

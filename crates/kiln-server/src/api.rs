@@ -596,7 +596,7 @@ impl<S: Store> FarmApi for Api<S> {
         &self,
         who: Credentials,
         q: kiln_core::event::EventQuery,
-    ) -> Result<kiln_api::EventStream> {
+    ) -> Result<kiln_api::Following> {
         self.hub
             .follow(self.store.clone(), self.gate.clone(), who, q)
     }

@@ -6,7 +6,7 @@
 
 use crate::auth::edge::Gate;
 use kiln_api::metrics::Recorder;
-use kiln_api::{Error, EventStream};
+use kiln_api::{Error, Following};
 use kiln_core::auth::identity::Identity;
 use kiln_core::auth::{authorize, Action, Credentials, Principal};
 use kiln_core::event::{Event, EventKind, EventQuery};
@@ -92,7 +92,7 @@ impl Hub {
         gate: Gate,
         creds: Credentials,
         q: EventQuery,
-    ) -> Result<EventStream, Error> {
+    ) -> Result<Following, Error> {
         let seen = gate.identity();
         let who = gate.user(&creds, crate::now_ms())?;
         let rx = match self.tx.read().expect("not poisoned").as_ref() {
@@ -102,6 +102,11 @@ impl Hub {
         // Read after subscribing: anything published since is in `rx`.
         let now = *self.latest.borrow();
         let behind = q.after.is_some() || q.since.is_some();
+        let from = match (q.after, q.since) {
+            (Some(a), _) => Some(a),
+            (None, Some(_)) => None,
+            (None, None) => Some(now),
+        };
         let follower = Follower {
             store,
             who,
@@ -126,10 +131,12 @@ impl Hub {
         // a batch reaches each subscriber in one wake-up. A client that
         // reads slowly leaves its receiver behind; past BACKLOG batches it
         // reads the store instead.
-        Ok(Box::pin(futures::stream::unfold(
-            follower,
-            |mut f| async move { f.next().await.map(|e| (e, f)) },
-        )))
+        Ok(Following {
+            from,
+            events: Box::pin(futures::stream::unfold(follower, |mut f| async move {
+                f.next().await.map(|e| (e, f))
+            })),
+        })
     }
 }
 
@@ -344,7 +351,7 @@ mod tests {
             },
             ..EventQuery::default()
         };
-        let mut s = hub.follow(store, gate, creds, q).unwrap();
+        let mut s = hub.follow(store, gate, creds, q).unwrap().events;
         tokio::task::yield_now().await;
         use EventKind::*;
         hub.publish((1..=3).map(|n| ev(n, FrameStarted)).collect());
@@ -373,7 +380,8 @@ mod tests {
         };
         let mut s = hub
             .follow(store.clone(), Gate::new(identity), creds, q)
-            .unwrap();
+            .unwrap()
+            .events;
         // Committed and published as the applier does, while the client
         // reads nothing: its receiver falls far behind the hub.
         let batches = BACKLOG as u64 + 300;
@@ -410,9 +418,12 @@ mod tests {
         let hub = Hub::new(0, Default::default());
         let (mut identity, creds, token) = admin();
         let gate = Gate::new(identity.clone());
-        let mut s = hub
+        let following = hub
             .follow(store, gate.clone(), creds, EventQuery::default())
             .unwrap();
+        // It starts after the last event committed when it began.
+        assert_eq!(following.from, Some(0));
+        let mut s = following.events;
         tokio::task::yield_now().await;
         hub.publish(vec![ev(1, EventKind::JobSubmitted)]);
         assert_eq!(s.next().await.unwrap().unwrap().seq, 1);

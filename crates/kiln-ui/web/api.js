@@ -111,9 +111,10 @@ export function follow(params, onEvent, onState = () => {}) {
               else if (line.startsWith('event:')) kind = line.slice(6).trim();
               else if (line.startsWith('data:')) data += line.slice(5).trimStart();
             }
+            // The first message is only an id: where the stream starts.
+            if (id !== null && kind !== 'error') last = Number(id);
             if (!data) continue;
             if (kind === 'error') throw new Error(data);
-            if (id !== null) last = Number(id);
             window.__kilnEvents = (window.__kilnEvents || 0) + 1;
             try { onEvent(JSON.parse(data)); } catch (e) { console.error(e); }
           }

@@ -80,7 +80,14 @@ pub async fn events(a: EventsArgs, server: &str) -> Result<ExitCode> {
             Err(e) => return Err(e.into()),
         };
         let mut stream = match client.events(&q).await {
-            Ok(s) => Box::pin(s),
+            Ok((from, s)) => {
+                // Cut off before any event came, resume from where it began.
+                if let Some(n) = from {
+                    q.after = Some(n);
+                    q.since = None;
+                }
+                Box::pin(s)
+            }
             Err(e) if a.follow && retry(&e) => {
                 wait(&mut backoff).await;
                 continue;

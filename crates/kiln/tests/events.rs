@@ -366,3 +366,44 @@ fn events_older_than_the_retention_are_pruned_keeping_the_newest() {
     let err = farm.kiln_fails(&["events", "--since", "yesterday"]);
     assert!(err.contains("--since"), "{err}");
 }
+
+/// A follower cut off before any event came resumes from where its stream
+/// began (the server says where, first), so what was committed while it
+/// was away still reaches it.
+#[test]
+fn kiln_events_cut_off_before_any_event_still_misses_nothing() {
+    use std::io::BufRead;
+    let mut farm = Farm::start_tls(1, 2);
+    let mut child = common::cli(
+        &farm.url(),
+        &["events", "--follow", "--json", "--kinds", "job.submitted"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // Following, with nothing to print yet.
+    std::thread::sleep(Duration::from_secs(1));
+    farm.kill_server();
+    // Away long enough that its next try comes seconds later: the job is
+    // submitted before it is back.
+    std::thread::sleep(Duration::from_secs(2));
+    farm.start_server();
+    farm.submit("while-away", &job("while-away", "tv", "1"));
+    let e = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the job submitted while it was away never came");
+    assert_eq!(e["job"], "while-away", "{e}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

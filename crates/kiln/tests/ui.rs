@@ -289,3 +289,58 @@ fn a_job_composed_in_the_form_shows_the_servers_error_at_its_field_then_runs() {
         b.close().await;
     });
 }
+
+#[test]
+fn after_its_server_is_killed_and_back_the_page_catches_up_on_what_it_missed() {
+    let mut farm = Farm::start(1, 2);
+    let admin = common::token_for(&farm.url()).unwrap();
+    let spec = farm.write_spec(
+        "watched",
+        "name: watched\nlayers:\n  - {name: a, command: 'sleep 300', frames: 1-4}\n",
+    );
+    farm.kiln(&["submit", &spec]);
+    common::wait_until(Duration::from_secs(20), || {
+        farm.job_status("watched") == "RUNNING"
+    });
+    rt().block_on(async {
+        let Some(b) = Browser::start(&farm.url()).await else {
+            return;
+        };
+        b.goto(&format!("/login#token={admin}")).await;
+        b.wait_text("My jobs", Duration::from_secs(10)).await;
+        b.goto("/jobs/watched").await;
+        b.wait_text("2 running", Duration::from_secs(15)).await;
+        b.wait_text("live", Duration::from_secs(10)).await;
+        farm.kill_server();
+        b.wait_text("reconnecting", Duration::from_secs(15)).await;
+        // Down long enough that the page waits seconds between tries: the
+        // change below is made before it is back, so it must resume from
+        // the last event it saw (Last-Event-ID), not from what comes next.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        farm.start_server();
+        farm.kiln(&["pause", "watched"]);
+        let start = std::time::Instant::now();
+        loop {
+            let badge = b
+                .el(".job-head .badge")
+                .await
+                .text()
+                .await
+                .unwrap_or_default();
+            if badge == "PAUSED" {
+                break;
+            }
+            // Nothing else happens to the job meanwhile (its frames sleep):
+            // only the missed event can show the pause.
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "the pause never showed: {badge}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        b.wait_text("● live", Duration::from_secs(10)).await;
+        let errors = b.errors().await;
+        assert!(errors.iter().all(|e| e.contains("reached")), "{errors:?}");
+        b.close().await;
+    });
+}
