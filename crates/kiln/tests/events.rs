@@ -256,20 +256,16 @@ fn an_artist_sees_only_the_events_of_shows_it_may_read() {
     assert_eq!(jobs, ["other", "mine"]);
 }
 
-#[test]
-fn kiln_events_prints_them_and_follows_across_a_server_restart() {
+/// `kiln events ARGS` running, and its lines as JSON as they come.
+fn follow_cli(farm: &Farm, args: &[&str]) -> (std::process::Child, mpsc::Receiver<Value>) {
     use std::io::BufRead;
-    let mut farm = Farm::start_tls(1, 2);
-    let mut child = common::cli(
-        &farm.url(),
-        &[
-            "events", "--follow", "--json", "--show", "tv", "--since", "0",
-        ],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut cmd_args = vec!["events"];
+    cmd_args.extend_from_slice(args);
+    let mut child = common::cli(&farm.url(), &cmd_args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<Value>();
     std::thread::spawn(move || {
@@ -280,6 +276,16 @@ fn kiln_events_prints_them_and_follows_across_a_server_restart() {
             }
         }
     });
+    (child, rx)
+}
+
+#[test]
+fn kiln_events_prints_them_and_follows_across_a_server_restart() {
+    let mut farm = Farm::start_tls(1, 2);
+    let (mut child, rx) = follow_cli(
+        &farm,
+        &["--follow", "--json", "--show", "tv", "--since", "0"],
+    );
     let until = |name: &str| {
         let mut got = Vec::new();
         loop {
@@ -372,26 +378,8 @@ fn events_older_than_the_retention_are_pruned_keeping_the_newest() {
 /// was away still reaches it.
 #[test]
 fn kiln_events_cut_off_before_any_event_still_misses_nothing() {
-    use std::io::BufRead;
     let mut farm = Farm::start_tls(1, 2);
-    let mut child = common::cli(
-        &farm.url(),
-        &["events", "--follow", "--json", "--kinds", "job.submitted"],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, rx) = follow_cli(&farm, &["--follow", "--json", "--kinds", "job.submitted"]);
     // Following, with nothing to print yet.
     std::thread::sleep(Duration::from_secs(1));
     farm.kill_server();
