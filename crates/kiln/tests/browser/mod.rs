@@ -6,6 +6,7 @@
 use crate::common;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +36,10 @@ impl Browser {
             return None;
         };
         let port = common::free_port();
+        // Its own process group, with the browsers it starts: a test that
+        // fails leaves none of them behind (see Drop).
         let driver = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -179,9 +183,15 @@ impl Browser {
         serde_json::from_value(v).unwrap_or_default()
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.c.clone().close().await;
-        let _ = self.driver.kill();
+    }
+}
+
+impl Drop for Browser {
+    /// chromedriver and every browser process it started, passed or failed.
+    fn drop(&mut self) {
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
         let _ = self.driver.wait();
     }
 }
