@@ -103,6 +103,9 @@ pub trait FarmApi: Send + Sync + 'static {
     /// The frames running now (on one host, or quiet for a while), of the
     /// jobs the caller may read.
     async fn running(&self, who: Credentials, q: RunningQuery) -> Result<Vec<RunningFrame>>;
+    /// The farm's gauges over the last day, sampled every so often, from
+    /// `since` (ms since the epoch) on: for anyone holding a role.
+    async fn farm_history(&self, who: Credentials, since: Option<i64>) -> Result<Vec<FarmSample>>;
     /// A frame by its id alone (as `kiln frames` lists it), with its job.
     async fn frame(&self, who: Credentials, id: i64) -> Result<FrameDetail>;
     /// Every attempt of a frame, first to last, the running one included.

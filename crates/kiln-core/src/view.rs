@@ -1,11 +1,13 @@
 //! What clients see: summaries of jobs, layers, frames and hosts, built from
 //! the farm's records. These are the shapes `--json` prints.
 
+mod history;
 mod jobs;
 mod metrics;
 mod structure;
 mod why;
 
+pub use history::*;
 pub use jobs::JobQuery;
 pub use metrics::*;
 pub use structure::*;

@@ -50,6 +50,9 @@ impl FarmApi for Slow {
     async fn running(&self, _: Credentials, _: RunningQuery) -> Result<Vec<RunningFrame>> {
         none()
     }
+    async fn farm_history(&self, _: Credentials, _: Option<i64>) -> Result<Vec<FarmSample>> {
+        none()
+    }
     async fn frame(&self, _: Credentials, _: i64) -> Result<FrameDetail> {
         none()
     }

@@ -16,7 +16,9 @@ use axum::{Json, Router};
 use kiln_api::metrics::{HistogramSnapshot, Recorder};
 use kiln_api::FarmApi;
 use kiln_core::model::{Centicores, HostState};
-use kiln_core::view::{AllocMetrics, Autoscale, FarmMetrics, ShareMetrics, WebhookGauge};
+use kiln_core::view::{
+    AllocMetrics, Autoscale, FarmMetrics, FarmSample, ShareMetrics, WebhookGauge,
+};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ pub(crate) fn routes<F: FarmApi>() -> Router<Arc<F>> {
     Router::new()
         .route("/metrics", get(metrics::<F>))
         .route("/api/v1/autoscale", get(autoscale::<F>))
+        .route("/api/v1/farm/history", get(history::<F>))
 }
 
 /// Wraps `router` so each request's latency is recorded by method and
@@ -79,6 +82,36 @@ pub(crate) async fn autoscale<F: FarmApi>(
     Who(w): Who,
 ) -> Result<Json<Autoscale>, Error> {
     Ok(Json(Autoscale::from(&f.metrics(w).await?)))
+}
+
+/// The farm's samples over time.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct FarmHistoryList {
+    pub samples: Vec<FarmSample>,
+}
+
+/// The farm over the last day, a sample every `kiln server
+/// --sample-every` (15 s by default): cores busy by show against each
+/// show's entitlement, frames waiting by reason, hosts by state; the web
+/// UI's charts. Kept in the server's memory: a restart starts afresh.
+#[utoipa::path(get, path = "/api/v1/farm/history", tag = "farm", params(
+        ("since" = Option<i64>, Query, description = "Only samples taken at or after this time (ms since the Unix epoch)"),
+    ), responses(
+        (status = 200, body = FarmHistoryList),
+        (status = 400, description = "A parameter is wrong; `detail` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token the server accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token holds no role", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn history<F: FarmApi>(
+    State(f): State<Arc<F>>,
+    Who(w): Who,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<Json<FarmHistoryList>, Error> {
+    let p = crate::query::Params::parse(q.as_deref(), &["since"])?;
+    let since = crate::query::time_ms(&p, "since")?;
+    Ok(Json(FarmHistoryList {
+        samples: f.farm_history(w, since).await?,
+    }))
 }
 
 /// One figure of a record.

@@ -34,7 +34,7 @@ use utoipa::OpenApi;
         identity::tokens, identity::create_token, identity::revoke_token,
         identity::audit, identity::login,
         crate::events::events,
-        crate::metrics::autoscale,
+        crate::metrics::autoscale, crate::metrics::history,
         crate::webhooks::webhooks, crate::webhooks::create, crate::webhooks::remove,
         crate::webhooks::deliveries, crate::webhooks::deliveries_of,
     ),

@@ -46,6 +46,7 @@ pub struct Api<S: Store> {
     /// `/metrics` and the autoscaling signal answer without a token.
     pub(crate) metrics_public: bool,
     pub(crate) webhooks: Arc<crate::webhooks::Webhooks<S>>,
+    pub(crate) history: Arc<crate::history::FarmHistory>,
 }
 
 /// One per wire (gRPC, REST): all of them share the applier and stores.
@@ -63,6 +64,7 @@ impl<S: Store> Clone for Api<S> {
             recorder: self.recorder.clone(),
             metrics_public: self.metrics_public,
             webhooks: self.webhooks.clone(),
+            history: self.history.clone(),
         }
     }
 }
@@ -640,6 +642,12 @@ impl<S: Store> FarmApi for Api<S> {
         let mut m = self.committed.metrics();
         m.webhooks = self.webhooks.gauges();
         Ok(m)
+    }
+
+    async fn farm_history(&self, who: Credentials, since: Option<i64>) -> Result<Vec<FarmSample>> {
+        let caller = self.caller(&who)?;
+        forbidden(authorize(&caller.who, A::Read, Target::Farm))?;
+        Ok(self.history.since(since))
     }
 
     async fn webhooks(&self, who: Credentials) -> Result<Vec<WebhookInfo>> {

@@ -12,6 +12,7 @@ mod bootstrap;
 mod committed;
 pub mod events;
 mod grep;
+pub mod history;
 pub use bootstrap::{write_secret, TOKEN_FILE as ADMIN_TOKEN_FILE};
 pub mod auth;
 mod link;
@@ -69,6 +70,9 @@ pub struct ServerConfig {
     /// scraper on a trusted network); otherwise they need one that may
     /// read the farm.
     pub metrics_public: bool,
+    /// How often the farm's gauges are sampled for the web UI's charts
+    /// ([`history::DEFAULT_SAMPLE_EVERY`] unless set).
+    pub sample_every: std::time::Duration,
 }
 
 /// How long the server keeps what finished work leaves behind, so that
@@ -226,6 +230,7 @@ pub async fn serve(
     let webhooks =
         webhooks::Webhooks::start(store.clone(), hub.clone(), recorder.clone(), gate.clone())
             .await?;
+    let history = Arc::new(history::FarmHistory::new(config.sample_every));
     let api = api::Api {
         webhooks,
         tx: tx.clone(),
@@ -238,7 +243,9 @@ pub async fn serve(
         hub,
         recorder,
         metrics_public: config.metrics_public,
+        history: history.clone(),
     };
+    history::spawn_sampler(history, applier.committed(), config.sample_every);
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {
         tx: tx.clone(),

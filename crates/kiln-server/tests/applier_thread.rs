@@ -33,6 +33,7 @@ fn a_huge_submit_leaves_the_runtime_free() {
         retention: Default::default(),
         event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
         metrics_public: false,
+        sample_every: kiln_server::history::DEFAULT_SAMPLE_EVERY,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let on_server = rt.handle().clone();

@@ -63,7 +63,7 @@ macro_rules! asset {
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// Every file under `web/` (a test checks that none is left out).
-pub static ASSETS: [Asset; 16] = [
+pub static ASSETS: [Asset; 17] = [
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
@@ -73,6 +73,7 @@ pub static ASSETS: [Asset; 16] = [
     asset!("fmt.js", JS),
     asset!("dom.js", JS),
     asset!("vtable.js", JS),
+    asset!("chart.js", JS),
     asset!("views/login.js", JS),
     asset!("views/jobs.js", JS),
     asset!("views/job.js", JS),

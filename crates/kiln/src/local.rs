@@ -35,6 +35,11 @@ pub struct ServerArgs {
     /// clients catching up; older ones are pruned.
     #[arg(long, default_value = "7d")]
     event_retention: String,
+    /// How often the farm's gauges are sampled for the web UI's charts of
+    /// the last day (cores by show, frames waiting by reason, hosts by
+    /// state).
+    #[arg(long, default_value = "15s")]
+    sample_every: String,
     /// Connections at once from one IP address (0: no cap). `kiln fleet`
     /// opens one per 64 simulated hosts.
     #[arg(long, default_value = "256")]
@@ -231,6 +236,9 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
     }
     let event_retention = crate::parse::duration(&a.event_retention)
         .map_err(|e| anyhow::anyhow!("--event-retention: {e}"))?;
+    let sample_every = crate::parse::duration(&a.sample_every)
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| anyhow::anyhow!("--sample-every: {e}"))?;
     let connections = ConnLimits {
         preface_timeout: std::time::Duration::from_secs(preface),
         idle_timeout: (idle > 0).then(|| std::time::Duration::from_secs(idle)),
@@ -271,6 +279,7 @@ pub async fn server(a: ServerArgs) -> Result<ExitCode> {
             retention,
             event_retention: std::time::Duration::from_secs(event_retention),
             metrics_public,
+            sample_every,
         },
         listener,
         shutdown_signal(),
@@ -490,6 +499,7 @@ pub async fn up(a: UpArgs) -> Result<ExitCode> {
             retention: Retention::default(),
             event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
             metrics_public: false,
+            sample_every: kiln_server::history::DEFAULT_SAMPLE_EVERY,
         },
         listener,
         stopped(stop_rx.clone()),

@@ -451,3 +451,55 @@ fn a_failing_webhook_shows_in_the_scrape() {
     let (_, _, body) = get(&farm, "/metrics", Some(&token));
     assert_eq!(Scrape::parse(&body).of("kiln_webhook_failing").count(), 0);
 }
+
+/// The web UI's charts: the farm sampled over time, busy cores by show and
+/// hosts by state among them, read from a time on; only with a token.
+#[test]
+fn the_farm_is_sampled_over_time_for_the_charts() {
+    let mut farm = Farm::start(0, 1);
+    farm.kill_server();
+    farm.start_server_with(&["--sample-every", "1s"], None);
+    farm.add_worker("w0", 2);
+    farm.wait_hosts(1);
+    let token = common::token_for(&farm.url()).unwrap();
+    farm.submit("busy", &common::one_layer("busy", "sleep 5", "1-2"));
+    common::wait_until(Duration::from_secs(20), || {
+        farm.job_status("busy") == "RUNNING"
+    });
+    std::thread::sleep(Duration::from_millis(3000));
+    let (status, _, body) = get(&farm, "/api/v1/farm/history", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let samples = v["samples"].as_array().unwrap();
+    assert!(samples.len() >= 3, "one a second: {body}");
+    let at: Vec<i64> = samples.iter().map(|s| s["at"].as_i64().unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+    assert!(
+        samples.iter().any(|s| s["cores_busy"] == 200
+            && s["shows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["show"] == "default" && x["busy"] == 200)),
+        "both frames' cores, counted for their show: {body}"
+    );
+    let last = samples.last().unwrap();
+    assert_eq!(
+        last["hosts"],
+        serde_json::json!([{"state": "UP", "count": 1}])
+    );
+    let since = at[at.len() - 2];
+    let (_, _, body) = get(
+        &farm,
+        &format!("/api/v1/farm/history?since={since}"),
+        Some(&token),
+    );
+    let recent: Value = serde_json::from_str(&body).unwrap();
+    assert!(recent["samples"].as_array().unwrap().len() >= 2, "{body}");
+    assert!(
+        recent["samples"].as_array().unwrap().len() < samples.len() + 2,
+        "{body}"
+    );
+    let (status, ..) = get(&farm, "/api/v1/farm/history", None);
+    assert_eq!(status, 401);
+}

@@ -227,6 +227,9 @@ fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
         b.goto("/farm").await;
         b.wait_text("local.general", Duration::from_secs(10)).await;
         b.wait_text("0/5", Duration::from_secs(10)).await;
+        // The last day as time series (the server samples at its start).
+        assert_eq!(b.all("figure.chart").await.len(), 3);
+        assert!(!b.all("figure.chart polyline").await.is_empty());
         b.shot("farm").await;
         let errors = b.errors().await;
         assert!(errors.is_empty(), "{errors:?}");

@@ -96,6 +96,7 @@ async fn matrix() {
         retention: Default::default(),
         event_retention: kiln_server::DEFAULT_EVENT_RETENTION,
         metrics_public: false,
+        sample_every: kiln_server::history::DEFAULT_SAMPLE_EVERY,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // As `kiln server` runs it: on a runtime of its own, from its thread.

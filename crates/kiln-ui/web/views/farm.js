@@ -9,6 +9,7 @@ import { kib, count } from '../fmt.js';
 import { VTable, rowsOf } from '../vtable.js';
 import { liveState, go } from '../app.js';
 import { runningTable } from './job.js';
+import { lineChart, PALETTE } from '../chart.js';
 
 const cores = (c) => (c / 100).toLocaleString(undefined, { maximumFractionDigits: 2 });
 
@@ -28,19 +29,48 @@ function table(columns, rows, empty) {
   return t;
 }
 
+/** The last day as time series: cores by show against entitlement, backlog by reason, hosts by state. */
+function charts(samples) {
+  const series = (keyOf, valueOf, rows) => {
+    const by = new Map();
+    for (const s of samples) {
+      for (const r of rows(s)) {
+        const k = keyOf(r);
+        if (!by.has(k)) by.set(k, []);
+        by.get(k).push([s.at, valueOf(r)]);
+      }
+    }
+    return [...by.entries()].map(([name, points]) => ({ name, points }));
+  };
+  // Each show one colour: its cores in use solid, its entitlement dashed.
+  const showLines = series((r) => r.show, (r) => r.busy / 100, (s) => s.shows).flatMap((line, i) => {
+    const color = PALETTE[(i + 1) % PALETTE.length];
+    const target = samples.flatMap((s) => s.shows.filter((x) => x.show === line.name && x.entitlement > 0)
+      .map((x) => [s.at, x.entitlement / 100]));
+    return [{ ...line, color }, ...(target.length ? [{ name: `${line.name} entitled`, points: target, color, dashed: true }] : [])];
+  });
+  const total = { name: 'busy, all shows', points: samples.map((s) => [s.at, s.cores_busy / 100]), color: PALETTE[0] };
+  return [
+    lineChart('Cores busy by show (dashed: entitlement)', [total, ...showLines]),
+    lineChart('Frames waiting, by reason', series((r) => r.reason.replace(/_/g, ' '), (r) => r.frames, (s) => s.waiting)),
+    lineChart('Hosts by state', series((r) => r.state, (r) => r.count, (s) => s.hosts)),
+  ];
+}
+
 export function farmView() {
   return async (main) => {
     const quietMin = Number(new URLSearchParams(location.search).get('quiet') || 10);
     const draw = async () => {
-      const [alloc, scale, shows, subs, limits, services, stuck] = await Promise.all([
+      const [alloc, scale, shows, subs, limits, services, stuck, history] = await Promise.all([
         api('/allocations'), api('/autoscale'), api('/shows'), api('/subscriptions'), api('/limits'), api('/services'),
-        api(`/running?quiet_s=${Math.round(quietMin * 60)}`),
+        api(`/running?quiet_s=${Math.round(quietMin * 60)}`), api('/farm/history'),
       ]);
       const wanted = new Map(scale.allocations.map((a) => [a.allocation, a]));
       const subsOf = new Map();
       for (const s of subs.subscriptions) (subsOf.get(s.show) || subsOf.set(s.show, []).get(s.show)).push(s);
       fill(main,
         h('div', { class: 'toolbar' }, h('h2', {}, 'Farm')),
+        h('section', { class: 'charts' }, ...charts(history.samples)),
         h('section', {}, h('h3', {}, 'Allocations'), table([
           { label: 'Allocation', width: 'minmax(8em, 1fr)', key: 'name' },
           { label: 'Hosts up', width: '7em', cls: 'num', render: (a) => `${count(a.hosts_up)}/${count(a.hosts)}` },
