@@ -213,7 +213,10 @@ fn file_paths(at: &str, files: &[EmbeddedFile], dir: &str) -> Result<BTreeMap<St
 /// An action as one shell command: its command and arguments, run in a
 /// `timeout` when it has one. On a timeout, `TERMINATE` kills the action
 /// at once; `NOTIFY_THEN_TERMINATE` sends SIGTERM, then SIGKILL after the
-/// notify period.
+/// notify period. The notice goes to the action's process once (an inner
+/// `timeout --foreground`: a plain `timeout` signals its child and then
+/// its whole group, so a shell trapping TERM would hear it twice); the
+/// kill goes to every process of the action (the outer `timeout`).
 fn action(at: &str, a: &Action, scope: &Scope, default_timeout: Option<u64>) -> Result<String> {
     let mut words = vec![shell_word(&resolve(
         &format!("{at}.command"),
@@ -248,8 +251,9 @@ fn action(at: &str, a: &Action, scope: &Scope, default_timeout: Option<u64>) -> 
         Some(t) => Some(positive("timeout", t)?),
         None => default_timeout,
     };
-    let signal = match &a.cancelation {
-        None => "-s KILL".to_string(),
+    // The `timeout(1)` words before the command, given the timeout.
+    let signal: Box<dyn Fn(u64) -> String> = match &a.cancelation {
+        None => Box::new(|t| format!("timeout -s KILL {t}")),
         Some(c) => match c.mode.as_str() {
             "TERMINATE" => {
                 if c.notify_period_in_seconds.is_some() {
@@ -258,7 +262,7 @@ fn action(at: &str, a: &Action, scope: &Scope, default_timeout: Option<u64>) -> 
                         "applies only to mode NOTIFY_THEN_TERMINATE",
                     ));
                 }
-                "-s KILL".to_string()
+                Box::new(|t| format!("timeout -s KILL {t}"))
             }
             "NOTIFY_THEN_TERMINATE" => {
                 let period = match &c.notify_period_in_seconds {
@@ -266,7 +270,12 @@ fn action(at: &str, a: &Action, scope: &Scope, default_timeout: Option<u64>) -> 
                     None if default_timeout.is_some() => 30,
                     None => 120,
                 };
-                format!("-s TERM -k {period}")
+                Box::new(move |t| {
+                    format!(
+                        "timeout -s KILL {} timeout --foreground -s TERM {t}",
+                        t.saturating_add(period)
+                    )
+                })
             }
             m => {
                 return Err(Error::spec(
@@ -278,7 +287,7 @@ fn action(at: &str, a: &Action, scope: &Scope, default_timeout: Option<u64>) -> 
     };
     let cmd = words.join(" ");
     Ok(match timeout {
-        Some(t) => format!("timeout {signal} {t} {cmd}"),
+        Some(t) => format!("{} {cmd}", signal(t)),
         None => cmd,
     })
 }

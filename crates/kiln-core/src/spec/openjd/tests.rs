@@ -81,6 +81,18 @@ fn a_template_becomes_layers_frames_and_dependencies() {
     assert!(s.contains("-ge 6 ]; then echo"), "{s}");
     assert!(s.contains("'echo' \"${t0}\" \"${t1}\""), "{s}");
     assert!(script(&j, 1).contains("timeout -s KILL 60 'echo' '2'"));
+    // Notified once (the inner, foreground timeout signals only the
+    // action's process), then every process killed (the outer one).
+    let notify = FULL.replace(
+        "timeout: 60}",
+        "timeout: 60, cancelation: {mode: NOTIFY_THEN_TERMINATE, notifyPeriodInSeconds: 5}}",
+    );
+    let j = job(&notify, &[]).unwrap();
+    let s = script(&j, 1);
+    assert!(
+        s.contains("timeout -s KILL 65 timeout --foreground -s TERM 60 'echo' '2'"),
+        "{s}"
+    );
 }
 
 #[test]
