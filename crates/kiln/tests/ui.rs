@@ -171,6 +171,32 @@ fn an_artist_signs_in_watches_frames_finish_retries_a_dead_one_and_reads_its_log
         let t = b.text().await;
         assert!(t.contains("ana-shot") && !t.contains("bob-long"), "{t}");
         b.shot("my-jobs").await;
+        // A new job of hers comes in at the top, live; bob's does not.
+        submit_as(
+            &farm,
+            &bob,
+            "bob2",
+            "name: bob-new\nlayers:\n  - {name: a, command: 'true', frames: 1}\n",
+        );
+        submit_as(
+            &farm,
+            &ana,
+            "new",
+            "name: ana-new\nlayers:\n  - {name: a, command: 'true', frames: 1}\n",
+        );
+        b.wait_text("ana-new", Duration::from_secs(10)).await;
+        let first = b
+            .el("kiln-vtable .vt-row[data-index='0']")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(first.starts_with("ana-new"), "{first}");
+        assert!(!b.text().await.contains("bob-new"));
+        // Hosts: readable by an artist, with no wrangler's actions.
+        b.goto("/hosts").await;
+        b.wait_text("1 of 1 hosts", Duration::from_secs(10)).await;
+        assert!(!b.has_button("Lock").await && !b.has_button("Repair").await);
         let errors = b.errors().await;
         assert!(errors.is_empty(), "{errors:?}");
         b.close().await;

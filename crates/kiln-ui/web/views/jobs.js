@@ -92,10 +92,18 @@ export function jobsView({ mine }) {
       table.show(columns, rowsOf(jobs));
     };
     await load();
-    // Live: an event marks its job stale; stale jobs are read again at most
-    // once a second, or the whole list when a job came or many changed.
+    // Live: a change to a job itself re-reads it at once; frame events mark
+    // their job stale, and stale jobs are read again at most 50 a second
+    // (the rest at the next tick); a new job that passes the filters comes
+    // in at the top. No full reload while it runs.
     const stale = new Set();
-    let reload = false;
+    const reindex = () => {
+      byId.clear();
+      jobs.forEach((j, i) => byId.set(j.id, i));
+      fill(summary, `${count(jobs.length)} jobs`);
+    };
+    const passes = (j) => matches(j) && (!f.show || j.show === f.show) && (!f.user || j.user === f.user)
+      && (!f.name || j.name.includes(f.name)) && (!f.state || j.status === f.state);
     const now = async (id) => {
       try {
         const d = await api(`/jobs/${id}`);
@@ -103,23 +111,31 @@ export function jobsView({ mine }) {
         if (i !== undefined) { jobs[i] = d.job; table.refresh(); }
       } catch (e) { stale.add(id); }
     };
+    const arrived = async (id) => {
+      try {
+        const d = await api(`/jobs/${id}`);
+        if (byId.has(id) || !passes(d.job)) return;
+        jobs.unshift(d.job);
+        reindex();
+        table.refresh();
+      } catch (e) { /* gone again, or not ours to read */ }
+    };
     const ev = follow({ show: f.show }, (e) => {
-      if (e.kind === 'job.submitted' || e.kind === 'job.archived') reload = true;
+      if (e.kind === 'job.submitted') arrived(e.job_id);
       else if (e.kind.startsWith('job.') && byId.has(e.job_id)) now(e.job_id);
       else if (e.job_id && byId.has(e.job_id)) stale.add(e.job_id);
     }, liveState);
     const timer = setInterval(async () => {
+      const ids = [...stale].slice(0, 50);
+      ids.forEach((id) => stale.delete(id));
       try {
-        if (reload || stale.size > 50) { reload = false; stale.clear(); return await load(); }
-        const ids = [...stale];
-        stale.clear();
         await Promise.all(ids.map(async (id) => {
           const d = await api(`/jobs/${id}`);
           const i = byId.get(id);
           if (i !== undefined) jobs[i] = d.job;
         }));
-        table.refresh();
-      } catch (e) { /* shown by the live indicator; tried again next tick */ }
+        if (ids.length) table.refresh();
+      } catch (e) { ids.forEach((id) => stale.add(id)); }
     }, 1000);
     return () => { ev.close(); clearInterval(timer); };
   };
