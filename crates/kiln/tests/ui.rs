@@ -257,6 +257,17 @@ fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
         assert_eq!(b.all("figure.chart").await.len(), 3);
         assert!(!b.all("figure.chart polyline").await.is_empty());
         b.shot("farm").await;
+        // The light theme, kept for the next page.
+        b.el("button[title='Light or dark theme']").await.click().await.unwrap();
+        b.goto("/hosts").await;
+        b.wait_text("2 of 2 hosts", Duration::from_secs(10)).await;
+        let theme = b
+            .c
+            .execute("return document.documentElement.dataset.theme", vec![])
+            .await
+            .unwrap();
+        assert_eq!(theme, "light");
+        b.shot("hosts-light").await;
         let errors = b.errors().await;
         assert!(errors.is_empty(), "{errors:?}");
         b.close().await;
