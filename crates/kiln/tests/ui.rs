@@ -210,8 +210,7 @@ fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
     rt().block_on(async {
         let Some(b) = Browser::start(&farm.url()).await else { return };
         // The sign-in link `kiln up` prints: the token after '#'.
-        b.goto(&format!("/login#token={admin}")).await;
-        b.wait_text("My jobs", Duration::from_secs(10)).await;
+        b.sign_in(&admin).await;
         assert!(!b.c.current_url().await.unwrap().as_str().contains("token"), "the token leaves the address bar");
         b.goto("/hosts").await;
         b.wait_text("2 of 2 hosts", Duration::from_secs(10)).await;
@@ -282,8 +281,7 @@ fn a_job_composed_in_the_form_shows_the_servers_error_at_its_field_then_runs() {
         let Some(b) = Browser::start(&farm.url()).await else {
             return;
         };
-        b.goto(&format!("/login#token={admin}")).await;
-        b.wait_text("My jobs", Duration::from_secs(10)).await;
+        b.sign_in(&admin).await;
         b.el("nav a[href='/submit']").await.click().await.unwrap();
         b.el("input[name=name]")
             .await
@@ -346,8 +344,7 @@ fn after_its_server_is_killed_and_back_the_page_catches_up_on_what_it_missed() {
         let Some(b) = Browser::start(&farm.url()).await else {
             return;
         };
-        b.goto(&format!("/login#token={admin}")).await;
-        b.wait_text("My jobs", Duration::from_secs(10)).await;
+        b.sign_in(&admin).await;
         b.goto("/jobs/watched").await;
         b.wait_text("2 running", Duration::from_secs(15)).await;
         b.wait_text("live", Duration::from_secs(10)).await;

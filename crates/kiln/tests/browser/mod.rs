@@ -84,6 +84,13 @@ impl Browser {
         })
     }
 
+    /// Signs in with a token by the link `kiln up` prints (the token after
+    /// `#`), and waits for the first page.
+    pub async fn sign_in(&self, token: &str) {
+        self.goto(&format!("/login#token={token}")).await;
+        self.wait_text("My jobs", Duration::from_secs(10)).await;
+    }
+
     pub async fn goto(&self, path: &str) {
         self.c.goto(&format!("{}{path}", self.base)).await.unwrap();
     }
