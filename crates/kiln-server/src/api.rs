@@ -199,20 +199,21 @@ impl<S: Store> FarmApi for Api<S> {
 
     async fn running(&self, who: Credentials, q: RunningQuery) -> Result<Vec<RunningFrame>> {
         let caller = self.caller(&who)?;
-        let mut frames = self.ask(|tx| Request::Running(caller, q.host, tx)).await?;
-        // When each log last grew is its file's time: asked of the disk, off
-        // the async threads (a full farm runs tens of thousands).
-        let logs = self.logs.clone();
         let quiet = q.quiet_ms;
+        let mut frames = self.ask(|tx| Request::Running(caller, q, tx)).await?;
+        // The applier knows when logs grew since this server started; the
+        // attempts it saw no write of may have written before: their files
+        // say, read off the async threads.
+        if frames.iter().all(|r| r.last_output_at.is_some()) {
+            return Ok(frames);
+        }
+        let logs = self.logs.clone();
         tokio::task::spawn_blocking(move || {
-            let now = now_ms();
-            for r in &mut frames {
+            for r in frames.iter_mut().filter(|r| r.last_output_at.is_none()) {
                 r.last_output_at = logs.modified(kiln_core::model::AttemptId(r.attempt_id));
             }
             if let Some(q) = quiet {
-                let before = now.saturating_sub(q.min(i64::MAX as u64) as i64);
-                // Quiet: no output since `before`, or none at all since a
-                // start before it.
+                let before = now_ms().saturating_sub(i64::try_from(q).unwrap_or(i64::MAX));
                 frames.retain(|r| {
                     r.last_output_at
                         .or(r.frame.started_at)

@@ -20,6 +20,9 @@ pub struct LogStore {
     /// The first failed write of each attempt, until its link is told (at
     /// its next chunk or end) or the attempt is lost.
     failed: Mutex<HashMap<AttemptId, io::Error>>,
+    /// When each open log last grew (ms since the epoch), since this server
+    /// started: stuck frames are found without asking the disk.
+    written: Mutex<HashMap<AttemptId, i64>>,
 }
 
 impl LogStore {
@@ -29,6 +32,7 @@ impl LogStore {
             root,
             open: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         })
     }
 
@@ -121,7 +125,18 @@ impl LogStore {
                 attempt.0
             )));
         }
-        file.write_all_at(data, offset)
+        file.write_all_at(data, offset)?;
+        self.written
+            .lock()
+            .expect("log table poisoned")
+            .insert(attempt, crate::now_ms());
+        Ok(())
+    }
+
+    /// The attempts written while they ran, with when: for a caller that
+    /// looks many up at once (one lock, not one each).
+    pub fn with_writes<R>(&self, f: impl FnOnce(&HashMap<AttemptId, i64>) -> R) -> R {
+        f(&self.written.lock().expect("log table poisoned"))
     }
 
     /// Closes an ended attempt's log, and returns its file for the caller
@@ -138,6 +153,10 @@ impl LogStore {
             .lock()
             .expect("log table poisoned")
             .remove(&attempt);
+        self.written
+            .lock()
+            .expect("log table poisoned")
+            .remove(&attempt);
         Ok(file)
     }
 
@@ -145,6 +164,10 @@ impl LogStore {
     /// and drops a write failure nobody will be told of.
     pub fn forget(&self, attempt: AttemptId) {
         self.open
+            .lock()
+            .expect("log table poisoned")
+            .remove(&attempt);
+        self.written
             .lock()
             .expect("log table poisoned")
             .remove(&attempt);
@@ -169,7 +192,8 @@ impl LogStore {
             .remove(&attempt)
     }
 
-    /// When the attempt's log was last written (ms since the epoch).
+    /// When the attempt's log file was last written (ms since the epoch),
+    /// as the disk says: for attempts written before this server started.
     pub fn modified(&self, attempt: AttemptId) -> Option<i64> {
         let t = std::fs::metadata(self.path(attempt))
             .ok()?
@@ -240,6 +264,27 @@ mod tests {
         logs.write(a, 4, b"two\n").unwrap();
         logs.write(a, 8, b"three\n").unwrap();
         assert_eq!(logs.read(a, 0, 100).unwrap(), b"one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn when_a_running_log_last_grew_is_kept_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf()).unwrap();
+        let (a, b) = (AttemptId(5), AttemptId(6));
+        let before = crate::now_ms();
+        logs.write(a, 0, b"x").unwrap();
+        logs.write(b, 0, b"y").unwrap();
+        let t = logs.with_writes(|w| w.get(&a).copied()).unwrap();
+        assert!(t >= before && t <= crate::now_ms());
+        // A refused chunk is no output.
+        assert!(logs.write(a, 100, b"z").is_err());
+        assert_eq!(logs.with_writes(|w| w.get(&a).copied()), Some(t));
+        logs.close(a, 1).unwrap();
+        logs.forget(b);
+        assert!(
+            logs.with_writes(|w| w.is_empty()),
+            "ended and lost attempts leave"
+        );
     }
 
     #[test]

@@ -115,6 +115,7 @@ export function follow(params, onEvent, onState = () => {}) {
             if (id !== null && kind !== 'error') last = Number(id);
             if (!data) continue;
             if (kind === 'error') throw new Error(data);
+            // Counted for bench/ui.sh, which checks the page keeps up.
             window.__kilnEvents = (window.__kilnEvents || 0) + 1;
             try { onEvent(JSON.parse(data)); } catch (e) { console.error(e); }
           }

@@ -3,19 +3,20 @@
 //! each last wrote to its log, which only it knows).
 
 use super::Farm;
-use crate::model::{FrameId, JobId};
+use crate::model::{Attempt, FrameId};
 use crate::view::{DisplayState, RunningFrame};
 use crate::Result;
 
 impl Farm {
     /// Frames running now, longest-running first: all, or those on the
-    /// host `host` names (by name or id; an error if there is none).
-    /// Whoever asks sees only the jobs it may read: `may_read(job, owner,
-    /// show)` says which.
+    /// host `host` names (by name or id; an error if there is none), of
+    /// which `keep(attempt, owner, show)` keeps some (those the caller may
+    /// read, those quiet for long). It is asked before anything is built,
+    /// so a filter that keeps few costs little on a full farm.
     pub fn running_frames(
         &self,
         host: Option<&str>,
-        may_read: impl Fn(JobId, &str, &str) -> bool,
+        keep: impl Fn(&Attempt, &str, &str) -> bool,
     ) -> Result<Vec<RunningFrame>> {
         let only = host.map(|h| self.resolve_host(h)).transpose()?;
         let mut out: Vec<RunningFrame> = self
@@ -25,7 +26,7 @@ impl Farm {
             .filter(|a| only.is_none_or(|h| a.host == h))
             .filter_map(|a| {
                 let j = &self.jobs.get(&a.job)?.job;
-                if !may_read(a.job, &j.user, &j.show) {
+                if !keep(a, &j.user, &j.show) {
                     return None;
                 }
                 let f = self.frames.get(&a.frame)?;

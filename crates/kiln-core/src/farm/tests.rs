@@ -896,7 +896,7 @@ fn running_frames_list_what_each_host_runs_to_those_who_may_read_it() {
         .unwrap_err();
     assert!(e.to_string().contains("no host \"nope\""), "{e}");
     // Only the jobs the caller may read.
-    let none = farm.running_frames(None, |j, _, _| j != job).unwrap();
+    let none = farm.running_frames(None, |a, _, _| a.job != job).unwrap();
     assert!(none.is_empty());
     // An ended attempt leaves the list.
     end(&mut farm, SESSION, started[0].0, Exit::Exited(0), 30);

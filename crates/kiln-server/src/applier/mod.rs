@@ -84,8 +84,8 @@ pub enum Request {
     ),
     /// A frame by its id alone.
     Frame(Caller, i64, Reply<FrameDetail>),
-    /// The frames running now, on one host or all.
-    Running(Caller, Option<String>, Reply<Vec<RunningFrame>>),
+    /// The frames running now, on one host or all, quiet for a while or not.
+    Running(Caller, RunningQuery, Reply<Vec<RunningFrame>>),
     LogTarget(Caller, String, String, Reply<LogTarget>),
     /// A job's logs to search: (job, layer, frame).
     LogTargets(
@@ -517,22 +517,38 @@ impl<S: Store> Applier<S> {
                 });
                 later(replies, tx, v)
             }
-            Request::Running(caller, host, tx) => {
+            Request::Running(caller, q, tx) => {
                 let who = &caller.who;
-                let v = self
-                    .farm
-                    .running_frames(host.as_deref(), |id, owner, show| {
-                        kiln_core::auth::authorize(
-                            who,
-                            kiln_core::auth::Action::Read,
-                            kiln_core::auth::Target::Job {
-                                id: id.0,
-                                owner,
-                                show,
-                            },
-                        )
-                        .is_allowed()
-                    });
+                // Quiet: no output since `before` (by the log store's
+                // memory; none recorded counts as none since the start, and
+                // the API asks the disk about those).
+                let before = q
+                    .quiet_ms
+                    .map(|ms| now.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
+                let v = self.logs.with_writes(|written| {
+                    let mut v = self
+                        .farm
+                        .running_frames(q.host.as_deref(), |a, owner, show| {
+                            let last = written.get(&a.id).copied().unwrap_or(a.started_at);
+                            before.is_none_or(|b| last < b)
+                                && kiln_core::auth::authorize(
+                                    who,
+                                    kiln_core::auth::Action::Read,
+                                    kiln_core::auth::Target::Job {
+                                        id: a.job.0,
+                                        owner,
+                                        show,
+                                    },
+                                )
+                                .is_allowed()
+                        });
+                    if let Ok(v) = &mut v {
+                        for r in v.iter_mut() {
+                            r.last_output_at = written.get(&AttemptId(r.attempt_id)).copied();
+                        }
+                    }
+                    v
+                });
                 later(replies, tx, v)
             }
             Request::LogTarget(caller, job, frame, tx) => {
