@@ -134,8 +134,7 @@ fn an_artist_signs_in_watches_frames_finish_retries_a_dead_one_and_reads_its_log
             .send_keys("second")
             .await
             .unwrap();
-        let hit = b.el("pre.log mark").await;
-        assert_eq!(hit.text().await.unwrap(), "second");
+        assert_eq!(b.text_of("pre.log mark").await, "second");
         // The first attempt's log, with its error line marked as one.
         b.click_xpath("(//div[contains(@class,'vt-row')][@data-index])[2]")
             .await;
@@ -185,12 +184,7 @@ fn an_artist_signs_in_watches_frames_finish_retries_a_dead_one_and_reads_its_log
             "name: ana-new\nlayers:\n  - {name: a, command: 'true', frames: 1}\n",
         );
         b.wait_text("ana-new", Duration::from_secs(10)).await;
-        let first = b
-            .el("kiln-vtable .vt-row[data-index='0']")
-            .await
-            .text()
-            .await
-            .unwrap();
+        let first = b.text_of("kiln-vtable .vt-row[data-index='0']").await;
         assert!(first.starts_with("ana-new"), "{first}");
         assert!(!b.text().await.contains("bob-new"));
         // Hosts: readable by an artist, with no wrangler's actions.
@@ -358,12 +352,7 @@ fn after_its_server_is_killed_and_back_the_page_catches_up_on_what_it_missed() {
         farm.kiln(&["pause", "watched"]);
         let start = std::time::Instant::now();
         loop {
-            let badge = b
-                .el(".job-head .badge")
-                .await
-                .text()
-                .await
-                .unwrap_or_default();
+            let badge = b.text_of(".job-head .badge").await;
             if badge == "PAUSED" {
                 break;
             }

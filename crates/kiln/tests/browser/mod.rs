@@ -115,6 +115,22 @@ impl Browser {
         self.el("body").await.text().await.unwrap()
     }
 
+    /// The text of the first element matching `css`, read again if the page
+    /// redrew it between finding and reading (live updates replace rows).
+    pub async fn text_of(&self, css: &str) -> String {
+        let start = Instant::now();
+        loop {
+            match self.el(css).await.text().await {
+                Ok(t) => return t,
+                Err(e) if start.elapsed() < Duration::from_secs(10) => {
+                    eprintln!("reading {css} again: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot read {css}: {e}"),
+            }
+        }
+    }
+
     /// Waits until the page's text contains `want` (or `timeout` passes:
     /// a panic that shows what the page says).
     pub async fn wait_text(&self, want: &str, timeout: Duration) {
