@@ -11,6 +11,7 @@ use kiln_core::auth::identity::Identity;
 use kiln_core::auth::{authorize, Action, Credentials, Principal};
 use kiln_core::event::{Event, EventKind, EventQuery};
 use kiln_store::Store;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
@@ -33,8 +34,15 @@ struct Published {
 type Batch = Arc<Published>;
 
 /// Where committed events are published and followed from.
+///
+/// Followers are grouped by the kinds they follow, one channel per set
+/// of kinds: a batch wakes only the followers of a kind it holds. During
+/// a fill nearly every batch is `frame.started`/`frame.succeeded`, and 500
+/// browsers following `job.*` would otherwise each be woken for every one
+/// of them only to pass it over, on the cores the applier needs.
 pub struct Hub {
-    tx: RwLock<Option<broadcast::Sender<Batch>>>,
+    /// `None` once the server is stopping.
+    tx: RwLock<Option<HashMap<u32, broadcast::Sender<Batch>>>>,
     recorder: Arc<Recorder>,
     /// The last event published, for readers and for those who wait for
     /// it to move (webhooks).
@@ -46,7 +54,7 @@ impl Hub {
     /// deliveries into `recorder`.
     pub fn new(last: u64, recorder: Arc<Recorder>) -> Hub {
         Hub {
-            tx: RwLock::new(Some(broadcast::channel(BACKLOG).0)),
+            tx: RwLock::new(Some(HashMap::new())),
             recorder,
             latest: watch::Sender::new(last),
         }
@@ -67,11 +75,32 @@ impl Hub {
         // When each number becomes visible: bench/sse.sh lines arrivals up
         // with it.
         tracing::debug!(last = seq, "published");
-        let tx = self.tx.read().expect("not poisoned");
-        if let Some(tx) = tx.as_ref().filter(|tx| tx.receiver_count() > 0) {
-            let kinds = events.iter().fold(0, |m, e| m | e.kind.bit());
-            let at = Instant::now();
-            let _ = tx.send(Arc::new(Published { events, kinds, at }));
+        let kinds = events.iter().fold(0, |m, e| m | e.kind.bit());
+        let mut events = Some(events);
+        let mut batch = None;
+        let mut unused = false;
+        if let Some(channels) = self.tx.read().expect("not poisoned").as_ref() {
+            for (mask, tx) in channels {
+                if tx.receiver_count() == 0 {
+                    unused = true;
+                } else if mask & kinds != 0 {
+                    let b = batch.get_or_insert_with(|| {
+                        Arc::new(Published {
+                            events: events.take().unwrap_or_default(),
+                            kinds,
+                            at: Instant::now(),
+                        })
+                    });
+                    let _ = tx.send(b.clone());
+                }
+            }
+        }
+        if unused {
+            // Those whose followers have all gone; a new follower of the
+            // same kinds makes its channel again.
+            if let Some(channels) = self.tx.write().expect("not poisoned").as_mut() {
+                channels.retain(|_, tx| tx.receiver_count() > 0);
+            }
         }
         self.latest.send_replace(seq);
     }
@@ -95,8 +124,12 @@ impl Hub {
     ) -> Result<Following, Error> {
         let seen = gate.identity();
         let who = gate.user(&creds, crate::now_ms())?;
-        let rx = match self.tx.read().expect("not poisoned").as_ref() {
-            Some(tx) => tx.subscribe(),
+        let kinds = EventKind::mask(&q.filter.kinds);
+        let rx = match self.tx.write().expect("not poisoned").as_mut() {
+            Some(channels) => channels
+                .entry(kinds)
+                .or_insert_with(|| broadcast::channel(BACKLOG).0)
+                .subscribe(),
             None => return Err(Error::Unavailable("the server is shutting down".into())),
         };
         // Read after subscribing: anything published since is in `rx`.
@@ -116,7 +149,7 @@ impl Hub {
                 seen,
                 checked: Instant::now(),
             },
-            kinds: EventKind::mask(&q.filter.kinds),
+            kinds,
             last: q.after.unwrap_or(if q.since.is_some() { 0 } else { now }),
             since: q.after.is_none().then_some(q.since).flatten(),
             q,
@@ -363,6 +396,54 @@ mod tests {
         assert_eq!(*hub.latest().borrow(), 10);
         // Each event handed over is timed; those filtered out are not.
         assert_eq!(recorder.delivery.snapshot().count, 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_wakes_only_followers_of_its_kinds_and_gone_followers_free_their_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
+        let hub = Hub::new(0, Default::default());
+        let (identity, creds, _) = admin();
+        let gate = Gate::new(identity);
+        let follow = |kinds: Vec<EventKind>| {
+            let q = EventQuery {
+                filter: EventFilter {
+                    kinds,
+                    ..EventFilter::default()
+                },
+                ..EventQuery::default()
+            };
+            hub.follow(store.clone(), gate.clone(), creds.clone(), q)
+                .unwrap()
+                .events
+        };
+        use EventKind::*;
+        let jobs = follow(vec![JobSubmitted, JobFinished]);
+        let jobs_too = follow(vec![JobFinished, JobSubmitted]);
+        let mut all = follow(vec![]);
+        let queued = |mask: u32| hub.tx.read().unwrap().as_ref().unwrap()[&mask].len();
+        let job_mask = EventKind::mask(&[JobSubmitted, JobFinished]);
+        assert_eq!(
+            hub.tx.read().unwrap().as_ref().unwrap().len(),
+            2,
+            "one channel per set of kinds"
+        );
+        for n in 1..=50 {
+            hub.publish(vec![ev(n, FrameStarted)]);
+        }
+        assert_eq!(
+            queued(job_mask),
+            0,
+            "frame batches never reach job followers"
+        );
+        assert_eq!(queued(u32::MAX), 50);
+        hub.publish(vec![ev(51, FrameStarted), ev(52, JobFinished)]);
+        assert_eq!(queued(job_mask), 1);
+        assert_eq!(all.next().await.unwrap().unwrap().seq, 1);
+        drop((jobs, jobs_too));
+        hub.publish(vec![ev(53, FrameStarted)]);
+        let channels = hub.tx.read().unwrap().as_ref().unwrap().len();
+        assert_eq!(channels, 1, "the job followers' channel went with them");
     }
 
     #[tokio::test]
