@@ -111,6 +111,9 @@ pub trait FarmApi: Send + Sync + 'static {
     /// Every attempt of a frame, first to last, the running one included.
     async fn attempts(&self, who: Credentials, id: i64) -> Result<Vec<AttemptInfo>>;
     async fn read_log(&self, who: Credentials, q: LogQuery) -> Result<LogSlice>;
+    /// The preview (a small JPEG) of one of a frame's outputs: for whoever
+    /// may read the frame's log.
+    async fn thumbnail(&self, who: Credentials, q: ThumbnailQuery) -> Result<Vec<u8>>;
     /// Lines of a job's logs matching a regular expression, with the frame
     /// each is from: whoever may read the job's logs may search them.
     async fn grep(&self, who: Credentials, q: GrepQuery) -> Result<GrepResult>;

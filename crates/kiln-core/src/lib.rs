@@ -12,6 +12,7 @@ pub mod farm;
 pub mod frameset;
 pub mod link;
 pub mod model;
+pub mod output;
 pub mod sched;
 pub mod size;
 pub mod spec;

@@ -43,6 +43,15 @@ pub struct FrameEnded {
     pub cpu_ms: u64,
     /// The log's total size; every byte was sent before this report.
     pub log_size: u64,
+    /// The layer's outputs, checked after a clean exit (else empty).
+    pub outputs: Vec<FoundOutput>,
+}
+
+/// One output as a worker found it, with its thumbnail (a small JPEG).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundOutput {
+    pub check: crate::output::OutputCheck,
+    pub thumbnail: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +109,9 @@ pub struct Launch {
     pub chunk: String,
     /// 1 for the frame's first attempt.
     pub attempt_number: u32,
+    /// Paths to check after a clean exit, tokens substituted for each
+    /// frame of the chunk; relative ones are in the frame's directory.
+    pub outputs: Vec<String>,
 }
 
 impl Launch {
@@ -133,6 +145,9 @@ impl Launch {
     }
 }
 
+// Nearly every message to a worker is a launch: boxing it would allocate
+// once more for each, to shrink the rare others.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMsg {
     Registered {

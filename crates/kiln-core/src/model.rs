@@ -195,6 +195,10 @@ pub struct Layer {
     /// the worker makes per frame.
     pub cwd: Option<String>,
     pub paused: bool,
+    /// Images each frame writes (tokens unsubstituted), checked and
+    /// thumbnailed by the worker after the frame.
+    pub outputs: Vec<String>,
+    pub bad_outputs: crate::output::BadOutputs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -246,7 +250,7 @@ impl Outcome {
 }
 
 /// One task of a layer: a chunk of `chunk` frames, named by its first frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
     pub id: FrameId,
     pub job: JobId,
@@ -278,6 +282,10 @@ pub struct Frame {
     /// than its exit status (the attempt's `reason`).
     #[serde(default)]
     pub reason: Option<String>,
+    /// What the last attempt that got as far as checking them found of the
+    /// layer's outputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<crate::output::OutputCheck>,
 }
 
 impl Frame {
@@ -311,13 +319,14 @@ impl Frame {
             max_rss_kb: 0,
             cpu_ms: 0,
             reason: None,
+            outputs: Vec::new(),
         }
     }
 }
 
 /// One run of a frame on a host: the history behind a frame's last-attempt
 /// summary, and the key of its log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     pub id: AttemptId,
     pub frame: FrameId,
@@ -339,6 +348,9 @@ pub struct Attempt {
     pub cpu_ms: u64,
     /// A line saying why, for outcomes other than a plain exit.
     pub reason: Option<String>,
+    /// The layer's outputs as the worker found them after a clean exit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<crate::output::OutputCheck>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

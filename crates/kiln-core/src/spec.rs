@@ -149,6 +149,12 @@ pub struct LayerSpec {
     pub depends: Vec<LayerDep>,
     #[serde(default)]
     pub cwd: Option<String>,
+    /// Images each frame writes, with tokens: `out/beauty.#ZFRAME#.exr`.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// `flag` (the default) or `fail`: what a bad output does to its frame.
+    #[serde(default, deserialize_with = "read::opt_text")]
+    pub bad_outputs: Option<String>,
 }
 
 fn default_group() -> String {
@@ -203,6 +209,8 @@ pub struct NewLayer {
     pub cwd: Option<String>,
     /// How many tasks the frames make in chunks of `chunk`.
     pub tasks: u32,
+    pub outputs: Vec<String>,
+    pub bad_outputs: crate::output::BadOutputs,
 }
 
 impl NewLayer {

@@ -245,6 +245,15 @@ pub struct FrameInfo {
     /// the exit status ("user \"x\" does not exist on host h").
     #[serde(default)]
     pub reason: Option<String>,
+    /// The layer's outputs as the last attempt that checked them found
+    /// them; one with `thumbnail` has a preview at
+    /// `/api/v1/frames/{id}/outputs/{n}/thumbnail`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<crate::output::OutputCheck>,
+    /// Why the frame looks bad: an output missing, empty, all black or
+    /// unreadable, or a flicker against the frames beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
 }
 
 impl FrameInfo {
@@ -391,6 +400,18 @@ pub struct LogQuery {
     pub attempt: Option<u32>,
     pub offset: u64,
     pub max_bytes: u32,
+}
+
+/// A request for the preview of one of a frame's outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ThumbnailQuery {
+    pub job: String,
+    /// `layer/frame` or a frame id.
+    pub frame: String,
+    /// `None`: the latest attempt; else 1 for the first attempt.
+    pub attempt: Option<u32>,
+    /// Which output, in the order the frame lists them (from 0).
+    pub output: u32,
 }
 
 /// A search of a job's logs (the latest attempt of each frame) for lines

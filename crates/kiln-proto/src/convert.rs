@@ -274,6 +274,8 @@ impl From<FrameInfo> for pb::FrameInfo {
             memory_kb: f.memory_kb,
             why: f.why.map(Into::into),
             reason: f.reason.unwrap_or_default(),
+            outputs: f.outputs.into_iter().map(link::output_to_wire).collect(),
+            flag: f.flag.unwrap_or_default(),
         }
     }
 }
@@ -301,6 +303,12 @@ pub(crate) fn frame_info(f: pb::FrameInfo) -> Result<FrameInfo> {
         attempt_id: opt(f.attempt_id),
         why: f.why.map(why).transpose()?,
         reason: (!f.reason.is_empty()).then_some(f.reason),
+        outputs: f
+            .outputs
+            .into_iter()
+            .map(|o| link::output_from_wire(o).map(|o| o.check))
+            .collect::<Result<_>>()?,
+        flag: (!f.flag.is_empty()).then_some(f.flag),
     })
 }
 

@@ -65,6 +65,9 @@ impl FarmApi for Slow {
     async fn grep(&self, _: Credentials, _: GrepQuery) -> Result<GrepResult> {
         none()
     }
+    async fn thumbnail(&self, _: Credentials, _: ThumbnailQuery) -> Result<Vec<u8>> {
+        none()
+    }
     async fn history(&self, _: Credentials, _: HistoryQuery) -> Result<HistoryPage> {
         none()
     }

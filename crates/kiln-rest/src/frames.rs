@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_api::FarmApi;
 use kiln_core::view::{
-    ActQuery, AttemptInfo, FrameDetail, GrepQuery, GrepResult, LogQuery, RunningFrame, RunningQuery,
+    ActQuery, AttemptInfo, FrameDetail, GrepQuery, GrepResult, LogQuery, RunningFrame,
+    RunningQuery, ThumbnailQuery,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -21,6 +22,10 @@ pub(crate) fn routes<F: FarmApi>() -> Router<Arc<F>> {
         .route("/api/v1/frames/{id}", get(frame::<F>))
         .route("/api/v1/frames/{id}/attempts", get(attempts::<F>))
         .route("/api/v1/frames/{id}/log", get(log::<F>))
+        .route(
+            "/api/v1/frames/{id}/outputs/{n}/thumbnail",
+            get(thumbnail::<F>),
+        )
         .route("/api/v1/frames/{id}/{action}", post(act::<F>))
         .route("/api/v1/running", get(running::<F>))
 }
@@ -227,6 +232,62 @@ pub(crate) async fn log<F: FarmApi>(
         attempt_id: s.attempt_id,
         frame_state: s.frame_state,
     })))
+}
+
+/// The preview of one of a frame's outputs: a JPEG at most 256 pixels a
+/// side, made by the worker after the frame (from PNG, JPEG, TIFF or
+/// OpenEXR). With `attempt`, an attempt's own preview never changes, and is
+/// cached as such.
+#[utoipa::path(get, path = "/api/v1/frames/{id}/outputs/{n}/thumbnail", tag = "frames", params(
+        ("id" = i64, Path, description = "The frame's id"),
+        ("n" = u32, Path, description = "Which output, from 0, in the order FrameInfo.outputs lists them"),
+        ("attempt" = Option<u32>, Query, description = "Which attempt (1 = the first); default the latest"),
+    ), responses(
+        (status = 200, description = "The preview", content_type = "image/jpeg"),
+        Refusals,
+        (status = 404, description = "No such frame, attempt or preview", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn thumbnail<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    Path((id, n)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<axum::response::Response, Error> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let p = Params::parse(q.as_deref(), &["attempt"])?;
+    let id = frame_id(&id)?;
+    let output: u32 = n.parse().map_err(|_| {
+        Error::BadRequest(format!(
+            "n: {n:?} is not an output number; give 0 for the first of FrameInfo.outputs"
+        ))
+    })?;
+    let attempt: Option<u32> = number(&p, "attempt")?;
+    let d = f.frame(w.clone(), id).await?;
+    let jpeg = f
+        .thumbnail(
+            w,
+            ThumbnailQuery {
+                job: d.job_id.to_string(),
+                frame: id.to_string(),
+                attempt,
+                output,
+            },
+        )
+        .await?;
+    let cache = if attempt.is_some() {
+        "private, max-age=604800, immutable"
+    } else {
+        "private, no-cache"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        jpeg,
+    )
+        .into_response())
 }
 
 const FRAME_ACTIONS: &[&str] = &["retry", "kill", "eat"];

@@ -92,6 +92,35 @@ fn new_token(kind: Kind) -> Result<secret::NewToken> {
 }
 
 impl<S: Store> Api<S> {
+    /// The attempt a read names: the latest (`None`, or its number) or an
+    /// earlier one by number, with its number and whether it runs.
+    async fn pick_attempt(
+        &self,
+        t: &crate::applier::LogTarget,
+        frame: &str,
+        asked: Option<u32>,
+        (latest, latest_number): (kiln_core::model::AttemptId, u32),
+    ) -> Result<(kiln_core::model::AttemptId, u32, bool)> {
+        match asked {
+            None => Ok((latest, latest_number, t.running)),
+            Some(n) if n == latest_number => Ok((latest, latest_number, t.running)),
+            Some(n) => {
+                let all = self
+                    .store
+                    .attempts(t.frame)
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let a = all.iter().find(|a| a.number == n).ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "frame {frame} has no attempt {n}: it has run {} time(s)",
+                        all.len()
+                    ))
+                })?;
+                Ok((a.id, n, a.outcome.is_none()))
+            }
+        }
+    }
+
     /// The caller, authenticated, or the call ends here.
     fn caller(&self, c: &Credentials) -> Result<Caller> {
         Ok(Caller {
@@ -287,25 +316,9 @@ impl<S: Store> FarmApi for Api<S> {
                 frame_state: t.state.to_string(),
             });
         };
-        let (attempt, number, running) = match q.attempt {
-            None => (latest, latest_number, t.running),
-            Some(n) if n == latest_number => (latest, latest_number, t.running),
-            Some(n) => {
-                let all = self
-                    .store
-                    .attempts(t.frame)
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                let a = all.iter().find(|a| a.number == n).ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "frame {} has no attempt {n}: it has run {} time(s)",
-                        q.frame,
-                        all.len()
-                    ))
-                })?;
-                (a.id, n, a.outcome.is_none())
-            }
-        };
+        let (attempt, number, running) = self
+            .pick_attempt(&t, &q.frame, q.attempt, (latest, latest_number))
+            .await?;
         let max = if q.max_bytes == 0 {
             MAX_LOG_READ
         } else {
@@ -325,6 +338,30 @@ impl<S: Store> FarmApi for Api<S> {
             attempt_number: number,
             frame_state: t.state.to_string(),
         })
+    }
+
+    async fn thumbnail(&self, who: Credentials, q: ThumbnailQuery) -> Result<Vec<u8>> {
+        let caller = self.caller(&who)?;
+        let t = self
+            .ask(|tx| Request::LogTarget(caller, q.job.clone(), q.frame.clone(), tx))
+            .await?;
+        let none = || {
+            Error::NotFound(format!(
+                "frame {} has no preview of output {}: the layer declares no such output, the \
+                 frame has not finished, or its output could not be read (see the frame's outputs)",
+                q.frame, q.output
+            ))
+        };
+        let Some(latest) = t.attempt else {
+            return Err(none());
+        };
+        let (attempt, _, _) = self.pick_attempt(&t, &q.frame, q.attempt, latest).await?;
+        let logs = self.logs.clone();
+        tokio::task::spawn_blocking(move || logs.thumbnail(attempt, q.output as usize))
+            .await
+            .map_err(|e| Error::Internal(format!("reading a preview failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("reading a preview: {e}")))?
+            .ok_or_else(none)
     }
 
     async fn grep(&self, who: Credentials, q: GrepQuery) -> Result<GrepResult> {

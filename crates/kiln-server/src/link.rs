@@ -183,6 +183,9 @@ impl WorkerLinkApi for Link {
     }
 }
 
+/// The largest thumbnail kept (a 256-pixel JPEG is some 10 to 30 KB).
+const MAX_THUMBNAIL: usize = 256 << 10;
+
 /// Log bytes are queued to the log thread in the connection's order, and a
 /// frame's end waits there for them, so by the time it reaches the applier
 /// its whole log is on disk, synced.
@@ -194,7 +197,23 @@ async fn forward(
     msg: WorkerMsg,
 ) -> std::io::Result<()> {
     let ours = |a: &AttemptId| owned.lock().expect("owned lock").contains(a);
-    let msg = match msg {
+    let mut msg = msg;
+    if let WorkerMsg::Ended(e) = &mut msg {
+        // Only as many thumbnails as the layer could have asked for, and
+        // none of more than a preview's size: a worker's word is not trusted
+        // with the server's disk.
+        e.outputs.truncate(kiln_core::output::MAX_CHECKED);
+        for o in &mut e.outputs {
+            if o.thumbnail
+                .as_ref()
+                .is_some_and(|t| t.len() > MAX_THUMBNAIL)
+            {
+                o.thumbnail = None;
+            }
+            o.check.thumbnail = o.thumbnail.is_some();
+        }
+    }
+    let mut msg = match msg {
         // A write lands in the page cache, on the log thread.
         WorkerMsg::Log {
             attempt,
@@ -203,7 +222,7 @@ async fn forward(
         } if ours(&attempt) => return logs.write(attempt, offset, data).await,
         m => m,
     };
-    match &msg {
+    match &mut msg {
         // Not this connection's attempt: its log is another host's.
         WorkerMsg::Log { attempt, .. } => {
             tracing::warn!(
@@ -216,7 +235,10 @@ async fn forward(
         // The farm ignores an end from a host the attempt is not on (and
         // acknowledges it, so the worker lets go); its log is left alone.
         WorkerMsg::Ended(e) if !ours(&e.attempt) => {}
-        WorkerMsg::Ended(e) => logs.finish(e.attempt, e.log_size).await?,
+        WorkerMsg::Ended(e) => {
+            logs.finish(e.attempt, e.log_size).await?;
+            logs.save_thumbnails(e).await?;
+        }
         WorkerMsg::Register { .. } | WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
     }
     let _ = tx.send(Request::Worker(WorkerEvent::Message { session, msg }));

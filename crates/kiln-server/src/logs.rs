@@ -1,5 +1,6 @@
 //! Frame logs on the server's disk, one file per attempt, written from the
-//! chunks workers stream and read back by clients at any time.
+//! chunks workers stream and read back by clients at any time; beside each
+//! log, the thumbnails of the attempt's outputs (pruned with it).
 //!
 //! Chunks carry their offset, so a worker that resends after a reconnect
 //! rewrites the same bytes: writes are idempotent.
@@ -41,6 +42,36 @@ impl LogStore {
         self.root
             .join(format!("{:06}", attempt.0 / 10_000))
             .join(format!("{}.log", attempt.0))
+    }
+
+    /// `<attempt>.<output>.jpg` beside the attempt's log.
+    pub fn thumbnail_path(&self, attempt: AttemptId, output: usize) -> PathBuf {
+        self.path(attempt)
+            .with_file_name(format!("{}.{output}.jpg", attempt.0))
+    }
+
+    /// Keeps an output's thumbnail, synced: the attempt's end, which says
+    /// it exists, is committed after this returns.
+    pub fn save_thumbnail(&self, attempt: AttemptId, output: usize, jpeg: &[u8]) -> io::Result<()> {
+        let path = self.thumbnail_path(attempt, output);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = File::create(&tmp)?;
+        io::Write::write_all(&mut f, jpeg)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// An output's thumbnail, or `Ok(None)` if there is none (or it was
+    /// pruned).
+    pub fn thumbnail(&self, attempt: AttemptId, output: usize) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.thumbnail_path(attempt, output)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn file(&self, attempt: AttemptId) -> io::Result<Arc<File>> {
@@ -87,9 +118,11 @@ impl LogStore {
             for f in std::fs::read_dir(&dir)? {
                 let f = f?;
                 let path = f.path();
+                // `<attempt>.log` and its thumbnails, `<attempt>.<n>.jpg`.
                 let attempt = path
-                    .file_stem()
+                    .file_name()
                     .and_then(|s| s.to_str())
+                    .and_then(|s| s.split('.').next())
                     .and_then(|s| s.parse::<i64>().ok())
                     .map(AttemptId);
                 let open = attempt.is_some_and(|a| {

@@ -166,6 +166,7 @@ impl Daemon {
             max_rss_kb: f.max_rss_kb,
             cpu_ms: f.cpu_ms,
             log_size,
+            outputs: f.outputs,
         };
         // Sent by the shipper once the log is: "every byte was sent before
         // this report".
@@ -206,6 +207,7 @@ impl Daemon {
                 ended_at: now,
                 max_rss_kb: 0,
                 cpu_ms: 0,
+                outputs: Vec::new(),
             };
             self.ended(f, Some(out));
             return;
@@ -224,6 +226,7 @@ impl Daemon {
             gpus: l.gpus,
             memory_limit_kb: (l.memory_kb > 0).then_some(l.memory_kb),
             log_path,
+            outputs: l.outputs,
         });
     }
 }

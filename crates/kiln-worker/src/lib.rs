@@ -8,6 +8,7 @@
 pub mod cgroup;
 mod daemon;
 mod logship;
+pub mod outputs;
 pub mod session;
 
 pub mod host;

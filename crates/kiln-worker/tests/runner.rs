@@ -81,6 +81,7 @@ impl Rig {
             gpus: 0,
             memory_limit_kb: None,
             log_path: self.dir.path().join("logs").join(format!("{attempt}.log")),
+            outputs: Vec::new(),
         }
     }
 
@@ -234,6 +235,42 @@ async fn env_cwd_and_scratch() {
         matches!(f.exit, Exit::FailedToStart(ref m) if m.contains("GPUs")),
         "{f:?}"
     );
+}
+
+#[tokio::test]
+async fn outputs_are_checked_after_a_clean_exit_before_the_scratch_dir_goes() {
+    use kiln_core::output::OutputState;
+    let mut r = rig(|_| {});
+    let black = r.dir.path().join("black.png");
+    image::RgbImage::new(16, 9).save(&black).unwrap();
+    // Written in its scratch directory (relative paths are the frame's),
+    // which is removed once the frame is over: checked before that.
+    let mut l = r.frame(
+        1,
+        sh(&format!(
+            "mkdir out && cp {} out/b.0001.png",
+            black.display()
+        )),
+    );
+    l.outputs = vec!["out/b.0001.png".into(), "out/none.png".into()];
+    let (f, log) = r.run(l).await;
+    assert_eq!(f.exit, Exit::Exited(0), "{log}");
+    let states: Vec<_> = f.outputs.iter().map(|o| o.check.state).collect();
+    assert_eq!(states, [OutputState::Black, OutputState::Missing]);
+    assert_eq!(f.outputs[0].check.path, "out/b.0001.png");
+    assert_eq!(
+        (f.outputs[0].check.width, f.outputs[0].check.height),
+        (16, 9)
+    );
+    let thumb = f.outputs[0].thumbnail.as_ref().expect("a thumbnail");
+    assert_eq!(image::load_from_memory(thumb).unwrap().width(), 16);
+    assert!(!r.dir.path().join("work/frames/1").exists());
+    // A frame that failed is not looked at: it is retried whatever it left.
+    let mut l = r.frame(2, sh(&format!("cp {} b.png; exit 3", black.display())));
+    l.outputs = vec!["b.png".into()];
+    let (f, _) = r.run(l).await;
+    assert_eq!(f.exit, Exit::Exited(3));
+    assert!(f.outputs.is_empty());
 }
 
 #[tokio::test]
@@ -733,6 +770,7 @@ fn frame_in(dir: &Path, command: Command) -> Launch {
         gpus: 0,
         memory_limit_kb: None,
         log_path: dir.join("1.log"),
+        outputs: Vec::new(),
     }
 }
 

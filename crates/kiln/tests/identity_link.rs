@@ -74,6 +74,20 @@ fn a_forged_log_chunk_or_end_from_another_connection_changes_nothing() {
                 max_rss_kb: 0,
                 cpu_ms: 0,
                 log_size: 0,
+                // And a preview of it, to be kept on the server's disk.
+                outputs: vec![kiln_core::link::FoundOutput {
+                    check: kiln_core::output::OutputCheck {
+                        path: "a.png".into(),
+                        state: kiln_core::output::OutputState::Ok,
+                        size: 1,
+                        width: 1,
+                        height: 1,
+                        brightness: Some(0.5),
+                        thumbnail: true,
+                        detail: None,
+                    },
+                    thumbnail: Some(b"FORGED".to_vec()),
+                }],
             }),
             WorkerMsg::Log {
                 attempt,
@@ -111,10 +125,17 @@ fn a_forged_log_chunk_or_end_from_another_connection_changes_nothing() {
         log.contains("the real log") && log.contains("the end") && !log.contains("FORGED"),
         "{log}"
     );
-    let size = std::fs::read_dir(farm.path("data/logs"))
+    let files: Vec<_> = std::fs::read_dir(farm.path("data/logs"))
         .unwrap()
         .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .collect();
+    assert!(
+        files.iter().all(|e| e.path().extension().unwrap() == "log"),
+        "the forged end's preview was kept: {files:?}"
+    );
+    let size = files
+        .iter()
         .map(|e| e.metadata().unwrap().len())
         .max()
         .unwrap();

@@ -2,8 +2,9 @@
 //! over TLS and a real worker: a frame that fails, is retried through
 //! REST and shows two attempts, its log read in slices and searched,
 //! history exported as the CLI writes it, hosts, the farm's structure,
-//! users, grants and tokens; every answer checked against the OpenAPI
-//! document, refusals with the CLI's texts changing nothing.
+//! users, grants and tokens; frames' outputs with their previews and bad
+//! frames flagged (or failed and retried); every answer checked against
+//! the OpenAPI document, refusals with the CLI's texts changing nothing.
 
 mod common;
 mod rest_client;
@@ -842,5 +843,141 @@ fn structure_identity_and_job_changes_over_rest_with_refusals_that_change_nothin
             .any(|r| r["outcome"].as_str().unwrap().starts_with("denied")
                 && r["target"].as_str().unwrap().contains("lic")),
         "{au}"
+    );
+}
+
+#[test]
+fn outputs_are_previewed_bad_frames_flagged_or_retried_and_both_survive_a_restart() {
+    let mut farm = Farm::start_tls(1, 4);
+    let admin = common::token_for(&farm.url()).unwrap();
+    let s = schema(&farm);
+    let mut c = Rest::connect(&farm, Version::H1, Some(&admin));
+    // What the "renderer" copies into place: grey frames, one all black.
+    let src = farm.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for n in 1..=4 {
+        let v = if n == 3 { 0 } else { 110 };
+        image::RgbImage::from_pixel(640, 360, image::Rgb([v, v, v]))
+            .save(src.join(format!("img.{n:04}.png")))
+            .unwrap();
+    }
+    let shot = farm.path("shot");
+    std::fs::create_dir_all(&shot).unwrap();
+    // "strict" writes a black frame on its first run, a good one after.
+    let mark = farm.path("strict-ran");
+    let strict = format!(
+        "mkdir -p st; if [ -e {m} ]; then cp {s}/img.0001.png st/a.png; \
+         else touch {m}; cp {s}/img.0003.png st/a.png; fi",
+        m = mark.display(),
+        s = src.display()
+    );
+    let spec = json!({"name": "previews", "show": "demo", "cwd": shot.display().to_string(),
+        "layers": [
+            {"name": "beauty", "frames": "1-4",
+             "command": format!("mkdir -p out && cp {}/img.#ZFRAME#.png out/", src.display()),
+             "outputs": ["out/img.#ZFRAME#.png", "out/missing.#FRAME#.exr"]},
+            {"name": "strict", "frames": "1", "retries": 2, "command": strict,
+             "outputs": ["st/a.png"], "bad_outputs": "fail"}]});
+    let sub = c.post("/api/v1/jobs", &[], &spec.to_string());
+    assert_eq!(sub.status, 201, "{sub:?}");
+    let job = sub.body["id"].to_string();
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(60));
+
+    let check = |c: &mut Rest| {
+        let frames = get(
+            c,
+            &s,
+            "/api/v1/jobs/{job}/frames",
+            &format!("/api/v1/jobs/{job}/frames"),
+        );
+        let frames = frames["frames"].as_array().unwrap().clone();
+        let beauty: Vec<&Value> = frames.iter().filter(|f| f["layer"] == "beauty").collect();
+        assert_eq!(beauty.len(), 4);
+        for f in &beauty {
+            let n = f["number"].as_i64().unwrap();
+            let outs = f["outputs"].as_array().expect("outputs listed");
+            assert_eq!(outs[0]["path"], format!("out/img.{n:04}.png"), "{f}");
+            assert_eq!(outs[1]["state"], "missing", "{f}");
+            assert_eq!(outs[0]["thumbnail"], true, "a black one too: {f}");
+            // The second output is missing in every frame: each is flagged;
+            // frame 3 for its black image first (the first problem found).
+            let flag = f["flag"].as_str().unwrap_or_default();
+            if n == 3 {
+                assert_eq!(outs[0]["state"], "black", "{f}");
+                assert_eq!(flag, "out/img.0003.png is all black", "{f}");
+            } else {
+                assert_eq!(outs[0]["state"], "ok", "{f}");
+                assert_eq!(
+                    (outs[0]["width"].clone(), outs[0]["height"].clone()),
+                    (json!(640), json!(360))
+                );
+                let b = outs[0]["brightness"].as_f64().unwrap();
+                assert!((b - 110.0 / 255.0).abs() < 0.02, "{b}");
+                assert_eq!(flag, format!("out/missing.{n}.exr is missing"), "{f}");
+            }
+            assert_eq!(f["state"], "SUCCEEDED", "flagged, not failed: {f}");
+        }
+        // "strict" failed its black first attempt and was retried.
+        let st = frames.iter().find(|f| f["layer"] == "strict").unwrap();
+        assert_eq!(st["state"], "SUCCEEDED", "{st}");
+        assert_eq!(st["attempts"], 2, "{st}");
+        assert_eq!(st["outputs"][0]["state"], "ok", "{st}");
+        let id = st["id"].as_i64().unwrap();
+        let attempts = get(
+            c,
+            &s,
+            "/api/v1/frames/{id}/attempts",
+            &format!("/api/v1/frames/{id}/attempts"),
+        );
+        let first = &attempts["attempts"][0];
+        assert_eq!(first["outcome"], "FAILED", "{attempts}");
+        assert_eq!(
+            first["reason"], "bad output: st/a.png is all black",
+            "{attempts}"
+        );
+        // Previews: a JPEG of each frame's output, the attempt's own
+        // cached for good; none for what has none.
+        let f1 = beauty[0]["id"].as_i64().unwrap();
+        let (status, ctype, jpeg) = c.bytes(&format!(
+            "/api/v1/frames/{f1}/outputs/0/thumbnail?attempt=1"
+        ));
+        assert_eq!((status, ctype.as_str()), (200, "image/jpeg"));
+        let img = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((img.width(), img.height()), (256, 144));
+        let a = c.get(&format!("/api/v1/frames/{f1}/outputs/1/thumbnail"));
+        s.check("get", "/api/v1/frames/{id}/outputs/{n}/thumbnail", &a);
+        assert!(problem(&a, 404).contains("no preview of output 1"), "{a:?}");
+        let a = c.get(&format!("/api/v1/frames/{f1}/outputs/x/thumbnail"));
+        assert!(
+            problem(&a, 400).contains("n: \"x\" is not an output number"),
+            "{a:?}"
+        );
+        // The strict frame's first (black) attempt keeps its own preview.
+        let (status, _, _) = c.bytes(&format!(
+            "/api/v1/frames/{id}/outputs/0/thumbnail?attempt=1"
+        ));
+        assert_eq!(status, 200);
+    };
+    check(&mut c);
+    // Durable: after a SIGKILL the server reads it all back.
+    farm.kill_server();
+    farm.start_server();
+    let mut c = Rest::connect(&farm, Version::H2, Some(&admin));
+    check(&mut c);
+    // A bad setting is refused at its field, and nothing is made.
+    let bad = json!({"name": "bad", "layers": [{"name": "a", "command": "true", "frames": "1",
+        "outputs": ["a.png"], "bad_outputs": "retry"}]});
+    let a = send(
+        &mut c,
+        &s,
+        "post",
+        "/api/v1/jobs",
+        "/api/v1/jobs",
+        &bad.to_string(),
+    );
+    let p = problem(&a, 400);
+    assert!(
+        p.contains("layers[0].bad_outputs") && p.contains("\"fail\""),
+        "{p}"
     );
 }

@@ -212,6 +212,7 @@ impl Farm {
             max_rss_kb: 0,
             cpu_ms: 0,
             reason: None,
+            outputs: Vec::new(),
         };
         let (job, layer) = (attempt.job, f.layer);
         self.in_flight.insert(
@@ -274,6 +275,7 @@ impl Farm {
             last,
             chunk: f.chunk.clone(),
             attempt_number: f.attempts,
+            outputs: outputs_for(l, &ctx),
         }
     }
 
@@ -362,4 +364,32 @@ impl Farm {
             .map(|id| &self.layers[id])
             .find(|s| s.layer.name == name)
     }
+}
+
+/// The layer's outputs for one task: each path for each frame of its
+/// chunk, tokens substituted, at most [`crate::output::MAX_CHECKED`].
+fn outputs_for(l: &crate::model::Layer, ctx: &TokenContext) -> Vec<String> {
+    if l.outputs.is_empty() {
+        return Vec::new();
+    }
+    let numbers = if ctx.number == ctx.last {
+        vec![ctx.number]
+    } else {
+        super::chunk_numbers(ctx.chunk)
+    };
+    let mut out = Vec::new();
+    for n in numbers {
+        let one = TokenContext {
+            number: n,
+            last: n,
+            ..*ctx
+        };
+        for p in &l.outputs {
+            if out.len() == crate::output::MAX_CHECKED {
+                return out;
+            }
+            out.push(crate::tokens::substitute(p, &one));
+        }
+    }
+    out
 }

@@ -189,6 +189,8 @@ impl Farm {
                 depends: nl.depends,
                 cwd: nl.cwd,
                 paused: false,
+                outputs: nl.outputs,
+                bad_outputs: nl.bad_outputs,
             };
             self.layers.insert(layer_id, LayerEntry::new(layer));
             self.jobs

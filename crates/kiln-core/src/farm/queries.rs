@@ -356,7 +356,26 @@ impl Farm {
             attempt_id: f.attempt.map(|a| a.0),
             why,
             reason: f.reason.clone(),
+            outputs: f.outputs.clone(),
+            flag: self.output_flag(f),
         }
+    }
+
+    /// A frame's bad-output flag, judged against the frames beside it in
+    /// its layer (a flicker is a frame unlike both its neighbours).
+    fn output_flag(&self, f: &Frame) -> Option<String> {
+        if f.outputs.is_empty() {
+            return None;
+        }
+        let le = self.layers.get(&f.layer)?;
+        let beside = |i: Option<usize>| {
+            i.and_then(|i| le.frames.get(i))
+                .and_then(|id| self.frames.get(id))
+                .filter(|n| n.state == crate::model::FrameState::Succeeded)
+                .and_then(|n| crate::output::brightness(&n.outputs))
+        };
+        let i = f.index as usize;
+        crate::output::flag(&f.outputs, beside(i.checked_sub(1)), beside(Some(i + 1)))
     }
 
     /// Finds a frame of a job by `layer/number` or by frame id.

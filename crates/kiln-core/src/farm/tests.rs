@@ -8,6 +8,7 @@ use crate::spec::{parse_and_validate, Format, SubmitContext};
 use crate::view::{DisplayState, JobStatus};
 
 mod events;
+mod outputs;
 
 const SESSION: u64 = 1;
 
@@ -86,6 +87,7 @@ pub(super) fn end(farm: &mut Farm, session: u64, attempt: AttemptId, exit: Exit,
                 max_rss_kb: 1,
                 cpu_ms: 1,
                 log_size: 0,
+                outputs: Vec::new(),
             }),
         },
         now,

@@ -254,6 +254,15 @@ impl Farm {
             Some(why) => (Some(why), true),
             None => (reason, false),
         };
+        let checks: Vec<_> = ended.outputs.into_iter().map(|o| o.check).collect();
+        // A clean exit that left a bad output fails, where its layer asks
+        // for that: the frame is retried (elsewhere, as for any failure).
+        let (outcome, reason) = match (outcome, crate::output::problem(&checks)) {
+            (Outcome::Succeeded, Some(p)) if self.fails_bad_outputs(inf.attempt.frame) => {
+                (Outcome::Failed, Some(format!("bad output: {p}")))
+            }
+            (o, _) => (o, reason),
+        };
         if let Exit::OutOfMemory { rss_kb } = ended.exit {
             let frame = inf.attempt.frame;
             self.learn_out_of_memory(frame, rss_kb);
@@ -266,8 +275,17 @@ impl Farm {
         attempt.max_rss_kb = attempt.max_rss_kb.max(ended.max_rss_kb);
         attempt.cpu_ms = attempt.cpu_ms.max(ended.cpu_ms);
         attempt.reason = reason;
+        attempt.outputs = checks;
         self.settle_frame(&attempt, own, now);
         self.ended.push(attempt);
+    }
+
+    /// Whether the frame's layer fails a frame whose outputs look bad.
+    fn fails_bad_outputs(&self, frame: FrameId) -> bool {
+        self.frames
+            .get(&frame)
+            .and_then(|f| self.layers.get(&f.layer))
+            .is_some_and(|l| l.layer.bad_outputs == crate::output::BadOutputs::Fail)
     }
 
     /// Why an attempt failed by the job's own doing, the same on any host,
@@ -347,6 +365,7 @@ impl Farm {
         f.max_rss_kb = a.max_rss_kb;
         f.cpu_ms = a.cpu_ms;
         f.reason = a.reason.clone();
+        f.outputs = a.outputs.clone();
         self.dirty.frames.insert(a.frame);
         if f.state != FrameState::Running {
             // A user already moved it on (kill, retry, eat).

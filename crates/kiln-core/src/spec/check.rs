@@ -279,6 +279,28 @@ pub(super) fn validate_layer(
         Some(c) => Some(resolve_cwd(&field("cwd"), c, ctx)?),
         None => job_cwd.map(str::to_owned),
     };
+    if layer.outputs.len() > crate::output::MAX_OUTPUTS {
+        return Err(Error::spec(
+            field("outputs"),
+            format!(
+                "lists {} outputs; a layer may declare at most {}",
+                layer.outputs.len(),
+                crate::output::MAX_OUTPUTS
+            ),
+        ));
+    }
+    for (k, p) in layer.outputs.iter().enumerate() {
+        crate::output::check_path(&field(&format!("outputs[{k}]")), p)?;
+    }
+    let bad_outputs = match layer.bad_outputs.as_deref() {
+        None => crate::output::BadOutputs::Flag,
+        Some(s) => crate::output::BadOutputs::parse(s.trim()).ok_or_else(|| {
+            Error::spec(
+                field("bad_outputs"),
+                format!("{s:?} is not a choice; use \"flag\" (mark the frame) or \"fail\" (fail it, so it is retried)"),
+            )
+        })?,
+    };
     Ok(NewLayer {
         name: layer.name,
         command: layer.command,
@@ -290,6 +312,8 @@ pub(super) fn validate_layer(
         depends: layer.depends,
         cwd,
         tasks: tasks as u32,
+        outputs: layer.outputs,
+        bad_outputs,
     })
 }
 

@@ -320,6 +320,8 @@ fn layer(
         timeout: None,
         depends,
         cwd: None,
+        outputs: Vec::new(),
+        bad_outputs: None,
     })
 }
 

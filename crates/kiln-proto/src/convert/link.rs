@@ -3,8 +3,9 @@
 
 use crate::pb;
 use crate::{Error, Result};
-use kiln_core::link::{self, Exit, FrameEnded, RunningFrame, ServerMsg, WorkerMsg};
+use kiln_core::link::{self, Exit, FoundOutput, FrameEnded, RunningFrame, ServerMsg, WorkerMsg};
 use kiln_core::model::*;
+use kiln_core::output::{OutputCheck, OutputState};
 
 impl From<HostReport> for pb::HostReport {
     fn from(r: HostReport) -> Self {
@@ -94,6 +95,15 @@ impl From<FrameEnded> for pb::FrameEnded {
             cpu_ms: e.cpu_ms,
             log_size: e.log_size,
             rss_kb,
+            outputs: e
+                .outputs
+                .into_iter()
+                .map(|o| pb::OutputFound {
+                    has_thumbnail: o.thumbnail.is_some(),
+                    thumbnail: o.thumbnail.unwrap_or_default(),
+                    ..output_to_wire(o.check)
+                })
+                .collect(),
         }
     }
 }
@@ -109,6 +119,11 @@ fn frame_ended(e: pb::FrameEnded) -> Result<FrameEnded> {
         "out_of_memory" => Exit::OutOfMemory { rss_kb: e.rss_kb },
         other => return Err(Error::Malformed(format!("unknown exit kind {other:?}"))),
     };
+    let outputs = e
+        .outputs
+        .into_iter()
+        .map(output_from_wire)
+        .collect::<Result<_>>()?;
     Ok(FrameEnded {
         attempt: AttemptId(e.attempt_id),
         exit,
@@ -117,6 +132,43 @@ fn frame_ended(e: pb::FrameEnded) -> Result<FrameEnded> {
         max_rss_kb: e.max_rss_kb,
         cpu_ms: e.cpu_ms,
         log_size: e.log_size,
+        outputs,
+    })
+}
+
+/// An output check on the wire, without a thumbnail.
+pub(crate) fn output_to_wire(c: OutputCheck) -> pb::OutputFound {
+    pb::OutputFound {
+        path: c.path,
+        state: c.state.as_str().into(),
+        size: c.size,
+        width: c.width,
+        height: c.height,
+        brightness: c.brightness,
+        detail: c.detail.unwrap_or_default(),
+        thumbnail: Vec::new(),
+        has_thumbnail: c.thumbnail,
+    }
+}
+
+/// An output check (and its thumbnail, if sent) from the wire; `thumbnail`
+/// in the check says whether it had one, which a frame's listing tells
+/// without the bytes.
+pub(crate) fn output_from_wire(o: pb::OutputFound) -> Result<FoundOutput> {
+    let state = OutputState::parse(&o.state)
+        .ok_or_else(|| Error::Malformed(format!("unknown output state {:?}", o.state)))?;
+    Ok(FoundOutput {
+        check: OutputCheck {
+            path: o.path,
+            state,
+            size: o.size,
+            width: o.width,
+            height: o.height,
+            brightness: o.brightness.filter(|b| b.is_finite()),
+            thumbnail: o.has_thumbnail || !o.thumbnail.is_empty(),
+            detail: (!o.detail.is_empty()).then_some(o.detail),
+        },
+        thumbnail: (!o.thumbnail.is_empty()).then_some(o.thumbnail),
     })
 }
 
@@ -228,6 +280,7 @@ impl From<ServerMsg> for pb::ServerMessage {
                     last: l.last,
                     chunk: l.chunk,
                     attempt_number: l.attempt_number,
+                    outputs: l.outputs,
                 })
             }
             ServerMsg::Kill { attempt, reason } => Msg::Kill(pb::Kill {
@@ -283,6 +336,7 @@ pub(crate) fn server_msg(m: pb::ServerMessage) -> Result<ServerMsg> {
                     last: l.last,
                     chunk: l.chunk,
                     attempt_number: l.attempt_number,
+                    outputs: l.outputs,
                 })
             }
             Msg::Kill(k) => ServerMsg::Kill {
@@ -330,6 +384,7 @@ mod tests {
                 max_rss_kb: 5 << 20,
                 cpu_ms: 0,
                 log_size: 0,
+                outputs: Vec::new(),
             }),
             WorkerMsg::Ended(FrameEnded {
                 attempt: AttemptId(1),
@@ -339,6 +394,34 @@ mod tests {
                 max_rss_kb: 0,
                 cpu_ms: 0,
                 log_size: 0,
+                outputs: vec![
+                    FoundOutput {
+                        check: OutputCheck {
+                            path: "out/ü.0001.exr".into(),
+                            state: OutputState::Black,
+                            size: 1 << 33,
+                            width: 4096,
+                            height: 2160,
+                            brightness: Some(0.0),
+                            thumbnail: true,
+                            detail: None,
+                        },
+                        thumbnail: Some(vec![0xff, 0xd8, 0, 1]),
+                    },
+                    FoundOutput {
+                        check: OutputCheck {
+                            path: "b.tif".into(),
+                            state: OutputState::Unreadable,
+                            size: 3,
+                            width: 0,
+                            height: 0,
+                            brightness: None,
+                            thumbnail: false,
+                            detail: Some("bad magic".into()),
+                        },
+                        thumbnail: None,
+                    },
+                ],
             }),
         ];
         for m in msgs {
@@ -369,6 +452,7 @@ mod tests {
                 last: 15,
                 chunk: "11-15".into(),
                 attempt_number: 2,
+                outputs: vec!["out/a.0011.exr".into(), "/abs/b.png".into()],
             });
             assert_eq!(server_msg(m.clone().into()).unwrap(), m);
         }

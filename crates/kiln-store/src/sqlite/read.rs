@@ -10,6 +10,7 @@ use kiln_core::model::{
     Attempt, AttemptId, CoreRequest, Frame, FrameId, Host, HostId, Job, JobId, Layer, LayerId,
     Resources,
 };
+use kiln_core::output::BadOutputs;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
 use sqlx::{Column, Decode, Row, Type};
@@ -156,6 +157,8 @@ fn layer(row: &SqliteRow) -> Result<Layer> {
         depends: c.json()?,
         cwd: c.get()?,
         paused: c.get()?,
+        outputs: Vec::new(),
+        bad_outputs: BadOutputs::Flag,
     };
     // Columns added by 0002 come last. An empty request is a row the
     // migration could not convert; it asked for exactly its cores.
@@ -170,6 +173,9 @@ fn layer(row: &SqliteRow) -> Result<Layer> {
     layer.resources.scratch_kb = c.int()?;
     layer.limits = c.json()?;
     layer.service = c.get()?;
+    // Added by 0010.
+    layer.outputs = c.json()?;
+    layer.bad_outputs = c.parse(BadOutputs::parse)?;
     Ok(layer)
 }
 
@@ -244,6 +250,7 @@ struct FrameRow(
     i64,
     i64,
     Option<String>,
+    Option<String>,
 );
 
 impl FrameRow {
@@ -287,6 +294,15 @@ impl FrameRow {
             max_rss_kb: narrow(FRAMES.name, id, "max_rss_kb", self.17)?,
             cpu_ms: narrow(FRAMES.name, id, "cpu_ms", self.18)?,
             reason: self.19,
+            outputs: match self.20 {
+                None => Vec::new(),
+                Some(text) => codec::from_json(&text).map_err(|detail| Error::Corrupt {
+                    table: FRAMES.name,
+                    id,
+                    column: "outputs".into(),
+                    detail,
+                })?,
+            },
         })
     }
 }
@@ -334,6 +350,7 @@ pub(super) fn attempt_row(row: &SqliteRow) -> Result<Attempt> {
         cpu_ms: c.int()?,
         reason: c.get()?,
         memory_kb: c.int()?,
+        outputs: c.opt_json()?.unwrap_or_default(),
     })
 }
 
@@ -402,6 +419,15 @@ impl<'r> Cols<'r> {
             Some(v) => T::try_from(v)
                 .map(Some)
                 .map_err(|_| self.corrupt(format_args!("{v} is out of range"))),
+        }
+    }
+
+    fn opt_json<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        match self.get::<Option<&str>>()? {
+            None => Ok(None),
+            Some(text) => codec::from_json(text)
+                .map(Some)
+                .map_err(|e| self.corrupt(e)),
         }
     }
 

@@ -61,6 +61,8 @@ pub(super) const LAYERS: Table = Table {
         "scratch_kb",
         "limits",
         "service",
+        "outputs",
+        "bad_outputs",
     ],
 };
 
@@ -87,6 +89,7 @@ pub(super) const FRAMES: Table = Table {
         "max_rss_kb",
         "cpu_ms",
         "reason",
+        "outputs",
     ],
 };
 
@@ -109,6 +112,7 @@ pub(super) const ATTEMPTS: Table = Table {
         "cpu_ms",
         "reason",
         "memory_kb",
+        "outputs",
     ],
 };
 

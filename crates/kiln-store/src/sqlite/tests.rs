@@ -90,6 +90,8 @@ fn tiny_farm() -> Batch {
         depends: vec![],
         cwd: None,
         paused: false,
+        outputs: vec![],
+        bad_outputs: Default::default(),
     };
     let frame = Frame::new(FrameId(1), JobId(1), LayerId(1), 0, 1, "1".into());
     Batch {

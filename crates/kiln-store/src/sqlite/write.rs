@@ -6,6 +6,7 @@ use super::tables::{Table, ATTEMPTS, FRAMES, HOSTS, JOBS, LAYERS};
 use crate::codec::{self, to_i64, to_json};
 use crate::{Batch, Result};
 use kiln_core::model::{Attempt, Frame, Host, Job, Layer};
+use kiln_core::output::OutputCheck;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection};
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -137,7 +138,9 @@ fn bind_layer<'q>(q: Query<'q>, l: &'q Layer) -> Result<Query<'q>> {
         .bind(to_i64("layer gpu_memory_kb", l.resources.gpu_memory_kb)?)
         .bind(to_i64("layer scratch_kb", l.resources.scratch_kb)?)
         .bind(to_json("layer limits", &l.limits)?)
-        .bind(l.service.as_deref()))
+        .bind(l.service.as_deref())
+        .bind(to_json("layer outputs", &l.outputs)?)
+        .bind(l.bad_outputs.as_str()))
 }
 
 fn bind_frame<'q>(q: Query<'q>, f: &'q Frame) -> Result<Query<'q>> {
@@ -160,7 +163,8 @@ fn bind_frame<'q>(q: Query<'q>, f: &'q Frame) -> Result<Query<'q>> {
         .bind(f.exit_signal)
         .bind(to_i64("frame max_rss_kb", f.max_rss_kb)?)
         .bind(to_i64("frame cpu_ms", f.cpu_ms)?)
-        .bind(f.reason.as_deref()))
+        .bind(f.reason.as_deref())
+        .bind(checks_json("frame outputs", &f.outputs)?))
 }
 
 fn bind_attempt<'q>(q: Query<'q>, a: &'q Attempt) -> Result<Query<'q>> {
@@ -179,7 +183,16 @@ fn bind_attempt<'q>(q: Query<'q>, a: &'q Attempt) -> Result<Query<'q>> {
         .bind(to_i64("attempt max_rss_kb", a.max_rss_kb)?)
         .bind(to_i64("attempt cpu_ms", a.cpu_ms)?)
         .bind(a.reason.as_deref())
-        .bind(to_i64("attempt memory_kb", a.memory_kb)?))
+        .bind(to_i64("attempt memory_kb", a.memory_kb)?)
+        .bind(checks_json("attempt outputs", &a.outputs)?))
+}
+
+/// Output checks as JSON, or NULL for none (most frames declare none).
+fn checks_json(what: &'static str, checks: &[OutputCheck]) -> Result<Option<String>> {
+    if checks.is_empty() {
+        return Ok(None);
+    }
+    to_json(what, &checks).map(Some)
 }
 
 fn bind_host<'q>(q: Query<'q>, h: &'q Host) -> Result<Query<'q>> {

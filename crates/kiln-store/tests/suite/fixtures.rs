@@ -93,6 +93,8 @@ pub fn layer(id: i64, job: i64, name: &str) -> Layer {
         depends: vec![],
         cwd: Some("/shows/show/sh010".into()),
         paused: false,
+        outputs: vec![],
+        bad_outputs: kiln_core::output::BadOutputs::Flag,
     }
 }
 
@@ -125,6 +127,7 @@ pub fn attempt(id: i64, frame: &Frame, number: u32, host: &Host) -> Attempt {
         max_rss_kb: 0,
         cpu_ms: 0,
         reason: None,
+        outputs: vec![],
     }
 }
 
@@ -211,6 +214,8 @@ pub fn farm() -> Batch {
     l2.resources.cores = 200;
     l2.limits = vec!["nuke".into(), "arnold".into()];
     l2.service = Some("comp".into());
+    l2.outputs = vec!["out/#LAYER#.#ZFRAME#.exr".into(), "/abs/'q'.png".into()];
+    l2.bad_outputs = kiln_core::output::BadOutputs::Fail;
     let mut l3 = layer(3, 2, "fx");
     l3.depends = vec![LayerDep {
         layer: "sim".into(),
@@ -251,6 +256,26 @@ pub fn farm() -> Batch {
             if i % 2 == 0 { &r1 } else { &r2 },
         );
         finish(&mut frames[i], &mut a, outcome, state);
+        if outcome == Outcome::Succeeded {
+            // What a worker found of its outputs, on both the attempt and
+            // the frame (brightness a float that must come back exactly).
+            use kiln_core::output::{OutputCheck, OutputState};
+            let found = |path: &str, state, brightness| OutputCheck {
+                path: path.into(),
+                state,
+                size: 1 << 33,
+                width: 4096,
+                height: 2160,
+                brightness,
+                thumbnail: brightness.is_some(),
+                detail: (state == OutputState::Unreadable).then(|| "bad \"magic\"".into()),
+            };
+            a.outputs = vec![
+                found("out/render.0001.exr", OutputState::Ok, Some(0.123_456_79)),
+                found("ü.png", OutputState::Unreadable, None),
+            ];
+            frames[i].outputs = a.outputs.clone();
+        }
         attempts.push(a);
     }
     // Frame 7 is running its first attempt: no outcome anywhere yet.

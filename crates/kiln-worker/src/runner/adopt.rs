@@ -170,6 +170,8 @@ impl Runner {
                 .unwrap_or_else(tokio::time::Instant::now),
             timeout: meta.timeout_ms.map(Duration::from_millis),
             memory_limit_kb: meta.memory_limit_kb,
+            // Its launch (and so its outputs) went with the earlier run.
+            outputs: Vec::new(),
         };
         Ok((run, meta))
     }

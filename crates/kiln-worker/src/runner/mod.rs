@@ -132,6 +132,9 @@ pub struct Launch {
     pub memory_limit_kb: Option<u64>,
     /// The local log file to create.
     pub log_path: PathBuf,
+    /// Outputs to check after a clean exit (see [`crate::outputs`]);
+    /// relative paths are in the frame's directory.
+    pub outputs: Vec<String>,
 }
 
 /// How a frame ended.
@@ -159,7 +162,7 @@ impl Exit {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub attempt: AttemptId,
     pub exit: Exit,
@@ -168,6 +171,8 @@ pub struct Finished {
     pub ended_at: i64,
     pub max_rss_kb: u64,
     pub cpu_ms: u64,
+    /// The declared outputs as found, after a clean exit.
+    pub outputs: Vec<kiln_core::link::FoundOutput>,
 }
 
 /// What a running frame's tree (its cgroup, else its process group) uses,

@@ -46,6 +46,7 @@ pub(super) fn run_job(job: Job) {
                 ended_at: now,
                 max_rss_kb: 0,
                 cpu_ms: 0,
+                outputs: Vec::new(),
             });
         }
     }
@@ -157,6 +158,11 @@ fn start(job: Job) {
         spawned_at,
         timeout: l.timeout,
         memory_limit_kb: l.memory_limit_kb,
+        outputs: l
+            .outputs
+            .iter()
+            .map(|o| (o.clone(), p.cwd.join(o)))
+            .collect(),
     };
     rt.spawn(supervise(inner, run));
 }
@@ -217,6 +223,7 @@ fn end_unstarted(
         ended_at: now,
         max_rss_kb: 0,
         cpu_ms: 0,
+        outputs: Vec::new(),
     };
     if let Some(mut log) = log {
         let _ = log.write_all(footer(&f, l.timeout, l.memory_limit_kb).as_bytes());

@@ -40,6 +40,8 @@ pub(super) struct Running {
     pub(super) spawned_at: Instant,
     pub(super) timeout: Option<Duration>,
     pub(super) memory_limit_kb: Option<u64>,
+    /// Declared outputs: as named, and where they are on this host.
+    pub(super) outputs: Vec<(String, PathBuf)>,
 }
 
 enum Phase {
@@ -114,6 +116,16 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
             Exit::Exited(-1)
         }
     });
+    // Looked at before its scratch directory goes, and only after a clean
+    // exit: a frame that failed is retried whatever it left.
+    let outputs = if exit == Exit::Exited(0) && !r.outputs.is_empty() {
+        let (list, as_root) = (r.outputs, unsafe { libc::geteuid() } == 0);
+        tokio::task::spawn_blocking(move || crate::outputs::check_all(&list, as_root))
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let finished = Finished {
         attempt: r.attempt,
         exit,
@@ -121,6 +133,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
         ended_at: ms(ended),
         max_rss_kb: end.max_rss_kb.max(sampled.max_rss_kb),
         cpu_ms: end.cpu_ms.max(sampled.cpu_ms),
+        outputs,
     };
     let mut log = r.log;
     if let Err(e) = log.write_all(footer(&finished, r.timeout, r.memory_limit_kb).as_bytes()) {

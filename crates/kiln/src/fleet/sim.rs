@@ -233,6 +233,7 @@ mod tests {
             last: 1,
             chunk: "1".into(),
             attempt_number: 1,
+            outputs: Vec::new(),
         }
     }
 

@@ -101,6 +101,11 @@ impl Rest {
         (status, content_type, String::from_utf8(bytes).unwrap())
     }
 
+    /// A GET's status, content type and bytes, whatever they are.
+    pub fn bytes(&mut self, path: &str) -> (u16, String, Vec<u8>) {
+        self.send("GET", path, &[], "")
+    }
+
     /// An answer whose body must be JSON.
     pub fn call(
         &mut self,
