@@ -130,6 +130,11 @@ pub struct LayerSummary {
     pub paused: bool,
     pub counts: StateCounts,
     pub total: u32,
+    /// The images its frames write, tokens unsubstituted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    #[serde(default)]
+    pub bad_outputs: crate::output::BadOutputs,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

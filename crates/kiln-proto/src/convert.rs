@@ -163,6 +163,8 @@ impl From<LayerSummary> for pb::LayerSummary {
             limits: l.limits,
             service: l.service.unwrap_or_default(),
             why: l.why.map(Into::into),
+            outputs: l.outputs,
+            bad_outputs: l.bad_outputs.as_str().into(),
         }
     }
 }
@@ -190,6 +192,8 @@ fn layer_summary(l: pb::LayerSummary) -> Result<LayerSummary> {
         paused: l.paused,
         counts: l.counts.unwrap_or_default().into(),
         total: l.total,
+        outputs: l.outputs,
+        bad_outputs: kiln_core::output::BadOutputs::parse(&l.bad_outputs).unwrap_or_default(),
     })
 }
 

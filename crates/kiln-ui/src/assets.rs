@@ -63,7 +63,7 @@ macro_rules! asset {
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// Every file under `web/` (a test checks that none is left out).
-pub static ASSETS: [Asset; 17] = [
+pub static ASSETS: [Asset; 18] = [
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
@@ -78,6 +78,7 @@ pub static ASSETS: [Asset; 17] = [
     asset!("views/jobs.js", JS),
     asset!("views/job.js", JS),
     asset!("views/frame.js", JS),
+    asset!("views/previews.js", JS),
     asset!("views/hosts.js", JS),
     asset!("views/submit.js", JS),
     asset!("views/farm.js", JS),

@@ -45,6 +45,34 @@ export async function api(path, { method = 'GET', body, headers: extra = {} } = 
   return data;
 }
 
+/**
+ * An image from the API as an object URL, for an <img>: fetched with the
+ * token (an <img src> cannot send it). The most recent few hundred are
+ * kept, so a table redrawn on scroll asks for none twice.
+ */
+const images = new Map(); // path → Promise<object URL>
+const KEEP_IMAGES = 400;
+export function image(path) {
+  let p = images.get(path);
+  if (p) {
+    images.delete(path); // most recently used last
+    images.set(path, p);
+    return p;
+  }
+  p = fetch(`/api/v1${path}`, { headers: headers() }).then(async (r) => {
+    if (!r.ok) throw new ApiError(r.status, `${r.status} ${r.statusText}`);
+    return URL.createObjectURL(await r.blob());
+  });
+  p.catch(() => images.delete(path));
+  images.set(path, p);
+  while (images.size > KEEP_IMAGES) {
+    const [oldest, url] = images.entries().next().value;
+    images.delete(oldest);
+    url.then((u) => URL.revokeObjectURL(u), () => {});
+  }
+  return p;
+}
+
 /** `?a=1&b=x`, leaving out empty values. */
 export function qs(params) {
   const p = new URLSearchParams();

@@ -1,7 +1,8 @@
 //! The web UI in a real browser (headless chromium) against a real server
 //! and workers: signing in, watching frames finish live, retrying a dead
 //! frame, reading and searching its log, killing with a confirmation, what
-//! an artist may not do to another's job, and a wrangler locking a host.
+//! an artist may not do to another's job, a wrangler locking a host, and
+//! previews of what frames rendered with an all-black one flagged.
 //! Screenshots of each view land in target/tmp/ui-screenshots/.
 
 mod browser;
@@ -367,6 +368,88 @@ fn after_its_server_is_killed_and_back_the_page_catches_up_on_what_it_missed() {
         b.wait_text("● live", Duration::from_secs(10)).await;
         let errors = b.errors().await;
         assert!(errors.iter().all(|e| e.contains("reached")), "{errors:?}");
+        b.close().await;
+    });
+}
+
+#[test]
+fn rendered_frames_show_previews_and_an_all_black_one_is_flagged() {
+    let farm = Farm::start(1, 4);
+    let admin = common::token_for(&farm.url()).unwrap();
+    // The "renderer" copies prepared images into place: a gradient for
+    // frames 1 and 3, all black for frame 2.
+    let src = farm.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let lit = image::RgbImage::from_fn(320, 180, |x, y| {
+        image::Rgb([(x * 255 / 320) as u8, (y * 255 / 180) as u8, 140])
+    });
+    for n in 1..=3 {
+        let img = if n == 2 {
+            image::RgbImage::new(320, 180)
+        } else {
+            lit.clone()
+        };
+        img.save(src.join(format!("img.{n:04}.png"))).unwrap();
+    }
+    let spec = format!(
+        "name: shot\nlayers:\n  - name: beauty\n    frames: 1-3\n    command: mkdir -p out && cp {}/img.#ZFRAME#.png out/\n    outputs: [\"out/img.#ZFRAME#.png\"]\n",
+        src.display()
+    );
+    farm.submit("shot", &spec);
+    farm.wait_status("shot", "FINISHED", Duration::from_secs(30));
+    rt().block_on(async {
+        let Some(b) = Browser::start(&farm.url()).await else { return };
+        b.sign_in(&admin).await;
+        b.goto("/jobs/shot").await;
+        // The frames table: a preview of each, and frame 2 flagged.
+        b.wait_text("out/img.0002.png is all black", Duration::from_secs(10)).await;
+        let flagged = b.all(".vt-row .flag").await;
+        assert_eq!(flagged.len(), 1, "one frame flagged");
+        assert_eq!(
+            flagged[0].attr("title").await.unwrap().as_deref(),
+            Some("out/img.0002.png is all black")
+        );
+        let loaded = || async {
+            let v = b
+                .c
+                .execute(
+                    "return [...document.querySelectorAll('img.thumb, img.sheet-img, img.preview')].filter(i => i.complete && i.naturalWidth > 0).length",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            v.as_u64().unwrap()
+        };
+        let start = std::time::Instant::now();
+        while loaded().await < 3 {
+            assert!(start.elapsed() < Duration::from_secs(10), "the previews never loaded");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        b.shot("frames-previews").await;
+        // The contact sheet: three cards, the black one marked.
+        b.click_text("Contact sheet").await;
+        b.el(".sheet .card").await;
+        assert!(b.c.current_url().await.unwrap().as_str().contains("view=sheet"), "a shareable view");
+        let cards = b.all(".sheet .card").await;
+        assert_eq!(cards.len(), 3);
+        let marked = b.all(".sheet .card.flagged").await;
+        assert_eq!(marked.len(), 1);
+        assert!(marked[0].text().await.unwrap().contains("beauty/2"));
+        let start = std::time::Instant::now();
+        while loaded().await < 3 {
+            assert!(start.elapsed() < Duration::from_secs(10), "the sheet's previews never loaded");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        b.shot("contact-sheet").await;
+        // The flagged frame's page says what is wrong with its output.
+        marked[0].click().await.unwrap();
+        b.wait_text("BLACK", Duration::from_secs(10)).await;
+        let t = b.text().await;
+        assert!(t.contains("⚑ out/img.0002.png is all black"), "{t}");
+        assert!(t.contains("320×180") && t.contains("brightness 0 %"), "{t}");
+        b.shot("frame-outputs").await;
+        let errors = b.errors().await;
+        assert!(errors.is_empty(), "{errors:?}");
         b.close().await;
     });
 }

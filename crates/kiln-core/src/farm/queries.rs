@@ -192,6 +192,8 @@ impl Farm {
                         })
                         .collect(),
                     paused: l.paused,
+                    outputs: l.outputs.clone(),
+                    bad_outputs: l.bad_outputs,
                     total: counts.total(),
                     counts,
                 }

@@ -1,4 +1,5 @@
-// One frame: its attempts (host, times, exit, cause) and its log, which
+// One frame: its attempts (host, times, exit, cause), what it rendered
+// (its outputs' previews, a flag if they look bad) and its log, which
 // follows as it grows while the frame runs, with search, highlighting,
 // a jump to the first error, and a download.
 
@@ -10,6 +11,7 @@ import { VTable, rowsOf } from '../vtable.js';
 import { liveState } from '../app.js';
 import { stateBadge } from './jobs.js';
 import { exitText, runtime } from './job.js';
+import { outputsSection } from './previews.js';
 
 /** Lines that read as errors, for "first error". */
 const ERROR = /\b(error|fatal|exception|traceback|segmentation fault|killed)\b/i;
@@ -19,6 +21,7 @@ export function frameView(id) {
   return async (main) => {
     let d = await api(`/frames/${id}`);
     const head = h('section', { class: 'job-head' });
+    const outBox = h('div', {});
     const attempts = new VTable();
     attempts.classList.add('short');
     const logBox = h('pre', { class: 'log', tabindex: 0, 'aria-label': 'Log' });
@@ -43,11 +46,13 @@ export function frameView(id) {
           f.started_at && h('span', {}, 'runtime ', h('b', {}, runtime(f))),
           f.max_rss_kb ? h('span', {}, 'peak memory ', h('b', {}, kib(f.max_rss_kb))) : null,
           exitText(f) && h('span', {}, 'exit ', h('b', {}, exitText(f))),
-          f.why && h('span', {}, 'waiting: ', h('b', {}, f.why.text))),
+          f.why && h('span', {}, 'waiting: ', h('b', {}, f.why.text)),
+          f.reason && h('span', {}, 'cause: ', h('b', {}, f.reason))),
         job && mayAct(job) && h('div', { class: 'actions' },
           ['retry', 'eat', 'kill'].map((a) => h('button', { class: a === 'retry' ? '' : 'danger', onclick: async () => {
             try { toast((await api(`/frames/${id}/${a}`, { method: 'POST' })).message); } catch (e) { toast(e.message, 'error'); }
           } }, a[0].toUpperCase() + a.slice(1)))));
+      fill(outBox, outputsSection(f));
     };
 
     const drawLog = () => {
@@ -108,7 +113,7 @@ export function frameView(id) {
     };
 
     search.addEventListener('input', () => drawLog());
-    fill(main, head,
+    fill(main, head, outBox,
       h('section', {}, h('h3', {}, 'Attempts'), attempts),
       h('section', { class: 'log-section' },
         h('div', { class: 'toolbar' }, h('h3', {}, 'Log'), which, search, found,

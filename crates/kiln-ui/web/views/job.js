@@ -1,7 +1,8 @@
 // One job: its layers and their dependency graph, its frames in a table
-// that loads from the server as it scrolls, and the actions the user may
-// take on the job or on a selection of frames. Kept current by the job's
-// events.
+// that loads from the server as it scrolls (or, where layers declare
+// outputs, as a contact sheet of their previews), and the actions the user
+// may take on the job or on a selection of frames. Kept current by the
+// job's events.
 
 import { h, fill, link, confirmAction, toast } from '../dom.js';
 import { api, qs, follow } from '../api.js';
@@ -10,6 +11,7 @@ import { duration, kib, time, fullTime, count } from '../fmt.js';
 import { VTable, Pager, rowsOf } from '../vtable.js';
 import { go, liveState } from '../app.js';
 import { progress, eta, stateBadge } from './jobs.js';
+import { thumb, flagMark, contactSheet } from './previews.js';
 
 const FRAME_STATES = ['', 'WAITING', 'DEPEND', 'RUNNING', 'SUCCEEDED', 'DEAD', 'EATEN'];
 
@@ -103,6 +105,7 @@ export function jobView(key) {
   return async (main) => {
     const url = new URLSearchParams(location.search);
     const filter = { state: url.get('state') || '', layer: url.get('layer') || '', host: url.get('host') || '' };
+    const sheetView = url.get('view') === 'sheet';
     let detail = await api(`/jobs/${encodeURIComponent(key)}`);
     const id = detail.job.id;
     const head = h('section', { class: 'job-head' });
@@ -177,15 +180,17 @@ export function jobView(key) {
       ], rowsOf(detail.layers));
     };
 
+    const previews = detail.layers.some((l) => l.outputs && l.outputs.length);
     const frameColumns = [
-      { label: 'Frame', width: 'minmax(7em, 1.5fr)', render: (f) => link(`/frames/${f.id}`, `${f.layer}/${f.number}`) },
+      ...(previews ? [{ label: 'Preview', width: '4.5em', render: (f) => thumb(f) }] : []),
+      { label: 'Frame', width: 'minmax(7em, 1.5fr)', render: (f) => [flagMark(f), link(`/frames/${f.id}`, `${f.layer}/${f.number}`)] },
       { label: 'State', width: '7em', render: (f) => stateBadge(f.state) },
       { label: 'Host', width: 'minmax(6em, 1fr)', render: (f) => f.host || '' },
       { label: 'Tries', width: '3.5em', cls: 'num', key: 'attempts' },
       { label: 'Runtime', width: '6em', cls: 'num', render: runtime },
       { label: 'Peak mem', width: '6.5em', cls: 'num', render: (f) => f.max_rss_kb ? kib(f.max_rss_kb) : '' },
       { label: 'Exit', width: '7em', render: exitText },
-      { label: 'Why waiting', width: 'minmax(10em, 3fr)', render: (f) => (f.why && f.why.text) || f.reason || '' },
+      { label: previews ? 'Why waiting, or flagged' : 'Why waiting', width: 'minmax(10em, 3fr)', render: (f) => (f.why && f.why.text) || f.flag || f.reason || '' },
     ];
     let pager;
     const loadFrames = () => {
@@ -212,25 +217,48 @@ export function jobView(key) {
         } }, `${a[0].toUpperCase() + a.slice(1)} selected`))] : []);
     });
 
+    const sheet = previews && sheetView ? contactSheet(id, filter) : null;
     fill(main, head, layersBox,
       h('section', { class: 'frames' },
         h('div', { class: 'toolbar' }, h('h3', {}, 'Frames'),
+          previews && h('div', { class: 'tabs', role: 'tablist' },
+            h('button', { role: 'tab', 'aria-selected': String(!sheet), onclick: () => setParam('view', '') }, 'Table'),
+            h('button', { role: 'tab', 'aria-selected': String(!!sheet), onclick: () => setParam('view', 'sheet') }, 'Contact sheet')),
           h('label', {}, 'State', h('select', { onchange: (e) => setParam('state', e.target.value) },
             FRAME_STATES.map((s) => h('option', { value: s, selected: s === filter.state }, s || 'any')))),
           h('label', {}, 'Layer', h('select', { onchange: (e) => setParam('layer', e.target.value) },
             [''].concat(detail.layers.map((l) => l.name)).map((s) => h('option', { value: s, selected: s === filter.layer }, s || 'any')))),
           h('label', {}, 'Host', h('input', { value: filter.host, placeholder: 'any', style: { width: '9em' }, onchange: (e) => setParam('host', e.target.value.trim()) })),
           selBar),
-        frames));
+        sheet ? sheet.el : frames));
     drawHead();
     drawLayers();
-    loadFrames();
+    if (!sheet) loadFrames();
 
     // Live: frame events change their rows in place; the job's counts and
     // layers are read again at most once a second while events come, and
     // at once after a change to the job itself (paused, killed, finished).
     let dirty = false;
     let soon = null;
+    // Frames whose previews changed, read again together a moment later
+    // (a few at a time: in a fill, only those the table has loaded).
+    const stale = { ids: new Set(), timer: null };
+    const refreshFrame = (fid) => {
+      if (!sheet && !pager.index.has(fid)) return;
+      stale.ids.add(fid);
+      stale.timer = stale.timer || setTimeout(async () => {
+        const ids = [...stale.ids].slice(0, 50);
+        stale.ids.clear();
+        stale.timer = null;
+        for (const fid of ids) {
+          if (sheet) { sheet.update(fid).catch(() => {}); continue; }
+          try {
+            const f = (await api(`/frames/${fid}`)).frame;
+            if (pager.patch(fid, { outputs: f.outputs, flag: f.flag, attempts: f.attempts, state: f.state })) frames.refresh();
+          } catch (e) { /* gone: the next page read has it */ }
+        }
+      }, 300);
+    };
     const reread = async () => {
       try {
         detail = await api(`/jobs/${id}`);
@@ -245,6 +273,9 @@ export function jobView(key) {
       }
       dirty = true;
       const state = AFTER[e.kind];
+      // An ended frame has new previews and perhaps a flag: read it again.
+      if (previews && e.frame_id && (e.kind === 'frame.succeeded' || e.kind === 'frame.failed')) refreshFrame(e.frame_id);
+      if (sheet) return;
       if (state && e.frame_id && pager.patch(e.frame_id, {
         state, ...(e.kind === 'frame.started' ? { host: e.host, started_at: e.at, ended_at: null, ...(e.attempt ? { attempts: e.attempt } : {}) } : {}),
         ...(e.kind !== 'frame.started' && e.kind !== 'frame.retried' ? { ended_at: e.at } : {}),
@@ -255,6 +286,6 @@ export function jobView(key) {
       dirty = false;
       reread();
     }, 1000);
-    return () => { ev.close(); clearInterval(timer); clearTimeout(soon); };
+    return () => { ev.close(); clearInterval(timer); clearTimeout(soon); clearTimeout(stale.timer); if (sheet) sheet.close(); };
   };
 }
