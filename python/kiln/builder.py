@@ -9,7 +9,8 @@ import json
 JOB_FIELDS = ("show", "shot", "facility", "user", "priority", "max_cores", "env",
               "paused", "cwd", "depends")
 LAYER_FIELDS = ("chunk", "service", "cores", "memory", "gpus", "gpu_memory", "scratch",
-                "tags", "limits", "env", "retries", "timeout", "depends", "cwd")
+                "tags", "limits", "env", "retries", "timeout", "depends", "cwd",
+                "outputs", "bad_outputs")
 
 
 class Job(object):
@@ -30,7 +31,8 @@ class Job(object):
         directly); ``frames`` a frame set (``"1-100"``, ``"1-100x5"``,
         ``10``); the keyword arguments are the spec's layer fields
         (``chunk``, ``cores``, ``memory``, ``tags``, ``retries``,
-        ``timeout``, ``depends``, ...). A dependency on another layer is
+        ``timeout``, ``depends``, ``outputs``, ``bad_outputs``, ...). A
+        dependency on another layer is
         ``depends=["render"]`` or ``depends=[{"layer": "render",
         "per_frame": True}]``.
         """

@@ -205,6 +205,15 @@ class Frame(_Thing):
         ``exit_status``, ``exit_signal`` and ``reason``."""
         return self._client._t.get("/api/v1/frames/%s/attempts" % self.data["id"])["attempts"]
 
+    def thumbnail(self, output=0, attempt=None):
+        """The preview of one of the frame's outputs (``output`` 0 is the
+        first its layer declares) as JPEG bytes, of the latest attempt or of
+        ``attempt``. ``frame.data["outputs"]`` says what each output was
+        found to be and ``frame.data.get("flag")`` why the frame looks bad.
+        Raises NotFound where there is no preview."""
+        return self._client._t.get("/api/v1/frames/%s/outputs/%d/thumbnail"
+                                   % (self.data["id"], output), {"attempt": attempt})
+
     def _log_slice(self, offset, attempt):
         return self._client._t.get("/api/v1/frames/%s/log" % self.data["id"],
                                    {"offset": offset, "attempt": attempt})

@@ -126,6 +126,8 @@ def _pairs(query):
 def _decode(data, ctype):
     if "json" in ctype:
         return json.loads(data.decode("utf-8")) if data else None
+    if ctype.startswith("image/"):
+        return data
     return data.decode("utf-8", "replace")
 
 

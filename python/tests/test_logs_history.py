@@ -1,8 +1,12 @@
-"""A frame's log and attempts, history rows and CSV for pandas, hosts."""
+"""A frame's log and attempts, its outputs' previews, history rows and
+CSV for pandas, hosts."""
 
 import csv
 import io
+import os
+import struct
 import uuid
+import zlib
 
 import kiln
 from pytest import raises
@@ -40,6 +44,40 @@ def test_a_retried_frames_attempts_and_logs(farm, client):
         client.frame(job.name, "render/8")
     # Tailing an ended attempt yields its log and stops.
     assert "".join(frame.tail(poll=0.1)) == text
+
+
+def _png(path, grey):
+    """A 32x18 grey PNG, written with the standard library alone."""
+    w, h = 32, 18
+    raw = b"".join(b"\0" + bytes([grey]) * (3 * w) for _ in range(h))
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    os.chmod(path, 0o644)
+
+
+def test_outputs_previews_and_a_black_frame_flagged(farm, client, tmp_path):
+    for n, grey in ((1, 120), (2, 0)):
+        _png(str(tmp_path / ("src.%d.png" % n)), grey)
+    os.chmod(str(tmp_path), 0o755)
+    job = client.submit(kiln.Job("py-outputs-%s" % uuid.uuid4().hex[:6])
+                        .layer("beauty", command="cp %s/src.#FRAME#.png out.#FRAME#.png" % tmp_path,
+                               frames="1-2", outputs=["out.#FRAME#.png"]))
+    assert job.wait(timeout=60, poll=0.2).status == "FINISHED"
+    ok, black = sorted(job.frames(), key=lambda f: f.data["number"])
+    assert ok.data["outputs"][0]["state"] == "ok" and "flag" not in ok.data, ok.data
+    assert black.data["flag"] == "out.2.png is all black", black.data
+    jpeg = ok.thumbnail()
+    assert isinstance(jpeg, bytes) and jpeg[:2] == b"\xff\xd8", jpeg[:10]
+    assert black.thumbnail(attempt=1)[:2] == b"\xff\xd8"
+    with raises(kiln.NotFound) as e:
+        ok.thumbnail(output=3)
+    assert "no preview of output 3" in str(e.value)
 
 
 def test_history_rows_and_csv_for_pandas(farm, client):
