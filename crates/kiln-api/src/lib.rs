@@ -114,6 +114,8 @@ pub trait FarmApi: Send + Sync + 'static {
     /// The preview (a small JPEG) of one of a frame's outputs: for whoever
     /// may read the frame's log.
     async fn thumbnail(&self, who: Credentials, q: ThumbnailQuery) -> Result<Vec<u8>>;
+    /// A frame's memory and CPU over time: for whoever may read its log.
+    async fn usage(&self, who: Credentials, q: UsageQuery) -> Result<FrameUsage>;
     /// Lines of a job's logs matching a regular expression, with the frame
     /// each is from: whoever may read the job's logs may search them.
     async fn grep(&self, who: Credentials, q: GrepQuery) -> Result<GrepResult>;

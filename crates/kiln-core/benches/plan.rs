@@ -183,6 +183,7 @@ fn end(farm: &mut Farm, attempt: AttemptId, now: i64) {
                 max_rss_kb: 1 << 20,
                 cpu_ms: 1000,
                 log_size: 0,
+                usage: Vec::new(),
                 outputs: Vec::new(),
             }),
         },

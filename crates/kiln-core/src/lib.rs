@@ -14,6 +14,7 @@ pub mod link;
 pub mod model;
 pub mod output;
 pub mod sched;
+pub mod series;
 pub mod size;
 pub mod spec;
 pub mod structure;

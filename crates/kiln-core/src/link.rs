@@ -45,6 +45,8 @@ pub struct FrameEnded {
     pub log_size: u64,
     /// The layer's outputs, checked after a clean exit (else empty).
     pub outputs: Vec<FoundOutput>,
+    /// Its memory and CPU over time, as the worker sampled them.
+    pub usage: Vec<crate::series::UsageSample>,
 }
 
 /// One output as a worker found it, with its thumbnail (a small JPEG).

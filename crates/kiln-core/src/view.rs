@@ -407,6 +407,27 @@ pub struct LogQuery {
     pub max_bytes: u32,
 }
 
+/// A request for a frame's memory and CPU over time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageQuery {
+    pub job: String,
+    /// `layer/frame` or a frame id.
+    pub frame: String,
+    /// `None`: the latest attempt; else 1 for the first attempt.
+    pub attempt: Option<u32>,
+}
+
+/// An attempt's memory and CPU over time: while it runs, from its host's
+/// heartbeats (every few seconds); once ended, as its worker sampled it
+/// (every second, thinned to at most 120 points).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrameUsage {
+    /// 1 for the first attempt; 0: the frame has not run.
+    pub attempt: u32,
+    pub running: bool,
+    pub samples: Vec<crate::series::UsageSample>,
+}
+
 /// A request for the preview of one of a frame's outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ThumbnailQuery {

@@ -68,6 +68,9 @@ impl FarmApi for Slow {
     async fn thumbnail(&self, _: Credentials, _: ThumbnailQuery) -> Result<Vec<u8>> {
         none()
     }
+    async fn usage(&self, _: Credentials, _: UsageQuery) -> Result<FrameUsage> {
+        none()
+    }
     async fn history(&self, _: Credentials, _: HistoryQuery) -> Result<HistoryPage> {
         none()
     }

@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_api::FarmApi;
 use kiln_core::view::{
-    ActQuery, AttemptInfo, FrameDetail, GrepQuery, GrepResult, LogQuery, RunningFrame,
-    RunningQuery, ThumbnailQuery,
+    ActQuery, AttemptInfo, FrameDetail, FrameUsage, GrepQuery, GrepResult, LogQuery, RunningFrame,
+    RunningQuery, ThumbnailQuery, UsageQuery,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -26,6 +26,7 @@ pub(crate) fn routes<F: FarmApi>() -> Router<Arc<F>> {
             "/api/v1/frames/{id}/outputs/{n}/thumbnail",
             get(thumbnail::<F>),
         )
+        .route("/api/v1/frames/{id}/usage", get(usage::<F>))
         .route("/api/v1/frames/{id}/{action}", post(act::<F>))
         .route("/api/v1/running", get(running::<F>))
 }
@@ -232,6 +233,40 @@ pub(crate) async fn log<F: FarmApi>(
         attempt_id: s.attempt_id,
         frame_state: s.frame_state,
     })))
+}
+
+/// A frame's memory and CPU over time: of the latest attempt, or of
+/// `attempt`. While it runs, from its host's heartbeats; once ended, as
+/// its worker sampled it each second (thinned to at most 120 points).
+#[utoipa::path(get, path = "/api/v1/frames/{id}/usage", tag = "frames", params(
+        ("id" = i64, Path, description = "The frame's id"),
+        ("attempt" = Option<u32>, Query, description = "Which attempt (1 = the first); default the latest"),
+    ), responses(
+        (status = 200, body = FrameUsage),
+        Refusals,
+        (status = 404, description = "No such frame or attempt", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn usage<F: FarmApi>(
+    State(f): Api<F>,
+    Who(w): Who,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer<FrameUsage> {
+    let p = Params::parse(q.as_deref(), &["attempt"])?;
+    let id = frame_id(&id)?;
+    let attempt: Option<u32> = number(&p, "attempt")?;
+    let d = f.frame(w.clone(), id).await?;
+    Ok(Json(
+        f.usage(
+            w,
+            UsageQuery {
+                job: d.job_id.to_string(),
+                frame: id.to_string(),
+                attempt,
+            },
+        )
+        .await?,
+    ))
 }
 
 /// The preview of one of a frame's outputs: a JPEG at most 256 pixels a

@@ -20,7 +20,7 @@ use utoipa::OpenApi;
         whoami, server, jobs, submit, job, frames, act, hosts,
         layers::layers, layers::act, layers::grep,
         wrangle::priority, wrangle::max_cores, wrangle::unavoid,
-        frames::frame, frames::attempts, frames::log, frames::thumbnail, frames::act, frames::running,
+        frames::frame, frames::attempts, frames::log, frames::thumbnail, frames::usage, frames::act, frames::running,
         hosts::host, hosts::act, hosts::remove,
         history::history,
         farm::facilities, farm::put_facility, farm::rm_facility,

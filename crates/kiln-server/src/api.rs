@@ -364,6 +364,38 @@ impl<S: Store> FarmApi for Api<S> {
             .ok_or_else(none)
     }
 
+    async fn usage(&self, who: Credentials, q: UsageQuery) -> Result<FrameUsage> {
+        let caller = self.caller(&who)?;
+        let t = self
+            .ask(|tx| Request::LogTarget(caller, q.job.clone(), q.frame.clone(), tx))
+            .await?;
+        let Some(latest) = t.attempt else {
+            return Ok(FrameUsage {
+                attempt: 0,
+                running: false,
+                samples: Vec::new(),
+            });
+        };
+        let (attempt, number, running) = self.pick_attempt(&t, &q.frame, q.attempt, latest).await?;
+        if let Some(live) = t.live.filter(|_| number == latest.1 && running) {
+            return Ok(FrameUsage {
+                attempt: number,
+                running,
+                samples: live,
+            });
+        }
+        let logs = self.logs.clone();
+        let samples = tokio::task::spawn_blocking(move || logs.usage(attempt))
+            .await
+            .map_err(|e| Error::Internal(format!("reading usage failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("reading usage: {e}")))?;
+        Ok(FrameUsage {
+            attempt: number,
+            running,
+            samples,
+        })
+    }
+
     async fn grep(&self, who: Credentials, q: GrepQuery) -> Result<GrepResult> {
         let caller = self.caller(&who)?;
         let re = crate::grep::pattern(&q)?;

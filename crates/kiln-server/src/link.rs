@@ -183,6 +183,10 @@ impl WorkerLinkApi for Link {
     }
 }
 
+/// The most samples of an attempt's usage kept (the worker sends at most
+/// 121).
+const MAX_USAGE_POINTS: usize = 256;
+
 /// The largest thumbnail kept (a 256-pixel JPEG is some 10 to 30 KB).
 const MAX_THUMBNAIL: usize = 256 << 10;
 
@@ -203,6 +207,7 @@ async fn forward(
         // none of more than a preview's size: a worker's word is not trusted
         // with the server's disk.
         e.outputs.truncate(kiln_core::output::MAX_CHECKED);
+        e.usage.truncate(MAX_USAGE_POINTS);
         for o in &mut e.outputs {
             if o.thumbnail
                 .as_ref()
@@ -237,7 +242,7 @@ async fn forward(
         WorkerMsg::Ended(e) if !ours(&e.attempt) => {}
         WorkerMsg::Ended(e) => {
             logs.finish(e.attempt, e.log_size).await?;
-            logs.save_thumbnails(e).await?;
+            logs.save_extras(e).await?;
         }
         WorkerMsg::Register { .. } | WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
     }

@@ -87,23 +87,27 @@ impl LogWriter {
 }
 
 impl LogWriter {
-    /// Keeps an ended attempt's thumbnails beside its log, on the blocking
-    /// pool, and drops their bytes from the end: the farm keeps only
-    /// whether each exists.
-    pub async fn save_thumbnails(&self, e: &mut kiln_core::link::FrameEnded) -> io::Result<()> {
+    /// Keeps an ended attempt's thumbnails and its memory and CPU over
+    /// time beside its log, on the blocking pool, and drops them from the
+    /// end: the farm keeps only whether each thumbnail exists.
+    pub async fn save_extras(&self, e: &mut kiln_core::link::FrameEnded) -> io::Result<()> {
         let thumbs: Vec<(usize, Vec<u8>)> = e
             .outputs
             .iter_mut()
             .enumerate()
             .filter_map(|(i, o)| o.thumbnail.take().map(|t| (i, t)))
             .collect();
-        if thumbs.is_empty() {
+        let usage = std::mem::take(&mut e.usage);
+        if thumbs.is_empty() && usage.is_empty() {
             return Ok(());
         }
         let (logs, attempt) = (self.logs.clone(), e.attempt);
         tokio::task::spawn_blocking(move || {
             for (i, t) in thumbs {
                 logs.save_thumbnail(attempt, i, &t)?;
+            }
+            if !usage.is_empty() {
+                logs.save_usage(attempt, &usage)?;
             }
             Ok(())
         })

@@ -6,6 +6,7 @@
 //! rewrites the same bytes: writes are idempotent.
 
 use kiln_core::model::AttemptId;
+use kiln_core::series::UsageSample;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -62,6 +63,36 @@ impl LogStore {
         io::Write::write_all(&mut f, jpeg)?;
         f.sync_data()?;
         std::fs::rename(&tmp, &path)
+    }
+
+    /// `<attempt>.usage.json` beside the attempt's log.
+    pub fn usage_path(&self, attempt: AttemptId) -> PathBuf {
+        self.path(attempt)
+            .with_file_name(format!("{}.usage.json", attempt.0))
+    }
+
+    /// Keeps an ended attempt's memory and CPU over time, synced.
+    pub fn save_usage(&self, attempt: AttemptId, samples: &[UsageSample]) -> io::Result<()> {
+        let json = serde_json::to_vec(samples).map_err(io::Error::other)?;
+        let path = self.usage_path(attempt);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = File::create(&tmp)?;
+        io::Write::write_all(&mut f, &json)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// An ended attempt's memory and CPU over time; empty if its worker
+    /// sent none (or it was pruned).
+    pub fn usage(&self, attempt: AttemptId) -> io::Result<Vec<UsageSample>> {
+        match std::fs::read(self.usage_path(attempt)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// An output's thumbnail, or `Ok(None)` if there is none (or it was

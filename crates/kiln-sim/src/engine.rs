@@ -361,6 +361,7 @@ impl<'s> Sim<'s> {
             max_rss_kb: r.max_rss_kb,
             cpu_ms: (self.now - r.started) as u64 * threads,
             log_size: 0,
+            usage: Vec::new(),
             outputs: Vec::new(),
         };
         self.farm.worker_event(

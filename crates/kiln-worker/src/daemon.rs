@@ -166,6 +166,7 @@ impl Daemon {
             max_rss_kb: f.max_rss_kb,
             cpu_ms: f.cpu_ms,
             log_size,
+            usage: f.usage,
             outputs: f.outputs,
         };
         // Sent by the shipper once the log is: "every byte was sent before
@@ -208,6 +209,7 @@ impl Daemon {
                 max_rss_kb: 0,
                 cpu_ms: 0,
                 outputs: Vec::new(),
+                usage: Vec::new(),
             };
             self.ended(f, Some(out));
             return;

@@ -293,6 +293,7 @@ mod tests {
             max_rss_kb: 0,
             cpu_ms: 0,
             log_size: 10,
+            usage: Vec::new(),
             outputs: Vec::new(),
         }
     }

@@ -74,6 +74,7 @@ fn a_forged_log_chunk_or_end_from_another_connection_changes_nothing() {
                 max_rss_kb: 0,
                 cpu_ms: 0,
                 log_size: 0,
+                usage: Vec::new(),
                 // And a preview of it, to be kept on the server's disk.
                 outputs: vec![kiln_core::link::FoundOutput {
                     check: kiln_core::output::OutputCheck {

@@ -981,3 +981,78 @@ fn outputs_are_previewed_bad_frames_flagged_or_retried_and_both_survive_a_restar
         "{p}"
     );
 }
+
+#[test]
+fn a_frames_memory_and_cpu_over_time_live_and_after_it_ended() {
+    // Heartbeats every half second: a few while the frame runs.
+    let mut farm = Farm::start_tls_down(1, 2, "3s", &[]);
+    let admin = common::token_for(&farm.url()).unwrap();
+    let s = schema(&farm);
+    let mut c = Rest::connect(&farm, Version::H1, Some(&admin));
+    // About 40 MB held by the shell for three seconds (made with some CPU).
+    let cmd = "x=$(head -c 40000000 /dev/zero | tr '\\0' a); sleep 3; echo ${#x}";
+    let spec = json!({"name": "hungry", "layers": [{"name": "a", "command": cmd, "frames": "1"}]});
+    let sub = c.post("/api/v1/jobs", &[], &spec.to_string());
+    assert_eq!(sub.status, 201, "{sub:?}");
+    let job = sub.body["id"].to_string();
+    farm.wait_status(&job, "RUNNING", Duration::from_secs(20));
+    let id = farm.frames(&job)[0]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/frames/{id}/usage");
+    // Live, from the heartbeats.
+    let start = std::time::Instant::now();
+    let live = loop {
+        let u = get(&mut c, &s, "/api/v1/frames/{id}/usage", &path);
+        if u["samples"].as_array().unwrap().len() >= 2 {
+            break u;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no live samples: {u}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (live["running"].clone(), live["attempt"].clone()),
+        (json!(true), json!(1))
+    );
+    farm.wait_status(&job, "FINISHED", Duration::from_secs(30));
+    // Ended: the worker's own samples, each second, kept beside the log;
+    // read again after the server is SIGKILLed and back.
+    for restart in [false, true] {
+        if restart {
+            farm.kill_server();
+            farm.start_server();
+            c = Rest::connect(&farm, Version::H1, Some(&admin));
+        }
+        let u = get(&mut c, &s, "/api/v1/frames/{id}/usage", &path);
+        assert_eq!(u["running"], false, "{u}");
+        let samples = u["samples"].as_array().unwrap();
+        assert!(samples.len() >= 3, "{u}");
+        let t: Vec<i64> = samples.iter().map(|p| p["t"].as_i64().unwrap()).collect();
+        assert!(t.windows(2).all(|w| w[0] < w[1]), "{u}");
+        let cpu: Vec<u64> = samples
+            .iter()
+            .map(|p| p["cpu_ms"].as_u64().unwrap())
+            .collect();
+        assert!(
+            cpu.windows(2).all(|w| w[0] <= w[1]) && cpu[cpu.len() - 1] >= 50,
+            "{u}"
+        );
+        let peak = samples
+            .iter()
+            .map(|p| p["rss_kb"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        assert!(peak >= 30 << 10, "peak {peak} KiB: {u}");
+    }
+    // The first attempt by number, and one that never was.
+    let u = get(
+        &mut c,
+        &s,
+        "/api/v1/frames/{id}/usage",
+        &format!("{path}?attempt=1"),
+    );
+    assert_eq!(u["attempt"], 1);
+    let a = c.get(&format!("{path}?attempt=2"));
+    assert!(problem(&a, 404).contains("has no attempt 2"), "{a:?}");
+}

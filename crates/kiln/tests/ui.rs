@@ -251,6 +251,17 @@ fn a_wrangler_locks_a_host_and_a_change_made_elsewhere_shows_live() {
         assert_eq!(b.all("figure.chart").await.len(), 3);
         assert!(!b.all("figure.chart polyline").await.is_empty());
         b.shot("farm").await;
+        // The quiet frame's memory and CPU, live from its host's heartbeats.
+        let id = farm.frames("quiet")[0]["id"].as_i64().unwrap();
+        b.goto(&format!("/frames/{id}")).await;
+        b.wait_text("MEMORY AND CPU", Duration::from_secs(10)).await;
+        let start = std::time::Instant::now();
+        while b.all(".usage figure.chart polyline").await.is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(15), "no live memory chart");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        b.wait_text("Memory, attempt 1 (live)", Duration::from_secs(5)).await;
+        b.shot("frame-usage").await;
         // The light theme, kept for the next page.
         b.el("button[title='Light or dark theme']").await.click().await.unwrap();
         b.goto("/hosts").await;

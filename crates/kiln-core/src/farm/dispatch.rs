@@ -222,6 +222,7 @@ impl Farm {
                 grant,
                 rss_kb: 0,
                 alloc,
+                series: crate::series::Series::new(super::LIVE_POINTS),
             },
         );
         self.charge(id, job, layer, true);

@@ -203,7 +203,14 @@ struct InFlight {
     rss_kb: u64,
     /// The allocation its cores are counted in (the host's when it started).
     alloc: String,
+    /// Memory and CPU over time, from the heartbeats, for a frame's page
+    /// while it runs (the worker sends its own, finer, when it ends).
+    series: crate::series::Series,
 }
+
+/// Points kept of a running attempt's heartbeats: a few hundred bytes
+/// each, on farms that run tens of thousands at once.
+const LIVE_POINTS: usize = 24;
 
 #[derive(Debug)]
 struct HostEntry {
@@ -395,6 +402,7 @@ impl Farm {
                     grant,
                     rss_kb: 0,
                     alloc,
+                    series: crate::series::Series::new(LIVE_POINTS),
                 },
             );
             if let Some(layer) = farm.frames.get(&frame).map(|f| f.layer) {

@@ -471,6 +471,11 @@ impl Farm {
         self.in_flight.get(&id).map(|f| &f.attempt)
     }
 
+    /// A running attempt's memory and CPU over time, from its heartbeats.
+    pub fn live_usage(&self, id: AttemptId) -> Option<Vec<crate::series::UsageSample>> {
+        self.in_flight.get(&id).map(|f| f.series.points())
+    }
+
     pub fn hosts(&self) -> Vec<HostInfo> {
         self.hosts
             .values()

@@ -9,6 +9,7 @@ use crate::view::{DisplayState, JobStatus};
 
 mod events;
 mod outputs;
+mod usage;
 
 const SESSION: u64 = 1;
 
@@ -87,6 +88,7 @@ pub(super) fn end(farm: &mut Farm, session: u64, attempt: AttemptId, exit: Exit,
                 max_rss_kb: 1,
                 cpu_ms: 1,
                 log_size: 0,
+                usage: Vec::new(),
                 outputs: Vec::new(),
             }),
         },

@@ -45,7 +45,7 @@ impl Farm {
                         if let Some(h) = self.hosts.quiet_mut(&host) {
                             h.host.report.load = load;
                         }
-                        self.update_usage(&running);
+                        self.update_usage(&running, now);
                         self.send(host, ServerMsg::HeartbeatAck { seq });
                     }
                     WorkerMsg::Log { .. } => {}
@@ -185,7 +185,7 @@ impl Farm {
                 );
             }
         }
-        self.update_usage(&running);
+        self.update_usage(&running, now);
         // Registered must be the first message on the connection.
         let registered = Outgoing {
             host: id,
@@ -205,12 +205,20 @@ impl Farm {
         self.outgoing.insert(pos, registered);
     }
 
-    fn update_usage(&mut self, running: &[RunningFrame]) {
+    fn update_usage(&mut self, running: &[RunningFrame], now: Millis) {
         for r in running {
             if let Some(f) = self.in_flight.get_mut(&r.attempt) {
                 f.rss_kb = r.rss_kb;
                 f.attempt.max_rss_kb = f.attempt.max_rss_kb.max(r.max_rss_kb);
                 f.attempt.cpu_ms = f.attempt.cpu_ms.max(r.cpu_ms);
+                // A frame not sampled yet (just started) reports nothing.
+                if r.rss_kb > 0 || r.cpu_ms > 0 {
+                    f.series.push(crate::series::UsageSample {
+                        t: now,
+                        rss_kb: r.rss_kb,
+                        cpu_ms: r.cpu_ms,
+                    });
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use crate::{Error, Result};
 use kiln_core::link::{self, Exit, FoundOutput, FrameEnded, RunningFrame, ServerMsg, WorkerMsg};
 use kiln_core::model::*;
 use kiln_core::output::{OutputCheck, OutputState};
+use kiln_core::series::UsageSample;
 
 impl From<HostReport> for pb::HostReport {
     fn from(r: HostReport) -> Self {
@@ -95,6 +96,15 @@ impl From<FrameEnded> for pb::FrameEnded {
             cpu_ms: e.cpu_ms,
             log_size: e.log_size,
             rss_kb,
+            usage: e
+                .usage
+                .into_iter()
+                .map(|u| pb::UsageSample {
+                    t: u.t,
+                    rss_kb: u.rss_kb,
+                    cpu_ms: u.cpu_ms,
+                })
+                .collect(),
             outputs: e
                 .outputs
                 .into_iter()
@@ -132,6 +142,15 @@ fn frame_ended(e: pb::FrameEnded) -> Result<FrameEnded> {
         max_rss_kb: e.max_rss_kb,
         cpu_ms: e.cpu_ms,
         log_size: e.log_size,
+        usage: e
+            .usage
+            .into_iter()
+            .map(|u| UsageSample {
+                t: u.t,
+                rss_kb: u.rss_kb,
+                cpu_ms: u.cpu_ms,
+            })
+            .collect(),
         outputs,
     })
 }
@@ -384,6 +403,7 @@ mod tests {
                 max_rss_kb: 5 << 20,
                 cpu_ms: 0,
                 log_size: 0,
+                usage: Vec::new(),
                 outputs: Vec::new(),
             }),
             WorkerMsg::Ended(FrameEnded {
@@ -394,6 +414,18 @@ mod tests {
                 max_rss_kb: 0,
                 cpu_ms: 0,
                 log_size: 0,
+                usage: vec![
+                    UsageSample {
+                        t: 1_796_000_000_000,
+                        rss_kb: 1 << 20,
+                        cpu_ms: 5,
+                    },
+                    UsageSample {
+                        t: 1_796_000_001_000,
+                        rss_kb: 3 << 20,
+                        cpu_ms: 900,
+                    },
+                ],
                 outputs: vec![
                     FoundOutput {
                         check: OutputCheck {

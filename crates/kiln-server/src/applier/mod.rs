@@ -53,6 +53,8 @@ pub struct LogTarget {
     pub attempt: Option<(AttemptId, u32)>,
     pub running: bool,
     pub state: DisplayState,
+    /// The current attempt's memory and CPU over time, while it runs.
+    pub live: Option<Vec<kiln_core::series::UsageSample>>,
 }
 
 /// Who is calling, as the edge authenticated it, and from where.
@@ -561,6 +563,7 @@ impl<S: Store> Applier<S> {
                         running: f.state == FrameState::Running
                             || f.attempt.is_some_and(|a| farm.live_attempt(a).is_some()),
                         state: farm.display_state(f),
+                        live: f.attempt.and_then(|a| farm.live_usage(a)),
                     });
                 later(replies, tx, v)
             }

@@ -1,5 +1,6 @@
 // One frame: its attempts (host, times, exit, cause), what it rendered
-// (its outputs' previews, a flag if they look bad) and its log, which
+// (its outputs' previews, a flag if they look bad), its memory and CPU
+// over time (live while it runs), and its log, which
 // follows as it grows while the frame runs, with search, highlighting,
 // a jump to the first error, and a download.
 
@@ -12,6 +13,20 @@ import { liveState } from '../app.js';
 import { stateBadge } from './jobs.js';
 import { exitText, runtime } from './job.js';
 import { outputsSection } from './previews.js';
+import { lineChart } from '../chart.js';
+
+/** An attempt's memory and CPU (in cores: CPU time over wall time between
+ * samples) as two charts. */
+function usageCharts(u) {
+  const s = u.samples;
+  const mem = s.map((p) => [p.t, p.rss_kb]);
+  const cpu = s.slice(1).map((p, i) => [p.t, Math.max(0, (p.cpu_ms - s[i].cpu_ms) / Math.max(1, p.t - s[i].t))]);
+  const none = u.attempt ? (u.running ? 'No sample yet: the first comes within seconds.' : 'Its worker sent no samples (it ended within a second).') : 'It has not run yet.';
+  return [
+    lineChart(`Memory, attempt ${u.attempt || '–'}${u.running ? ' (live)' : ''}`, [{ name: 'resident', points: mem }], kib, none),
+    lineChart('CPU (cores busy)', [{ name: 'cores', points: cpu, color: '#3fa35b' }], (v) => (v >= 10 ? Math.round(v) : +v.toFixed(2)).toString(), s.length > 1 ? none : 'Too few samples yet to tell.'),
+  ];
+}
 
 /** Lines that read as errors, for "first error". */
 const ERROR = /\b(error|fatal|exception|traceback|segmentation fault|killed)\b/i;
@@ -22,6 +37,7 @@ export function frameView(id) {
     let d = await api(`/frames/${id}`);
     const head = h('section', { class: 'job-head' });
     const outBox = h('div', {});
+    const usageBox = h('div', { class: 'charts usage' });
     const attempts = new VTable();
     attempts.classList.add('short');
     const logBox = h('pre', { class: 'log', tabindex: 0, 'aria-label': 'Log' });
@@ -82,6 +98,14 @@ export function frameView(id) {
       if (follows.checked) logBox.scrollTop = logBox.scrollHeight;
     };
 
+    const readUsage = async () => {
+      try {
+        const u = await api(`/frames/${id}/usage${qs({ attempt })}`);
+        fill(usageBox, usageCharts(u));
+        return u;
+      } catch (e) { fill(usageBox, h('p', { class: 'muted' }, `Memory and CPU: ${e.message}`)); return null; }
+    };
+
     const readLog = async () => {
       for (;;) {
         const a = await api(`/frames/${id}/log${qs({ offset, attempt })}`);
@@ -108,13 +132,14 @@ export function frameView(id) {
       ], rowsOf(list.slice().reverse()));
       attempts.onrow = async (a) => {
         attempt = a.attempt; text = ''; offset = 0;
-        await readLog();
+        await Promise.all([readLog(), readUsage()]);
       };
     };
 
     search.addEventListener('input', () => drawLog());
     fill(main, head, outBox,
       h('section', {}, h('h3', {}, 'Attempts'), attempts),
+      h('section', {}, h('h3', {}, 'Memory and CPU'), usageBox),
       h('section', { class: 'log-section' },
         h('div', { class: 'toolbar' }, h('h3', {}, 'Log'), which, search, found,
           h('button', { onclick: () => {
@@ -135,7 +160,7 @@ export function frameView(id) {
     try { job = (await api(`/jobs/${d.job_id}`)).job; } catch (e) { job = null; }
     drawHead();
     await drawAttempts();
-    await readLog();
+    await Promise.all([readLog(), readUsage()]);
 
     // The log grows while the frame runs: read what is new every second.
     // Its state changes come as events.
@@ -145,9 +170,13 @@ export function frameView(id) {
       drawHead();
       drawAttempts();
       if (e.kind === 'frame.started') { attempt = null; text = ''; offset = 0; complete = false; }
+      readUsage();
     }, liveState);
+    let ticks = 0;
     const timer = setInterval(() => {
       if (!complete && attempt === null) readLog().catch(() => {});
+      // The live series grows with each heartbeat (every few seconds).
+      if (++ticks % 5 === 0 && d.frame.state === 'RUNNING' && attempt === null) readUsage();
     }, 1000);
     return () => { ev.close(); clearInterval(timer); };
   };

@@ -191,6 +191,7 @@ impl Runner {
                 pgid: run.tree.pgid,
                 members: run.tree.cgroup.as_ref().map(|c| c.members_file()),
                 usage: Usage::default(),
+                series: kiln_core::series::Series::new(super::USAGE_POINTS),
                 stop: None,
                 finishing: false,
                 kill_now: false,

@@ -137,6 +137,10 @@ pub struct Launch {
     pub outputs: Vec<String>,
 }
 
+/// Points kept of a frame's memory and CPU over time (sampled once a
+/// second, thinned as it runs on): a few KB per running frame.
+pub(super) const USAGE_POINTS: usize = 120;
+
 /// How a frame ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
@@ -173,6 +177,8 @@ pub struct Finished {
     pub cpu_ms: u64,
     /// The declared outputs as found, after a clean exit.
     pub outputs: Vec<kiln_core::link::FoundOutput>,
+    /// Memory and CPU over time, sampled once a second and thinned.
+    pub usage: Vec<kiln_core::series::UsageSample>,
 }
 
 /// What a running frame's tree (its cgroup, else its process group) uses,
@@ -231,6 +237,8 @@ struct Slot {
     /// over the whole tree, processes that left its group included.
     members: Option<PathBuf>,
     usage: Usage,
+    /// `usage` over time.
+    series: kiln_core::series::Series,
     /// Set once the runner decided to end the frame; it then ends this way
     /// whatever its exit status.
     stop: Option<Exit>,
@@ -335,6 +343,7 @@ impl Runner {
                     pgid: 0,
                     members: None,
                     usage: Usage::default(),
+                    series: kiln_core::series::Series::new(USAGE_POINTS),
                     stop: None,
                     finishing: false,
                     kill_now: false,

@@ -47,6 +47,7 @@ pub(super) fn run_job(job: Job) {
                 max_rss_kb: 0,
                 cpu_ms: 0,
                 outputs: Vec::new(),
+                usage: Vec::new(),
             });
         }
     }
@@ -224,6 +225,7 @@ fn end_unstarted(
         max_rss_kb: 0,
         cpu_ms: 0,
         outputs: Vec::new(),
+        usage: Vec::new(),
     };
     if let Some(mut log) = log {
         let _ = log.write_all(footer(&f, l.timeout, l.memory_limit_kb).as_bytes());

@@ -92,14 +92,14 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
     // Nothing of the frame runs on once its main process is gone.
     let end = r.tree.finish().await;
     let ended = SystemTime::now();
-    let (stop, sampled) = {
+    let (stop, sampled, series) = {
         let mut st = inner.lock();
         match st.frames.get_mut(&r.attempt) {
             Some(s) => {
                 s.finishing = true;
-                (s.stop.clone(), s.usage)
+                (s.stop.clone(), s.usage, s.series.points())
             }
-            None => (None, Usage::default()),
+            None => (None, Usage::default(), Vec::new()),
         }
     };
     let exit = stop.unwrap_or_else(|| match end.status {
@@ -134,6 +134,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
         max_rss_kb: end.max_rss_kb.max(sampled.max_rss_kb),
         cpu_ms: end.cpu_ms.max(sampled.cpu_ms),
         outputs,
+        usage: series,
     };
     let mut log = r.log;
     if let Err(e) = log.write_all(footer(&finished, r.timeout, r.memory_limit_kb).as_bytes()) {
@@ -246,6 +247,7 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
         else {
             continue;
         };
+        let now = super::logfile::now_ms();
         let mut st = inner.lock();
         for s in st.frames.values_mut().filter(|s| !s.finishing) {
             if let Some(g) = groups.get(&s.pgid) {
@@ -253,6 +255,11 @@ pub(super) async fn sample_loop(inner: Arc<Inner>) {
                 s.usage.max_rss_kb = s.usage.max_rss_kb.max(g.rss_kb);
                 // Reaped children leave the sum; never report CPU going back.
                 s.usage.cpu_ms = s.usage.cpu_ms.max(g.cpu_ms);
+                s.series.push(kiln_core::series::UsageSample {
+                    t: now,
+                    rss_kb: g.rss_kb,
+                    cpu_ms: s.usage.cpu_ms,
+                });
                 // The server reserved this much for it on this host; more
                 // would take memory other frames were promised. The same
                 // path as a kill: SIGTERM, then SIGKILL after the grace.

@@ -158,6 +158,7 @@ impl SimHost {
             max_rss_kb: f.max_rss_kb,
             cpu_ms: cpu_ms(f.launched.elapsed(), f.cores),
             log_size: 0,
+            usage: Vec::new(),
             outputs: Vec::new(),
         };
         ended.log_size = log_text(&self.report.name, &ended).len() as u64;

@@ -167,12 +167,18 @@ impl Farm {
 
     /// [`Farm::start_tls`] with `extra` arguments to `kiln server`.
     pub fn start_tls_with(workers: usize, cores: u32, extra: &[&str]) -> Farm {
+        Farm::start_tls_down(workers, cores, "60s", extra)
+    }
+
+    /// [`Farm::start_tls_with`], hosts down after `down_after` of silence
+    /// (and heartbeats a sixth of that apart).
+    pub fn start_tls_down(workers: usize, cores: u32, down_after: &str, extra: &[&str]) -> Farm {
         let mut farm = Farm {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             server: None,
             workers: Vec::new(),
-            down_after: "60s".into(),
+            down_after: down_after.into(),
             join: None,
             tls: true,
         };

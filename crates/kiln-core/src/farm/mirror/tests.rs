@@ -250,6 +250,7 @@ impl World {
                         max_rss_kb: 1 << 20,
                         cpu_ms: 10,
                         log_size: 0,
+                        usage: Vec::new(),
                         outputs: Vec::new(),
                     }),
                 );

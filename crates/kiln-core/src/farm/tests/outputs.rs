@@ -47,6 +47,7 @@ fn end_with(farm: &mut Farm, attempt: AttemptId, outputs: Vec<FoundOutput>, now:
                 max_rss_kb: 1,
                 cpu_ms: 1,
                 log_size: 0,
+                usage: Vec::new(),
                 outputs,
             }),
         },
