@@ -1,11 +1,13 @@
 //! The farm over time: the committed gauges sampled every so often and
-//! kept for a day, in memory, for the wrangler's charts in the web UI
-//! (`GET /api/v1/farm/history`). A restart starts the charts afresh;
-//! Prometheus (`/metrics`) is where a long record belongs.
+//! kept for a day, for the wrangler's charts in the web UI
+//! (`GET /api/v1/farm/history`): read from memory, written to the store as
+//! they are taken, so the charts survive a restart. Prometheus
+//! (`/metrics`) is where a long record belongs.
 
 use crate::committed::Committed;
 use kiln_core::model::Millis;
 use kiln_core::view::FarmSample;
+use kiln_store::Store;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,15 +49,50 @@ impl FarmHistory {
     }
 }
 
-/// Samples `committed` into `history` now and every `every` after, until
-/// the runtime stops.
-pub(crate) fn spawn_sampler(history: Arc<FarmHistory>, committed: Committed, every: Duration) {
+impl FarmHistory {
+    /// Takes back the samples of the last day from the store (a server
+    /// that restarts keeps its charts).
+    pub async fn restore<S: Store>(&self, store: &S) -> Result<(), kiln_store::Error> {
+        let since = crate::now_ms() - KEEP_FOR.as_millis() as Millis;
+        for s in store.farm_samples(since).await? {
+            self.push(s);
+        }
+        Ok(())
+    }
+}
+
+/// Samples `committed` into `history` and the store now and every `every`
+/// after, until the runtime stops; samples past a day are pruned from the
+/// store now and then.
+pub(crate) fn spawn_sampler<S: Store>(
+    history: Arc<FarmHistory>,
+    committed: Committed,
+    every: Duration,
+    store: Arc<S>,
+) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        let every = every.max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut taken: u64 = 0;
         loop {
             tick.tick().await;
-            history.push(FarmSample::of(crate::now_ms(), &committed.metrics()));
+            let now = crate::now_ms();
+            let s = FarmSample::of(now, &committed.metrics());
+            history.push(s.clone());
+            // Lost only on a failing disk, which the applier's commits
+            // report: the charts miss a point, nothing else does.
+            if let Err(e) = store.save_farm_sample(&s).await {
+                tracing::warn!("cannot keep a sample of the farm: {e}");
+            }
+            // About once an hour (and at the start).
+            if taken.is_multiple_of((3600_000 / every.as_millis().max(1) as u64).max(1)) {
+                let before = now - KEEP_FOR.as_millis() as Millis;
+                if let Err(e) = store.prune_farm_samples(before).await {
+                    tracing::warn!("cannot prune the farm's old samples: {e}");
+                }
+            }
+            taken += 1;
         }
     });
 }

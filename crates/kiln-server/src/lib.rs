@@ -231,6 +231,7 @@ pub async fn serve(
         webhooks::Webhooks::start(store.clone(), hub.clone(), recorder.clone(), gate.clone())
             .await?;
     let history = Arc::new(history::FarmHistory::new(config.sample_every));
+    history.restore(&*store).await?;
     let api = api::Api {
         webhooks,
         tx: tx.clone(),
@@ -245,7 +246,12 @@ pub async fn serve(
         metrics_public: config.metrics_public,
         history: history.clone(),
     };
-    history::spawn_sampler(history, applier.committed(), config.sample_every);
+    history::spawn_sampler(
+        history,
+        applier.committed(),
+        config.sample_every,
+        api.store.clone(),
+    );
     let (fatal, mut failed) = mpsc::unbounded_channel();
     let link = link::Link {
         tx: tx.clone(),

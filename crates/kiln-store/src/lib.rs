@@ -20,7 +20,7 @@ use kiln_core::auth::identity;
 use kiln_core::event::{Event, EventFilter};
 use kiln_core::model::{Attempt, AttemptId, Frame, FrameId, Host, Job, JobId, Layer, Millis};
 use kiln_core::structure::{Change, Record};
-use kiln_core::view::{HistoryQuery, HistoryRow};
+use kiln_core::view::{FarmSample, HistoryQuery, HistoryRow};
 use kiln_core::webhook::{Delivery, DeliveryQuery, Webhook};
 
 /// What the server needs from durable storage.
@@ -91,6 +91,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes delivery tries made before `before`; returns how many went.
     async fn prune_deliveries(&self, before: Millis) -> Result<u64>;
+
+    /// Keeps one sample of the farm's gauges, durably (one taken at the
+    /// same millisecond as a kept one replaces it).
+    async fn save_farm_sample(&self, sample: &FarmSample) -> Result<()>;
+
+    /// The samples taken at or after `since`, oldest first.
+    async fn farm_samples(&self, since: Millis) -> Result<Vec<FarmSample>>;
+
+    /// Deletes the samples taken before `before`; returns how many went.
+    async fn prune_farm_samples(&self, before: Millis) -> Result<u64>;
 }
 
 /// Records to write together. Each record replaces the stored record with

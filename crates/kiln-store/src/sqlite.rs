@@ -11,6 +11,7 @@ mod structure;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod samples;
 mod webhooks;
 mod write;
 
@@ -18,7 +19,7 @@ use crate::{Batch, Error, Image, Result, Store};
 use kiln_core::auth::audit::{AuditQuery, AuditRecord};
 use kiln_core::event::{Event, EventFilter};
 use kiln_core::model::{Attempt, AttemptId, FrameId, Millis};
-use kiln_core::view::{HistoryQuery, HistoryRow};
+use kiln_core::view::{FarmSample, HistoryQuery, HistoryRow};
 use kiln_core::webhook::{Delivery, DeliveryQuery, Webhook};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -200,5 +201,20 @@ impl Store for SqliteStore {
     async fn prune_deliveries(&self, before: Millis) -> Result<u64> {
         let mut writer = self.writer.lock().await;
         webhooks::prune(&mut writer, before).await
+    }
+
+    async fn save_farm_sample(&self, sample: &FarmSample) -> Result<()> {
+        let mut writer = self.writer.lock().await;
+        samples::save(&mut writer, sample).await
+    }
+
+    async fn farm_samples(&self, since: Millis) -> Result<Vec<FarmSample>> {
+        let mut conn = self.readers.acquire().await?;
+        samples::since(&mut conn, since).await
+    }
+
+    async fn prune_farm_samples(&self, before: Millis) -> Result<u64> {
+        let mut writer = self.writer.lock().await;
+        samples::prune(&mut writer, before).await
     }
 }

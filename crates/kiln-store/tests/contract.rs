@@ -50,6 +50,7 @@ contract_tests!(Sqlite::fresh();
     archive_and_purge,
     events_outbox,
     webhooks_and_deliveries,
+    farm_samples_over_time,
     running_attempts_only,
     max_ids,
     big_batch,

@@ -502,4 +502,21 @@ fn the_farm_is_sampled_over_time_for_the_charts() {
     );
     let (status, ..) = get(&farm, "/api/v1/farm/history", None);
     assert_eq!(status, 401);
+    // Kept in the store as they are taken: a server SIGKILLed and started
+    // again still draws the charts from before.
+    farm.kill_server();
+    farm.start_server_with(&["--sample-every", "1s"], None);
+    let (status, _, body) = get(&farm, "/api/v1/farm/history", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let after: Vec<i64> = v["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["at"].as_i64().unwrap())
+        .collect();
+    assert!(
+        at.iter().all(|t| after.contains(t)),
+        "the samples before the restart, {at:?}, are in {after:?}"
+    );
 }

@@ -7,6 +7,7 @@ pub mod fixtures;
 mod history;
 mod identity;
 mod retention;
+mod samples;
 mod structure;
 pub mod timings;
 mod webhooks;
@@ -15,6 +16,7 @@ pub use events::events_outbox;
 pub use history::history_export;
 pub use identity::{audit_goes_with_its_batch, identity_changes_apply_in_order};
 pub use retention::archive_and_purge;
+pub use samples::farm_samples_over_time;
 pub use structure::structure_changes_apply_in_order;
 pub use webhooks::webhooks_and_deliveries;
 
