@@ -86,7 +86,7 @@ pub(crate) fn spawn_sampler<S: Store>(
                 tracing::warn!("cannot keep a sample of the farm: {e}");
             }
             // About once an hour (and at the start).
-            if taken.is_multiple_of((3600_000 / every.as_millis().max(1) as u64).max(1)) {
+            if taken.is_multiple_of((3_600_000 / every.as_millis().max(1) as u64).max(1)) {
                 let before = now - KEEP_FOR.as_millis() as Millis;
                 if let Err(e) = store.prune_farm_samples(before).await {
                     tracing::warn!("cannot prune the farm's old samples: {e}");

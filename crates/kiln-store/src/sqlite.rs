@@ -7,11 +7,11 @@ mod identity;
 mod keyed;
 mod read;
 mod retention;
+mod samples;
 mod structure;
 mod tables;
 #[cfg(test)]
 mod tests;
-mod samples;
 mod webhooks;
 mod write;
 

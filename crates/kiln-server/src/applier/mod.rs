@@ -997,6 +997,21 @@ mod tests {
         async fn prune_deliveries(&self, before: i64) -> kiln_store::Result<u64> {
             self.inner.prune_deliveries(before).await
         }
+        async fn save_farm_sample(
+            &self,
+            s: &kiln_core::view::FarmSample,
+        ) -> kiln_store::Result<()> {
+            self.inner.save_farm_sample(s).await
+        }
+        async fn farm_samples(
+            &self,
+            since: i64,
+        ) -> kiln_store::Result<Vec<kiln_core::view::FarmSample>> {
+            self.inner.farm_samples(since).await
+        }
+        async fn prune_farm_samples(&self, before: i64) -> kiln_store::Result<u64> {
+            self.inner.prune_farm_samples(before).await
+        }
     }
 
     #[tokio::test]
