@@ -300,6 +300,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn previews_and_usage_are_kept_beside_the_log_and_pruned_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::new(dir.path().to_path_buf()).unwrap();
+        let (old, new) = (AttemptId(10_001), AttemptId(10_002));
+        for a in [old, new] {
+            logs.write(a, 0, b"x").unwrap();
+            logs.close(a, 1).unwrap();
+            logs.save_thumbnail(a, 0, b"jpeg0").unwrap();
+            logs.save_thumbnail(a, 3, b"jpeg3").unwrap();
+            let s = UsageSample {
+                t: 1,
+                rss_kb: 2,
+                cpu_ms: 3,
+            };
+            logs.save_usage(a, &[s, s]).unwrap();
+        }
+        assert_eq!(
+            logs.thumbnail(old, 3).unwrap().as_deref(),
+            Some(&b"jpeg3"[..])
+        );
+        assert_eq!(logs.thumbnail(old, 1).unwrap(), None);
+        assert_eq!(logs.usage(old).unwrap().len(), 2);
+        assert!(logs.usage(AttemptId(7)).unwrap().is_empty());
+        // Everything of the attempts that ended before the cut goes.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cut = std::time::SystemTime::now();
+        assert_eq!(
+            logs.prune(cut).unwrap(),
+            8,
+            "two logs, four previews, two series"
+        );
+        assert_eq!(logs.thumbnail(new, 0).unwrap(), None);
+        assert!(logs.usage(old).unwrap().is_empty());
+        let left: Vec<_> = std::fs::read_dir(logs.path(old).parent().unwrap())
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
     fn writes_are_idempotent_and_close_trims() {
         let dir = tempfile::tempdir().unwrap();
         let logs = LogStore::new(dir.path().to_path_buf()).unwrap();
