@@ -8,7 +8,6 @@
 pub mod cgroup;
 mod daemon;
 mod logship;
-pub mod outputs;
 pub mod session;
 
 pub mod host;

@@ -132,7 +132,7 @@ pub struct Launch {
     pub memory_limit_kb: Option<u64>,
     /// The local log file to create.
     pub log_path: PathBuf,
-    /// Outputs to check after a clean exit (see [`crate::outputs`]);
+    /// Outputs to check after a clean exit (see `kiln_preview`);
     /// relative paths are in the frame's directory.
     pub outputs: Vec<String>,
 }

@@ -120,7 +120,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
     // exit: a frame that failed is retried whatever it left.
     let outputs = if exit == Exit::Exited(0) && !r.outputs.is_empty() {
         let (list, as_root) = (r.outputs, unsafe { libc::geteuid() } == 0);
-        tokio::task::spawn_blocking(move || crate::outputs::check_all(&list, as_root))
+        tokio::task::spawn_blocking(move || kiln_preview::check_all(&list, as_root))
             .await
             .unwrap_or_default()
     } else {

@@ -4,7 +4,12 @@
 //!
 //! Blocking and CPU-bound (an EXR of a 4K frame takes a good part of a
 //! second): run it on the blocking pool. Judging what was found (missing,
-//! black, a flicker) is `kiln_core::output`'s, not this module's.
+//! black, a flicker) is `kiln_core::output`'s, not this crate's.
+//!
+//! A crate of its own, with no generic in its API, so that the image
+//! decoders' code is instantiated here and laid out together in the binary,
+//! away from the worker's idle loop: interleaved with it, it cost the idle
+//! worker a megabyte of code pages (bench/targets.sh).
 
 use image::{DynamicImage, ImageReader, Limits};
 use kiln_core::link::FoundOutput;
