@@ -70,6 +70,8 @@ struct Daemon {
     last_activity: Instant,
     /// Code pages were dropped since then (once per idle period).
     trimmed: bool,
+    /// The mappings the trim cut into pieces, rejoined when work comes.
+    cut: Vec<(usize, usize)>,
 }
 
 impl Daemon {
@@ -126,6 +128,7 @@ impl Daemon {
     fn active(&mut self) {
         self.last_activity = Instant::now();
         self.trimmed = false;
+        crate::trim::rejoin(&std::mem::take(&mut self.cut));
     }
 
     /// Once per idle period: drop the code pages the work mapped.
@@ -135,11 +138,14 @@ impl Daemon {
         }
         self.trimmed = true;
         match crate::trim::code_pages() {
-            Ok(t) => tracing::debug!(
-                mappings = t.mappings,
-                kb = t.kb,
-                "idle: dropped the binary's mapped pages"
-            ),
+            Ok(t) => {
+                tracing::debug!(
+                    mappings = t.mappings,
+                    kb = t.kb,
+                    "idle: dropped the binary's mapped pages"
+                );
+                self.cut = t.cut;
+            }
             Err(e) => tracing::debug!("idle: cannot trim code pages: {e}"),
         }
     }
@@ -284,6 +290,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         lease_written: None,
         last_activity: Instant::now(),
         trimmed: false,
+        cut: Vec::new(),
     };
     // Frames an earlier run left run on under this one (or are killed if
     // they cannot be taken over); Register lists them, and the server says

@@ -24,15 +24,58 @@
 //! mapped by every process anyway. It runs once per idle period, never in a
 //! loop, and costs the first frame after it a few hundred microseconds of
 //! minor faults at most (`bench/targets.sh` measures that frame's start).
+//!
+//! Mapped back how: the kernel maps a faulting code page together with its
+//! neighbours in the page cache, up to 64 KiB around it, but never past
+//! the mapping's own bounds. The idle loop's functions are spread over the
+//! binary (the linker lays crates out together, not by use), so 64 KiB
+//! windows mapped most of a megabyte more for every few functions the
+//! binary grew by. While idle, a dropped mapping is therefore cut into
+//! 16 KiB pieces, by giving every other piece another readahead hint
+//! (`MADV_RANDOM`: a flag that only affects reading ahead, which code in
+//! the page cache never needs), so each fault maps at most 16 KiB. When
+//! work comes back, [`rejoin`] makes it one mapping again (a few hundred
+//! pieces would otherwise be copied by every fork).
 
 use std::os::unix::fs::MetadataExt;
 
 /// What a trim dropped.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Trimmed {
     pub mappings: usize,
     /// Resident KiB those mappings had.
     pub kb: u64,
+    /// The mappings cut into pieces, for [`rejoin`].
+    pub cut: Vec<(usize, usize)>,
+}
+
+/// The pieces a dropped mapping is cut into while idle.
+const PIECE: usize = 16 << 10;
+
+/// Makes each mapping in `cut` one mapping again, as before [`code_pages`]
+/// cut it (the kernel merges pieces whose flags are the same again).
+pub fn rejoin(cut: &[(usize, usize)]) {
+    for &(start, end) in cut {
+        // SAFETY: a readahead hint on a range of our own mapping; it
+        // changes no content and no protection.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_NORMAL);
+        }
+    }
+}
+
+/// Cuts `start..end` into [`PIECE`]-sized mappings: every other piece gets
+/// another readahead hint, and mappings whose flags differ stay apart.
+fn cut(start: usize, end: usize) {
+    let mut at = start + PIECE;
+    while at < end {
+        let len = PIECE.min(end - at);
+        // SAFETY: as in `rejoin`.
+        unsafe {
+            libc::madvise(at as *mut libc::c_void, len, libc::MADV_RANDOM);
+        }
+        at += 2 * PIECE;
+    }
 }
 
 /// Drops the clean pages of the running binary's read-only mappings.
@@ -57,6 +100,7 @@ pub fn code_pages() -> std::io::Result<Trimmed> {
             },
             _ => continue,
         };
+        let whole = runs == [(m.start, m.end)];
         let mut dropped = false;
         for (start, end) in runs {
             // SAFETY: a range of a private mapping of the binary's file
@@ -71,6 +115,12 @@ pub fn code_pages() -> std::io::Result<Trimmed> {
         if dropped {
             done.mappings += 1;
             done.kb += m.rss_kb - m.anonymous_kb.unwrap_or(0);
+            // Only a mapping that is all the file's: one with copied pages
+            // is left as it is.
+            if whole {
+                cut(m.start, m.end);
+                done.cut.push((m.start, m.end));
+            }
         }
     }
     Ok(done)
@@ -242,6 +292,59 @@ Rss:                  12 kB
         let greet: Box<dyn Fn(&str) -> String> = Box::new(|w| format!("hello {w}"));
         assert_eq!(greet("again"), "hello again");
         assert_eq!(parses_back(), 4);
+        rejoin(&t.cut);
+    }
+
+    /// The binary's mappings as `/proc/self/maps` lists them.
+    fn own_mappings() -> usize {
+        let ino = std::fs::metadata("/proc/self/exe").unwrap().ino();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        parse(&smaps).iter().filter(|m| m.inode == ino).count()
+    }
+
+    #[test]
+    fn a_cut_mapping_faults_in_pieces_and_is_one_again_when_rejoined() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), vec![7u8; 1 << 20]).unwrap();
+        let f = std::fs::File::open(file.path()).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh read-only private mapping of our own file.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                1 << 20,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let (start, end) = (base as usize, base as usize + (1 << 20));
+        let ours = || {
+            let mut n = 0;
+            let mut resident = 0;
+            for m in parse(&std::fs::read_to_string("/proc/self/smaps").unwrap()) {
+                if m.start >= start && m.end <= end {
+                    n += 1;
+                    resident += m.rss_kb;
+                }
+            }
+            (n, resident)
+        };
+        let touch = |at: usize| unsafe { std::ptr::read_volatile((start + at) as *const u8) };
+        cut(start, end);
+        assert_eq!(ours().0, 64, "1 MiB in 16 KiB pieces");
+        for at in (0..1 << 20).step_by(256 << 10) {
+            assert_eq!(touch(at + 4096), 7);
+        }
+        let (_, resident) = ours();
+        assert!(resident <= 4 * 16, "{resident} KiB for four faults");
+        rejoin(&[(start, end)]);
+        assert_eq!(ours().0, 1, "one mapping again");
+        assert_eq!(touch(12345), 7);
+        unsafe { libc::munmap(base, 1 << 20) };
+        assert!(own_mappings() >= 1);
     }
 
     #[inline(never)]
