@@ -54,15 +54,7 @@ impl LogStore {
     /// Keeps an output's thumbnail, synced: the attempt's end, which says
     /// it exists, is committed after this returns.
     pub fn save_thumbnail(&self, attempt: AttemptId, output: usize, jpeg: &[u8]) -> io::Result<()> {
-        let path = self.thumbnail_path(attempt, output);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, jpeg)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &path)
+        write_whole(&self.thumbnail_path(attempt, output), jpeg)
     }
 
     /// `<attempt>.usage.json` beside the attempt's log.
@@ -74,15 +66,7 @@ impl LogStore {
     /// Keeps an ended attempt's memory and CPU over time, synced.
     pub fn save_usage(&self, attempt: AttemptId, samples: &[UsageSample]) -> io::Result<()> {
         let json = serde_json::to_vec(samples).map_err(io::Error::other)?;
-        let path = self.usage_path(attempt);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, &json)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &path)
+        write_whole(&self.usage_path(attempt), &json)
     }
 
     /// An ended attempt's memory and CPU over time; empty if its worker
@@ -293,6 +277,19 @@ fn read_at(path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0; n];
     file.read_exact_at(&mut buf, offset)?;
     Ok(buf)
+}
+
+/// Writes a file whole and synced, or not at all (a crash leaves at most
+/// a `.tmp` beside it, pruned with the attempt's log).
+fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    io::Write::write_all(&mut f, bytes)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

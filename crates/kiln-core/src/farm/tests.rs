@@ -62,6 +62,14 @@ pub(super) fn submit(farm: &mut Farm, yaml: &str, now: Millis) -> JobId {
 
 /// One scheduling pass; returns the launches it produced as (attempt, label).
 pub(super) fn schedule(farm: &mut Farm, now: Millis) -> Vec<(AttemptId, String)> {
+    launches_whole(farm, now)
+        .into_iter()
+        .map(|l| (l.attempt, l.frame_label))
+        .collect()
+}
+
+/// One scheduling pass; the launches it produced, whole.
+pub(super) fn launches_whole(farm: &mut Farm, now: Millis) -> Vec<crate::link::Launch> {
     // As the server does: no pass when nothing could start.
     if let Some(snap) = farm.snapshot(now) {
         let plan = sched::plan(snap);
@@ -70,7 +78,7 @@ pub(super) fn schedule(farm: &mut Farm, now: Millis) -> Vec<(AttemptId, String)>
     farm.take_outgoing()
         .into_iter()
         .filter_map(|o| match o.msg {
-            ServerMsg::Launch(l) => Some((l.attempt, l.frame_label)),
+            ServerMsg::Launch(l) => Some(l),
             _ => None,
         })
         .collect()

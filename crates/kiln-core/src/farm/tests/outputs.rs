@@ -2,22 +2,8 @@
 //! and what a bad output does to its frame.
 
 use super::*;
-use crate::link::{FoundOutput, Launch, ServerMsg};
+use crate::link::FoundOutput;
 use crate::output::{OutputCheck, OutputState};
-
-fn launches(farm: &mut Farm, now: Millis) -> Vec<Launch> {
-    if let Some(snap) = farm.snapshot(now) {
-        let plan = sched::plan(snap);
-        farm.apply_plan(&plan, now);
-    }
-    farm.take_outgoing()
-        .into_iter()
-        .filter_map(|o| match o.msg {
-            ServerMsg::Launch(l) => Some(l),
-            _ => None,
-        })
-        .collect()
-}
 
 fn found(path: &str, state: OutputState, brightness: Option<f32>) -> FoundOutput {
     FoundOutput {
@@ -63,7 +49,7 @@ fn a_launch_asks_for_each_output_of_each_frame_of_its_chunk() {
         "name: j\nlayers:\n  - name: r\n    command: render\n    frames: 1-3\n    chunk: 2\n    outputs: [\"out/#LAYER#.#ZFRAME#.exr\", \"/abs/#FRAME#.png\"]\n",
         0,
     );
-    let mut ls = launches(&mut farm, 1);
+    let mut ls = launches_whole(&mut farm, 1);
     ls.sort_by_key(|l| l.number);
     assert_eq!(
         ls[0].outputs,
@@ -85,7 +71,7 @@ fn an_all_black_output_fails_its_frame_where_the_layer_asks_and_it_is_retried() 
         "name: j\nlayers:\n  - {name: r, command: render, frames: 1, retries: 1, outputs: [a.png], bad_outputs: fail}\n",
         0,
     );
-    let l = launches(&mut farm, 1).remove(0);
+    let l = launches_whole(&mut farm, 1).remove(0);
     end_with(
         &mut farm,
         l.attempt,
@@ -99,7 +85,7 @@ fn an_all_black_output_fails_its_frame_where_the_layer_asks_and_it_is_retried() 
     assert_eq!(f.outputs[0].state, OutputState::Black);
     // Its second attempt renders properly: it succeeds, and what the
     // frame shows is that attempt's output.
-    let l = launches(&mut farm, 3).remove(0);
+    let l = launches_whole(&mut farm, 3).remove(0);
     end_with(
         &mut farm,
         l.attempt,
@@ -120,7 +106,7 @@ fn a_bad_output_only_flags_its_frame_by_default() {
         "name: j\nlayers:\n  - {name: r, command: render, frames: 1, outputs: [a.png]}\n",
         0,
     );
-    let l = launches(&mut farm, 1).remove(0);
+    let l = launches_whole(&mut farm, 1).remove(0);
     end_with(
         &mut farm,
         l.attempt,
@@ -162,7 +148,7 @@ fn a_frame_unlike_both_its_neighbours_is_flagged_as_a_flicker() {
         "name: j\nlayers:\n  - {name: r, command: render, frames: 1-4, outputs: [a.exr]}\n",
         0,
     );
-    let mut ls = launches(&mut farm, 1);
+    let mut ls = launches_whole(&mut farm, 1);
     ls.sort_by_key(|l| l.number);
     for (l, b) in ls.iter().zip([0.40, 0.42, 0.90, 0.41]) {
         end_with(
