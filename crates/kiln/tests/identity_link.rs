@@ -131,12 +131,14 @@ fn a_forged_log_chunk_or_end_from_another_connection_changes_nothing() {
         .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .collect();
+    // (The real frame's own memory and CPU over time may be there.)
     assert!(
-        files.iter().all(|e| e.path().extension().unwrap() == "log"),
+        files.iter().all(|e| e.path().extension().unwrap() != "jpg"),
         "the forged end's preview was kept: {files:?}"
     );
     let size = files
         .iter()
+        .filter(|e| e.path().extension().unwrap() == "log")
         .map(|e| e.metadata().unwrap().len())
         .max()
         .unwrap();
