@@ -93,7 +93,7 @@ pub struct FarmHistoryList {
 /// The farm over the last day, a sample every `kiln server
 /// --sample-every` (15 s by default): cores busy by show against each
 /// show's entitlement, frames waiting by reason, hosts by state; the web
-/// UI's charts. Kept in the server's memory: a restart starts afresh.
+/// UI's charts. Kept for a day in the database: a restart keeps them.
 #[utoipa::path(get, path = "/api/v1/farm/history", tag = "farm", params(
         ("since" = Option<i64>, Query, description = "Only samples taken at or after this time (ms since the Unix epoch)"),
     ), responses(

@@ -282,6 +282,8 @@ fn the_openapi_document_is_valid_31_and_real_answers_match_it() {
         ("get", "/api/v1/events"),
         ("get", "/api/v1/autoscale"),
         ("get", "/api/v1/farm/history"),
+        ("get", "/api/v1/frames/{id}/outputs/{n}/thumbnail"),
+        ("get", "/api/v1/frames/{id}/usage"),
         ("get", "/api/v1/webhooks"),
         ("post", "/api/v1/webhooks"),
         ("delete", "/api/v1/webhooks/{id}"),
