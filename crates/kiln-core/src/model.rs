@@ -282,8 +282,8 @@ pub struct Frame {
     /// than its exit status (the attempt's `reason`).
     #[serde(default)]
     pub reason: Option<String>,
-    /// What the last attempt that got as far as checking them found of the
-    /// layer's outputs.
+    /// What its last attempt found of the layer's outputs (checked after a
+    /// clean exit; empty while an attempt runs, or if it did not exit 0).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<crate::output::OutputCheck>,
 }

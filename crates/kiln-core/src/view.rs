@@ -250,9 +250,10 @@ pub struct FrameInfo {
     /// the exit status ("user \"x\" does not exist on host h").
     #[serde(default)]
     pub reason: Option<String>,
-    /// The layer's outputs as the last attempt that checked them found
-    /// them; one with `thumbnail` has a preview at
-    /// `/api/v1/frames/{id}/outputs/{n}/thumbnail`.
+    /// The layer's outputs as its last attempt found them (after a clean
+    /// exit; empty while an attempt runs); one with `thumbnail` has a
+    /// preview at `/api/v1/frames/{id}/outputs/{n}/thumbnail?attempt=`
+    /// (its attempt number is `attempts`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<crate::output::OutputCheck>,
     /// Why the frame looks bad: an output missing, empty, all black or

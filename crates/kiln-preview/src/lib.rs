@@ -15,30 +15,74 @@ use image::{DynamicImage, ImageReader, Limits};
 use kiln_core::link::FoundOutput;
 use kiln_core::output::{OutputCheck, OutputState, BLACK};
 use std::io::{BufReader, Cursor};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 /// The longest side of a thumbnail, in pixels.
 pub const THUMB: u32 = 256;
 /// Files larger than this are not read (a preview is not worth the IO).
 const MAX_FILE: u64 = 2 << 30;
 /// The most memory one decode may take.
-const MAX_ALLOC: u64 = 1 << 30;
+const MAX_ALLOC: u64 = 512 << 20;
 
-/// Checks each output; `path` is as the frame named it, `full` where it is
-/// on this host (relative paths resolved against the frame's directory).
-/// `as_root`: the worker runs as root, so it reads only files every user
-/// may read, never what the frame's user could not.
-pub fn check_all(outputs: &[(String, std::path::PathBuf)], as_root: bool) -> Vec<FoundOutput> {
-    outputs
-        .iter()
-        .map(|(path, full)| check(path, full, as_root))
-        .collect()
+/// Whom to read as: the frame's user, its group and groups.
+pub type Ids = (u32, u32, Vec<u32>);
+
+/// Checks each output as the frame's user would read it (`ids`; `None`:
+/// as this process, which ran the frame as itself), on a thread of its
+/// own whose file-system identity is that user's: a worker running as
+/// root never reads, nor tells the existence of, what the frame's user
+/// could not. `path` is as the frame named it, `full` where it is on this
+/// host (relative paths resolved against the frame's directory).
+pub fn check_all_as(outputs: Vec<(String, PathBuf)>, ids: Option<Ids>) -> Vec<FoundOutput> {
+    let paths: Vec<String> = outputs.iter().map(|(p, _)| p.clone()).collect();
+    let run = std::thread::Builder::new()
+        .name("kiln-preview".into())
+        .spawn(move || {
+            if let Some(ids) = &ids {
+                become_reader(ids)?;
+            }
+            Ok(outputs.iter().map(|(p, full)| check(p, full)).collect())
+        });
+    let found: std::io::Result<Vec<FoundOutput>> = match run {
+        Ok(t) => t
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the preview thread panicked"))),
+        Err(e) => Err(e),
+    };
+    found.unwrap_or_else(|e| {
+        let why = format!("cannot read as the frame's user: {e}");
+        paths
+            .into_iter()
+            .map(|p| unreadable(blank(&p), why.clone()))
+            .collect()
+    })
 }
 
-/// What is found at one output.
-pub fn check(path: &str, full: &Path, as_root: bool) -> FoundOutput {
-    let mut c = OutputCheck {
+/// Takes the frame's user's file-system identity for this thread alone
+/// (the raw system calls act on the calling thread; glibc's wrappers for
+/// groups would change every thread of the worker).
+fn become_reader((uid, gid, groups): &Ids) -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    // SAFETY: plain system calls on this thread's credentials, with a
+    // buffer that outlives the call.
+    unsafe {
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
+            return Err(err());
+        }
+        libc::syscall(libc::SYS_setfsgid, *gid);
+        libc::syscall(libc::SYS_setfsuid, *uid);
+        // setfsuid answers the previous id whatever happens: ask again.
+        if libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32 != *uid {
+            return Err(std::io::Error::other("setfsuid was refused"));
+        }
+    }
+    Ok(())
+}
+
+fn blank(path: &str) -> OutputCheck {
+    OutputCheck {
         path: path.to_string(),
         state: OutputState::Ok,
         size: 0,
@@ -47,22 +91,30 @@ pub fn check(path: &str, full: &Path, as_root: bool) -> FoundOutput {
         brightness: None,
         thumbnail: false,
         detail: None,
-    };
-    let unreadable = |mut c: OutputCheck, why: String| {
-        c.state = OutputState::Unreadable;
-        c.detail = Some(why);
-        FoundOutput {
-            check: c,
-            thumbnail: None,
-        }
-    };
-    // Never blocking on a FIFO; a symbolic link is followed (renders are
-    // often linked into place), and the checks below apply to its target.
-    let file = std::fs::OpenOptions::new()
+    }
+}
+
+fn unreadable(mut c: OutputCheck, why: String) -> FoundOutput {
+    c.state = OutputState::Unreadable;
+    c.detail = Some(why);
+    FoundOutput {
+        check: c,
+        thumbnail: None,
+    }
+}
+
+/// What is found at one output, as this thread may read it.
+pub fn check(path: &str, full: &Path) -> FoundOutput {
+    let mut c = blank(path);
+    // First a handle that opens nothing (O_PATH: a device is not opened, a
+    // FIFO not waited on); only a regular file is then opened for reading,
+    // through that handle, so it is the file just looked at. A symbolic
+    // link is followed (renders are often linked into place).
+    let handle = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_PATH)
         .open(full);
-    let file = match file {
+    let handle = match handle {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             c.state = OutputState::Missing;
@@ -73,18 +125,12 @@ pub fn check(path: &str, full: &Path, as_root: bool) -> FoundOutput {
         }
         Err(e) => return unreadable(c, e.to_string()),
     };
-    let meta = match file.metadata() {
+    let meta = match handle.metadata() {
         Ok(m) => m,
         Err(e) => return unreadable(c, e.to_string()),
     };
     if !meta.is_file() {
         return unreadable(c, "not a regular file".into());
-    }
-    if as_root && meta.mode() & 0o004 == 0 {
-        return unreadable(
-            c,
-            "not readable by every user (a worker running as root previews only such files)".into(),
-        );
     }
     c.size = meta.len();
     if c.size == 0 {
@@ -98,6 +144,14 @@ pub fn check(path: &str, full: &Path, as_root: bool) -> FoundOutput {
         let why = format!("{} bytes is too large to preview", c.size);
         return unreadable(c, why);
     }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => return unreadable(c, e.to_string()),
+    };
     let mut reader = match ImageReader::new(BufReader::new(file)).with_guessed_format() {
         Ok(r) => r,
         Err(e) => return unreadable(c, e.to_string()),
@@ -203,7 +257,7 @@ mod tests {
             write(dir.path(), "a.exr", linear.into(), ImageFormat::OpenExr),
         ];
         for f in &files {
-            let found = check("x", f, false);
+            let found = check("x", f);
             let c = &found.check;
             assert_eq!(c.state, OutputState::Ok, "{f:?}: {:?}", c.detail);
             let b = c.brightness.unwrap();
@@ -231,32 +285,68 @@ mod tests {
         std::fs::write(&empty, b"").unwrap();
         let junk = dir.path().join("j.exr");
         std::fs::write(&junk, b"this is not an image at all").unwrap();
-        let state = |p: &Path| check("x", p, false).check.state;
+        let state = |p: &Path| check("x", p).check.state;
         assert_eq!(state(&dir.path().join("none.png")), OutputState::Missing);
         assert_eq!(state(&empty), OutputState::Empty);
         assert_eq!(state(&black), OutputState::Black);
         assert_eq!(state(&night), OutputState::Ok, "one lit pixel is not black");
-        let j = check("x", &junk, false).check;
+        let j = check("x", &junk).check;
         assert_eq!(j.state, OutputState::Unreadable);
         assert!(j.detail.is_some());
         assert_eq!(state(dir.path()), OutputState::Unreadable, "a directory");
     }
 
     #[test]
-    fn as_root_only_files_every_user_may_read_are_read() {
+    fn read_as_the_frames_user_never_what_it_could_not_read() {
         use std::os::unix::fs::PermissionsExt;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root, as a worker that runs frames as their users");
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "s.png",
-            RgbImage::from_pixel(8, 8, Rgb([200, 0, 0])).into(),
-            ImageFormat::Png,
-        );
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let c = check("x", &p, true).check;
+        let open = dir.path().join("open");
+        let closed = dir.path().join("closed");
+        for d in [&open, &closed] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let img: DynamicImage = RgbImage::from_pixel(8, 8, Rgb([200, 0, 0])).into();
+        let public = write(&open, "a.png", img.clone(), ImageFormat::Png);
+        let private = write(&open, "s.png", img.clone(), ImageFormat::Png);
+        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // World-readable, but in a directory the user cannot search.
+        let hidden = write(&closed, "h.png", img, ImageFormat::Png);
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let list = || {
+            [&public, &private, &hidden, &closed.join("none.png")]
+                .map(|p| ("x".to_string(), p.to_path_buf()))
+                .to_vec()
+        };
+        let nobody = Some((65534, 65534, vec![]));
+        let states: Vec<_> = check_all_as(list(), nobody)
+            .into_iter()
+            .map(|f| f.check.state)
+            .collect();
+        use OutputState::*;
+        // What it cannot search it cannot tell missing from there.
+        assert_eq!(states, [Ok, Unreadable, Unreadable, Unreadable]);
+        let as_self: Vec<_> = check_all_as(list(), None)
+            .into_iter()
+            .map(|f| f.check.state)
+            .collect();
+        assert_eq!(as_self, [Ok, Ok, Ok, Missing]);
+        // The worker's own threads kept their identity.
+        assert!(std::fs::read(&private).is_ok());
+    }
+
+    #[test]
+    fn a_device_is_never_opened() {
+        let c = check("x", Path::new("/dev/null")).check;
         assert_eq!(c.state, OutputState::Unreadable);
-        assert!(c.detail.unwrap().contains("every user"));
-        assert_eq!(check("x", &p, false).check.state, OutputState::Ok);
+        assert_eq!(c.detail.as_deref(), Some("not a regular file"));
     }
 
     #[test]
@@ -265,6 +355,6 @@ mod tests {
         let p = dir.path().join("f.png");
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert_eq!(check("x", &p, false).check.state, OutputState::Unreadable);
+        assert_eq!(check("x", &p).check.state, OutputState::Unreadable);
     }
 }

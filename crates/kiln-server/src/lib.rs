@@ -231,7 +231,9 @@ pub async fn serve(
         webhooks::Webhooks::start(store.clone(), hub.clone(), recorder.clone(), gate.clone())
             .await?;
     let history = Arc::new(history::FarmHistory::new(config.sample_every));
-    history.restore(&*store).await?;
+    if let Err(e) = history.restore(&*store).await {
+        tracing::warn!("the farm's charts start afresh: cannot read their samples: {e}");
+    }
     let api = api::Api {
         webhooks,
         tx: tx.clone(),

@@ -187,6 +187,17 @@ impl WorkerLinkApi for Link {
 /// 121).
 const MAX_USAGE_POINTS: usize = 256;
 
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+fn cap(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
 /// The largest thumbnail kept (a 256-pixel JPEG is some 10 to 30 KB).
 const MAX_THUMBNAIL: usize = 256 << 10;
 
@@ -209,6 +220,10 @@ async fn forward(
         e.outputs.truncate(kiln_core::output::MAX_CHECKED);
         e.usage.truncate(MAX_USAGE_POINTS);
         for o in &mut e.outputs {
+            cap(&mut o.check.path, 1024);
+            if let Some(d) = &mut o.check.detail {
+                cap(d, 256);
+            }
             if o.thumbnail
                 .as_ref()
                 .is_some_and(|t| t.len() > MAX_THUMBNAIL)
@@ -242,7 +257,15 @@ async fn forward(
         WorkerMsg::Ended(e) if !ours(&e.attempt) => {}
         WorkerMsg::Ended(e) => {
             logs.finish(e.attempt, e.log_size).await?;
-            logs.save_extras(e).await?;
+            // Previews and usage are extras: failing to keep them must not
+            // hold up the frame's end (nor stop the server, as a log that
+            // cannot be written does).
+            if let Err(err) = logs.save_extras(e).await {
+                tracing::warn!(attempt = ?e.attempt, "cannot keep a frame's previews or usage: {err}");
+                for o in &mut e.outputs {
+                    o.check.thumbnail = false;
+                }
+            }
         }
         WorkerMsg::Register { .. } | WorkerMsg::Heartbeat { .. } | WorkerMsg::Goodbye => {}
     }

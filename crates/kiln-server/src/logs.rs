@@ -146,7 +146,12 @@ impl LogStore {
                         .expect("log table poisoned")
                         .contains_key(&a)
                 });
-                let old = f.metadata()?.modified()? < before;
+                // A file renamed or pruned meanwhile is no reason to stop.
+                let old = match f.metadata().and_then(|m| m.modified()) {
+                    Ok(t) => t < before,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 if old && !open && attempt.is_some() {
                     match std::fs::remove_file(&path) {
                         Ok(()) => deleted += 1,
@@ -282,14 +287,20 @@ fn read_at(path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
 /// Writes a file whole and synced, or not at all (a crash leaves at most
 /// a `.tmp` beside it, pruned with the attempt's log).
 fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // A name of its own: an end resent on a new connection may be written
+    // at the same time as the first.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{n}.tmp"));
     let mut f = File::create(&tmp)?;
     io::Write::write_all(&mut f, bytes)?;
     f.sync_data()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself, durable before the end that names the file is
+    // committed.
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

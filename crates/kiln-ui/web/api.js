@@ -46,31 +46,34 @@ export async function api(path, { method = 'GET', body, headers: extra = {} } = 
 }
 
 /**
- * An image from the API as an object URL, for an <img>: fetched with the
- * token (an <img src> cannot send it). The most recent few hundred are
- * kept, so a table redrawn on scroll asks for none twice.
+ * Shows an image from the API in `img`: fetched with the token (an <img
+ * src> cannot send it). The most recent few hundred are kept as blobs, so
+ * a table redrawn on scroll asks for none twice; each <img> gets an object
+ * URL of its own, let go once it has drawn.
  */
-const images = new Map(); // path → Promise<object URL>
+const images = new Map(); // path → Promise<Blob>
 const KEEP_IMAGES = 400;
-export function image(path) {
+export function showImage(img, path) {
   let p = images.get(path);
   if (p) {
     images.delete(path); // most recently used last
-    images.set(path, p);
-    return p;
+  } else {
+    p = fetch(`/api/v1${path}`, { headers: headers() }).then(async (r) => {
+      if (!r.ok) throw new ApiError(r.status, `${r.status} ${r.statusText}`);
+      return r.blob();
+    });
+    // A failed one is asked for again next time (only if still this one).
+    p.catch(() => { if (images.get(path) === p) images.delete(path); });
   }
-  p = fetch(`/api/v1${path}`, { headers: headers() }).then(async (r) => {
-    if (!r.ok) throw new ApiError(r.status, `${r.status} ${r.statusText}`);
-    return URL.createObjectURL(await r.blob());
-  });
-  p.catch(() => images.delete(path));
   images.set(path, p);
-  while (images.size > KEEP_IMAGES) {
-    const [oldest, url] = images.entries().next().value;
-    images.delete(oldest);
-    url.then((u) => URL.revokeObjectURL(u), () => {});
-  }
-  return p;
+  while (images.size > KEEP_IMAGES) images.delete(images.keys().next().value);
+  return p.then((blob) => {
+    const url = URL.createObjectURL(blob);
+    const done = () => URL.revokeObjectURL(url);
+    img.addEventListener('load', done, { once: true });
+    img.addEventListener('error', done, { once: true });
+    img.src = url;
+  });
 }
 
 /** `?a=1&b=x`, leaving out empty values. */

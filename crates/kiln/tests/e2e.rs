@@ -305,6 +305,37 @@ fn a_root_worker_runs_frames_as_their_user_and_never_as_root() {
     let log = farm.kiln(&["log", &nobody, "a/1"]);
     assert!(log.contains("65534"), "ran as nobody: {log}");
 
+    // Its outputs are read as it: what it wrote for itself alone (0600) is
+    // previewed; a root-only image it names is not, though the worker
+    // reading them runs as root.
+    use std::os::unix::fs::PermissionsExt;
+    let pics = farm.path("pics");
+    std::fs::create_dir_all(&pics).unwrap();
+    std::fs::set_permissions(farm.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&pics, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let grey = image::RgbImage::from_pixel(16, 16, image::Rgb([90, 90, 90]));
+    for (name, mode) in [("src.png", 0o644), ("secret.png", 0o600)] {
+        grey.save(pics.join(name)).unwrap();
+        std::fs::set_permissions(pics.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let spec = format!(
+        "name: seen\nuser: nobody\nlayers:\n  - name: a\n    command: 'umask 077; cp {src} mine.png'\n    frames: 1\n    outputs: [mine.png, {secret}]\n",
+        src = pics.join("src.png").display(),
+        secret = pics.join("secret.png").display()
+    );
+    let seen = farm.submit("seen", &spec);
+    farm.wait_status(&seen, "FINISHED", Duration::from_secs(20));
+    let f = &farm.frames(&seen)[0];
+    assert_eq!(f["outputs"][0]["state"], "ok", "{f}");
+    assert_eq!(f["outputs"][1]["state"], "unreadable", "{f}");
+    assert!(
+        f["outputs"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ermission denied"),
+        "{f}"
+    );
+
     // Root is refused at submit, before any worker sees it (the worker
     // refuses it too without --allow-root: runner tests).
     let spec = farm.write_spec(

@@ -193,6 +193,7 @@ impl Farm {
         f.exit_status = None;
         f.exit_signal = None;
         f.reason = None;
+        f.outputs.clear();
         f.max_rss_kb = 0;
         f.cpu_ms = 0;
         let attempt = Attempt {

@@ -370,14 +370,23 @@ impl Farm {
             return None;
         }
         let le = self.layers.get(&f.layer)?;
-        let beside = |i: Option<usize>| {
+        // The frames before and after it in the sequence: dispatch order
+        // is number order but for interleaved or listed frame sets, where
+        // a frame beside it in dispatch is not beside it in the shot and
+        // is not compared.
+        let beside = |i: Option<usize>, before: bool| {
             i.and_then(|i| le.frames.get(i))
                 .and_then(|id| self.frames.get(id))
+                .filter(|n| (n.number < f.number) == before && n.number != f.number)
                 .filter(|n| n.state == crate::model::FrameState::Succeeded)
                 .and_then(|n| crate::output::brightness(&n.outputs))
         };
         let i = f.index as usize;
-        crate::output::flag(&f.outputs, beside(i.checked_sub(1)), beside(Some(i + 1)))
+        crate::output::flag(
+            &f.outputs,
+            beside(i.checked_sub(1), true),
+            beside(Some(i + 1), false),
+        )
     }
 
     /// Finds a frame of a job by `layer/number` or by frame id.

@@ -17,6 +17,20 @@ pub enum WorkerEvent {
 /// round the farm for all its retries.
 pub const OWN_FAULT_TRIES: u32 = 2;
 
+/// Whose a failed attempt most likely is, for what it counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// Possibly the host's: it counts towards the host's failure streak.
+    Host,
+    /// The job's own, the same on any host: tried at most
+    /// [`OWN_FAULT_TRIES`] times.
+    Job,
+    /// A bad output (a black or missing image): retried with the layer's
+    /// retries, elsewhere if it can, but never held against the host, where
+    /// a mistyped path or an unlit scene would send every host to repair.
+    Output,
+}
+
 impl Farm {
     /// Handles one worker event. `Register` binds `session` to a host;
     /// other messages from a session that is no longer its host's current
@@ -265,11 +279,14 @@ impl Farm {
         let checks: Vec<_> = ended.outputs.into_iter().map(|o| o.check).collect();
         // A clean exit that left a bad output fails, where its layer asks
         // for that: the frame is retried (elsewhere, as for any failure).
-        let (outcome, reason) = match (outcome, crate::output::problem(&checks)) {
-            (Outcome::Succeeded, Some(p)) if self.fails_bad_outputs(inf.attempt.frame) => {
-                (Outcome::Failed, Some(format!("bad output: {p}")))
-            }
-            (o, _) => (o, reason),
+        let (outcome, reason, blame) = match (outcome, crate::output::problem(&checks)) {
+            (Outcome::Succeeded, Some(p)) if self.fails_bad_outputs(inf.attempt.frame) => (
+                Outcome::Failed,
+                Some(format!("bad output: {p}")),
+                Blame::Output,
+            ),
+            (o, _) if own => (o, reason, Blame::Job),
+            (o, _) => (o, reason, Blame::Host),
         };
         if let Exit::OutOfMemory { rss_kb } = ended.exit {
             let frame = inf.attempt.frame;
@@ -284,7 +301,7 @@ impl Farm {
         attempt.cpu_ms = attempt.cpu_ms.max(ended.cpu_ms);
         attempt.reason = reason;
         attempt.outputs = checks;
-        self.settle_frame(&attempt, own, now);
+        self.settle_frame(&attempt, blame, now);
         self.ended.push(attempt);
     }
 
@@ -327,7 +344,7 @@ impl Farm {
         }
         let mut a = self.finish_attempt(attempt, Outcome::Lost, now);
         a.reason = Some(why.to_string());
-        self.settle_frame(&a, false, now);
+        self.settle_frame(&a, Blame::Host, now);
         self.ended.push(a);
     }
 
@@ -359,7 +376,8 @@ impl Farm {
     /// counts toward the host's verdict; and as it would fail the same
     /// anywhere, the frame is tried at most [`OWN_FAULT_TRIES`] times
     /// however many retries its layer allows.
-    fn settle_frame(&mut self, a: &Attempt, own: bool, now: Millis) {
+    fn settle_frame(&mut self, a: &Attempt, blame: Blame, now: Millis) {
+        let own = blame == Blame::Job;
         let Some(f) = self.frames.get_mut(&a.frame) else {
             return;
         };
@@ -393,7 +411,9 @@ impl Farm {
                     self.mirror.layer_learned(l);
                 }
             }
-            o if o.counts_as_failure() && !own => self.count_host_failure(job, a.host),
+            o if o.counts_as_failure() && blame == Blame::Host => {
+                self.count_host_failure(job, a.host)
+            }
             o if o.counts_as_failure() => {
                 // Not the host's fault, but the same host would most likely
                 // fail it again (a user or a mount missing there): the

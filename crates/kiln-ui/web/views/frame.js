@@ -99,11 +99,14 @@ export function frameView(id) {
     };
 
     const readUsage = async () => {
+      const asked = attempt;
       try {
-        const u = await api(`/frames/${id}/usage${qs({ attempt })}`);
-        fill(usageBox, usageCharts(u));
-        return u;
-      } catch (e) { fill(usageBox, h('p', { class: 'muted' }, `Memory and CPU: ${e.message}`)); return null; }
+        const u = await api(`/frames/${id}/usage${qs({ attempt: asked })}`);
+        // Another attempt was chosen meanwhile: its own read draws it.
+        if (asked === attempt) fill(usageBox, usageCharts(u));
+      } catch (e) {
+        if (asked === attempt) fill(usageBox, h('p', { class: 'muted' }, `Memory and CPU: ${e.message}`));
+      }
     };
 
     const readLog = async () => {

@@ -246,10 +246,11 @@ export function jobView(key) {
     const refreshFrame = (fid) => {
       if (!sheet && !pager.index.has(fid)) return;
       stale.ids.add(fid);
-      stale.timer = stale.timer || setTimeout(async () => {
+      const flush = async () => {
         const ids = [...stale.ids].slice(0, 50);
-        stale.ids.clear();
-        stale.timer = null;
+        ids.forEach((i) => stale.ids.delete(i));
+        // The rest in the next round, a moment later.
+        stale.timer = stale.ids.size ? setTimeout(flush, 300) : null;
         for (const fid of ids) {
           if (sheet) { sheet.update(fid).catch(() => {}); continue; }
           try {
@@ -257,7 +258,8 @@ export function jobView(key) {
             if (pager.patch(fid, { outputs: f.outputs, flag: f.flag, attempts: f.attempts, state: f.state })) frames.refresh();
           } catch (e) { /* gone: the next page read has it */ }
         }
-      }, 300);
+      };
+      stale.timer = stale.timer || setTimeout(flush, 300);
     };
     const reread = async () => {
       try {
@@ -273,8 +275,9 @@ export function jobView(key) {
       }
       dirty = true;
       const state = AFTER[e.kind];
-      // An ended frame has new previews and perhaps a flag: read it again.
-      if (previews && e.frame_id && (e.kind === 'frame.succeeded' || e.kind === 'frame.failed')) refreshFrame(e.frame_id);
+      // An ended frame has new previews and perhaps a flag: read it again
+      // (on the contact sheet, any change to a frame redraws its card).
+      if (e.frame_id && (sheet || (previews && ['frame.succeeded', 'frame.failed', 'frame.dead'].includes(e.kind)))) refreshFrame(e.frame_id);
       if (sheet) return;
       if (state && e.frame_id && pager.patch(e.frame_id, {
         state, ...(e.kind === 'frame.started' ? { host: e.host, started_at: e.at, ended_at: null, ...(e.attempt ? { attempts: e.attempt } : {}) } : {}),

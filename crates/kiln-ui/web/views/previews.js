@@ -3,7 +3,7 @@
 // marked (missing, empty, black or unreadable outputs, flickers).
 
 import { h, fill } from '../dom.js';
-import { api, image, qs } from '../api.js';
+import { api, showImage, qs } from '../api.js';
 import { kib } from '../fmt.js';
 import { stateBadge } from './jobs.js';
 
@@ -20,7 +20,7 @@ export function thumb(f, n = 0, cls = 'thumb') {
     return h('span', { class: `${cls} none`, title: o ? `${o.path}: ${o.state}` : 'no preview yet' }, o ? o.state : '');
   }
   const img = h('img', { class: cls, alt: `${f.layer}/${f.number}: ${o.path}`, title: o.path, decoding: 'async' });
-  image(thumbPath(f, n)).then((u) => { img.src = u; }, () => img.classList.add('broken'));
+  showImage(img, thumbPath(f, n)).catch(() => img.classList.add('broken'));
   return img;
 }
 

@@ -172,6 +172,7 @@ impl Runner {
             memory_limit_kb: meta.memory_limit_kb,
             // Its launch (and so its outputs) went with the earlier run.
             outputs: Vec::new(),
+            reader: None,
         };
         Ok((run, meta))
     }

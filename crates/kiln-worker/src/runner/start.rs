@@ -140,6 +140,19 @@ fn start(job: Job) {
     if let (Some(user), Some(state)) = (&p.identity.switch_to, &tree.shim) {
         inner.remember_account(user, state);
     }
+    // Whom the frame runs as: its outputs are read as that user.
+    let reader = p
+        .identity
+        .switch
+        .as_ref()
+        .map(|(u, g, gs)| (*u, *g, gs.clone()))
+        .or_else(|| {
+            tree.shim
+                .as_deref()
+                .filter(|_| p.identity.switch_to.is_some())
+                .and_then(account::recorded)
+                .map(|(ids, _)| ids)
+        });
     let spawned_at = Instant::now();
     // The child is unreaped, so its pid cannot be reused before the open.
     let pidfd = pidfd_open(tree.pid);
@@ -164,6 +177,7 @@ fn start(job: Job) {
             .iter()
             .map(|o| (o.clone(), p.cwd.join(o)))
             .collect(),
+        reader,
     };
     rt.spawn(supervise(inner, run));
 }

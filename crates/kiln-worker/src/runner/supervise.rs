@@ -42,6 +42,52 @@ pub(super) struct Running {
     pub(super) memory_limit_kb: Option<u64>,
     /// Declared outputs: as named, and where they are on this host.
     pub(super) outputs: Vec<(String, PathBuf)>,
+    /// Whom the outputs are read as (the frame's user, where the worker
+    /// switches to it); `None`: the worker itself, which ran the frame.
+    pub(super) reader: Option<super::account::Ids>,
+}
+
+/// Frames whose outputs are read at once on a host: decoding is CPU and
+/// memory the frames were promised.
+static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// The longest a frame's outputs are looked at (a hung network mount must
+/// not keep its frame running for ever).
+const CHECK_FOR: Duration = Duration::from_secs(120);
+
+/// The outputs as the frame's user would find them, a couple of frames
+/// at a time, given up on (as unreadable) past [`CHECK_FOR`].
+async fn check_outputs(
+    list: Vec<(String, PathBuf)>,
+    reader: Option<super::account::Ids>,
+) -> Vec<kiln_core::link::FoundOutput> {
+    let paths: Vec<String> = list.iter().map(|(p, _)| p.clone()).collect();
+    let checked = tokio::time::timeout(CHECK_FOR, async {
+        let _turn = CHECKS.acquire().await;
+        tokio::task::spawn_blocking(move || kiln_preview::check_all_as(list, reader)).await
+    })
+    .await;
+    match checked {
+        Ok(Ok(found)) => found,
+        _ => paths
+            .into_iter()
+            .map(|path| kiln_core::link::FoundOutput {
+                check: kiln_core::output::OutputCheck {
+                    path,
+                    state: kiln_core::output::OutputState::Unreadable,
+                    size: 0,
+                    width: 0,
+                    height: 0,
+                    brightness: None,
+                    thumbnail: false,
+                    detail: Some(format!(
+                        "not read within {} s (a slow or hung file system?)",
+                        CHECK_FOR.as_secs()
+                    )),
+                },
+                thumbnail: None,
+            })
+            .collect(),
+    }
 }
 
 enum Phase {
@@ -119,10 +165,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, r: Running) {
     // Looked at before its scratch directory goes, and only after a clean
     // exit: a frame that failed is retried whatever it left.
     let outputs = if exit == Exit::Exited(0) && !r.outputs.is_empty() {
-        let (list, as_root) = (r.outputs, unsafe { libc::geteuid() } == 0);
-        tokio::task::spawn_blocking(move || kiln_preview::check_all(&list, as_root))
-            .await
-            .unwrap_or_default()
+        check_outputs(r.outputs, r.reader).await
     } else {
         Vec::new()
     };

@@ -83,6 +83,10 @@ fn an_all_black_output_fails_its_frame_where_the_layer_asks_and_it_is_retried() 
     assert_eq!(f.failures, 1);
     assert_eq!(f.reason.as_deref(), Some("bad output: a.png is all black"));
     assert_eq!(f.outputs[0].state, OutputState::Black);
+    assert!(
+        farm.fail_streaks.is_empty(),
+        "a bad output is not held against its host"
+    );
     // Its second attempt renders properly: it succeeds, and what the
     // frame shows is that attempt's output.
     let l = launches_whole(&mut farm, 3).remove(0);
@@ -165,4 +169,36 @@ fn a_frame_unlike_both_its_neighbours_is_flagged_as_a_flicker() {
     assert!(flags[2].unwrap().starts_with("flicker"), "{flags:?}");
     assert_eq!(flags[3], None, "the last frame has one neighbour");
     assert!(frames[2].outputs[0].thumbnail);
+}
+
+#[test]
+fn frames_beside_in_dispatch_but_not_in_the_shot_are_not_compared() {
+    let mut farm = farm_with_host(8);
+    let job = submit(
+        &mut farm,
+        "name: j\nlayers:\n  - {name: r, command: render, frames: '1,5,2', outputs: [a.exr]}\n",
+        0,
+    );
+    let ls = launches_whole(&mut farm, 1);
+    let mut by_index: Vec<(u32, i64)> = ls
+        .iter()
+        .map(|l| (farm.frames[&l.frame].index, l.number))
+        .collect();
+    by_index.sort();
+    assert_eq!(
+        by_index.iter().map(|x| x.1).collect::<Vec<_>>(),
+        [1, 5, 2],
+        "dispatched in the order listed"
+    );
+    for l in ls {
+        let b = if l.number == 5 { 0.9 } else { 0.4 };
+        end_with(
+            &mut farm,
+            l.attempt,
+            vec![found("a.exr", OutputState::Ok, Some(b))],
+            2,
+        );
+    }
+    let frames = farm.list_frames(&job.to_string(), None, None).unwrap();
+    assert!(frames.iter().all(|f| f.flag.is_none()), "{frames:?}");
 }
