@@ -420,7 +420,7 @@ pub struct UsageQuery {
 
 /// An attempt's memory and CPU over time: while it runs, from its host's
 /// heartbeats (every few seconds); once ended, as its worker sampled it
-/// (every second, thinned to at most 120 points).
+/// (every second, thinned to about 120 points).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FrameUsage {
     /// 1 for the first attempt; 0: the frame has not run.

@@ -237,7 +237,7 @@ pub(crate) async fn log<F: FarmApi>(
 
 /// A frame's memory and CPU over time: of the latest attempt, or of
 /// `attempt`. While it runs, from its host's heartbeats; once ended, as
-/// its worker sampled it each second (thinned to at most 120 points).
+/// its worker sampled it each second (thinned to about 120 points).
 #[utoipa::path(get, path = "/api/v1/frames/{id}/usage", tag = "frames", params(
         ("id" = i64, Path, description = "The frame's id"),
         ("attempt" = Option<u32>, Query, description = "Which attempt (1 = the first); default the latest"),

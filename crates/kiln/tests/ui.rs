@@ -459,6 +459,22 @@ fn rendered_frames_show_previews_and_an_all_black_one_is_flagged() {
         assert!(t.contains("⚑ out/img.0002.png is all black"), "{t}");
         assert!(t.contains("320×180") && t.contains("brightness 0 %"), "{t}");
         b.shot("frame-outputs").await;
+        // A job that waits for this one: the graph shows it, frame by frame
+        // layers dashed, and the job it waits for is a link.
+        farm.submit(
+            "comp",
+            "name: comp\ndepends: [shot]\nlayers:\n  - {name: a, command: 'true', frames: 1-3}\n  - {name: b, command: 'true', frames: 1-3, depends: [{layer: a, per_frame: true}]}\n",
+        );
+        b.goto("/jobs/comp").await;
+        b.el("svg.graph a.job").await;
+        assert_eq!(b.all("svg.graph .edge.per-frame").await.len(), 1);
+        b.shot("job-graph").await;
+        b.el("svg.graph a.job rect").await.click().await.unwrap();
+        let start = std::time::Instant::now();
+        while !b.c.current_url().await.unwrap().as_str().ends_with("/jobs/shot") {
+            assert!(start.elapsed() < Duration::from_secs(5), "the job's node is a link");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let errors = b.errors().await;
         assert!(errors.is_empty(), "{errors:?}");
         b.close().await;

@@ -51,25 +51,36 @@ export function runtime(f) {
   return duration((f.ended_at || Date.now()) - f.started_at);
 }
 
-/** The layers as boxes in columns by depth, with arrows from what each waits for. */
-function graph(layers) {
+/** A dependency as LayerSummary.depends writes it: `sim` or `sim (per frame)`. */
+function depName(x) {
+  const s = typeof x === 'string' ? x : x.layer;
+  return s.replace(/ \(per frame\)$/, '');
+}
+
+/**
+ * The layers as boxes in columns by depth, with arrows from what each waits
+ * for (dashed: frame by frame); the jobs this one waits for come first, as
+ * links, with arrows to the layers that wait for nothing else.
+ */
+function graph(layers, jobs = []) {
   const byName = new Map(layers.map((l) => [l.name, l]));
   const depth = new Map();
   const d = (l, seen = new Set()) => {
     if (depth.has(l.name)) return depth.get(l.name);
     if (seen.has(l.name)) return 0;
     seen.add(l.name);
-    const deps = (l.depends || []).map((x) => byName.get(typeof x === 'string' ? x : x.layer)).filter(Boolean);
+    const deps = (l.depends || []).map((x) => byName.get(depName(x))).filter(Boolean);
     const v = deps.length ? 1 + Math.max(...deps.map((x) => d(x, seen))) : 0;
     depth.set(l.name, v);
     return v;
   };
   layers.forEach((l) => d(l));
-  const cols = [];
-  for (const l of layers) (cols[depth.get(l.name)] ||= []).push(l);
+  const shift = jobs.length ? 1 : 0;
+  const cols = jobs.length ? [jobs.map((j) => ({ job: j }))] : [];
+  for (const l of layers) (cols[depth.get(l.name) + shift] ||= []).push(l);
   const W = 150, H = 34, GX = 60, GY = 14;
   const pos = new Map();
-  cols.forEach((c, x) => c.forEach((l, y) => pos.set(l.name, { x: 10 + x * (W + GX), y: 10 + y * (H + GY) })));
+  cols.forEach((c, x) => c.forEach((l, y) => pos.set(l.job ? `job:${l.job.id}` : l.name, { x: 10 + x * (W + GX), y: 10 + y * (H + GY) })));
   const width = 20 + cols.length * (W + GX) - GX;
   const height = 20 + Math.max(...cols.map((c) => c.length)) * (H + GY) - GY;
   const ns = 'http://www.w3.org/2000/svg';
@@ -79,13 +90,23 @@ function graph(layers) {
     if (text !== undefined) e.textContent = text;
     return e;
   };
-  const svg = el('svg', { class: 'graph', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Layer dependencies' });
+  const svg = el('svg', { class: 'graph', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Layer and job dependencies' });
+  const edge = (from, to, perFrame) => {
+    if (!from || !to) return;
+    svg.append(el('path', { class: `edge${perFrame ? ' per-frame' : ''}`, d: `M${from.x + W},${from.y + H / 2} C${from.x + W + GX / 2},${from.y + H / 2} ${to.x - GX / 2},${to.y + H / 2} ${to.x},${to.y + H / 2}` }));
+  };
   for (const l of layers) {
-    for (const dep of l.depends || []) {
-      const from = pos.get(typeof dep === 'string' ? dep : dep.layer), to = pos.get(l.name);
-      if (!from || !to) continue;
-      svg.append(el('path', { class: 'edge', d: `M${from.x + W},${from.y + H / 2} C${from.x + W + GX / 2},${from.y + H / 2} ${to.x - GX / 2},${to.y + H / 2} ${to.x},${to.y + H / 2}` }));
-    }
+    for (const dep of l.depends || []) edge(pos.get(depName(dep)), pos.get(l.name), /per frame/.test(typeof dep === 'string' ? dep : ''));
+    if (!(l.depends || []).length) jobs.forEach((j) => edge(pos.get(`job:${j.id}`), pos.get(l.name), false));
+  }
+  for (const j of jobs) {
+    const p = pos.get(`job:${j.id}`);
+    const a = el('a', { href: `/jobs/${encodeURIComponent(j.name)}`, 'data-link': '', class: `node job${j.status === 'FINISHED' ? ' done' : j.status === 'FAILED' ? ' dead' : ''}` });
+    a.append(el('rect', { x: p.x, y: p.y, width: W, height: H, rx: 5 }));
+    a.append(el('text', { x: p.x + 8, y: p.y + 14 }, j.name.length > 20 ? `${j.name.slice(0, 19)}…` : j.name));
+    a.append(el('text', { x: p.x + 8, y: p.y + 28, class: 'sub' }, `job · ${j.status.toLowerCase()}`));
+    a.append(el('title', {}, `waits for job ${j.name}`));
+    svg.append(a);
   }
   for (const l of layers) {
     const p = pos.get(l.name);
@@ -169,7 +190,7 @@ export function jobView(key) {
     const drawLayers = () => {
       const t = new VTable();
       t.classList.add('short');
-      fill(layersBox, h('h3', {}, 'Layers'), h('div', { class: 'layers' }, t, h('div', { class: 'graph-box' }, graph(detail.layers))));
+      fill(layersBox, h('h3', {}, 'Layers'), h('div', { class: 'layers' }, t, h('div', { class: 'graph-box' }, graph(detail.layers, upstream))));
       t.show([
         { label: 'Layer', width: 'minmax(8em, 2fr)', render: (l) => h('a', { href: '#', onclick: (e) => { e.preventDefault(); setParam('layer', l.name); } }, l.name) },
         { label: 'Progress', width: 'minmax(6em, 2fr)', render: (l) => progress(l.counts, l.total) },
@@ -231,6 +252,9 @@ export function jobView(key) {
           h('label', {}, 'Host', h('input', { value: filter.host, placeholder: 'any', style: { width: '9em' }, onchange: (e) => setParam('host', e.target.value.trim()) })),
           selBar),
         sheet ? sheet.el : frames));
+    // The jobs this one waits for, for the graph (a few at most, usually).
+    const upstream = (await Promise.all(detail.depends_on_jobs.slice(0, 12).map((d) => api(`/jobs/${d}`)
+      .then((x) => ({ id: x.job.id, name: x.job.name, status: x.job.status }), () => null)))).filter(Boolean);
     drawHead();
     drawLayers();
     if (!sheet) loadFrames();
