@@ -154,7 +154,10 @@ fn a_frozen_worker_leaves_no_frame_running_when_it_is_requeued() {
 #[test]
 fn a_worker_restarted_at_once_adopts_its_running_frame() {
     let mut farm = Farm::start_with(1, 1, "6s");
-    let job = farm.submit("wrapped", &wrapper(&farm));
+    // It declares an output it never writes: the worker that adopted it
+    // still looks, from what the first worker recorded of its launch.
+    let spec = wrapper(&farm) + "    outputs: [never-written.exr]\n";
+    let job = farm.submit("wrapped", &spec);
     wait_ticks(&farm, 3);
     farm.workers[0].kill().unwrap();
     farm.workers[0].wait().unwrap();
@@ -162,6 +165,8 @@ fn a_worker_restarted_at_once_adopts_its_running_frame() {
     ran_once(&farm, &job, "worker SIGKILLed and restarted");
     let f = &farm.frames(&job)[0];
     assert_eq!(f["attempts"], 1, "the frame ran on, once: {f}");
+    assert_eq!(f["outputs"][0]["state"], "missing", "{f}");
+    assert_eq!(f["flag"], "never-written.exr is missing", "{f}");
     assert_eq!(runs(&farm.path("marks")).len(), 1);
     // Its log is whole: every line once, then the footer.
     let log = farm.kiln(&["log", &job, "a/1"]);

@@ -25,6 +25,9 @@ pub(super) struct Meta {
     pub memory_limit_kb: Option<u64>,
     pub scratch: Option<PathBuf>,
     pub gpus: Vec<u32>,
+    /// Its declared outputs, as named and where they are on this host: a
+    /// worker that adopts the frame checks them when it ends.
+    pub outputs: Vec<(String, PathBuf)>,
 }
 
 impl Meta {
@@ -55,7 +58,38 @@ impl Meta {
                 .as_ref()
                 .map_or(String::new(), |s| s.display().to_string()),
         );
-        std::fs::write(state.join("launch"), text)
+        std::fs::write(state.join("launch"), text)?;
+        if self.outputs.is_empty() {
+            return match std::fs::remove_file(state.join("outputs")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        // NUL-separated: a path holds anything else (never a NUL).
+        use std::os::unix::ffi::OsStrExt;
+        let mut list = Vec::new();
+        for (name, full) in &self.outputs {
+            list.extend_from_slice(name.as_bytes());
+            list.push(0);
+            list.extend_from_slice(full.as_os_str().as_bytes());
+            list.push(0);
+        }
+        std::fs::write(state.join("outputs"), list)
+    }
+
+    fn read_outputs(state: &Path) -> Vec<(String, PathBuf)> {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(bytes) = std::fs::read(state.join("outputs")) else {
+            return Vec::new();
+        };
+        let fields: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+        fields
+            .chunks_exact(2)
+            .filter_map(|p| {
+                let name = std::str::from_utf8(p[0]).ok()?.to_owned();
+                Some((name, PathBuf::from(std::ffi::OsStr::from_bytes(p[1]))))
+            })
+            .collect()
     }
 
     fn read(state: &Path) -> Option<Meta> {
@@ -82,6 +116,7 @@ impl Meta {
             memory_limit_kb,
             scratch,
             gpus,
+            outputs: Meta::read_outputs(state),
         })
     }
 }
@@ -170,9 +205,14 @@ impl Runner {
                 .unwrap_or_else(tokio::time::Instant::now),
             timeout: meta.timeout_ms.map(Duration::from_millis),
             memory_limit_kb: meta.memory_limit_kb,
-            // Its launch (and so its outputs) went with the earlier run.
-            outputs: Vec::new(),
-            reader: None,
+            outputs: meta.outputs.clone(),
+            // Read as whom the supervisor switched to, as at its start.
+            reader: self
+                .inner
+                .cfg
+                .switch_user
+                .then(|| super::account::recorded(state).map(|(ids, _)| ids))
+                .flatten(),
         };
         Ok((run, meta))
     }
@@ -242,6 +282,13 @@ mod tests {
                 memory_limit_kb: Some(1 << 20),
                 scratch: Some("/w/frames/7".into()),
                 gpus: vec![0, 3],
+                outputs: vec![
+                    (
+                        "out/a b.0007.exr".into(),
+                        "/w/frames/7/out/a b.0007.exr".into(),
+                    ),
+                    ("/abs/é\tx.png".into(), "/abs/é\tx.png".into()),
+                ],
             },
             Meta {
                 log: "/w/logs/8.log".into(),

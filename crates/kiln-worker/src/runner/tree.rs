@@ -148,6 +148,11 @@ pub(super) fn start(
         memory_limit_kb: l.memory_limit_kb,
         scratch: p.scratch.clone(),
         gpus: p.gpus.clone(),
+        outputs: l
+            .outputs
+            .iter()
+            .map(|o| (o.clone(), p.cwd.join(o)))
+            .collect(),
     };
     // The job's environment goes to the supervisor in a file only the
     // worker's user reads, never in the supervisor's own environment: it runs
