@@ -51,6 +51,14 @@ fn kiln_up_renders_the_sample_job() {
     }
     let apng = std::fs::read(ex.join("out/fractal.apng")).unwrap();
     assert!(apng.windows(4).any(|w| w == b"acTL"), "an animated PNG");
+    // Each rendered frame's preview, kept beside its log for the web UI.
+    let previews = std::fs::read_dir(dir.path().join("data/logs"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".0.jpg"))
+        .count();
+    assert_eq!(previews, 24, "a preview of each rendered frame");
 }
 
 fn frames_json(port: u16, job: &str) -> serde_json::Value {
