@@ -301,7 +301,17 @@ export function jobView(key) {
       const state = AFTER[e.kind];
       // An ended frame has new previews and perhaps a flag: read it again
       // (on the contact sheet, any change to a frame redraws its card).
-      if (e.frame_id && (sheet || (previews && ['frame.succeeded', 'frame.failed', 'frame.dead'].includes(e.kind)))) refreshFrame(e.frame_id);
+      if (e.frame_id && (sheet || (previews && ['frame.succeeded', 'frame.failed', 'frame.dead'].includes(e.kind)))) {
+        refreshFrame(e.frame_id);
+        // A frame that ends may make one beside it a flicker (or not).
+        if (!sheet && e.kind === 'frame.succeeded') {
+          const i = pager.index.get(e.frame_id);
+          for (const j of [i - 1, i + 1]) {
+            const r = i === undefined ? null : pager.row(j);
+            if (r && r.layer === e.layer && r.state === 'SUCCEEDED') refreshFrame(r.id);
+          }
+        }
+      }
       if (sheet) return;
       if (state && e.frame_id && pager.patch(e.frame_id, {
         state, ...(e.kind === 'frame.started' ? { host: e.host, started_at: e.at, ended_at: null, ...(e.attempt ? { attempts: e.attempt } : {}) } : {}),
