@@ -54,7 +54,7 @@ impl LogStore {
     /// Keeps an output's thumbnail, synced: the attempt's end, which says
     /// it exists, is committed after this returns.
     pub fn save_thumbnail(&self, attempt: AttemptId, output: usize, jpeg: &[u8]) -> io::Result<()> {
-        write_whole(&self.thumbnail_path(attempt, output), jpeg)
+        write_whole(&self.thumbnail_path(attempt, output), jpeg, true)
     }
 
     /// `<attempt>.usage.json` beside the attempt's log.
@@ -63,10 +63,13 @@ impl LogStore {
             .with_file_name(format!("{}.usage.json", attempt.0))
     }
 
-    /// Keeps an ended attempt's memory and CPU over time, synced.
+    /// Keeps an ended attempt's memory and CPU over time. Not synced: the
+    /// frame's end waits for it on its link, an fsync per frame end slowed
+    /// a worker's frames by half (bench/targets.sh), and a series lost to a
+    /// power cut only leaves its chart empty (nothing says it exists).
     pub fn save_usage(&self, attempt: AttemptId, samples: &[UsageSample]) -> io::Result<()> {
         let json = serde_json::to_vec(samples).map_err(io::Error::other)?;
-        write_whole(&self.usage_path(attempt), &json)
+        write_whole(&self.usage_path(attempt), &json, false)
     }
 
     /// An ended attempt's memory and CPU over time; empty if its worker
@@ -284,9 +287,11 @@ fn read_at(path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes a file whole and synced, or not at all (a crash leaves at most
-/// a `.tmp` beside it, pruned with the attempt's log).
-fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes a file whole, or not at all (a crash leaves at most a `.tmp`
+/// beside it, pruned with the attempt's log); its data synced if `synced`.
+/// The directory is not synced, as for logs: the file's name is then as
+/// durable as a log's.
+fn write_whole(path: &Path, bytes: &[u8], synced: bool) -> io::Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -296,11 +301,10 @@ fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("{n}.tmp"));
     let mut f = File::create(&tmp)?;
     io::Write::write_all(&mut f, bytes)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, path)?;
-    // The rename itself, durable before the end that names the file is
-    // committed.
-    File::open(dir)?.sync_all()
+    if synced {
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
