@@ -56,6 +56,18 @@ pub struct FoundOutput {
     pub thumbnail: Option<Vec<u8>>,
 }
 
+impl FoundOutput {
+    /// `check` found unreadable, for `why`.
+    pub fn unreadable(mut check: crate::output::OutputCheck, why: String) -> FoundOutput {
+        check.state = crate::output::OutputState::Unreadable;
+        check.detail = Some(why);
+        FoundOutput {
+            check,
+            thumbnail: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerMsg {
     /// First message of every connection: startup and reconnect are one path.

@@ -102,6 +102,20 @@ pub struct OutputCheck {
 }
 
 impl OutputCheck {
+    /// A check of `path` with nothing found yet (state `Ok`, no figures).
+    pub fn new(path: &str) -> OutputCheck {
+        OutputCheck {
+            path: path.to_string(),
+            state: OutputState::Ok,
+            size: 0,
+            width: 0,
+            height: 0,
+            brightness: None,
+            thumbnail: false,
+            detail: None,
+        }
+    }
+
     /// Why this output makes its frame bad, or `None` if it is fine.
     pub fn problem(&self) -> Option<String> {
         let what = match self.state {

@@ -6,10 +6,8 @@
 //! second): run it on the blocking pool. Judging what was found (missing,
 //! black, a flicker) is `kiln_core::output`'s, not this crate's.
 //!
-//! A crate of its own, with no generic in its API, so that the image
-//! decoders' code is instantiated here and laid out together in the binary,
-//! away from the worker's idle loop: interleaved with it, it cost the idle
-//! worker a megabyte of code pages (bench/targets.sh).
+//! A crate of its own, behind one non-generic call, so the worker knows
+//! nothing of image formats (and the image crates stay out of its build).
 
 use image::{DynamicImage, ImageReader, Limits};
 use kiln_core::link::FoundOutput;
@@ -55,7 +53,7 @@ pub fn check_all_as(outputs: Vec<(String, PathBuf)>, ids: Option<Ids>) -> Vec<Fo
         let why = format!("cannot read as the frame's user: {e}");
         paths
             .into_iter()
-            .map(|p| unreadable(blank(&p), why.clone()))
+            .map(|p| FoundOutput::unreadable(OutputCheck::new(&p), why.clone()))
             .collect()
     })
 }
@@ -81,31 +79,9 @@ fn become_reader((uid, gid, groups): &Ids) -> std::io::Result<()> {
     Ok(())
 }
 
-fn blank(path: &str) -> OutputCheck {
-    OutputCheck {
-        path: path.to_string(),
-        state: OutputState::Ok,
-        size: 0,
-        width: 0,
-        height: 0,
-        brightness: None,
-        thumbnail: false,
-        detail: None,
-    }
-}
-
-fn unreadable(mut c: OutputCheck, why: String) -> FoundOutput {
-    c.state = OutputState::Unreadable;
-    c.detail = Some(why);
-    FoundOutput {
-        check: c,
-        thumbnail: None,
-    }
-}
-
 /// What is found at one output, as this thread may read it.
 pub fn check(path: &str, full: &Path) -> FoundOutput {
-    let mut c = blank(path);
+    let mut c = OutputCheck::new(path);
     // First a handle that opens nothing (O_PATH: a device is not opened, a
     // FIFO not waited on); only a regular file is then opened for reading,
     // through that handle, so it is the file just looked at. A symbolic
@@ -123,14 +99,14 @@ pub fn check(path: &str, full: &Path) -> FoundOutput {
                 thumbnail: None,
             };
         }
-        Err(e) => return unreadable(c, e.to_string()),
+        Err(e) => return FoundOutput::unreadable(c, e.to_string()),
     };
     let meta = match handle.metadata() {
         Ok(m) => m,
-        Err(e) => return unreadable(c, e.to_string()),
+        Err(e) => return FoundOutput::unreadable(c, e.to_string()),
     };
     if !meta.is_file() {
-        return unreadable(c, "not a regular file".into());
+        return FoundOutput::unreadable(c, "not a regular file".into());
     }
     c.size = meta.len();
     if c.size == 0 {
@@ -142,7 +118,7 @@ pub fn check(path: &str, full: &Path) -> FoundOutput {
     }
     if c.size > MAX_FILE {
         let why = format!("{} bytes is too large to preview", c.size);
-        return unreadable(c, why);
+        return FoundOutput::unreadable(c, why);
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -150,18 +126,18 @@ pub fn check(path: &str, full: &Path) -> FoundOutput {
         .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
     let file = match file {
         Ok(f) => f,
-        Err(e) => return unreadable(c, e.to_string()),
+        Err(e) => return FoundOutput::unreadable(c, e.to_string()),
     };
     let mut reader = match ImageReader::new(BufReader::new(file)).with_guessed_format() {
         Ok(r) => r,
-        Err(e) => return unreadable(c, e.to_string()),
+        Err(e) => return FoundOutput::unreadable(c, e.to_string()),
     };
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
     let img = match reader.decode() {
         Ok(i) => i,
-        Err(e) => return unreadable(c, e.to_string()),
+        Err(e) => return FoundOutput::unreadable(c, e.to_string()),
     };
     c.width = img.width();
     c.height = img.height();
@@ -300,6 +276,8 @@ mod tests {
     fn read_as_the_frames_user_never_what_it_could_not_read() {
         use std::os::unix::fs::PermissionsExt;
         if unsafe { libc::geteuid() } != 0 {
+            // Under CI every test must run for real.
+            assert!(std::env::var_os("CI").is_none(), "CI must run this as root");
             eprintln!("skipped: needs root, as a worker that runs frames as their users");
             return;
         }

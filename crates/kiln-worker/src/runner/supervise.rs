@@ -66,25 +66,17 @@ async fn check_outputs(
         tokio::task::spawn_blocking(move || kiln_preview::check_all_as(list, reader)).await
     })
     .await;
+    let why = format!(
+        "not read within {} s (a slow or hung file system?)",
+        CHECK_FOR.as_secs()
+    );
     match checked {
         Ok(Ok(found)) => found,
         _ => paths
-            .into_iter()
-            .map(|path| kiln_core::link::FoundOutput {
-                check: kiln_core::output::OutputCheck {
-                    path,
-                    state: kiln_core::output::OutputState::Unreadable,
-                    size: 0,
-                    width: 0,
-                    height: 0,
-                    brightness: None,
-                    thumbnail: false,
-                    detail: Some(format!(
-                        "not read within {} s (a slow or hung file system?)",
-                        CHECK_FOR.as_secs()
-                    )),
-                },
-                thumbnail: None,
+            .iter()
+            .map(|p| {
+                let check = kiln_core::output::OutputCheck::new(p);
+                kiln_core::link::FoundOutput::unreadable(check, why.clone())
             })
             .collect(),
     }
