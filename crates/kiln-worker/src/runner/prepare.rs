@@ -145,13 +145,11 @@ impl Inner {
 
     /// Keeps the account the supervisor in `state` looked up for `user`,
     /// so that the next frames of that user skip the lookup for a while,
-    /// as frames without a supervisor do.
-    pub(super) fn remember_account(&self, user: &str, state: &Path) {
-        let Some((ids, known)) = super::account::recorded(state) else {
-            return;
-        };
+    /// as frames without a supervisor do. Returns the ids it switched to.
+    pub(super) fn remember_account(&self, user: &str, state: &Path) -> Option<super::account::Ids> {
+        let (ids, known) = super::account::recorded(state)?;
         let id = Identity {
-            switch: Some(ids),
+            switch: Some(ids.clone()),
             known: Some(known),
             switch_to: None,
         };
@@ -160,6 +158,7 @@ impl Inner {
         st.users
             .retain(|_, (at, _)| now.duration_since(*at) < USER_CACHE_TTL);
         st.users.insert(user.to_owned(), (now, id));
+        Some(ids)
     }
 
     /// `/dev/null`, opened once, for frames' stdin.

@@ -137,22 +137,11 @@ fn start(job: Job) {
             return end_unstarted(&inner, &l, Some(log_file), p.scratch, exit, started);
         }
     };
-    if let (Some(user), Some(state)) = (&p.identity.switch_to, &tree.shim) {
-        inner.remember_account(user, state);
-    }
     // Whom the frame runs as: its outputs are read as that user.
-    let reader = p
-        .identity
-        .switch
-        .as_ref()
-        .map(|(u, g, gs)| (*u, *g, gs.clone()))
-        .or_else(|| {
-            tree.shim
-                .as_deref()
-                .filter(|_| p.identity.switch_to.is_some())
-                .and_then(account::recorded)
-                .map(|(ids, _)| ids)
-        });
+    let mut reader = p.identity.switch.clone();
+    if let (Some(user), Some(state)) = (&p.identity.switch_to, &tree.shim) {
+        reader = inner.remember_account(user, state);
+    }
     let spawned_at = Instant::now();
     // The child is unreaped, so its pid cannot be reused before the open.
     let pidfd = pidfd_open(tree.pid);
